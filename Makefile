@@ -1,0 +1,37 @@
+# swift-csi: the two commands the README opens with, and the tools behind them.
+SWIFT ?= swift
+PYTHON ?= python3
+
+.PHONY: demo test deps build swift-test py-test generate check-generated fuzz bench clean
+
+## Run the main job on its embedded default.
+demo: deps
+	$(SWIFT) build -c release --product protowire
+	.build/release/protowire demo
+
+## Run every test (installs what it needs first).
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+	$(MAKE) py-test
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	$(SWIFT) build
+
+py-test:
+	@if ls Tests/Interop/test_*.py Tests/E2E/test_*.py >/dev/null 2>&1; then \
+		$(PYTHON) -m pytest -q Tests/Interop Tests/E2E; \
+	else echo "py-test: no Python tests yet"; fi
+
+## Regenerate the committed Swift sources from Sources/CSI/Protos with Debian's protoc.
+generate: deps
+	bash scripts/generate.sh
+
+check-generated: deps
+	bash scripts/generate.sh --check
+
+clean:
+	rm -rf .build .build-*

@@ -1,0 +1,90 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// Settings shared by every Swift target of the package.
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "swift-csi",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "ProtoWire", targets: ["ProtoWire"]),
+        .library(name: "H2", targets: ["H2"]),
+        .library(name: "CSI", targets: ["CSI"]),
+        .executable(name: "csi-lvm-driver", targets: ["csi-lvm-driver"]),
+        .executable(name: "node-driver-registrar", targets: ["node-driver-registrar"]),
+        .executable(name: "protoc-gen-protowire", targets: ["protoc-gen-protowire"]),
+        .executable(name: "protowire", targets: ["protowire"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // C libraries, each behind one thin system-library shim.
+        .systemLibrary(
+            name: "CNGHTTP2",
+            pkgConfig: "libnghttp2",
+            providers: [.apt(["libnghttp2-dev"])]
+        ),
+        .systemLibrary(
+            name: "CLVM2Cmd",
+            providers: [.apt(["liblvm2-dev"])]
+        ),
+
+        // Libraries.
+        .target(name: "ProtoWire", swiftSettings: strict),
+        .target(name: "ProtoWireGenerator", dependencies: ["ProtoWire"], swiftSettings: strict),
+        .target(name: "H2", dependencies: ["CNGHTTP2", "ProtoWire"], swiftSettings: strict),
+        .target(
+            name: "CSI",
+            dependencies: ["ProtoWire", "H2"],
+            exclude: ["Protos"],
+            swiftSettings: strict
+        ),
+        .target(name: "Storage", dependencies: ["CLVM2Cmd"], swiftSettings: strict),
+        .target(name: "Driver", dependencies: ["CSI", "H2", "ProtoWire", "Storage"], swiftSettings: strict),
+
+        // Executables: thin shells over the libraries.
+        .executableTarget(
+            name: "csi-lvm-driver",
+            dependencies: [
+                "Driver", "CSI", "H2", "Storage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "node-driver-registrar",
+            dependencies: [
+                "Driver", "CSI", "H2",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "protoc-gen-protowire",
+            dependencies: ["ProtoWireGenerator", "ProtoWire"],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "protowire",
+            dependencies: ["ProtoWire", "CSI"],
+            swiftSettings: strict
+        ),
+
+        // Tests.
+        .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire", "ProtoWireGenerator", "CSI"], swiftSettings: strict),
+        .testTarget(name: "H2Tests", dependencies: ["H2", "ProtoWire", "CSI"], swiftSettings: strict),
+        .testTarget(name: "CSITests", dependencies: ["CSI", "ProtoWire", "H2"], swiftSettings: strict),
+        .testTarget(name: "StorageTests", dependencies: ["Storage"], swiftSettings: strict),
+        .testTarget(name: "DriverTests", dependencies: ["Driver", "CSI", "H2", "Storage", "ProtoWire"], swiftSettings: strict),
+    ]
+)

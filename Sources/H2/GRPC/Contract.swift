@@ -1,0 +1,344 @@
+// The surface that generated service code (Sources/CSI/Generated) is written against.
+// Names and signatures here are fixed; their implementations live with the rest of H2.
+public import ProtoWire
+
+/// The shape of a gRPC method: how many messages flow each way.
+public enum GRPCMethodKind: Sendable, Hashable {
+    case unary, serverStreaming, clientStreaming, bidirectionalStreaming
+}
+
+/// Identifies one gRPC method, for example `/csi.v1.Node/NodeGetInfo`.
+public struct GRPCMethodDescriptor: Sendable, Hashable, CustomStringConvertible {
+    /// The fully qualified service, for example `csi.v1.Node`.
+    public let service: String
+    /// The method's name, for example `NodeGetInfo`.
+    public let method: String
+    /// How many messages flow each way.
+    public let kind: GRPCMethodKind
+    /// Creates a descriptor.
+    public init(service: String, method: String, kind: GRPCMethodKind) {
+        self.service = service
+        self.method = method
+        self.kind = kind
+    }
+    /// The HTTP/2 `:path`: `/service/method`.
+    public var path: String { "/\(service)/\(method)" }
+    public var description: String { path }
+}
+
+/// A gRPC status code and message: the error a handler throws and a client receives.
+public struct RPCError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The gRPC status code.
+    public var code: Code
+    /// A human-readable message; sent as `grpc-message`.
+    public var message: String
+    /// Response metadata sent with the status (trailers).
+    public var metadata: Metadata
+
+    /// Creates an error with a code and a message.
+    public init(code: Code, message: String, metadata: Metadata = Metadata()) {
+        self.code = code
+        self.message = message
+        self.metadata = metadata
+    }
+
+    public var description: String { "\(code): \(message)" }
+
+    /// A gRPC status code. A struct, so codes can be added without breaking users.
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        /// The numeric value carried in `grpc-status`.
+        public let rawValue: Int
+        /// Wraps a numeric code; values outside 0...16 are kept as they are.
+        public init(rawValue: Int) { self.rawValue = rawValue }
+
+        public static let ok = Code(rawValue: 0)
+        public static let cancelled = Code(rawValue: 1)
+        public static let unknown = Code(rawValue: 2)
+        public static let invalidArgument = Code(rawValue: 3)
+        public static let deadlineExceeded = Code(rawValue: 4)
+        public static let notFound = Code(rawValue: 5)
+        public static let alreadyExists = Code(rawValue: 6)
+        public static let permissionDenied = Code(rawValue: 7)
+        public static let resourceExhausted = Code(rawValue: 8)
+        public static let failedPrecondition = Code(rawValue: 9)
+        public static let aborted = Code(rawValue: 10)
+        public static let outOfRange = Code(rawValue: 11)
+        public static let unimplemented = Code(rawValue: 12)
+        public static let internalError = Code(rawValue: 13)
+        public static let unavailable = Code(rawValue: 14)
+        public static let dataLoss = Code(rawValue: 15)
+        public static let unauthenticated = Code(rawValue: 16)
+
+        private static let names = [
+            "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+            "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+            "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+            "UNAUTHENTICATED",
+        ]
+        /// The canonical upper-case name, for example `NOT_FOUND`.
+        public var description: String {
+            Self.names.indices.contains(rawValue) ? Self.names[rawValue] : "CODE_\(rawValue)"
+        }
+    }
+}
+
+/// Custom metadata: ordered key/value pairs; keys are lower-case, `-bin` keys carry bytes.
+public struct Metadata: Sendable, Hashable, Sequence {
+    /// One metadata value: text, or bytes for keys ending in `-bin`.
+    public enum Value: Sendable, Hashable {
+        case string(String)
+        case binary([UInt8])
+    }
+    private var storage: [(key: String, value: Value)] = []
+
+    /// Empty metadata.
+    public init() {}
+
+    /// Appends a text value under `key` (lower-cased).
+    public mutating func add(_ key: String, _ value: String) {
+        storage.append((key.lowercased(), .string(value)))
+    }
+    /// Appends a binary value under `key`, which must end in `-bin`.
+    public mutating func add(_ key: String, bytes: [UInt8]) {
+        storage.append((key.lowercased(), .binary(bytes)))
+    }
+    /// The first text value stored under `key`.
+    public subscript(key: String) -> String? {
+        let k = key.lowercased()
+        for entry in storage where entry.key == k {
+            if case .string(let s) = entry.value { return s }
+        }
+        return nil
+    }
+    /// Every value stored under `key`, in order.
+    public func values(forKey key: String) -> [Value] {
+        let k = key.lowercased()
+        return storage.filter { $0.key == k }.map(\.value)
+    }
+    /// The number of entries.
+    public var count: Int { storage.count }
+    public func makeIterator() -> IndexingIterator<[(key: String, value: Value)]> {
+        storage.makeIterator()
+    }
+    public static func == (a: Metadata, b: Metadata) -> Bool {
+        a.storage.elementsEqual(b.storage) { $0.key == $1.key && $0.value == $1.value }
+    }
+    public func hash(into hasher: inout Hasher) {
+        for e in storage {
+            hasher.combine(e.key)
+            hasher.combine(e.value)
+        }
+    }
+}
+
+/// The credentials of the process on the other end of a Unix socket (`SO_PEERCRED`).
+public struct PeerCredentials: Sendable, Hashable {
+    public var pid: Int32
+    public var uid: UInt32
+    public var gid: UInt32
+    /// Creates peer credentials.
+    public init(pid: Int32, uid: UInt32, gid: UInt32) {
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+    }
+}
+
+/// What a server handler knows about the call it serves.
+public struct ServerContext: Sendable {
+    /// The method being called.
+    public var method: GRPCMethodDescriptor
+    /// The request's custom metadata (reserved and pseudo headers removed).
+    public var metadata: Metadata
+    /// The caller's credentials, when the connection is a Unix socket.
+    public var peer: PeerCredentials?
+    /// When the call must be finished, from `grpc-timeout`.
+    public var deadline: ContinuousClock.Instant?
+    /// Creates a context.
+    public init(
+        method: GRPCMethodDescriptor, metadata: Metadata = Metadata(),
+        peer: PeerCredentials? = nil, deadline: ContinuousClock.Instant? = nil
+    ) {
+        self.method = method
+        self.metadata = metadata
+        self.peer = peer
+        self.deadline = deadline
+    }
+}
+
+/// Options for one client call.
+public struct CallOptions: Sendable {
+    /// How long the call may take; sent as `grpc-timeout`.
+    public var timeout: Duration?
+    /// Custom metadata sent with the request.
+    public var metadata: Metadata
+    /// Creates options.
+    public init(timeout: Duration? = nil, metadata: Metadata = Metadata()) {
+        self.timeout = timeout
+        self.metadata = metadata
+    }
+}
+
+/// A stream of request messages from a client.
+public struct RequestStream<Message: ProtoMessage>: AsyncSequence, Sendable {
+    public typealias Element = Message
+    public typealias Failure = any Error
+    let base: AsyncThrowingStream<Message, any Error>
+    /// Wraps a stream of messages.
+    public init(_ base: AsyncThrowingStream<Message, any Error>) { self.base = base }
+    public func makeAsyncIterator() -> AsyncThrowingStream<Message, any Error>.AsyncIterator {
+        base.makeAsyncIterator()
+    }
+}
+
+/// Sends response messages on a streaming call.
+public struct ResponseStreamWriter<Message: ProtoMessage>: Sendable {
+    let sink: @Sendable (Message) async throws -> Void
+    /// Creates a writer that hands each message to `sink`.
+    public init(_ sink: @escaping @Sendable (Message) async throws -> Void) { self.sink = sink }
+    /// Sends one message; suspends while the peer is not reading.
+    public func write(_ message: Message) async throws { try await sink(message) }
+}
+
+/// A service that can place its methods in a router; generated service protocols conform.
+public protocol GRPCServiceRegistrable: Sendable {
+    /// Adds every method of the service to `router`.
+    func register(with router: inout GRPCRouter)
+}
+
+/// Maps `/package.Service/Method` paths to handlers.
+public struct GRPCRouter: Sendable {
+    /// A type-erased handler: request messages in, response messages out.
+    package enum Handler: Sendable {
+        case unary(@Sendable (UnsafeRawBufferPointer, ServerContext) async throws -> [UInt8])
+        case streaming(
+            @Sendable (
+                AsyncThrowingStream<[UInt8], any Error>, @escaping @Sendable ([UInt8]) async throws -> Void,
+                ServerContext
+            ) async throws -> Void
+        )
+    }
+    package private(set) var handlers: [String: (GRPCMethodDescriptor, Handler)] = [:]
+
+    /// An empty router.
+    public init() {}
+
+    /// The descriptors of every registered method.
+    public var methods: [GRPCMethodDescriptor] { handlers.values.map(\.0) }
+
+    /// Registers a unary method.
+    public mutating func registerUnary<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: GRPCMethodDescriptor,
+        _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
+    ) {
+        handlers[method.path] = (method, .unary({ bytes, context in
+            let request: Request
+            do { request = try Request(serializedBytes: bytes) } catch {
+                throw RPCError(code: .internalError, message: "cannot decode \(Request.protoMessageName) for \(method.path): \(error)")
+            }
+            return try await handler(request, context).serializedBytes()
+        }))
+    }
+
+    /// Registers a server-streaming method.
+    public mutating func registerServerStreaming<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: GRPCMethodDescriptor,
+        _ handler: @escaping @Sendable (Request, ResponseStreamWriter<Response>, ServerContext) async throws -> Void
+    ) {
+        handlers[method.path] = (method, .streaming({ requests, send, context in
+            var iterator = requests.makeAsyncIterator()
+            guard let first = try await iterator.next() else {
+                throw RPCError(code: .internalError, message: "\(method.path): the client sent no request message")
+            }
+            if try await iterator.next() != nil {
+                throw RPCError(code: .internalError, message: "\(method.path): the client sent more than one request message")
+            }
+            let request = try Self.decode(Request.self, first, method)
+            try await handler(request, ResponseStreamWriter { try await send($0.serializedBytes()) }, context)
+        }))
+    }
+
+    /// Registers a client-streaming method.
+    public mutating func registerClientStreaming<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: GRPCMethodDescriptor,
+        _ handler: @escaping @Sendable (RequestStream<Request>, ServerContext) async throws -> Response
+    ) {
+        handlers[method.path] = (method, .streaming({ requests, send, context in
+            let response = try await handler(Self.decodeStream(requests, Request.self, method), context)
+            try await send(response.serializedBytes())
+        }))
+    }
+
+    /// Registers a bidirectional-streaming method.
+    public mutating func registerBidirectionalStreaming<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: GRPCMethodDescriptor,
+        _ handler: @escaping @Sendable (RequestStream<Request>, ResponseStreamWriter<Response>, ServerContext) async throws -> Void
+    ) {
+        handlers[method.path] = (method, .streaming({ requests, send, context in
+            try await handler(
+                Self.decodeStream(requests, Request.self, method),
+                ResponseStreamWriter { try await send($0.serializedBytes()) }, context)
+        }))
+    }
+
+    /// Adds every method of `service`.
+    public mutating func register(_ service: some GRPCServiceRegistrable) {
+        service.register(with: &self)
+    }
+
+    private static func decode<M: ProtoMessage>(_: M.Type, _ bytes: [UInt8], _ method: GRPCMethodDescriptor) throws -> M {
+        do { return try M(serializedBytes: bytes) } catch {
+            throw RPCError(code: .internalError, message: "cannot decode \(M.protoMessageName) for \(method.path): \(error)")
+        }
+    }
+
+    private static func decodeStream<M: ProtoMessage>(
+        _ raw: AsyncThrowingStream<[UInt8], any Error>, _: M.Type, _ method: GRPCMethodDescriptor
+    ) -> RequestStream<M> {
+        let (stream, continuation) = AsyncThrowingStream<M, any Error>.makeStream()
+        let task = Task {
+            do {
+                for try await bytes in raw { continuation.yield(try decode(M.self, bytes, method)) }
+                continuation.finish()
+            } catch { continuation.finish(throwing: error) }
+        }
+        continuation.onTermination = { _ in task.cancel() }
+        return RequestStream(stream)
+    }
+}
+
+/// A connection to a gRPC server that multiplexes many calls; generated clients wrap it.
+public final class GRPCChannel: Sendable {
+    /// The target: `unix:///path`, a plain path, or `host:port` for TCP.
+    public let target: String
+    /// Creates a channel; it connects on first use.
+    public init(target: String) { self.target = target }
+
+    /// Makes a unary call.
+    public func unary<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: GRPCMethodDescriptor, request: Request, options: CallOptions = CallOptions()
+    ) async throws -> Response {
+        throw RPCError(code: .unimplemented, message: "GRPCChannel.unary: not yet wired to the transport")
+    }
+
+    /// Makes a server-streaming call; the responses arrive as a stream.
+    public func serverStreaming<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: GRPCMethodDescriptor, request: Request, options: CallOptions = CallOptions()
+    ) -> AsyncThrowingStream<Response, any Error> {
+        AsyncThrowingStream { $0.finish(throwing: RPCError(code: .unimplemented, message: "not yet wired")) }
+    }
+
+    /// Makes a client-streaming call.
+    public func clientStreaming<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: GRPCMethodDescriptor, requests: AsyncStream<Request>, options: CallOptions = CallOptions()
+    ) async throws -> Response {
+        throw RPCError(code: .unimplemented, message: "GRPCChannel.clientStreaming: not yet wired to the transport")
+    }
+
+    /// Makes a bidirectional-streaming call.
+    public func bidirectionalStreaming<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: GRPCMethodDescriptor, requests: AsyncStream<Request>, options: CallOptions = CallOptions()
+    ) -> AsyncThrowingStream<Response, any Error> {
+        AsyncThrowingStream { $0.finish(throwing: RPCError(code: .unimplemented, message: "not yet wired")) }
+    }
+}

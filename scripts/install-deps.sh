@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what building and testing swift-csi needs on a fresh Debian machine.
+# Idempotent: packages already present are not fetched again.
+set -euo pipefail
+
+apt_packages=(libnghttp2-dev liblvm2-dev lvm2 protobuf-compiler libprotobuf-dev e2fsprogs xfsprogs
+              nghttp2-client util-linux pkg-config)
+pip_packages=(grpcio grpcio-tools protobuf h2 pytest)
+
+missing=()
+for p in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-deps: apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+pip_missing=()
+for p in "${pip_packages[@]}"; do
+    python3 -m pip show -q "$p" >/dev/null 2>&1 || pip_missing+=("$p")
+done
+if [ ${#pip_missing[@]} -gt 0 ]; then
+    echo "install-deps: pip install ${pip_missing[*]}"
+    python3 -m pip install -q "${pip_missing[@]}"
+fi
