@@ -18,7 +18,6 @@ ALPHA = 1060
 
 
 def _compile(tmp_path_factory, include: pathlib.Path, name: str) -> descriptor_pb2.FileDescriptorProto:
-    from grpc_tools import protoc  # noqa: F401  (fails early with a clear message if missing)
     import grpc_tools
 
     out = tmp_path_factory.mktemp("desc") / (name + ".pb")
