@@ -40,7 +40,7 @@ let package = Package(
         // Libraries.
         .target(name: "ProtoWire", swiftSettings: strict),
         .target(name: "ProtoWireGenerator", dependencies: ["ProtoWire"], swiftSettings: strict),
-        .target(name: "H2", dependencies: ["CNGHTTP2", "ProtoWire"], swiftSettings: strict),
+        .target(name: "H2", dependencies: ["CNGHTTP2", "ProtoWire"], exclude: ["Protos"], swiftSettings: strict),
         .target(
             name: "CSI",
             dependencies: ["ProtoWire", "H2"],
