@@ -209,6 +209,17 @@ public struct ProtoWriter {
     }
 }
 
+extension ProtoWriter {
+    /// Writes the entries of a map with `bool` keys: `false` first on the wire, then `true`.
+    @inlinable
+    public mutating func writeMapEntries<Value>(
+        _ map: [Bool: Value], _ writeEntry: (inout ProtoWriter, Bool, Value) -> Void
+    ) {
+        if let value = map[true] { writeEntry(&self, true, value) }
+        if let value = map[false] { writeEntry(&self, false, value) }
+    }
+}
+
 /// Size helpers for generated `protoEncodedSize` implementations.
 public enum ProtoSize {
     /// The size of a length-delimited value whose body is `count` bytes, prefix included.

@@ -161,13 +161,15 @@ public struct Generator {
                 message, fullName: protoPrefix + "." + message.name, path: [4, Int32(index)], comments: comments,
                 syntax: file.syntax, into: &out)
         }
-        for (index, service) in file.service.enumerated() {
-            out.line()
-            try generateService(service, package: file.package, path: [6, Int32(index)], comments: comments, into: &out)
-        }
         if namespace != nil {
             out.indent -= 1
             out.line("}")
+        }
+        for (index, service) in file.service.enumerated() {
+            out.line()
+            try generateService(
+                service, package: file.package, namespace: namespace, path: [6, Int32(index)], comments: comments,
+                into: &out)
         }
         return out.text
     }
@@ -232,10 +234,16 @@ public struct Generator {
     // MARK: Services
 
     func generateService(
-        _ service: ServiceDescriptor, package: String, path: [Int32], comments: CommentIndex, into out: inout SwiftWriter
+        _ service: ServiceDescriptor, package: String, namespace: String?, path: [Int32], comments: CommentIndex,
+        into out: inout SwiftWriter
     ) throws(GeneratorError) {
         let fullService = package.isEmpty ? service.name : package + "." + service.name
         let base = Naming.typeName(service.name, isEnum: false)
+        let qualifier = namespace.map { $0 + "." } ?? ""
+        if let namespace {
+            out.line("extension \(namespace) {")
+            out.indent += 1
+        }
         struct M {
             var name: String
             var function: String
@@ -274,7 +282,7 @@ public struct Generator {
         out.line("}")
         out.line()
 
-        out.doc((serviceComment.map { $0 + "\n\n" } ?? "") + "The server side of `\(fullService)`: implement the methods, then register the service with a `GRPCRouter`.")
+        out.doc([serviceComment, "The server side of `\(fullService)`: implement the methods, then register the service with a `GRPCRouter`."])
         out.line("public protocol \(base)Service: GRPCServiceRegistrable {")
         out.indent += 1
         for m in methods {
@@ -293,34 +301,6 @@ public struct Generator {
         out.indent -= 1
         out.line("}")
         out.line()
-        out.line("extension \(base)Service {")
-        out.indent += 1
-        out.line("/// Registers every method of `\(fullService)` with `router`.")
-        out.line("public func register(with router: inout GRPCRouter) {")
-        out.indent += 1
-        for m in methods {
-            switch m.kind {
-            case "unary":
-                out.line("router.registerUnary(\(base)Methods.\(m.function)) { (request: \(m.input), context: ServerContext) async throws -> \(m.output) in")
-                out.line("    try await self.\(m.function)(request, context: context)")
-            case "serverStreaming":
-                out.line("router.registerServerStreaming(\(base)Methods.\(m.function)) { (request: \(m.input), responses: ResponseStreamWriter<\(m.output)>, context: ServerContext) async throws in")
-                out.line("    try await self.\(m.function)(request, responses: responses, context: context)")
-            case "clientStreaming":
-                out.line("router.registerClientStreaming(\(base)Methods.\(m.function)) { (requests: RequestStream<\(m.input)>, context: ServerContext) async throws -> \(m.output) in")
-                out.line("    try await self.\(m.function)(requests, context: context)")
-            default:
-                out.line("router.registerBidirectionalStreaming(\(base)Methods.\(m.function)) { (requests: RequestStream<\(m.input)>, responses: ResponseStreamWriter<\(m.output)>, context: ServerContext) async throws in")
-                out.line("    try await self.\(m.function)(requests, responses: responses, context: context)")
-            }
-            out.line("}")
-        }
-        out.indent -= 1
-        out.line("}")
-        out.indent -= 1
-        out.line("}")
-        out.line()
-
         out.doc("A client for `\(fullService)` over a `GRPCChannel`.")
         out.line("public struct \(base)Client: Sendable {")
         out.indent += 1
@@ -349,6 +329,38 @@ public struct Generator {
         }
         out.indent -= 1
         out.line("}")
+        if namespace != nil {
+            out.indent -= 1
+            out.line("}")
+        }
+        out.line()
+        out.line("extension \(qualifier)\(base)Service {")
+        out.indent += 1
+        out.line("/// Registers every method of `\(fullService)` with `router`.")
+        out.line("public func register(with router: inout GRPCRouter) {")
+        out.indent += 1
+        for m in methods {
+            switch m.kind {
+            case "unary":
+                out.line("router.registerUnary(\(qualifier)\(base)Methods.\(m.function)) { (request: \(m.input), context: ServerContext) async throws -> \(m.output) in")
+                out.line("    try await self.\(m.function)(request, context: context)")
+            case "serverStreaming":
+                out.line("router.registerServerStreaming(\(qualifier)\(base)Methods.\(m.function)) { (request: \(m.input), responses: ResponseStreamWriter<\(m.output)>, context: ServerContext) async throws in")
+                out.line("    try await self.\(m.function)(request, responses: responses, context: context)")
+            case "clientStreaming":
+                out.line("router.registerClientStreaming(\(qualifier)\(base)Methods.\(m.function)) { (requests: RequestStream<\(m.input)>, context: ServerContext) async throws -> \(m.output) in")
+                out.line("    try await self.\(m.function)(requests, context: context)")
+            default:
+                out.line("router.registerBidirectionalStreaming(\(qualifier)\(base)Methods.\(m.function)) { (requests: RequestStream<\(m.input)>, responses: ResponseStreamWriter<\(m.output)>, context: ServerContext) async throws in")
+                out.line("    try await self.\(m.function)(requests, responses: responses, context: context)")
+            }
+            out.line("}")
+        }
+        out.indent -= 1
+        out.line("}")
+        out.indent -= 1
+        out.line("}")
+
     }
 }
 
@@ -383,18 +395,28 @@ struct SwiftWriter {
     }
 
     /// Writes a `///` doc comment from proto comment text.
-    mutating func doc(_ comment: String) {
-        var lines = comment.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
-            var l = String(line)
-            while l.last == " " || l.last == "\t" { l.removeLast() }
-            return l
+    mutating func doc(_ comment: String) { doc([comment]) }
+
+    /// Writes a `///` doc comment from several paragraphs (nil ones skipped), separated by blank lines.
+    mutating func doc(_ paragraphs: [String?]) {
+        var all: [String] = []
+        for paragraph in paragraphs {
+            guard let paragraph else { continue }
+            var lines = paragraph.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+                var l = String(line)
+                while l.last == " " || l.last == "\t" { l.removeLast() }
+                return l
+            }
+            while lines.first?.isEmpty == true { lines.removeFirst() }
+            while lines.last?.isEmpty == true { lines.removeLast() }
+            if lines.isEmpty { continue }
+            // Strip the single space protoc keeps after `//`.
+            if lines.allSatisfy({ $0.isEmpty || $0.hasPrefix(" ") }) {
+                lines = lines.map { $0.isEmpty ? $0 : String($0.dropFirst()) }
+            }
+            if !all.isEmpty { all.append("") }
+            all += lines
         }
-        while lines.first?.isEmpty == true { lines.removeFirst() }
-        while lines.last?.isEmpty == true { lines.removeLast() }
-        // Strip the common leading single space protoc keeps after `//`.
-        if lines.allSatisfy({ $0.isEmpty || $0.hasPrefix(" ") }) {
-            lines = lines.map { $0.isEmpty ? $0 : String($0.dropFirst()) }
-        }
-        for l in lines { line(l.isEmpty ? "///" : "/// " + l) }
+        for l in all { line(l.isEmpty ? "///" : "/// " + l) }
     }
 }

@@ -80,6 +80,7 @@ struct ValuePlan {
         switch k {
         case .double, .fixed64, .sfixed64: return 8
         case .float, .fixed32, .sfixed32: return 4
+        case .bool: return 1
         default: return nil
         }
     }
@@ -291,12 +292,12 @@ extension Generator {
         // Storage.
         for plan in plans {
             if case .oneof = plan.shape { continue }
-            out.doc((plan.comment.map { $0 + "\n\n" } ?? "") + "Field \(plan.number) `\(plan.proto.name)`\(plan.proto.isSecret ? " (secret)" : "").")
+            out.doc([plan.comment, "Field \(plan.number) `\(plan.proto.name)`\(plan.proto.isSecret ? " (secret)" : "")."])
             out.line("public var \(plan.name): \(plan.storageType) = \(plan.storageDefault)")
         }
         for index in realOneofs.sorted() {
             let members = plans.filter { if case .oneof(index) = $0.shape { true } else { false } }
-            out.doc((comments[path + [8, Int32(index)]].map { $0 + "\n\n" } ?? "") + "The oneof `\(message.oneofDecl[index])`: at most one of \(members.map { "`\($0.plainName)`" }.joined(separator: ", ")).")
+            out.doc([comments[path + [8, Int32(index)]], "The oneof `\(message.oneofDecl[index])`: at most one of \(members.map { "`\($0.plainName)`" }.joined(separator: ", "))."])
             out.line("public var \(Naming.escape(oneofPropertyNames[index]!)): \(oneofTypeNames[index]!)? = nil")
         }
         out.line("/// Fields this version does not know, kept as raw bytes and re-emitted unchanged.")
@@ -307,7 +308,7 @@ extension Generator {
         for plan in plans {
             guard case .oneof(let index) = plan.shape else { continue }
             let prop = Naming.escape(oneofPropertyNames[index]!)
-            out.doc((plan.comment.map { $0 + "\n\n" } ?? "") + "Field \(plan.number) `\(plan.proto.name)` of the oneof `\(message.oneofDecl[index])`: the value when that case is set; setting it selects the case (nil clears the oneof).")
+            out.doc([plan.comment, "Field \(plan.number) `\(plan.proto.name)` of the oneof `\(message.oneofDecl[index])`: the value when that case is set; setting it selects the case (nil clears the oneof)."])
             out.line("public var \(plan.name): \(plan.value.swiftType)? {")
             out.line("    get { if case .\(plan.name)(let value)? = self.\(prop) { value } else { nil } }")
             out.line("    set { self.\(prop) = newValue.map { .\(plan.name)($0) } }")
@@ -409,7 +410,7 @@ extension Generator {
             out.line("public enum \(oneofTypeNames[index]!): Hashable, Sendable, CustomStringConvertible {")
             out.indent += 1
             for m in members {
-                out.doc((m.comment.map { $0 + "\n\n" } ?? "") + "Field \(m.number) `\(m.proto.name)`.")
+                out.doc([m.comment, "Field \(m.number) `\(m.proto.name)`."])
                 out.line("case \(m.name)(\(m.value.swiftType))")
             }
             out.line()
@@ -450,6 +451,12 @@ extension Generator {
         out.line("/// The exact encoded size; nested messages are sized once, bottom-up.")
         out.line("public var protoEncodedSize: Int {")
         out.indent += 1
+        if plans.isEmpty {
+            out.line("self.unknownFields.bytes.count")
+            out.indent -= 1
+            out.line("}")
+            return
+        }
         out.line("var size = self.unknownFields.bytes.count")
         var sizedOneofs = Set<Int>()
         for plan in plans {
@@ -481,8 +488,12 @@ extension Generator {
             case .map(let key, let value):
                 let keyTagSize = sizeOfVarint(UInt64(1 << 3 | key.wireType))
                 let valueTagSize = sizeOfVarint(UInt64(2 << 3 | value.wireType))
-                out.line("for (key, value) in \(ref) {")
-                out.line("    size &+= \(tagSize) &+ ProtoSize.lengthDelimited(\(keyTagSize + valueTagSize) &+ \(key.size("key")) &+ \(value.size("value")))")
+                let keySize = key.size("key")
+                let valueSize = value.size("value")
+                let keyName = keySize.contains("key") ? "key" : "_"
+                let valueName = valueSize.contains("value") ? "value" : "_"
+                out.line("for (\(keyName), \(valueName)) in \(ref) {")
+                out.line("    size &+= \(tagSize) &+ ProtoSize.lengthDelimited(\(keyTagSize + valueTagSize) &+ \(keySize) &+ \(valueSize))")
                 out.line("}")
             case .oneof(let index):
                 guard sizedOneofs.insert(index).inserted else { continue }
