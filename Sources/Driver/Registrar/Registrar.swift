@@ -66,6 +66,11 @@ public final class Registrar: Sendable {
     // MARK: - Start
 
     private func register() async throws {
+        if let endpoint = configuration.healthEndpoint {
+            let health = try HealthServer(endpoint: endpoint) { await self.health() }
+            live.withLock { $0.health = health }
+            logger.info("health check served at http://\(endpoint)/healthz (port \(health.port))")
+        }
         let driver = DriverClient(socketPath: configuration.driverSocket, timeout: configuration.callTimeout)
         logger.info("Attempting to open a gRPC connection with: \(configuration.driverSocket)")
         let info = try await DriverWatcher(socketPath: configuration.driverSocket, logger: logger)
@@ -87,12 +92,7 @@ public final class Registrar: Sendable {
         if let directory = configuration.registryLinkDirectory {
             let link = RegistryLink(directory: directory, target: socketPath)
             live.withLock { $0.link = link }
-            try placeLink(link)
-        }
-        if let endpoint = configuration.healthEndpoint {
-            let health = try HealthServer(endpoint: endpoint) { await self.health() }
-            live.withLock { $0.health = health }
-            logger.info("health check served at http://\(endpoint)/healthz (port \(health.port))")
+            try placeLink(link, fresh: true)
         }
     }
 
@@ -140,7 +140,10 @@ public final class Registrar: Sendable {
         logger.info("Registration Server started at: \(socketPath)")
     }
 
-    private func placeLink(_ link: RegistryLink) throws(RegistrarError) {
+    /// Places the link; one already in place is made again, so the kubelet's watcher sees a new entry
+    /// for the new socket (it does not look behind a link that did not change).
+    private func placeLink(_ link: RegistryLink, fresh: Bool = false) throws(RegistrarError) {
+        if fresh && link.isPlaced { _ = link.remove() }
         switch try link.place() {
         case .created: logger.info("linked \(link.path) -> \(link.target) for the kubelet's plugin watcher")
         case .alreadyPresent: logger.info("link \(link.path) -> \(link.target) already in place")
@@ -157,6 +160,11 @@ public final class Registrar: Sendable {
         var socketSince = clock.now
         var driverIdentity = PathInspection.identity(of: configuration.driverSocket)
         let driver = DriverClient(socketPath: configuration.driverSocket, timeout: configuration.callTimeout)
+        // Recreations because the kubelet refused: 0.5 s doubling to 30 s, so a kubelet that keeps
+        // refusing is not hammered; reset once it registers the driver.
+        var refusals = 0
+        var refusedRetryAt: ContinuousClock.Instant?
+        var refusedReason = ""
         while true {
             try Task.checkCancellation()
             let watch = try? DirectoryWatch(directory: configuration.registrationDirectory)
@@ -166,10 +174,21 @@ public final class Registrar: Sendable {
             let actions = live.withLock { l in defer { l.pendingActions = [] }; return l.pendingActions }
             var recreateReason: String?
             for case .recreateSocket(let reason) in actions {
-                recreateReason = "the kubelet reported the registration failed (\(reason))"
+                refusals += 1
+                let delay = Duration.milliseconds(min(30_000, 500 << min(refusals - 1, 6)))
+                refusedRetryAt = clock.now + delay
+                refusedReason = reason
+                logger.warning("the kubelet reported the registration of \"\(state.announcement.name)\" failed: \(reason); recreating \(socketPath) in \(DriverWatcher.seconds(delay))")
+            }
+            if state.acknowledgement == .registered { refusals = 0 }
+            if let at = refusedRetryAt, clock.now >= at {
+                refusedRetryAt = nil
+                recreateReason = "the kubelet refused the registration (\(refusedReason))"
             }
             // 2. No word from the kubelet in time.
-            if recreateReason == nil, state.acknowledgement == .pending, clock.now - socketSince >= configuration.registrationAckTimeout {
+            if recreateReason == nil, refusedRetryAt == nil, state.acknowledgement == .pending,
+                clock.now - socketSince >= configuration.registrationAckTimeout
+            {
                 recreateReason = "the kubelet has not called NotifyRegistrationStatus within \(DriverWatcher.seconds(configuration.registrationAckTimeout)) (--registration-ack-timeout); is \(configuration.registryLinkDirectory ?? configuration.registrationDirectory) the kubelet's plugins_registry?"
             }
             // 3. Someone removed or replaced the socket.
@@ -211,15 +230,19 @@ public final class Registrar: Sendable {
         }
     }
 
+    /// Removes the socket (and the link, which the kubelet watches instead) and makes both again: the
+    /// kubelet sees the entry go (deregistration) and come back (a new registration attempt).
     private func recreate(_ socketPath: String, state: RegistrationState) async {
-        let (endpoint, identity) = live.withLock { l in
+        let (endpoint, identity, link) = live.withLock { l in
             defer { l.endpoint = nil }
-            return (l.endpoint, l.socketIdentity)
+            return (l.endpoint, l.socketIdentity, l.link)
         }
+        if let link { _ = link.remove() }
         await endpoint?.stop()
         if let identity, PathInspection.identity(of: socketPath) == identity { try? PathInspection.remove(socketPath) }
         do {
             try await openSocket(socketPath, state: state)
+            if let link { try placeLink(link) }
         } catch {
             logger.error("cannot recreate registration socket \(socketPath): \(error)")
             live.withLock { $0.conflict = "cannot recreate registration socket \(socketPath): \(error)" }
