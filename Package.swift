@@ -81,7 +81,7 @@ let package = Package(
         ),
 
         // Tests.
-        .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire", "ProtoWireGenerator", "CSI"], swiftSettings: strict),
+        .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire", "ProtoWireGenerator", "CSI", "H2"], exclude: ["Protos"], swiftSettings: strict),
         .testTarget(name: "H2Tests", dependencies: ["H2", "ProtoWire", "CSI"], swiftSettings: strict),
         .testTarget(name: "CSITests", dependencies: ["CSI", "ProtoWire", "H2"], swiftSettings: strict),
         .testTarget(name: "StorageTests", dependencies: ["Storage"], swiftSettings: strict),

@@ -311,7 +311,7 @@ class NodeInfoFiles:
     * ``events.jsonl``: one JSON object per registration step, for tests and operators.
     """
 
-    def __init__(self, state_dir: pathlib.Path, node_name: str):
+    def __init__(self, state_dir: pathlib.Path, node_name: str, labels: Optional[dict[str, str]] = None):
         self.dir = state_dir
         self.node_name = node_name
         self._lock = threading.Lock()
@@ -319,7 +319,7 @@ class NodeInfoFiles:
         self.csinode = {"apiVersion": "storage.k8s.io/v1", "kind": "CSINode",
                         "metadata": {"name": node_name}, "spec": {"drivers": []}}
         self.node = {"apiVersion": "v1", "kind": "Node",
-                     "metadata": {"name": node_name, "annotations": {}, "labels": {}}}
+                     "metadata": {"name": node_name, "annotations": {}, "labels": dict(labels or {})}}
         self._flush()
         (self.dir / "events.jsonl").write_text("")
 
@@ -355,6 +355,13 @@ class NodeInfoFiles:
         if node_id == "":
             raise ValueError("error adding CSI driver node info: driverNodeID must not be empty")
         with self._lock:
+            labels = self.node["metadata"]["labels"]
+            for k, v in segments.items():
+                if k in labels and labels[k] != v:
+                    # Topology labels never change once written.
+                    raise ValueError("error updating Node object with CSI driver node info: detected topology "
+                                     f"value collision: driver reported {json.dumps(k)}:{json.dumps(v)} but "
+                                     f"existing label is {json.dumps(k)}:{json.dumps(labels[k])}")
             ann = self.node["metadata"]["annotations"]
             ids = json.loads(ann.get(NODE_ID_ANNOTATION, "{}"))
             ids[driver] = node_id
@@ -466,6 +473,7 @@ class KubeletSim:
     def __init__(self, registry_dir, state_dir, *, node_name: Optional[str] = None,
                  reject=(), loop_period: float = 1.0, poll: bool = False, poll_interval: float = 0.1,
                  monitor: bool = False, monitor_interval: float = 10.0, monitor_failures: int = 2,
+                 node_labels: Optional[dict[str, str]] = None,
                  dial_timeout: float = DIAL_TIMEOUT, csi_timeout: float = CSI_TIMEOUT,
                  backoff_initial: float = BACKOFF_INITIAL, backoff_max: float = BACKOFF_MAX,
                  verbosity: int = 0, log_stream=None):
@@ -485,7 +493,7 @@ class KubeletSim:
         self.backoff_max = backoff_max
         self.log = Logger(verbosity, stream=log_stream)
         self.stubs = load_stubs()
-        self.nodeinfo = NodeInfoFiles(self.state_dir, self.node_name)
+        self.nodeinfo = NodeInfoFiles(self.state_dir, self.node_name, node_labels)
         self.handlers = {CSI_PLUGIN_TYPE: CSIHandler(self)}
         self.notifications: list[tuple[str, bool, str]] = []  # (socket, registered, error)
 
@@ -867,6 +875,8 @@ def main(argv=None) -> int:
     ap.add_argument("--node-name", default=None, help="Node / CSINode name (default: host name)")
     ap.add_argument("--reject", action="append", default=[], metavar="NAME",
                     help="fail validation of this driver name, as a kubelet refusing it would (repeatable)")
+    ap.add_argument("--node-label", action="append", default=[], metavar="KEY=VALUE",
+                    help="a label the Node already has (a different topology value then collides; repeatable)")
     ap.add_argument("--poll", action="store_true", help="scan the directory instead of using inotify")
     ap.add_argument("--poll-interval", type=float, default=0.1)
     ap.add_argument("--loop-period", type=float, default=1.0, help="reconciler period in seconds (kubelet: 1)")
@@ -876,7 +886,14 @@ def main(argv=None) -> int:
     ap.add_argument("-v", "--verbosity", type=int, default=0, help="klog-style verbosity")
     args = ap.parse_args(argv)
 
+    labels = {}
+    for item in args.node_label:
+        if "=" not in item:
+            ap.error(f"--node-label expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        labels[k] = v
     sim = KubeletSim(args.registry_dir, args.state_dir, node_name=args.node_name, reject=args.reject,
+                     node_labels=labels,
                      loop_period=args.loop_period, poll=args.poll, poll_interval=args.poll_interval,
                      monitor=args.connection_monitor, monitor_interval=args.monitor_interval,
                      verbosity=args.verbosity)

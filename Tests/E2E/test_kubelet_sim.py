@@ -299,6 +299,17 @@ def test_dot_files_and_non_sockets_are_ignored(world):
     assert sim.desired() == {}
 
 
+def test_topology_label_collision_fails_registration(world):
+    _, csi_sock = world.node(segments={"topology.lvm.csi.swift-csi.io/node": "node0"})
+    reg, _, _ = world.registrar(csi_sock)
+    sim = world.sim(node_labels={"topology.lvm.csi.swift-csi.io/node": "old-name"})
+    status = reg.wait_status(1)
+    assert status[0][0] is False
+    assert 'detected topology value collision: driver reported "topology.lvm.csi.swift-csi.io/node":"node0" ' \
+           'but existing label is "topology.lvm.csi.swift-csi.io/node":"old-name"' in status[0][1]
+    assert sim.node_ids() == {} and sim.node_labels() == {"topology.lvm.csi.swift-csi.io/node": "old-name"}
+
+
 def test_two_drivers_share_the_annotation(world):
     _, a_sock = world.node(path=world.plugins / "a.sock", node_id="node0")
     _, b_sock = world.node(path=world.plugins / "b.sock", node_id="i-123")
