@@ -166,4 +166,20 @@ struct EmptyStore: VolumeStore {
         #expect(sink.text.contains("secrets=2"))
         #expect(sink.text.contains("pvc-1"))
     }
+
+    @Test func mountFlagsNeverReachTheLog() async {
+        let sink = MemoryLogSink()
+        var capability = Self.capability(.singleNodeWriter, fsType: "ext4")
+        var mount = VolumeCapability.MountVolume()
+        mount.fsType = "ext4"
+        mount.mountFlags = ["noatime", "cred=hunter2-flag"]
+        capability.accessType = .mount(mount)
+        var request = CreateVolumeRequest()
+        request.name = "pvc-flags"
+        request.volumeCapabilities = [capability]
+        _ = try? await Self.controller(sink).createVolume(request, context: Self.context("CreateVolume"))
+        #expect(sink.text.contains("pvc-flags"))
+        #expect(sink.text.contains("2 mount flags"))
+        #expect(!sink.text.contains("hunter2-flag"))
+    }
 }

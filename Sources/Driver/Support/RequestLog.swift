@@ -20,7 +20,9 @@ package struct RequestLog: Sendable {
         }
         do {
             let response = try await body()
-            logger.log(.info, "\(method) ok", [("duration", Self.milliseconds(since: start))])
+            // Polled, read-only calls succeed quietly; anything that changes state is logged at info.
+            let level: DriverLogLevel = Self.readOnly.contains(method) ? .debug : .info
+            logger.log(level, "\(method) ok", [("duration", Self.milliseconds(since: start))])
             return response
         } catch {
             let rpc = ErrorMapping.rpcError(error, while: method)
@@ -38,6 +40,13 @@ package struct RequestLog: Sendable {
         }
         return String(describing: request)
     }
+
+    /// Calls that change nothing; kubelets, provisioners and probes poll them.
+    static let readOnly: Set<String> = [
+        "GetPluginInfo", "GetPluginCapabilities", "Probe", "ControllerGetCapabilities", "ValidateVolumeCapabilities",
+        "ListVolumes", "GetCapacity", "ControllerGetVolume", "ListSnapshots", "GetSnapshot", "NodeGetInfo",
+        "NodeGetCapabilities", "NodeGetVolumeStats",
+    ]
 
     static func milliseconds(since start: ContinuousClock.Instant) -> String {
         let d = ContinuousClock.now - start
