@@ -16,8 +16,37 @@ import Synchronization
 /// command-line settings apply. On a machine without device-mapper every command gets
 /// `--driverloaded n`, so metadata operations work with activation disabled.
 final class LVM: Sendable {
-    /// The process-wide client (liblvm2cmd's log callback is process-global).
-    static let shared = LVM()
+    /// The process-wide client without a device restriction (liblvm2cmd's log callback and the
+    /// handle's configuration are process-global).
+    static var shared: LVM { try! client(scanning: nil) }
+
+    private static let instance = Mutex<LVM?>(nil)
+
+    /// The process-wide client; the first caller decides which devices LVM scans.
+    /// - Parameter devices: absolute device paths LVM may scan (written as `devices/global_filter`),
+    ///   or nil to scan every device.
+    /// - Throws: `.invalidArgument` when the client already exists with another device list, or a
+    ///   path has characters outside `[A-Za-z0-9/_.:+-]`.
+    static func client(scanning devices: [String]?) throws(StorageError) -> LVM {
+        if let devices {
+            for device in devices where !device.hasPrefix("/") || !device.utf8.allSatisfy({ LVMName.isNameByte($0) || $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") }) {
+                throw StorageError(.invalidArgument, "device \(LVMName.quoted(device)) to scan must be an absolute path of [A-Za-z0-9/_.:+-]")
+            }
+        }
+        let result: Result<LVM, StorageError> = instance.withLock { current in
+            if let current {
+                if devices == nil || current.scannedDevices == devices { return .success(current) }
+                return .failure(StorageError(.invalidArgument, "LVM is already set up in this process to scan \(current.scannedDevices?.joined(separator: ", ") ?? "every device"); it cannot also scan only \(devices!.joined(separator: ", "))"))
+            }
+            let created = LVM(scanning: devices)
+            current = created
+            return .success(created)
+        }
+        return try result.get()
+    }
+
+    /// The devices LVM is restricted to, or nil for all.
+    let scannedDevices: [String]?
 
     /// Whether `/dev/mapper/control` could be opened: LVs are activated and get device nodes.
     let deviceMapperAvailable: Bool
@@ -28,11 +57,12 @@ final class LVM: Sendable {
     /// The `lvm2_init` handle as a bit pattern; only touched on `thread`.
     private let handle: UInt
 
-    private init() {
+    private init(scanning devices: [String]?) {
+        scannedDevices = devices
         let control = open("/dev/mapper/control", O_RDWR | O_CLOEXEC)
         if control >= 0 { close(control) }
         deviceMapperAvailable = control >= 0
-        let directory = LVM.makeSystemDirectory()
+        let directory = LVM.makeSystemDirectory(scanning: devices)
         systemDirectory = directory
         let thread = self.thread
         // lvm2_init reads LVM_SYSTEM_DIR once and keeps the path; set it only around the call.
@@ -84,7 +114,7 @@ final class LVM: Sendable {
         return try output.rows(key: key, as: Row.self, command: command.line)
     }
 
-    private static func makeSystemDirectory() -> String? {
+    private static func makeSystemDirectory(scanning devices: [String]?) -> String? {
         let host = getenv("LVM_SYSTEM_DIR").map { String(cString: $0) } ?? "/etc/lvm"
         var base = "/run/swift-csi"
         if mkdir(base, 0o700) != 0 && errno != EEXIST { base = "/tmp" }
@@ -122,6 +152,12 @@ final class LVM: Sendable {
             }
 
             """
+        if let devices {
+            // Scanning only the volume groups' devices saves ~1-3 ms per command on a machine
+            // with many block devices.
+            let accept = devices.map { "\"a|^\($0.replacingDots())$|\"" }.joined(separator: ", ")
+            text += "devices {\n    global_filter = [ \(accept), \"r|.*|\" ]\n}\n"
+        }
         guard writeWholeFile(path + "/lvm.conf", text) else { _ = rmTree(path); return nil }
         return path
     }
@@ -185,4 +221,16 @@ func writeWholeFile(_ path: String, _ text: String, mode: mode_t = 0o644) -> Boo
     if ok && rename(temporary, path) != 0 { ok = false }
     if !ok { unlink(temporary) }
     return ok
+}
+
+extension String {
+    /// Escapes `.` and `+` for a regular expression in an LVM filter.
+    func replacingDots() -> String {
+        var out = ""
+        for c in self {
+            if c == "." || c == "+" { out.append("\\") }
+            out.append(c)
+        }
+        return out
+    }
 }

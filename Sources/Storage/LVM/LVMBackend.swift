@@ -29,12 +29,17 @@ public final class LVMBackend: VolumeBackend {
         public var overprovisionRatio: Double
         /// Longest time a cached answer may be served without asking LVM again.
         public var cacheMaximumAge: Duration
+        /// Block devices LVM may scan (the volume groups' physical volumes), or nil for all. LVM
+        /// is set up once per process: every backend in a process must give the same list.
+        public var scanDevices: [String]?
 
         /// Creates a configuration; give a `volumeGroup` or a `volumeGroupPattern`.
         public init(
             driverName: String, volumeGroup: String? = nil, volumeGroupPattern: String? = nil,
-            thinPool: String? = nil, overprovisionRatio: Double = 1.0, cacheMaximumAge: Duration = .milliseconds(900)
+            thinPool: String? = nil, overprovisionRatio: Double = 1.0, cacheMaximumAge: Duration = .milliseconds(900),
+            scanDevices: [String]? = nil
         ) {
+            self.scanDevices = scanDevices
             self.driverName = driverName
             self.volumeGroup = volumeGroup
             self.volumeGroupPattern = volumeGroupPattern
@@ -76,7 +81,7 @@ public final class LVMBackend: VolumeBackend {
         }
         self.configuration = configuration
         self.ownerTag = try LVMTag(Self.tagPrefix + "owner=" + LVMTag.encode(configuration.driverName))
-        self.lvm = LVM.shared
+        self.lvm = try LVM.client(scanning: configuration.scanDevices)
         let lvmDirectory = getenvString("LVM_SYSTEM_DIR") ?? "/etc/lvm"
         self.cache = LVMStateCache(lvm: lvm, lvmDirectory: lvmDirectory, maximumAge: configuration.cacheMaximumAge)
     }

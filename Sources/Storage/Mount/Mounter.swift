@@ -41,11 +41,17 @@ public protocol Mounter: Sendable {
 
 /// Space and inode usage of a filesystem (from statvfs).
 public struct FilesystemStatistics: Sendable, Hashable {
+    /// Size of the filesystem.
     public var totalBytes: UInt64
+    /// Bytes in use.
     public var usedBytes: UInt64
+    /// Bytes an unprivileged user can still write.
     public var availableBytes: UInt64
+    /// Inodes in total.
     public var totalInodes: UInt64
+    /// Inodes in use.
     public var usedInodes: UInt64
+    /// Inodes free.
     public var freeInodes: UInt64
 }
 

@@ -4,7 +4,8 @@
 //     read the result back; lvs to find the volume, lvremove);
 //  2. read calls: LVMBackend.capacity from its cache, the same with the cache disabled (one LVM scan
 //     per call, in-process), and `lvm vgs --reportformat json` as a subprocess.
-// Usage: lvm-bench <volume-group> [iterations]
+// Usage: lvm-bench <volume-group> [iterations] [physical-volume]
+// With a physical volume, LVMBackend restricts LVM's device scan to it (Configuration.scanDevices).
 import Foundation
 import Storage
 
@@ -15,6 +16,7 @@ guard arguments.count >= 2 else {
 }
 let vg = arguments[1]
 let iterations = arguments.count > 2 ? Int(arguments[2]) ?? 20 : 20
+let scanDevices = arguments.count > 3 ? [arguments[3]] : nil
 let noDeviceMapper = open("/dev/mapper/control", O_RDWR) < 0
 
 /// Runs the lvm executable and returns its standard output; exits on failure.
@@ -48,11 +50,11 @@ func report(_ label: String, _ samples: [Duration]) {
 }
 
 let clock = ContinuousClock()
-let backend = try LVMBackend(configuration: .init(driverName: "bench.csi.swift-csi.io", volumeGroup: vg))
-let uncached = try LVMBackend(configuration: .init(driverName: "bench.csi.swift-csi.io", volumeGroup: vg, cacheMaximumAge: .zero))
+let backend = try LVMBackend(configuration: .init(driverName: "bench.csi.swift-csi.io", volumeGroup: vg, scanDevices: scanDevices))
+let uncached = try LVMBackend(configuration: .init(driverName: "bench.csi.swift-csi.io", volumeGroup: vg, cacheMaximumAge: .zero, scanDevices: scanDevices))
 _ = try await backend.capacity(parameters: [:])  // lvm2_init, first scan
 
-print("volume group \(vg); device-mapper \(noDeviceMapper ? "absent (--driverloaded n)" : "present")")
+print("volume group \(vg); device-mapper \(noDeviceMapper ? "absent (--driverloaded n)" : "present"); LVM scans \(scanDevices?.joined(separator: ", ") ?? "every device")")
 
 // 1. Create + delete.
 var inProcess: [Duration] = []
