@@ -13,7 +13,8 @@ import Synchronization
 /// The handle reads a private copy of the host's `lvm.conf` with `global/use_aio = 0` appended: with
 /// asynchronous I/O on, every command ends by tearing down a kernel AIO context (`io_destroy`), a
 /// fixed cost of ~30 ms, and `--config` cannot switch it off because the I/O layer is set up before
-/// command-line settings apply. On a machine without device-mapper every command gets
+/// command-line settings apply. `devices/obtain_device_list_from_udev = 0` is appended too, so the
+/// handle never misses a device udev has not processed yet. On a machine without device-mapper every command gets
 /// `--driverloaded n`, so metadata operations work with activation disabled.
 final class LVM: Sendable {
     /// The process-wide client without a device restriction (liblvm2cmd's log callback and the
@@ -29,14 +30,22 @@ final class LVM: Sendable {
     ///   path has characters outside `[A-Za-z0-9/_.:+-]`.
     static func client(scanning devices: [String]?) throws(StorageError) -> LVM {
         if let devices {
-            for device in devices where !device.hasPrefix("/") || !device.utf8.allSatisfy({ LVMName.isNameByte($0) || $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") }) {
-                throw StorageError(.invalidArgument, "device \(LVMName.quoted(device)) to scan must be an absolute path of [A-Za-z0-9/_.:+-]")
+            for device in devices
+            where !device.hasPrefix("/")
+                || !device.utf8.allSatisfy({ LVMName.isNameByte($0) || $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") })
+            {
+                throw StorageError(
+                    .invalidArgument, "device \(LVMName.quoted(device)) to scan must be an absolute path of [A-Za-z0-9/_.:+-]")
             }
         }
         let result: Result<LVM, StorageError> = instance.withLock { current in
             if let current {
                 if devices == nil || current.scannedDevices == devices { return .success(current) }
-                return .failure(StorageError(.invalidArgument, "LVM is already set up in this process to scan \(current.scannedDevices?.joined(separator: ", ") ?? "every device"); it cannot also scan only \(devices!.joined(separator: ", "))"))
+                return .failure(
+                    StorageError(
+                        .invalidArgument,
+                        "LVM is already set up in this process to scan \(current.scannedDevices?.joined(separator: ", ") ?? "every device"); it cannot also scan only \(devices!.joined(separator: ", "))"
+                    ))
             }
             let created = LVM(scanning: devices)
             current = created
@@ -109,7 +118,8 @@ final class LVM: Sendable {
     /// rows of the report named `key` (`"lv"`, `"vg"`, `"pv"`).
     func report<Row: Decodable & Sendable>(_ command: LVMCommand, key: String, as: Row.Type) async throws(StorageError) -> [Row] {
         var words = command.words
-        words.insert(contentsOf: [LVMWord("--reportformat"), LVMWord("json"), LVMWord("--units"), LVMWord("b"), LVMWord("--nosuffix")], at: 1)
+        words.insert(
+            contentsOf: [LVMWord("--reportformat"), LVMWord("json"), LVMWord("--units"), LVMWord("b"), LVMWord("--nosuffix")], at: 1)
         let output = try await run(LVMCommand(words))
         return try output.rows(key: key, as: Row.self, command: command.line)
     }
@@ -150,6 +160,11 @@ final class LVM: Sendable {
             global {
                 use_aio = 0
             }
+            # Scan /dev itself: a long-lived handle must see a device that udev has not processed
+            # yet (a PV just attached), and containers often have no udev database at all.
+            devices {
+                obtain_device_list_from_udev = 0
+            }
 
             """
         if let devices {
@@ -158,7 +173,10 @@ final class LVM: Sendable {
             let accept = devices.map { "\"a|^\($0.replacingDots())$|\"" }.joined(separator: ", ")
             text += "devices {\n    global_filter = [ \(accept), \"r|.*|\" ]\n}\n"
         }
-        guard writeWholeFile(path + "/lvm.conf", text) else { _ = rmTree(path); return nil }
+        guard writeWholeFile(path + "/lvm.conf", text) else {
+            _ = rmTree(path)
+            return nil
+        }
         return path
     }
 
@@ -196,7 +214,10 @@ func readWholeFile(_ path: String) -> String? {
     var chunk = [UInt8](repeating: 0, count: 65536)
     while true {
         let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 { if errno == EINTR { continue }; return nil }
+        if n < 0 {
+            if errno == EINTR { continue }
+            return nil
+        }
         if n == 0 { break }
         bytes.append(contentsOf: chunk[0..<n])
     }
@@ -213,7 +234,11 @@ func writeWholeFile(_ path: String, _ text: String, mode: mode_t = 0o644) -> Boo
     var bytes = Array(text.utf8)[...]
     while !bytes.isEmpty {
         let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        if n < 0 { if errno == EINTR { continue }; ok = false; break }
+        if n < 0 {
+            if errno == EINTR { continue }
+            ok = false
+            break
+        }
         bytes = bytes.dropFirst(n)
     }
     if ok && fsync(fd) != 0 { ok = false }

@@ -24,11 +24,17 @@ public struct MountOptions: Sendable, Hashable {
                     flags &= ~flag
                 } else if option == "defaults" {
                     continue
-                } else if Self.rejected.contains(option) || option.hasPrefix("x-") || option.hasPrefix("comment=") || option.hasPrefix("helper=") {
-                    throw StorageError(.invalidArgument, "mount option \(LVMName.quoted(option)) is not allowed: it changes how or where the volume is mounted, or only mount(8) understands it")
+                } else if Self.rejected.contains(option) || option.hasPrefix("x-") || option.hasPrefix("comment=")
+                    || option.hasPrefix("helper=")
+                {
+                    throw StorageError(
+                        .invalidArgument,
+                        "mount option \(LVMName.quoted(option)) is not allowed: it changes how or where the volume is mounted, or only mount(8) understands it"
+                    )
                 } else {
                     guard !option.hasPrefix("-"), option.utf8.allSatisfy(Self.isDataByte) else {
-                        throw StorageError(.invalidArgument, "mount option \(LVMName.quoted(option)) has characters outside [A-Za-z0-9_.:/=+@-]")
+                        throw StorageError(
+                            .invalidArgument, "mount option \(LVMName.quoted(option)) has characters outside [A-Za-z0-9_.:/=+@-]")
                     }
                     if !data.contains(option) { data.append(option) }
                 }
@@ -115,5 +121,6 @@ public enum MountFlag {
     /// `MS_LAZYTIME`: keep timestamps in memory.
     public static let lazyTime: UInt = 1 << 25
     /// Flags that survive a bind remount (the rest are per-superblock).
-    static let perMount: UInt = readOnly | noSetUID | noDevices | noExec | noAccessTime | noDirAccessTime | relativeAccessTime | strictAccessTime | noSymlinkFollow
+    static let perMount: UInt =
+        readOnly | noSetUID | noDevices | noExec | noAccessTime | noDirAccessTime | relativeAccessTime | strictAccessTime | noSymlinkFollow
 }

@@ -51,30 +51,35 @@ func report(_ label: String, _ samples: [Duration]) {
 
 let clock = ContinuousClock()
 let backend = try LVMBackend(configuration: .init(driverName: "bench.csi.swift-csi.io", volumeGroup: vg, scanDevices: scanDevices))
-let uncached = try LVMBackend(configuration: .init(driverName: "bench.csi.swift-csi.io", volumeGroup: vg, cacheMaximumAge: .zero, scanDevices: scanDevices))
+let uncached = try LVMBackend(
+    configuration: .init(driverName: "bench.csi.swift-csi.io", volumeGroup: vg, cacheMaximumAge: .zero, scanDevices: scanDevices))
 _ = try await backend.capacity(parameters: [:])  // lvm2_init, first scan
 
-print("volume group \(vg); device-mapper \(noDeviceMapper ? "absent (--driverloaded n)" : "present"); LVM scans \(scanDevices?.joined(separator: ", ") ?? "every device")")
+print(
+    "volume group \(vg); device-mapper \(noDeviceMapper ? "absent (--driverloaded n)" : "present"); LVM scans \(scanDevices?.joined(separator: ", ") ?? "every device")"
+)
 
 // 1. Create + delete.
 var inProcess: [Duration] = []
 for i in 0..<iterations {
     let name = "bench-in-\(i)"
-    inProcess.append(try await clock.measure {
-        _ = try await backend.createVolume(VolumeRequest(name: name, requiredBytes: 4 << 20))
-        try await backend.deleteVolume(id: name)
-    })
+    inProcess.append(
+        try await clock.measure {
+            _ = try await backend.createVolume(VolumeRequest(name: name, requiredBytes: 4 << 20))
+            try await backend.deleteVolume(id: name)
+        })
 }
 var subprocess: [Duration] = []
 for i in 0..<iterations {
     let name = "bench-sub-\(i)"
-    subprocess.append(clock.measure {
-        let activation = noDeviceMapper ? ["-an", "-Zn"] : ["-ay", "-y"]
-        lvm(["lvcreate"] + activation + ["-L", "4194304b", "-n", name, "--addtag", "csi.swift-csi.io/owner=bench", vg])
-        lvm(["lvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "lv_name,lv_size,lv_tags", "\(vg)/\(name)"])
-        lvm(["lvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "lv_name,lv_size,lv_tags", "\(vg)/\(name)"])
-        lvm(["lvremove", "-f", "\(vg)/\(name)"])
-    })
+    subprocess.append(
+        clock.measure {
+            let activation = noDeviceMapper ? ["-an", "-Zn"] : ["-ay", "-y"]
+            lvm(["lvcreate"] + activation + ["-L", "4194304b", "-n", name, "--addtag", "csi.swift-csi.io/owner=bench", vg])
+            lvm(["lvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "lv_name,lv_size,lv_tags", "\(vg)/\(name)"])
+            lvm(["lvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "lv_name,lv_size,lv_tags", "\(vg)/\(name)"])
+            lvm(["lvremove", "-f", "\(vg)/\(name)"])
+        })
 }
 report("create+delete, in-process (LVMBackend)", inProcess)
 report("create+delete, lvm executable + JSON (4 runs)", subprocess)
@@ -88,13 +93,18 @@ for _ in 0..<reads { cached.append(try await clock.measure { _ = try await backe
 var scanned: [Duration] = []
 for _ in 0..<iterations { scanned.append(try await clock.measure { _ = try await uncached.capacity(parameters: [:]) }) }
 var external: [Duration] = []
-for _ in 0..<iterations { external.append(clock.measure { lvm(["vgs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "vg_name,vg_free", vg]) }) }
+for _ in 0..<iterations {
+    external.append(clock.measure { lvm(["vgs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "vg_name,vg_free", vg]) })
+}
 report("capacity, cached (LVMBackend)", cached)
 report("capacity, uncached: vgs+lvs in-process per call", scanned)
 report("capacity, lvm vgs JSON subprocess per call", external)
 let cachedMedian = milliseconds(cached.sorted()[cached.count / 2])
-print(String(format: "  -> cached is %.0fx faster than an in-process scan, %.0fx faster than a subprocess scan",
-             milliseconds(scanned.sorted()[scanned.count / 2]) / cachedMedian, milliseconds(external.sorted()[external.count / 2]) / cachedMedian))
+print(
+    String(
+        format: "  -> cached is %.0fx faster than an in-process scan, %.0fx faster than a subprocess scan",
+        milliseconds(scanned.sorted()[scanned.count / 2]) / cachedMedian, milliseconds(external.sorted()[external.count / 2]) / cachedMedian
+    ))
 var listed: [Duration] = []
 for _ in 0..<reads { listed.append(try await clock.measure { _ = try await backend.listVolumes() }) }
 report("listVolumes, cached (LVMBackend)", listed)
