@@ -1037,4 +1037,16 @@ extension TestProtos {
             public var debugDescription: String { description }
         }
     }
+
+    /// The contents of `codec_test.proto`.
+    public enum CodecTestProtoFile {
+        /// Every message type the file defines (nested ones included), for decoding by name.
+        public static let messageTypes: [any ProtoCodable.Type] = [
+            TestProtos.Scalars.self,
+            TestProtos.Repeated.self,
+            TestProtos.Maps.self,
+            TestProtos.Choice.self,
+            TestProtos.Choice.Inner.self,
+        ]
+    }
 }
