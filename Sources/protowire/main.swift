@@ -3,6 +3,7 @@
 //   protowire demo                                 encode, decode and check a sample CSI request
 //   protowire decode --type csi.v1.X [file|-]      print a message (secrets redacted)
 //   protowire raw [file|-]                         print the fields of any wire data, no schema
+//   protowire bench [iterations]                   time encode/decode of the demo's sample (use -c release)
 import CSI
 import Glibc
 import ProtoWire
@@ -30,6 +31,7 @@ let usage = """
     usage: protowire demo
            protowire decode --type <message, e.g. csi.v1.NodePublishVolumeRequest> [file|-]
            protowire raw [file|-]
+           protowire bench [iterations [encode|decode]]
     """
 
 /// Reads a whole file, or stdin for `-` or no path.
@@ -160,6 +162,56 @@ func raw(path: String?) -> Int32 {
     }
 }
 
+/// Times encoding and decoding of the demo's sample: the best of 7 rounds, in ns per message.
+func bench(iterations: Int, only: String?) -> Int32 {
+    let request = sampleRequest()
+    let bytes = request.serializedBytes()
+    let clock = ContinuousClock()
+    var sink = 0
+    func perOp(_ d: Duration) -> Double {
+        let (seconds, attoseconds) = d.components
+        return (Double(seconds) * 1e9 + Double(attoseconds) / 1e9) / Double(iterations)
+    }
+    var encode = Double.infinity
+    var size = Double.infinity
+    var decode = Double.infinity
+    for _ in 0..<7 {
+        var start = clock.now
+        if only != "decode" {
+            for _ in 0..<iterations { sink &+= request.serializedBytes().count }
+            encode = min(encode, perOp(clock.now - start))
+            start = clock.now
+            for _ in 0..<iterations { sink &+= request.protoEncodedSize }
+            size = min(size, perOp(clock.now - start))
+        }
+        start = clock.now
+        if only != "encode" {
+            bytes.withUnsafeBytes { raw in
+            for _ in 0..<iterations {
+                do {
+                    let decoded = try NodePublishVolumeRequest(serializedBytes: raw)
+                    sink &+= decoded.volumeID.utf8.count
+                } catch {
+                    fail("decode failed: \(error)")
+                }
+            }
+            }
+            decode = min(decode, perOp(clock.now - start))
+        }
+    }
+    func format(_ ns: Double) -> String {
+        guard ns.isFinite else { return "-" }
+        let tenths = Int((ns * 10).rounded())
+        return "\(tenths / 10).\(tenths % 10) ns"
+    }
+    emit("NodePublishVolumeRequest, \(bytes.count) bytes, best of 7 rounds x \(iterations):")
+    emit("  encode (size + write, one allocation): \(format(encode))")
+    emit("  size only:                             \(format(size))")
+    emit("  decode:                                \(format(decode))")
+    emit("  (checksum \(sink))")
+    return 0
+}
+
 var arguments = Array(CommandLine.arguments.dropFirst())
 guard let command = arguments.first else { fail("missing command\n" + usage, code: 2) }
 arguments.removeFirst()
@@ -189,6 +241,13 @@ case "decode":
 case "raw":
     guard arguments.count <= 1 else { fail("raw takes at most one file\n" + usage, code: 2) }
     exit(raw(path: arguments.first))
+case "bench":
+    guard arguments.count <= 2 else { fail("bench takes an iteration count and encode|decode\n" + usage, code: 2) }
+    let iterations = arguments.first.map { Int($0) ?? -1 } ?? 200_000
+    guard iterations > 0 else { fail("bench: the iteration count must be a positive integer\n" + usage, code: 2) }
+    let only = arguments.count == 2 ? arguments[1] : nil
+    guard only == nil || only == "encode" || only == "decode" else { fail("bench: expected encode or decode\n" + usage, code: 2) }
+    exit(bench(iterations: iterations, only: only))
 case "-h", "--help", "help":
     emit(usage)
 default:
