@@ -33,5 +33,9 @@ generate: deps
 check-generated: deps
 	bash scripts/generate.sh --check
 
+## Measure the gRPC stack and the codec beside their peers in one run (README, "Performance").
+bench:
+	bash Benchmarks/run.sh
+
 clean:
 	rm -rf .build .build-*
