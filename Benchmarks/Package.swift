@@ -62,7 +62,7 @@ let package = Package(
         // Codec: encode/decode of one NodePublishVolumeRequest, ProtoWire against swift-protobuf.
         .executableTarget(
             name: "codec-bench",
-            dependencies: ["CodecWorkloads", "PeerMessages"],
+            dependencies: ["CodecWorkloads", "PeerMessages", .product(name: "CSI", package: "swift-csi")],
             path: "Codec/codec-bench",
             swiftSettings: strict
         ),

@@ -15,6 +15,14 @@ let benchmarks: @Sendable () -> Void = {
     let peer = SwiftProtobufCodec.sample()
     let peerBytes = SwiftProtobufCodec.encode(peer)
 
+    let ours = ProtoWireCodec.sample()
+
+    Benchmark("ProtoWire encode NodePublishVolumeRequest") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(ProtoWireCodec.encode(ours)) }
+    }
+    Benchmark("ProtoWire decode NodePublishVolumeRequest") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(ProtoWireCodec.decode(peerBytes)) }
+    }
     Benchmark("swift-protobuf encode NodePublishVolumeRequest") { benchmark in
         for _ in benchmark.scaledIterations { blackHole(SwiftProtobufCodec.encode(peer)) }
     }

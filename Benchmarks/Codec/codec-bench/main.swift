@@ -1,9 +1,10 @@
-// codec-bench: encode and decode of one ~500-byte NodePublishVolumeRequest with each Swift codec.
+// codec-bench: encode and decode of one ~500-byte NodePublishVolumeRequest with ProtoWire and swift-protobuf.
 // Prints one line per codec and operation: `codec op ns_per_op bytes`. Each figure is the fastest
 // of several timed batches (the least disturbed by other load on the machine).
 //
 //   codec-bench [--batches N] [--write-sample FILE]
 import CodecWorkloads
+import CSI
 import PeerMessages
 
 #if canImport(Glibc)
@@ -67,6 +68,18 @@ if let sampleFile {
 var results: [(String, String, Double, Int)] = []
 results.append(("swift-protobuf", "encode", measure(batches: batches) { SwiftProtobufCodec.encode(peer).count }, peerBytes.count))
 results.append(("swift-protobuf", "decode", measure(batches: batches) { SwiftProtobufCodec.decode(peerBytes)?.volumeID.utf8.count ?? 0 }, peerBytes.count))
+
+// ProtoWire decodes the very bytes swift-protobuf wrote (map entries in its order), and must
+// find the sample in them; its own encoding must carry the same number of bytes.
+let ours = ProtoWireCodec.sample()
+let ourBytes = ProtoWireCodec.encode(ours)
+guard ProtoWireCodec.decode(peerBytes) == ours, ProtoWireCodec.decode(ourBytes) == ours, ourBytes.count == peerBytes.count
+else {
+    printError("codec-bench: ProtoWire and swift-protobuf disagree on the sample")
+    exit(1)
+}
+results.append(("ProtoWire", "encode", measure(batches: batches) { ProtoWireCodec.encode(ours).count }, ourBytes.count))
+results.append(("ProtoWire", "decode", measure(batches: batches) { ProtoWireCodec.decode(peerBytes)?.volumeID.utf8.count ?? 0 }, peerBytes.count))
 
 for (codec, op, ns, size) in results {
     print("\(codec) \(op) \(String(format3(ns))) \(size)")
