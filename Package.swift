@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "ProtoWire", targets: ["ProtoWire"]),
         .library(name: "H2", targets: ["H2"]),
         .library(name: "CSI", targets: ["CSI"]),
+        .library(name: "Storage", targets: ["Storage"]),
         .executable(name: "csi-lvm-driver", targets: ["csi-lvm-driver"]),
         .executable(name: "node-driver-registrar", targets: ["node-driver-registrar"]),
         .executable(name: "protoc-gen-protowire", targets: ["protoc-gen-protowire"]),

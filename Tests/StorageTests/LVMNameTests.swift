@@ -104,18 +104,20 @@ import Testing
         for (level, line) in [
             (4, "  WARNING: Activation disabled. No device-mapper interaction will be attempted."),
             (4, "  {"), (4, "      \"report\": ["), (4, "          {"), (4, "              \"lv\": ["),
-            (4, "                  {\"lv_name\":\"a}b\", \"lv_size\":\"4194304\"}"),
+            (4, "                  {\"lv_name\":\"a}b\", \"lv_size\":\"4194304\"},"),
+            (4, "  WARNING: Device /dev/loop9 not initialized in udev database."),
+            (4, "                  {\"lv_name\":\"c\", \"lv_size\":\"1\"}"),
             (4, "              ]"), (4, "          }"), (4, "      ]"), (4, "  }"),
             (4, "  WARNING: after the report"), (3, "  Volume group \"x\" not found"), (7, "debug noise"),
         ] {
             line.withCString { collector.log(level: Int32(level), message: $0) }
         }
         let output = collector.finish(returnCode: 1)
-        #expect(output.messages == ["WARNING: Activation disabled. No device-mapper interaction will be attempted.", "WARNING: after the report"])
+        #expect(output.messages == ["WARNING: Activation disabled. No device-mapper interaction will be attempted.", "WARNING: Device /dev/loop9 not initialized in udev database.", "WARNING: after the report"])
         #expect(output.errors == ["Volume group \"x\" not found"])
         struct Row: Decodable { var lv_name: String; var lv_size: String }
         let rows = try? output.rows(key: "lv", as: Row.self, command: "lvs")
-        #expect(rows?.map(\.lv_name) == ["a}b"])
+        #expect(rows?.map(\.lv_name) == ["a}b", "c"])
     }
 
     @Test func returnCodesMapToTypedErrors() {

@@ -233,11 +233,18 @@ public final class LVMBackend: VolumeBackend {
                 }
             }
         }
-        state = try await cache.fresh()
-        guard let created = state.logicalVolumes.first(where: { $0.name == id.rawValue && $0.volumeGroup == group.name }) else {
-            throw StorageError(.failed, "logical volume \(group.name)/\(id) was created but is not reported by lvs")
+        if let source, source.isThinVolume {
+            state = try await cache.fresh()
+            guard let created = state.logicalVolumes.first(where: { $0.name == id.rawValue && $0.volumeGroup == group.name }) else {
+                throw StorageError(.failed, "logical volume \(group.name)/\(id) was created but is not reported by lvs")
+            }
+            return volume(created, state)
         }
-        return volume(created, state)
+        // lvcreate succeeded with a size that is already a whole number of extents: no need to
+        // ask LVM again (the cache is dropped; the next read sees the new LV).
+        return Volume(
+            id: id.rawValue, name: request.name, capacityBytes: size, fsType: request.fsType,
+            sourceSnapshotID: request.sourceSnapshotID, location: group.name + "/" + id.rawValue, condition: .healthy)
     }
 
     public func deleteVolume(id: String) async throws(StorageError) {
@@ -251,7 +258,7 @@ public final class LVMBackend: VolumeBackend {
     }
 
     public func expandVolume(id: String, toBytes bytes: UInt64) async throws(StorageError) -> Volume {
-        var state = try await cache.fresh()
+        let state = try await cache.fresh()
         guard let lv = owned(state, id: id, kind: "volume"), let group = state.group(lv.volumeGroup) else {
             throw StorageError(.notFound, "volume \(id) not found in any volume group")
         }
@@ -262,10 +269,8 @@ public final class LVMBackend: VolumeBackend {
         }
         defer { cache.invalidate() }
         _ = try await lvm.run(LVMCommand([LVMWord("lvextend"), LVMWord("-L"), LVMWord(bytes: size), LVMWord(try LVMName(lv.volumeGroup, kind: .volumeGroup), try LVMName(lv.name))]))
-        state = try await cache.fresh()
-        guard let grown = owned(state, id: id, kind: "volume") else {
-            throw StorageError(.failed, "logical volume \(lv.path) disappeared while being extended")
-        }
+        var grown = lv
+        grown.sizeBytes = size
         return volume(grown, state)
     }
 

@@ -122,7 +122,8 @@ struct LVMState: Sendable {
 
     func group(_ name: String) -> VolumeGroup? { volumeGroups.first { $0.name == name } }
 
-    /// Reads the state with two report commands.
+    /// Reads the state with two report commands. (One `vgs` with LV fields would do for volume
+    /// groups that hold LVs, but LVM leaves out the rows of empty volume groups then.)
     static func load(_ lvm: LVM) async throws(StorageError) -> LVMState {
         let vgs = try await lvm.report(LVMCommand([LVMWord("vgs"), LVMWord("-o"), LVMWord(VGRow.fields)]), key: "vg", as: VGRow.self)
         let lvs = try await lvm.report(LVMCommand([LVMWord("lvs"), LVMWord("-o"), LVMWord(LVRow.fields)]), key: "lv", as: LVRow.self)

@@ -20,7 +20,7 @@ struct LVMOutput: Sendable {
             let report = try JSONDecoder().decode(LVMReport<Row>.self, from: Data(text.utf8))
             return report.report.flatMap { $0.rows(key: key) }
         } catch {
-            throw StorageError(.failed, "LVM's JSON report could not be decoded as \(key) rows: \(error)", command: command, details: [String(text.prefix(400))])
+            throw StorageError(.failed, "LVM's JSON report could not be decoded as \(key) rows: \(error)", command: command, details: [String(text.prefix(2000))] + messages)
         }
     }
 
@@ -116,8 +116,11 @@ final class LVMCollector {
         }
         // The JSON report is printed line by line; track its braces so that warnings printed at the
         // same level before or after it are kept apart.
+        // Warnings about devices can be printed while the report is open (other processes change
+        // devices during the scan): inside the report only lines that look like JSON belong to it.
         let trimmed = line.trimmingLeadingSpaces()
-        if depth == 0 && !trimmed.hasPrefix("{") {
+        let looksLikeJSON = trimmed.first.map { "{}[]\"".contains($0) } ?? false
+        if (depth == 0 && !trimmed.hasPrefix("{")) || !looksLikeJSON {
             messages.append(trimmed)
             return
         }

@@ -12,8 +12,23 @@ func copyData(from source: String, to destination: String, bytes: UInt64, sparse
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)
     defer { buffer.deallocate() }
     var offset: UInt64 = 0
+    // With `sparse`, the current data segment of the source ends here; 0 = look up the next one.
+    var segmentEnd: UInt64 = sparse ? 0 : bytes
     while offset < bytes {
-        let want = Int(min(UInt64(chunk), bytes - offset))
+        if offset >= segmentEnd {
+            // Skip holes of a sparse source without reading them (SEEK_DATA/SEEK_HOLE).
+            let data = lseek(input, off_t(offset), 3 /* SEEK_DATA */)
+            if data < 0 {
+                if errno == ENXIO { break }  // only a hole remains
+                segmentEnd = bytes  // the filesystem cannot tell: read everything
+            } else {
+                offset = UInt64(data)
+                let hole = lseek(input, data, 4 /* SEEK_HOLE */)
+                segmentEnd = hole < 0 ? bytes : min(bytes, UInt64(hole))
+                if offset >= bytes { break }
+            }
+        }
+        let want = Int(min(UInt64(chunk), min(bytes, segmentEnd) - offset))
         let got = try syscall("pread", source) { pread(input, buffer.baseAddress, want, off_t(offset)) }
         if got == 0 { break }
         let isZero = sparse && UnsafeRawBufferPointer(rebasing: buffer[..<got]).allSatisfy { $0 == 0 }
