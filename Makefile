@@ -33,6 +33,10 @@ generate: deps
 check-generated: deps
 	bash scripts/generate.sh --check
 
+## Measure the gRPC stack and the codec beside their peers in one run (README, "Performance").
+bench:
+	bash Benchmarks/run.sh
+
 ## LVM latency: in-process liblvm2cmd vs the lvm executable, cached vs uncached reads (root).
 bench-lvm: deps
 	bash Benchmarks/LVM/run.sh

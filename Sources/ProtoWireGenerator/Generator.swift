@@ -161,6 +161,25 @@ public struct Generator {
                 message, fullName: protoPrefix + "." + message.name, path: [4, Int32(index)], comments: comments,
                 syntax: file.syntax, into: &out)
         }
+        // Every message of the file, nested ones included, for tools that decode by name.
+        var all: [String] = []
+        func collect(_ message: MessageDescriptor, _ full: String) {
+            guard !message.isMapEntry, let info = types[full] else { return }
+            all.append(info.swiftName)
+            for nested in message.nestedType { collect(nested, full + "." + nested.name) }
+        }
+        for message in file.messageType { collect(message, protoPrefix + "." + message.name) }
+        let fileEnum = Naming.upperCamel(Generator.outputName(for: file.name).replacingSuffix(".pb.swift")) + "ProtoFile"
+        out.line()
+        out.doc("The contents of `\(file.name)`.")
+        out.line("public enum \(fileEnum) {")
+        out.indent += 1
+        out.line("/// Every message type the file defines (nested ones included), for decoding by name.")
+        out.line("public static let messageTypes: [any ProtoCodable.Type] = [")
+        for name in all { out.line("    \(name).self,") }
+        out.line("]")
+        out.indent -= 1
+        out.line("}")
         if namespace != nil {
             out.indent -= 1
             out.line("}")
@@ -361,6 +380,12 @@ public struct Generator {
         out.indent -= 1
         out.line("}")
 
+    }
+}
+
+extension String {
+    func replacingSuffix(_ suffix: String) -> String {
+        hasSuffix(suffix) ? String(dropLast(suffix.count)) : self
     }
 }
 

@@ -211,13 +211,22 @@ public struct NodeServer: NodeService {
             try Rules.require(request.volumeID, "volume_id")
             try Rules.require(request.volumePath, "volume_path")
             let path = try checked(request.volumePath, field: "volume_path")
-            let volume = try await knownVolume(request.volumeID)
+            let volume: StoredVolume? =
+                Rules.isPlausibleID(request.volumeID)
+                ? try await ErrorMapping.mapping("looking up volume \(request.volumeID)", { try await store.volume(id: request.volumeID) })
+                : nil
             guard let kind = Self.fileKind(path) else {
+                if volume == nil { throw RPCError(code: .notFound, message: "volume \(request.volumeID) does not exist") }
                 throw RPCError(code: .notFound, message: "volume \(request.volumeID) is not at volume_path \(path): nothing is there")
+            }
+            let mounted = try await mountInfo(at: path) != nil
+            // A volume that vanished from the backend while still mounted is reported, not hidden.
+            guard volume != nil || mounted else {
+                throw RPCError(code: .notFound, message: "volume \(request.volumeID) does not exist")
             }
             var response = NodeGetVolumeStatsResponse()
             var condition = VolumeCondition()
-            guard try await mountInfo(at: path) != nil else {
+            guard mounted else {
                 condition.abnormal = true
                 condition.message = "nothing is mounted at \(path): the mount of volume \(request.volumeID) is gone"
                 response.volumeCondition = condition
@@ -242,8 +251,13 @@ public struct NodeServer: NodeService {
                 inodes.used = BackendVolumeStore.clamp(stats.usedInodes)
                 response.usage = [bytes, inodes]
             }
-            condition.abnormal = volume.abnormal != nil
-            condition.message = volume.abnormal ?? "volume \(request.volumeID) is healthy and mounted at \(path)"
+            if let volume {
+                condition.abnormal = volume.abnormal != nil
+                condition.message = volume.abnormal ?? "volume \(request.volumeID) is healthy and mounted at \(path)"
+            } else {
+                condition.abnormal = true
+                condition.message = "volume \(request.volumeID) is mounted at \(path) but no longer exists in the backend"
+            }
             response.volumeCondition = condition
             return response
         }
