@@ -27,7 +27,10 @@ final class LVMStateCache: Sendable {
 
     /// Forgets the cached state; the next read loads it again.
     func invalidate() {
-        entry.withLock { $0.state = nil; $0.generation &+= 1 }
+        entry.withLock {
+            $0.state = nil
+            $0.generation &+= 1
+        }
     }
 
     /// The current state: cached when still valid, else loaded from LVM.
@@ -53,7 +56,10 @@ final class LVMStateCache: Sendable {
         let state = try await LVMState.load(lvm)
         entry.withLock { e in
             // A write or change notice that arrived while loading makes this answer suspect.
-            if e.generation == generation { e.state = state; e.loadedAt = started }
+            if e.generation == generation {
+                e.state = state
+                e.loadedAt = started
+            }
         }
         return state
     }
@@ -69,7 +75,10 @@ final class MetadataWatcher: Sendable {
         let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE)
         var watching = 0
         for directory in directories where inotify_add_watch(fd, directory, mask) >= 0 { watching += 1 }
-        guard watching > 0 else { close(fd); return nil }
+        guard watching > 0 else {
+            close(fd)
+            return nil
+        }
         self.fd = fd
     }
 
@@ -81,7 +90,10 @@ final class MetadataWatcher: Sendable {
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n > 0 { any = true; continue }
+            if n > 0 {
+                any = true
+                continue
+            }
             if n < 0 && errno == EINTR { continue }
             return any
         }
