@@ -268,3 +268,18 @@ struct LVMBackendTests {
         }
     }
 }
+
+/// liblvm2cmd changes process-wide state (umask 0077, setlocale); the client puts it back.
+@Suite(.serialized, .enabled(if: isRoot, rootReason))
+struct LVMProcessStateTests {
+    @Test func umaskAndLocaleSurviveLVMCommands() async throws {
+        let locale = setlocale(LC_ALL, nil).map { String(cString: $0) }
+        let mask = umask(0o022)
+        umask(mask)
+        _ = try await LVM.shared.run(LVMCommand([LVMWord("vgs")]))
+        let after = umask(0o022)
+        umask(after)
+        #expect(after == mask)
+        #expect(setlocale(LC_ALL, nil).map { String(cString: $0) } == locale)
+    }
+}

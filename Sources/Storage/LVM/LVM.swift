@@ -65,6 +65,11 @@ final class LVM: Sendable {
     private let thread = SerialThread(name: "lvm")
     /// The `lvm2_init` handle as a bit pattern; only touched on `thread`.
     private let handle: UInt
+    /// The process's umask before LVM's: liblvm2cmd sets its own (0077) process-wide at
+    /// initialisation and for each command, and it is put back afterwards.
+    private let processUmask: mode_t
+    /// The process's locale before LVM's (`setlocale(LC_ALL, nil)`), put back the same way.
+    private let processLocale: String?
 
     private init(scanning devices: [String]?) {
         scannedDevices = devices
@@ -77,11 +82,20 @@ final class LVM: Sendable {
         // lvm2_init reads LVM_SYSTEM_DIR once and keeps the path; set it only around the call.
         let box = Mutex<UInt>(0)
         let done = DispatchSemaphore(value: 0)
+        let mask = umask(0o022)
+        umask(mask)
+        processUmask = mask
+        let locale = setlocale(LC_ALL, nil).map { String(cString: $0) }
+        processLocale = locale
         thread.submit {
             let previous = getenv("LVM_SYSTEM_DIR").map { String(cString: $0) }
             if let directory { setenv("LVM_SYSTEM_DIR", directory, 1) }
+            // lvm2_init and commands call setlocale and set umask 0077 for the whole process;
+            // both are put back after each call so the rest of the process is not affected.
             lvm2_log_fn(lvmLogCallback)
             let h = lvm2_init()
+            umask(mask)
+            if let locale { _ = setlocale(LC_ALL, locale) }
             if directory != nil {
                 if let previous { setenv("LVM_SYSTEM_DIR", previous, 1) } else { unsetenv("LVM_SYSTEM_DIR") }
             }
@@ -102,12 +116,16 @@ final class LVM: Sendable {
         if !deviceMapperAvailable && !words.isEmpty { words.insert(contentsOf: [LVMWord("--driverloaded"), LVMWord("n")], at: 1) }
         let line = LVMCommand(words).line
         let handle = self.handle
+        let mask = processUmask
+        let locale = processLocale
         return try await thread.run { () throws(StorageError) -> LVMOutput in
             guard handle != 0, let h = UnsafeMutableRawPointer(bitPattern: handle) else {
                 throw StorageError(.failed, "liblvm2cmd could not be initialised (lvm2_init returned NULL)", command: line)
             }
             lvmCollector.reset()
             let rc = lvm2_run(h, line)
+            umask(mask)
+            if let locale, let current = setlocale(LC_ALL, nil), strcmp(current, locale) != 0 { _ = setlocale(LC_ALL, locale) }
             let output = lvmCollector.finish(returnCode: rc)
             if rc != LVM2_COMMAND_SUCCEEDED { throw output.error(command: line) }
             return output
