@@ -2,7 +2,7 @@
 SWIFT ?= swift
 PYTHON ?= python3
 
-.PHONY: demo test deps build swift-test py-test generate check-generated fuzz bench clean
+.PHONY: demo test deps build swift-test py-test generate check-generated fuzz bench bench-lvm clean
 
 ## Run the main job on its embedded default.
 demo: deps
@@ -32,6 +32,18 @@ generate: deps
 
 check-generated: deps
 	bash scripts/generate.sh --check
+
+## Measure the gRPC stack and the codec beside their peers in one run (README, "Performance").
+bench:
+	bash Benchmarks/run.sh
+
+## LVM latency: in-process liblvm2cmd vs the lvm executable, cached vs uncached reads (root).
+bench-lvm: deps
+	bash Benchmarks/LVM/run.sh
+
+## Fuzz the ProtoWire decoders with libFuzzer (FUZZ_SECONDS, default 60).
+fuzz:
+	bash Tests/Fuzz/run.sh $${FUZZ_SECONDS:-60}
 
 clean:
 	rm -rf .build .build-*

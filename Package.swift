@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "ProtoWire", targets: ["ProtoWire"]),
         .library(name: "H2", targets: ["H2"]),
         .library(name: "CSI", targets: ["CSI"]),
+        .library(name: "Storage", targets: ["Storage"]),
         .executable(name: "csi-lvm-driver", targets: ["csi-lvm-driver"]),
         .executable(name: "node-driver-registrar", targets: ["node-driver-registrar"]),
         .executable(name: "protoc-gen-protowire", targets: ["protoc-gen-protowire"]),
@@ -40,7 +41,7 @@ let package = Package(
         // Libraries.
         .target(name: "ProtoWire", swiftSettings: strict),
         .target(name: "ProtoWireGenerator", dependencies: ["ProtoWire"], swiftSettings: strict),
-        .target(name: "H2", dependencies: ["CNGHTTP2", "ProtoWire"], swiftSettings: strict),
+        .target(name: "H2", dependencies: ["CNGHTTP2", "ProtoWire"], exclude: ["Protos"], swiftSettings: strict),
         .target(
             name: "CSI",
             dependencies: ["ProtoWire", "H2"],
@@ -82,7 +83,7 @@ let package = Package(
         .executableTarget(name: "h2-interop", dependencies: ["H2", "ProtoWire"], swiftSettings: strict),
 
         // Tests.
-        .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire", "ProtoWireGenerator", "CSI"], swiftSettings: strict),
+        .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire", "ProtoWireGenerator", "CSI", "H2"], exclude: ["Protos"], swiftSettings: strict),
         .testTarget(name: "H2Tests", dependencies: ["H2", "ProtoWire", "CSI"], swiftSettings: strict),
         .testTarget(name: "CSITests", dependencies: ["CSI", "ProtoWire", "H2"], swiftSettings: strict),
         .testTarget(name: "StorageTests", dependencies: ["Storage"], swiftSettings: strict),

@@ -1,0 +1,153 @@
+import Dispatch
+package import H2
+import Storage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The whole driver process: builds the backend and services from a configuration, serves them
+/// on the socket, and shuts down cleanly on SIGTERM or SIGINT.
+public struct DriverProcess: Sendable {
+    /// The validated configuration.
+    public let configuration: DriverConfiguration
+    /// Where the driver logs.
+    public let logger: DriverLogger
+
+    /// Creates the process description; nothing starts until ``run()``.
+    public init(configuration: DriverConfiguration, logger: DriverLogger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Serves until SIGTERM or SIGINT, then stops accepting, lets in-flight calls finish within the
+    /// grace period, removes the socket and returns.
+    /// - Throws: a start-up error naming the path or flag that is wrong.
+    public func run() async throws {
+        // A peer that hangs up mid-write must cost an EPIPE on that connection, not the process.
+        signal(SIGPIPE, SIG_IGN)
+        _ = try makeRouter()
+        try Self.makeDirectory(parentOf: configuration.socketPath)
+        throw DriverStartError(
+            message: "cannot serve on \(configuration.socketPath) (--endpoint): this build has no gRPC server transport yet")
+    }
+
+    /// A router with the services the mode asks for, over the configured backend.
+    package func makeRouter() throws -> GRPCRouter {
+        let store = try makeStore()
+        let log = RequestLog(logger: logger)
+        let locks = VolumeLocks()
+        var router = GRPCRouter()
+        router.register(IdentityServer(configuration: configuration, store: store, log: log))
+        if configuration.mode.servesController {
+            router.register(ControllerServer(configuration: configuration, store: store, locks: locks, log: log))
+        }
+        if configuration.mode.servesNode {
+            let paths: KubeletPathPolicy
+            do { paths = try KubeletPathPolicy(kubeletDirectory: configuration.kubeletDir) } catch {
+                throw DriverStartError(message: "--kubelet-dir \(configuration.kubeletDir): \(error.message)")
+            }
+            router.register(
+                NodeServer(
+                    configuration: configuration, store: store, mounter: LinuxMounter(), paths: paths, locks: locks, log: log))
+        }
+        return router
+    }
+
+    /// The volume store of the configured backend.
+    package func makeStore() throws -> any VolumeStore {
+        switch configuration.backend {
+        case .lvm:
+            var group: String?
+            var pattern: String?
+            switch configuration.volumeGroups {
+            case .named(let name): group = name
+            case .pattern(let source): pattern = source
+            }
+            let backend: LVMBackend
+            do {
+                backend = try LVMBackend(configuration: .init(
+                    driverName: configuration.driverName, volumeGroup: group, volumeGroupPattern: pattern,
+                    thinPool: configuration.thinPool, overprovisionRatio: configuration.overprovisionRatio,
+                    scanDevices: configuration.lvmScanDevices.isEmpty ? nil : configuration.lvmScanDevices))
+            } catch {
+                throw DriverStartError(message: "LVM backend (--volume-group/--vg-pattern/--thin-pool): \(error)")
+            }
+            return BackendVolumeStore(backend: backend)
+        case .loopfile:
+            do {
+                try Self.makeDirectory(configuration.loopfileDir)
+                return BackendVolumeStore(backend: try LoopFileBackend(
+                    directory: configuration.loopfileDir, driverName: configuration.driverName))
+            } catch let error as DriverStartError {
+                throw error
+            } catch {
+                throw DriverStartError(message: "loop-file backend at \(configuration.loopfileDir) (--loopfile-dir): \(error)")
+            }
+        }
+    }
+
+    /// Creates `path` and its missing parents (mode 0750).
+    static func makeDirectory(_ path: String) throws {
+        var current = ""
+        for part in path.split(separator: "/") {
+            current += "/" + part
+            if mkdir(current, 0o750) != 0 && errno != EEXIST {
+                let reason = String(cString: strerror(errno))
+                throw DriverStartError(message: "cannot create directory \(current): \(reason)")
+            }
+        }
+    }
+
+    /// Creates the directory that will hold `path`.
+    static func makeDirectory(parentOf path: String) throws {
+        let parent = path.split(separator: "/").dropLast().joined(separator: "/")
+        if !parent.isEmpty { try makeDirectory("/" + parent) }
+    }
+
+    /// Suspends until SIGTERM or SIGINT arrives and returns its name.
+    static func waitForTermination() async -> String {
+        await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
+            let queue = DispatchQueue(label: "csi-lvm-driver.signals")
+            let fired = SignalLatch(continuation)
+            var sources: [any DispatchSourceSignal] = []
+            for (number, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
+                signal(number, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+                source.setEventHandler { fired.fire(name) }
+                source.resume()
+                sources.append(source)
+            }
+            fired.keep(sources)
+        }
+    }
+}
+
+/// Why the driver could not start, naming the path or flag.
+public struct DriverStartError: Error, Sendable, CustomStringConvertible {
+    /// What went wrong.
+    public var message: String
+    public var description: String { message }
+}
+
+/// Resumes a continuation once, from whichever signal arrives first.
+private final class SignalLatch: @unchecked Sendable {
+    // Touched only on the signal queue after `keep`, and `keep` runs before any source fires
+    // because the sources only deliver on that serial queue, which `keep` does not block.
+    private var continuation: CheckedContinuation<String, Never>?
+    private var sources: [any DispatchSourceSignal] = []
+    private let lock = DispatchQueue(label: "csi-lvm-driver.signal-latch")
+
+    init(_ continuation: CheckedContinuation<String, Never>) { self.continuation = continuation }
+
+    func keep(_ sources: [any DispatchSourceSignal]) { lock.sync { self.sources = sources } }
+
+    func fire(_ name: String) {
+        let c: CheckedContinuation<String, Never>? = lock.sync {
+            let c = continuation
+            continuation = nil
+            return c
+        }
+        c?.resume(returning: name)
+    }
+}

@@ -1,0 +1,446 @@
+public import CSI
+public import H2
+import ProtoWire
+
+/// csi.v1.Controller for local volumes: the controller runs on the node that holds the storage,
+/// so every volume's accessible topology is this node.
+///
+/// Mutating calls lock the volume (or snapshot) they touch; a second call on the same one while the
+/// first runs gets ABORTED. List, get, capacity and capability calls take no lock.
+public struct ControllerServer: ControllerService {
+    let configuration: DriverConfiguration
+    let store: any VolumeStore
+    let locks: VolumeLocks
+    let log: RequestLog
+
+    /// Volumes made without a requested size get this many bytes.
+    package static let defaultVolumeBytes: Int64 = 1 << 30
+
+    /// Parameter keys CreateVolume and GetCapacity understand.
+    package enum Parameter {
+        package static let volumeGroup = "volumeGroup"
+        package static let vgPattern = "vgPattern"
+        package static let thinPool = "thinPool"
+        package static let fsType = "fsType"
+        package static let all: Set<String> = [volumeGroup, vgPattern, thinPool, fsType]
+    }
+
+    package init(configuration: DriverConfiguration, store: any VolumeStore, locks: VolumeLocks, log: RequestLog) {
+        self.configuration = configuration
+        self.store = store
+        self.locks = locks
+        self.log = log
+    }
+
+    // MARK: - Volumes
+
+    public func createVolume(_ request: CreateVolumeRequest, context: ServerContext) async throws -> CreateVolumeResponse {
+        try await log.call("CreateVolume", request) {
+            try Rules.require(request.name, "name")
+            try CapabilityRules.requireSupported(request.volumeCapabilities)
+            let (required, limit) = try Self.capacity(request.capacityRange)
+            let placement = try placement(request.parameters)
+            if let fsType = request.parameters[Parameter.fsType], !CapabilityRules.filesystems.contains(fsType) {
+                throw RPCError(code: .invalidArgument, message: "parameters.fsType: '\(fsType)' is not supported; expected one of \(CapabilityRules.filesystems.sorted().joined(separator: ", "))")
+            }
+            try checkTopology(request.accessibilityRequirements)
+
+            var sourceSnapshot: StoredSnapshot?
+            switch request.volumeContentSource?.type {
+            case nil:
+                break
+            case .snapshot(let source)?:
+                try Rules.require(source.snapshotID, "volume_content_source.snapshot.snapshot_id")
+                guard Rules.isPlausibleID(source.snapshotID),
+                    let snapshot = try await ErrorMapping.mapping("looking up the source snapshot", { try await store.snapshot(id: source.snapshotID) })
+                else {
+                    throw RPCError(code: .notFound, message: "source snapshot \(source.snapshotID) does not exist")
+                }
+                sourceSnapshot = snapshot
+            case .volume?:
+                throw RPCError(code: .invalidArgument, message: "volume_content_source: cloning a volume is not supported; use a snapshot")
+            }
+            if let snapshot = sourceSnapshot {
+                if limit > 0 && snapshot.sizeBytes > limit {
+                    throw RPCError(code: .outOfRange, message: "snapshot \(snapshot.id) holds \(snapshot.sizeBytes) bytes, more than limit_bytes \(limit)")
+                }
+            }
+            // Repeats of one name are serialized; the store derives the id from the name and
+            // recognises a compatible repeat from what it recorded with the volume.
+            return try await locks.withLock("name:" + request.name) {
+                let wanted = max(required == 0 ? Self.defaultVolumeBytes : required, sourceSnapshot?.sizeBytes ?? 0)
+                let spec = VolumeSpec(
+                    name: request.name, requiredBytes: limit > 0 ? min(wanted, limit) : wanted, limitBytes: limit,
+                    fsType: request.parameters[Parameter.fsType] ?? Self.filesystem(of: request.volumeCapabilities),
+                    sourceSnapshotID: sourceSnapshot?.id, parameters: placement)
+                let volume = try await ErrorMapping.mapping("creating volume \(request.name)") {
+                    try await store.createVolume(spec)
+                }
+                try Self.checkCompatible(volume, name: request.name, required: required, limit: limit, snapshot: sourceSnapshot?.id)
+                var response = CreateVolumeResponse()
+                response.volume = csiVolume(volume)
+                return response
+            }
+        }
+    }
+
+    public func deleteVolume(_ request: DeleteVolumeRequest, context: ServerContext) async throws -> DeleteVolumeResponse {
+        try await log.call("DeleteVolume", request) {
+            try Rules.require(request.volumeID, "volume_id")
+            // An id this driver never made cannot exist: deleting it succeeds, as the spec asks.
+            guard Rules.isPlausibleID(request.volumeID) else { return DeleteVolumeResponse() }
+            return try await locks.withLock(request.volumeID) {
+                try await ErrorMapping.mapping("deleting volume \(request.volumeID)") {
+                    try await store.deleteVolume(id: request.volumeID)
+                }
+                return DeleteVolumeResponse()
+            }
+        }
+    }
+
+    public func controllerPublishVolume(
+        _ request: ControllerPublishVolumeRequest, context: ServerContext
+    ) async throws -> ControllerPublishVolumeResponse {
+        throw RPCError(code: .unimplemented, message: "ControllerPublishVolume: local volumes need no attach step")
+    }
+
+    public func controllerUnpublishVolume(
+        _ request: ControllerUnpublishVolumeRequest, context: ServerContext
+    ) async throws -> ControllerUnpublishVolumeResponse {
+        throw RPCError(code: .unimplemented, message: "ControllerUnpublishVolume: local volumes need no detach step")
+    }
+
+    public func validateVolumeCapabilities(
+        _ request: ValidateVolumeCapabilitiesRequest, context: ServerContext
+    ) async throws -> ValidateVolumeCapabilitiesResponse {
+        try await log.call("ValidateVolumeCapabilities", request) {
+            try Rules.require(request.volumeID, "volume_id")
+            guard !request.volumeCapabilities.isEmpty else { throw Rules.missing("volume_capabilities") }
+            _ = try await existingVolume(request.volumeID)
+            var response = ValidateVolumeCapabilitiesResponse()
+            let reasons = request.volumeCapabilities.compactMap(CapabilityRules.unsupportedReason)
+            if let reason = reasons.first {
+                response.message = reason
+            } else {
+                var confirmed = ValidateVolumeCapabilitiesResponse.Confirmed()
+                confirmed.volumeCapabilities = request.volumeCapabilities
+                confirmed.volumeContext = request.volumeContext
+                confirmed.parameters = request.parameters
+                response.confirmed = confirmed
+            }
+            return response
+        }
+    }
+
+    public func listVolumes(_ request: ListVolumesRequest, context: ServerContext) async throws -> ListVolumesResponse {
+        try await log.call("ListVolumes", request) {
+            _ = try Rules.pageStart(request.startingToken)
+            let all = try await ErrorMapping.mapping("listing volumes") { try await store.volumes() }
+            let page = try Rules.page(all, id: \.id, maxEntries: request.maxEntries, token: request.startingToken)
+            var response = ListVolumesResponse()
+            response.entries = page.items.map { volume in
+                var entry = ListVolumesResponse.Entry()
+                entry.volume = csiVolume(volume)
+                var status = ListVolumesResponse.VolumeStatus()
+                status.volumeCondition = Self.condition(volume)
+                entry.status = status
+                return entry
+            }
+            response.nextToken = page.next
+            return response
+        }
+    }
+
+    public func getCapacity(_ request: GetCapacityRequest, context: ServerContext) async throws -> GetCapacityResponse {
+        try await log.call("GetCapacity", request) {
+            var response = GetCapacityResponse()
+            if let topology = request.accessibleTopology, !matchesThisNode(topology) { return response }
+            if request.volumeCapabilities.contains(where: { CapabilityRules.unsupportedReason($0) != nil }) { return response }
+            let placement = try placement(request.parameters)
+            let free = try await ErrorMapping.mapping("reading free space") {
+                try await store.availableCapacity(parameters: placement)
+            }
+            response.availableCapacity = free
+            response.maximumVolumeSize = free
+            return response
+        }
+    }
+
+    public func controllerGetCapabilities(
+        _ request: ControllerGetCapabilitiesRequest, context: ServerContext
+    ) async throws -> ControllerGetCapabilitiesResponse {
+        try await log.call("ControllerGetCapabilities", request) {
+            let types: [ControllerServiceCapability.RPC.TypeEnum] = [
+                .createDeleteVolume, .listVolumes, .getCapacity, .createDeleteSnapshot, .listSnapshots,
+                .expandVolume, .volumeCondition, .getVolume, .singleNodeMultiWriter,
+            ]
+            var response = ControllerGetCapabilitiesResponse()
+            response.capabilities = types.map { type in
+                var rpc = ControllerServiceCapability.RPC()
+                rpc.type = type
+                var capability = ControllerServiceCapability()
+                capability.type = .rpc(rpc)
+                return capability
+            }
+            return response
+        }
+    }
+
+    public func controllerExpandVolume(
+        _ request: ControllerExpandVolumeRequest, context: ServerContext
+    ) async throws -> ControllerExpandVolumeResponse {
+        try await log.call("ControllerExpandVolume", request) {
+            try Rules.require(request.volumeID, "volume_id")
+            guard let range = request.capacityRange else { throw Rules.missing("capacity_range") }
+            let (required, limit) = try Self.capacity(range)
+            if let capability = request.volumeCapability, let reason = CapabilityRules.unsupportedReason(capability) {
+                throw RPCError(code: .invalidArgument, message: "volume_capability: \(reason)")
+            }
+            return try await locks.withLock(request.volumeID) {
+                let volume = try await existingVolume(request.volumeID)
+                var result = volume
+                if volume.capacityBytes < required {
+                    result = try await ErrorMapping.mapping("expanding volume \(request.volumeID) to \(required) bytes") {
+                        try await store.expandVolume(id: request.volumeID, to: required)
+                    }
+                }
+                if limit > 0 && result.capacityBytes > limit {
+                    throw RPCError(code: .outOfRange, message: "volume \(request.volumeID) is \(result.capacityBytes) bytes, more than limit_bytes \(limit)")
+                }
+                var response = ControllerExpandVolumeResponse()
+                response.capacityBytes = result.capacityBytes
+                response.nodeExpansionRequired = !CapabilityRules.isBlock(request.volumeCapability)
+                return response
+            }
+        }
+    }
+
+    public func controllerGetVolume(_ request: ControllerGetVolumeRequest, context: ServerContext) async throws -> ControllerGetVolumeResponse {
+        try await log.call("ControllerGetVolume", request) {
+            try Rules.require(request.volumeID, "volume_id")
+            let volume = try await existingVolume(request.volumeID)
+            var response = ControllerGetVolumeResponse()
+            response.volume = csiVolume(volume)
+            var status = ControllerGetVolumeResponse.VolumeStatus()
+            status.volumeCondition = Self.condition(volume)
+            response.status = status
+            return response
+        }
+    }
+
+    public func controllerModifyVolume(
+        _ request: ControllerModifyVolumeRequest, context: ServerContext
+    ) async throws -> ControllerModifyVolumeResponse {
+        throw RPCError(code: .unimplemented, message: "ControllerModifyVolume: volumes have no mutable parameters")
+    }
+
+    // MARK: - Snapshots
+
+    public func createSnapshot(_ request: CreateSnapshotRequest, context: ServerContext) async throws -> CreateSnapshotResponse {
+        try await log.call("CreateSnapshot", request) {
+            try Rules.require(request.name, "name")
+            try Rules.require(request.sourceVolumeID, "source_volume_id")
+            if let key = request.parameters.keys.sorted().first(where: { !$0.hasPrefix("csi.storage.k8s.io/") }) {
+                throw RPCError(code: .invalidArgument, message: "parameters: unknown key '\(key)'; snapshots take no parameters")
+            }
+            return try await locks.withLock("snapshot:" + request.name, request.sourceVolumeID) {
+                _ = try await existingVolume(request.sourceVolumeID)
+                let snapshot = try await ErrorMapping.mapping("snapshotting volume \(request.sourceVolumeID) as \(request.name)") {
+                    try await store.createSnapshot(name: request.name, sourceVolumeID: request.sourceVolumeID)
+                }
+                guard snapshot.sourceVolumeID == request.sourceVolumeID else {
+                    throw RPCError(
+                        code: .alreadyExists,
+                        message: "snapshot \(request.name) already exists for volume \(snapshot.sourceVolumeID), not \(request.sourceVolumeID)")
+                }
+                return Self.snapshotResponse(snapshot)
+            }
+        }
+    }
+
+    public func deleteSnapshot(_ request: DeleteSnapshotRequest, context: ServerContext) async throws -> DeleteSnapshotResponse {
+        try await log.call("DeleteSnapshot", request) {
+            try Rules.require(request.snapshotID, "snapshot_id")
+            guard Rules.isPlausibleID(request.snapshotID) else { return DeleteSnapshotResponse() }
+            return try await locks.withLock(request.snapshotID) {
+                try await ErrorMapping.mapping("deleting snapshot \(request.snapshotID)") {
+                    try await store.deleteSnapshot(id: request.snapshotID)
+                }
+                return DeleteSnapshotResponse()
+            }
+        }
+    }
+
+    public func listSnapshots(_ request: ListSnapshotsRequest, context: ServerContext) async throws -> ListSnapshotsResponse {
+        try await log.call("ListSnapshots", request) {
+            _ = try Rules.pageStart(request.startingToken)
+            var all = try await ErrorMapping.mapping("listing snapshots") { try await store.snapshots() }
+            if !request.snapshotID.isEmpty { all = all.filter { $0.id == request.snapshotID } }
+            if !request.sourceVolumeID.isEmpty { all = all.filter { $0.sourceVolumeID == request.sourceVolumeID } }
+            let page = try Rules.page(all, id: \.id, maxEntries: request.maxEntries, token: request.startingToken)
+            var response = ListSnapshotsResponse()
+            response.entries = page.items.map { snapshot in
+                var entry = ListSnapshotsResponse.Entry()
+                entry.snapshot = Self.csiSnapshot(snapshot)
+                return entry
+            }
+            response.nextToken = page.next
+            return response
+        }
+    }
+
+    public func getSnapshot(_ request: GetSnapshotRequest, context: ServerContext) async throws -> GetSnapshotResponse {
+        try await log.call("GetSnapshot", request) {
+            try Rules.require(request.snapshotID, "snapshot_id")
+            guard Rules.isPlausibleID(request.snapshotID),
+                let snapshot = try await ErrorMapping.mapping("looking up snapshot \(request.snapshotID)", {
+                    try await store.snapshot(id: request.snapshotID)
+                })
+            else { throw RPCError(code: .notFound, message: "snapshot \(request.snapshotID) does not exist") }
+            var response = GetSnapshotResponse()
+            response.snapshot = Self.csiSnapshot(snapshot)
+            return response
+        }
+    }
+
+    // MARK: - Helpers
+
+    /// The volume with `id`, or NOT_FOUND.
+    func existingVolume(_ id: String) async throws -> StoredVolume {
+        guard Rules.isPlausibleID(id),
+            let volume = try await ErrorMapping.mapping("looking up volume \(id)", { try await store.volume(id: id) })
+        else { throw RPCError(code: .notFound, message: "volume \(id) does not exist") }
+        return volume
+    }
+
+    /// Required and limit bytes from a capacity range, checked.
+    static func capacity(_ range: CapacityRange?) throws(RPCError) -> (required: Int64, limit: Int64) {
+        let required = range?.requiredBytes ?? 0
+        let limit = range?.limitBytes ?? 0
+        guard required >= 0, limit >= 0 else {
+            throw RPCError(code: .invalidArgument, message: "capacity_range: sizes must not be negative (required_bytes \(required), limit_bytes \(limit))")
+        }
+        if limit > 0 && required > limit {
+            throw RPCError(code: .invalidArgument, message: "capacity_range: required_bytes \(required) is more than limit_bytes \(limit)")
+        }
+        return (required, limit)
+    }
+
+    /// ALREADY_EXISTS unless `existing` satisfies a repeated request.
+    static func checkCompatible(_ existing: StoredVolume, name: String, required: Int64, limit: Int64, snapshot: String?) throws(RPCError) {
+        if let recorded = existing.name, recorded != name {
+            throw RPCError(code: .alreadyExists, message: "volume id \(existing.id) already belongs to the name \(recorded)")
+        }
+        if existing.capacityBytes < required || (limit > 0 && existing.capacityBytes > limit) {
+            throw RPCError(
+                code: .alreadyExists,
+                message: "volume \(name) already exists with \(existing.capacityBytes) bytes, outside the requested range \(required)…\(limit == 0 ? "∞" : String(limit))")
+        }
+        if existing.sourceSnapshotID != snapshot {
+            throw RPCError(
+                code: .alreadyExists,
+                message: "volume \(name) already exists from source \(existing.sourceSnapshotID ?? "none"), not \(snapshot ?? "none")")
+        }
+    }
+
+    /// The placement parameters for the store, checked: `volumeGroup` or `vgPattern`, `thinPool`;
+    /// `fsType` is the driver's own and is not passed on. Unknown keys are INVALID_ARGUMENT.
+    func placement(_ parameters: [String: String]) throws(RPCError) -> [String: String] {
+        var out: [String: String] = [:]
+        for key in parameters.keys.sorted() where !key.hasPrefix("csi.storage.k8s.io/") {
+            guard Parameter.all.contains(key) else {
+                throw RPCError(
+                    code: .invalidArgument,
+                    message: "parameters: unknown key '\(key)'; expected \(Parameter.all.sorted().joined(separator: ", "))")
+            }
+        }
+        if parameters[Parameter.volumeGroup] != nil && parameters[Parameter.vgPattern] != nil {
+            throw RPCError(code: .invalidArgument, message: "parameters: give volumeGroup or vgPattern, not both")
+        }
+        if let name = parameters[Parameter.volumeGroup] {
+            do { try DriverConfiguration.validateLVMName(name, flag: "parameters.volumeGroup") } catch {
+                throw RPCError(code: .invalidArgument, message: error.description)
+            }
+            out[Parameter.volumeGroup] = name
+        }
+        if let pattern = parameters[Parameter.vgPattern] {
+            guard (try? Regex(pattern)) != nil else {
+                throw RPCError(code: .invalidArgument, message: "parameters.vgPattern: '\(pattern)' is not a valid regular expression")
+            }
+            out[Parameter.vgPattern] = pattern
+        }
+        if let pool = parameters[Parameter.thinPool] {
+            do { try DriverConfiguration.validateLVMName(pool, flag: "parameters.thinPool") } catch {
+                throw RPCError(code: .invalidArgument, message: error.description)
+            }
+            out[Parameter.thinPool] = pool
+        }
+        return out
+    }
+
+    /// The filesystem named by the first mount capability, if any.
+    static func filesystem(of capabilities: [VolumeCapability]) -> String? {
+        for capability in capabilities {
+            if case .mount(let mount)? = capability.accessType, !mount.fsType.isEmpty { return mount.fsType }
+        }
+        return nil
+    }
+
+    /// RESOURCE_EXHAUSTED when the requisite topology excludes this node.
+    func checkTopology(_ requirement: TopologyRequirement?) throws(RPCError) {
+        guard let requirement, !requirement.requisite.isEmpty else { return }
+        guard requirement.requisite.contains(where: matchesThisNode) else {
+            throw RPCError(
+                code: .resourceExhausted,
+                message: "accessibility_requirements: no requisite topology includes this node (\(configuration.topologyKey)=\(configuration.nodeID))")
+        }
+    }
+
+    /// Whether every segment of `topology` this driver knows about names this node.
+    func matchesThisNode(_ topology: Topology) -> Bool {
+        topology.segments.allSatisfy { key, value in key != configuration.topologyKey || value == configuration.nodeID }
+    }
+
+    func csiVolume(_ volume: StoredVolume) -> Volume {
+        var out = Volume()
+        out.volumeID = volume.id
+        out.capacityBytes = volume.capacityBytes
+        var context = ["location": volume.location]
+        if let fsType = volume.fsType { context["fsType"] = fsType }
+        out.volumeContext = context
+        var topology = Topology()
+        topology.segments = configuration.topologySegments
+        out.accessibleTopology = [topology]
+        if let snapshot = volume.sourceSnapshotID {
+            var source = VolumeContentSource()
+            var snapshotSource = VolumeContentSource.SnapshotSource()
+            snapshotSource.snapshotID = snapshot
+            source.type = .snapshot(snapshotSource)
+            out.contentSource = source
+        }
+        return out
+    }
+
+    static func condition(_ volume: StoredVolume) -> VolumeCondition {
+        var condition = VolumeCondition()
+        condition.abnormal = volume.abnormal != nil
+        condition.message = volume.abnormal ?? "volume \(volume.id) is healthy"
+        return condition
+    }
+
+    static func csiSnapshot(_ snapshot: StoredSnapshot) -> Snapshot {
+        var out = Snapshot()
+        out.snapshotID = snapshot.id
+        out.sourceVolumeID = snapshot.sourceVolumeID
+        out.sizeBytes = snapshot.sizeBytes
+        out.readyToUse = snapshot.readyToUse
+        out.creationTime = Timestamp(seconds: snapshot.creationSeconds)
+        return out
+    }
+
+    static func snapshotResponse(_ snapshot: StoredSnapshot) -> CreateSnapshotResponse {
+        var response = CreateSnapshotResponse()
+        response.snapshot = csiSnapshot(snapshot)
+        return response
+    }
+}

@@ -1,0 +1,190 @@
+// The well-known types CSI uses, mapped to plain Swift:
+// - google.protobuf.Timestamp -> ``Timestamp`` (a message)
+// - google.protobuf.{Double,Float,Int64,UInt64,Int32,UInt32,Bool,String,Bytes}Value ->
+//   the Swift value as an optional field (`Int64?`, `String?`, ...): nil when absent,
+//   the value otherwise (a wrapper without its value field stands for the default).
+
+/// A Swift type a `google.protobuf.*Value` wrapper message maps to.
+///
+/// Generated code stores a wrapper field as `Value?` and calls ``ProtoReader/readWrapper(_:)``,
+/// ``ProtoWriter/writeWrapper(_:)`` and ``ProtoSize/wrapper(_:)``.
+public protocol ProtoWrapperValue: Sendable, Hashable {
+    /// The wrapper's full protobuf name, for example `google.protobuf.Int64Value`.
+    static var protoWrapperName: String { get }
+    /// The tag of the wrapper's field 1.
+    static var protoWrapperTag: UInt32 { get }
+    /// The protobuf default (0, false, empty).
+    static var protoDefault: Self { get }
+    /// Reads the value (without its tag).
+    init(protoReading reader: inout ProtoReader) throws(ProtoWireError)
+    /// Whether the value is the default, which proto3 does not emit.
+    var protoIsDefault: Bool { get }
+    /// The encoded size of the value without its tag.
+    var protoSize: Int { get }
+    /// Writes the value without its tag.
+    func protoWrite(to writer: inout ProtoWriter)
+}
+
+extension Int64: ProtoWrapperValue {
+    public static var protoWrapperName: String { "google.protobuf.Int64Value" }
+    public static var protoWrapperTag: UInt32 { 0x08 }
+    public static var protoDefault: Int64 { 0 }
+    @inlinable public init(protoReading reader: inout ProtoReader) throws(ProtoWireError) { self = try reader.readInt64() }
+    @inlinable public var protoIsDefault: Bool { self == 0 }
+    @inlinable public var protoSize: Int { ProtoSize.int64(self) }
+    @inlinable public func protoWrite(to writer: inout ProtoWriter) { writer.writeInt64(self) }
+}
+
+extension UInt64: ProtoWrapperValue {
+    public static var protoWrapperName: String { "google.protobuf.UInt64Value" }
+    public static var protoWrapperTag: UInt32 { 0x08 }
+    public static var protoDefault: UInt64 { 0 }
+    @inlinable public init(protoReading reader: inout ProtoReader) throws(ProtoWireError) { self = try reader.readUInt64() }
+    @inlinable public var protoIsDefault: Bool { self == 0 }
+    @inlinable public var protoSize: Int { ProtoSize.uint64(self) }
+    @inlinable public func protoWrite(to writer: inout ProtoWriter) { writer.writeUInt64(self) }
+}
+
+extension Int32: ProtoWrapperValue {
+    public static var protoWrapperName: String { "google.protobuf.Int32Value" }
+    public static var protoWrapperTag: UInt32 { 0x08 }
+    public static var protoDefault: Int32 { 0 }
+    @inlinable public init(protoReading reader: inout ProtoReader) throws(ProtoWireError) { self = try reader.readInt32() }
+    @inlinable public var protoIsDefault: Bool { self == 0 }
+    @inlinable public var protoSize: Int { ProtoSize.int32(self) }
+    @inlinable public func protoWrite(to writer: inout ProtoWriter) { writer.writeInt32(self) }
+}
+
+extension UInt32: ProtoWrapperValue {
+    public static var protoWrapperName: String { "google.protobuf.UInt32Value" }
+    public static var protoWrapperTag: UInt32 { 0x08 }
+    public static var protoDefault: UInt32 { 0 }
+    @inlinable public init(protoReading reader: inout ProtoReader) throws(ProtoWireError) { self = try reader.readUInt32() }
+    @inlinable public var protoIsDefault: Bool { self == 0 }
+    @inlinable public var protoSize: Int { ProtoSize.uint32(self) }
+    @inlinable public func protoWrite(to writer: inout ProtoWriter) { writer.writeUInt32(self) }
+}
+
+extension Bool: ProtoWrapperValue {
+    public static var protoWrapperName: String { "google.protobuf.BoolValue" }
+    public static var protoWrapperTag: UInt32 { 0x08 }
+    public static var protoDefault: Bool { false }
+    @inlinable public init(protoReading reader: inout ProtoReader) throws(ProtoWireError) { self = try reader.readBool() }
+    @inlinable public var protoIsDefault: Bool { !self }
+    @inlinable public var protoSize: Int { 1 }
+    @inlinable public func protoWrite(to writer: inout ProtoWriter) { writer.writeBool(self) }
+}
+
+extension Double: ProtoWrapperValue {
+    public static var protoWrapperName: String { "google.protobuf.DoubleValue" }
+    public static var protoWrapperTag: UInt32 { 0x09 }
+    public static var protoDefault: Double { 0 }
+    @inlinable public init(protoReading reader: inout ProtoReader) throws(ProtoWireError) { self = try reader.readDouble() }
+    @inlinable public var protoIsDefault: Bool { bitPattern == 0 }
+    @inlinable public var protoSize: Int { 8 }
+    @inlinable public func protoWrite(to writer: inout ProtoWriter) { writer.writeDouble(self) }
+}
+
+extension Float: ProtoWrapperValue {
+    public static var protoWrapperName: String { "google.protobuf.FloatValue" }
+    public static var protoWrapperTag: UInt32 { 0x0d }
+    public static var protoDefault: Float { 0 }
+    @inlinable public init(protoReading reader: inout ProtoReader) throws(ProtoWireError) { self = try reader.readFloat() }
+    @inlinable public var protoIsDefault: Bool { bitPattern == 0 }
+    @inlinable public var protoSize: Int { 4 }
+    @inlinable public func protoWrite(to writer: inout ProtoWriter) { writer.writeFloat(self) }
+}
+
+extension String: ProtoWrapperValue {
+    public static var protoWrapperName: String { "google.protobuf.StringValue" }
+    public static var protoWrapperTag: UInt32 { 0x0a }
+    public static var protoDefault: String { "" }
+    @inlinable public init(protoReading reader: inout ProtoReader) throws(ProtoWireError) { self = try reader.readString() }
+    @inlinable public var protoIsDefault: Bool { isEmpty }
+    @inlinable public var protoSize: Int { ProtoSize.string(self) }
+    @inlinable public func protoWrite(to writer: inout ProtoWriter) { writer.writeString(self) }
+}
+
+/// The Swift mapping of `google.protobuf.BytesValue` (a plain `[UInt8]` cannot conform on its own
+/// without claiming every array).
+public struct ProtoBytes: ProtoWrapperValue, RandomAccessCollection, ExpressibleByArrayLiteral {
+    /// The bytes.
+    public var bytes: [UInt8]
+    /// Wraps bytes.
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    /// Wraps literal bytes.
+    public init(arrayLiteral elements: UInt8...) { bytes = elements }
+    public var startIndex: Int { bytes.startIndex }
+    public var endIndex: Int { bytes.endIndex }
+    public subscript(position: Int) -> UInt8 { bytes[position] }
+
+    public static var protoWrapperName: String { "google.protobuf.BytesValue" }
+    public static var protoWrapperTag: UInt32 { 0x0a }
+    public static var protoDefault: ProtoBytes { ProtoBytes([]) }
+    @inlinable public init(protoReading reader: inout ProtoReader) throws(ProtoWireError) { self.init(try reader.readBytes()) }
+    @inlinable public var protoIsDefault: Bool { bytes.isEmpty }
+    @inlinable public var protoSize: Int { ProtoSize.bytes(bytes) }
+    @inlinable public func protoWrite(to writer: inout ProtoWriter) { writer.writeBytes(bytes) }
+}
+
+/// `google.protobuf.Timestamp`: a point in time as seconds and nanoseconds since the Unix epoch (UTC).
+public struct Timestamp: ProtoCodable, Comparable, CustomStringConvertible, CustomDebugStringConvertible {
+    public static var protoMessageName: String { "google.protobuf.Timestamp" }
+
+    /// Seconds since 1970-01-01T00:00:00Z.
+    public var seconds: Int64 = 0
+    /// Nanoseconds within the second, 0...999,999,999.
+    public var nanos: Int32 = 0
+    /// Fields this version does not know, kept for re-encoding.
+    public var unknownFields = UnknownFields()
+
+    /// The epoch.
+    public init() {}
+
+    /// A timestamp of `seconds` and `nanos` since the epoch.
+    public init(seconds: Int64, nanos: Int32 = 0) {
+        self.seconds = seconds
+        self.nanos = nanos
+    }
+
+    @inlinable
+    public var protoEncodedSize: Int {
+        var size = unknownFields.bytes.count
+        if seconds != 0 { size &+= 1 &+ ProtoSize.int64(seconds) }
+        if nanos != 0 { size &+= 1 &+ ProtoSize.int32(nanos) }
+        return size
+    }
+
+    @inlinable
+    public func protoWrite(to writer: inout ProtoWriter) {
+        writer.writeUnknown(unknownFields)
+        if nanos != 0 {
+            writer.writeInt32(nanos)
+            writer.writeTag(0x10)
+        }
+        if seconds != 0 {
+            writer.writeInt64(seconds)
+            writer.writeTag(0x08)
+        }
+    }
+
+    @inlinable
+    public mutating func protoMerge(from reader: inout ProtoReader) throws(ProtoWireError) {
+        while let tag = try reader.nextTag() {
+            switch tag.rawValue {
+            case 0x08: seconds = try reader.readInt64()
+            case 0x10: nanos = try reader.readInt32()
+            default: try reader.skipField(into: &unknownFields)
+            }
+        }
+    }
+
+    public static func < (a: Timestamp, b: Timestamp) -> Bool {
+        (a.seconds, a.nanos) < (b.seconds, b.nanos)
+    }
+
+    /// `Timestamp(seconds: 1700000000, nanos: 5)`.
+    public var description: String { "Timestamp(seconds: \(seconds), nanos: \(nanos))" }
+    /// Same as ``description``.
+    public var debugDescription: String { description }
+}

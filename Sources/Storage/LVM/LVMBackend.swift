@@ -1,0 +1,571 @@
+import FoundationEssentials
+import Glibc
+
+/// A ``VolumeBackend`` that keeps each volume in an LVM logical volume, driven in-process through
+/// liblvm2cmd.
+///
+/// Ownership and the request are recorded in LV tags, so everything can be rebuilt from LVM after a
+/// restart: `csi.swift-csi.io/owner=<driver>`, `csi.swift-csi.io/kind=volume|snapshot`,
+/// `csi.swift-csi.io/name=<request name>`, `csi.swift-csi.io/fs=<type>`,
+/// `csi.swift-csi.io/source=<snapshot or volume id>`, `csi.swift-csi.io/created=<unix seconds>`.
+/// Text outside LVM's tag charset is written as `#XX` (hex of each UTF-8 byte).
+///
+/// Creation parameters (``VolumeRequest/parameters`` and ``capacity(parameters:)``):
+/// `volumeGroup` (a VG name), `vgPattern` (a regular expression matched against whole VG names;
+/// the matching VG with the most free space is used) and `thinPool` (create thin volumes in this
+/// pool). Keys starting with `csi.storage.k8s.io/` are ignored; others are rejected.
+public final class LVMBackend: VolumeBackend {
+    /// How the backend chooses volume groups and accounts thin pools.
+    public struct Configuration: Sendable {
+        /// The driver name recorded as the owner of every LV it creates.
+        public var driverName: String
+        /// The volume group to use when a request names none.
+        public var volumeGroup: String?
+        /// A regular expression selecting volume groups when a request names none.
+        public var volumeGroupPattern: String?
+        /// The thin pool to use when a request names none (nil: thick volumes).
+        public var thinPool: String?
+        /// Capacity reported for a thin pool = its free space × this ratio (≥ 1).
+        public var overprovisionRatio: Double
+        /// Longest time a cached answer may be served without asking LVM again.
+        public var cacheMaximumAge: Duration
+        /// Block devices LVM may scan (the volume groups' physical volumes), or nil for all. LVM
+        /// is set up once per process: every backend in a process must give the same list.
+        public var scanDevices: [String]?
+
+        /// Creates a configuration; give a `volumeGroup` or a `volumeGroupPattern`.
+        public init(
+            driverName: String, volumeGroup: String? = nil, volumeGroupPattern: String? = nil,
+            thinPool: String? = nil, overprovisionRatio: Double = 1.0, cacheMaximumAge: Duration = .milliseconds(900),
+            scanDevices: [String]? = nil
+        ) {
+            self.scanDevices = scanDevices
+            self.driverName = driverName
+            self.volumeGroup = volumeGroup
+            self.volumeGroupPattern = volumeGroupPattern
+            self.thinPool = thinPool
+            self.overprovisionRatio = overprovisionRatio
+            self.cacheMaximumAge = cacheMaximumAge
+        }
+    }
+
+    /// Parameter keys understood in requests.
+    public enum Parameter {
+        /// A volume group name.
+        public static let volumeGroup = "volumeGroup"
+        /// A regular expression over volume group names.
+        public static let volumeGroupPattern = "vgPattern"
+        /// A thin pool name in the chosen volume group.
+        public static let thinPool = "thinPool"
+    }
+
+    let configuration: Configuration
+    let lvm: LVM
+    let cache: LVMStateCache
+    let ownerTag: LVMTag
+
+    static let tagPrefix = "csi.swift-csi.io/"
+
+    /// Creates a backend; the configuration is checked here.
+    /// - Throws: `.invalidName` for a bad driver, VG or pool name, `.invalidArgument` for a bad
+    ///   pattern or ratio.
+    public init(configuration: Configuration) throws(StorageError) {
+        if let vg = configuration.volumeGroup { _ = try LVMName(vg, kind: .volumeGroup) }
+        if let pool = configuration.thinPool { _ = try LVMName(pool) }
+        if let pattern = configuration.volumeGroupPattern { _ = try Self.compile(pattern) }
+        if configuration.volumeGroup == nil && configuration.volumeGroupPattern == nil {
+            throw StorageError(.invalidArgument, "LVM backend needs a volume group name or a volume group pattern")
+        }
+        guard configuration.overprovisionRatio >= 1, configuration.overprovisionRatio.isFinite else {
+            throw StorageError(
+                .invalidArgument, "overprovision ratio must be a finite number ≥ 1, found \(configuration.overprovisionRatio)")
+        }
+        self.configuration = configuration
+        self.ownerTag = try LVMTag(Self.tagPrefix + "owner=" + LVMTag.encode(configuration.driverName))
+        self.lvm = try LVM.client(scanning: configuration.scanDevices)
+        let lvmDirectory = getenvString("LVM_SYSTEM_DIR") ?? "/etc/lvm"
+        self.cache = LVMStateCache(lvm: lvm, lvmDirectory: lvmDirectory, maximumAge: configuration.cacheMaximumAge)
+    }
+
+    /// Whether LVs get device nodes on this machine (device-mapper is available).
+    public var activationAvailable: Bool { lvm.deviceMapperAvailable }
+
+    /// The volume id for a request name: the name itself when it is a valid LV name of at most 63
+    /// bytes, else `csi-` and a 128-bit hash of the name in hex.
+    public static func volumeID(forName name: String) -> String {
+        if name.utf8.count <= 63, (try? LVMName(name)) != nil { return name }
+        return "csi-" + stableHash(name)
+    }
+
+    // MARK: Reads (cached)
+
+    /// Every volume group this backend may use, with its free space.
+    public func volumeGroups() async throws(StorageError) -> [VolumeGroup] {
+        let state = try await cache.state()
+        return try eligibleGroups(state, parameters: [:])
+    }
+
+    public func volume(id: String) async throws(StorageError) -> Volume? {
+        let state = try await cache.state()
+        guard let lv = owned(state, id: id, kind: "volume") else { return nil }
+        return volume(lv, state)
+    }
+
+    public func listVolumes() async throws(StorageError) -> [Volume] {
+        let state = try await cache.state()
+        return state.logicalVolumes.filter { isOwned($0, kind: "volume") }.map { volume($0, state) }.sorted { $0.id < $1.id }
+    }
+
+    public func snapshot(id: String) async throws(StorageError) -> Snapshot? {
+        let state = try await cache.state()
+        return owned(state, id: id, kind: "snapshot").map(snapshot)
+    }
+
+    public func listSnapshots() async throws(StorageError) -> [Snapshot] {
+        let state = try await cache.state()
+        return state.logicalVolumes.filter { isOwned($0, kind: "snapshot") }.map(snapshot).sorted { $0.id < $1.id }
+    }
+
+    public func capacity(parameters: [String: String]) async throws(StorageError) -> UInt64 {
+        let state = try await cache.state()
+        let groups = try eligibleGroups(state, parameters: parameters)
+        if let pool = try thinPoolName(parameters) {
+            var best: UInt64 = 0
+            for group in groups {
+                guard
+                    let lv = state.logicalVolumes.first(where: { $0.volumeGroup == group.name && $0.name == pool.rawValue && $0.isThinPool }
+                    )
+                else { continue }
+                best = max(best, thinCapacity(lv))
+            }
+            return best
+        }
+        return groups.map(\.freeBytes).max() ?? 0
+    }
+
+    public func device(forVolume id: String) async throws(StorageError) -> VolumeDevice {
+        let state = try await cache.state()
+        guard let lv = owned(state, id: id, kind: "volume") else {
+            throw StorageError(.notFound, "volume \(id) not found in any volume group")
+        }
+        guard lvm.deviceMapperAvailable else {
+            return .unavailable(
+                reason:
+                    "logical volume \(lv.path) has no device node: device-mapper is not available on this machine (/dev/mapper/control cannot be opened), so activation is disabled"
+            )
+        }
+        let vg = try LVMName(lv.volumeGroup, kind: .volumeGroup)
+        let name = try LVMName(lv.name)
+        if Array(lv.attributes).count > 4 && Array(lv.attributes)[4] != "a" {
+            _ = try await lvm.run(LVMCommand([LVMWord("lvchange"), LVMWord("-ay"), LVMWord("-K"), LVMWord(vg, name)]))
+        }
+        return .node("/dev/" + lv.volumeGroup + "/" + lv.name)
+    }
+
+    public func probe() async throws(StorageError) {
+        let state = try await cache.state()
+        if try eligibleGroups(state, parameters: [:]).isEmpty {
+            throw StorageError(.notFound, "no volume group matches \(selectionDescription([:]))")
+        }
+    }
+
+    // MARK: Writes
+
+    public func createVolume(_ request: VolumeRequest) async throws(StorageError) -> Volume {
+        let id = try LVMName(Self.volumeID(forName: request.name))
+        if let limit = request.limitBytes, limit > 0, limit < request.requiredBytes {
+            throw StorageError(.invalidArgument, "volume \(id): limit \(limit) bytes is below the required \(request.requiredBytes) bytes")
+        }
+        let fsTag = try request.fsType.map { (t) throws(StorageError) in try LVMTag(Self.tagPrefix + "fs=" + LVMTag.encode(t)) }
+        var state = try await cache.fresh()
+
+        if let existing = state.logicalVolumes.first(where: { $0.name == id.rawValue }) {
+            return try existingVolume(existing, request: request, state: state)
+        }
+
+        var groups = try eligibleGroups(state, parameters: request.parameters)
+        let pool = try thinPoolName(request.parameters)
+        var source: LogicalVolume?
+        if let snapshotID = request.sourceSnapshotID {
+            guard let snap = owned(state, id: snapshotID, kind: "snapshot") else {
+                throw StorageError(.notFound, "source snapshot \(snapshotID) not found")
+            }
+            source = snap
+            groups = groups.filter { $0.name == snap.volumeGroup }
+            if groups.isEmpty {
+                throw StorageError(
+                    .invalidArgument,
+                    "source snapshot \(snap.path) is in a volume group that does not match \(selectionDescription(request.parameters))")
+            }
+        }
+        guard let group = groups.max(by: { $0.freeBytes < $1.freeBytes }) else {
+            throw StorageError(.notFound, "no volume group matches \(selectionDescription(request.parameters))")
+        }
+        let size = try roundedSize(request, extent: group.extentBytes, id: id)
+        let vg = try LVMName(group.name, kind: .volumeGroup)
+        var tags = [ownerTag, try LVMTag(Self.tagPrefix + "kind=volume"), try nameTag(request.name)]
+        if let fsTag { tags.append(fsTag) }
+        if let source { tags.append(try LVMTag(Self.tagPrefix + "source=" + LVMTag.encode(source.name))) }
+        let tagWords = tags.flatMap { [LVMWord("--addtag"), LVMWord($0)] }
+        let activation = lvm.deviceMapperAvailable ? [LVMWord("-ay"), LVMWord("-y")] : [LVMWord("-an"), LVMWord("-Zn")]
+
+        defer { cache.invalidate() }
+        if let source, source.isThinVolume {
+            // A thin snapshot of the snapshot: instant and shares blocks.
+            let sourceName = try LVMName(source.name)
+            _ = try await lvm.run(
+                LVMCommand(
+                    [LVMWord("lvcreate"), LVMWord("-s"), LVMWord("-kn"), LVMWord("-n"), LVMWord(id)]
+                        + (lvm.deviceMapperAvailable ? [LVMWord("-ay")] : [LVMWord("-an")]) + tagWords + [LVMWord(vg, sourceName)]))
+            state = try await cache.fresh()
+            if size > source.sizeBytes {
+                _ = try await lvm.run(LVMCommand([LVMWord("lvextend"), LVMWord("-L"), LVMWord(bytes: size), LVMWord(vg, id)]))
+            }
+        } else if let pool {
+            guard
+                let poolLV = state.logicalVolumes.first(where: { $0.volumeGroup == group.name && $0.name == pool.rawValue && $0.isThinPool }
+                )
+            else {
+                throw StorageError(.notFound, "thin pool \(group.name)/\(pool) not found")
+            }
+            if size > thinCapacity(poolLV) {
+                throw StorageError(
+                    .insufficientCapacity,
+                    "thin pool \(poolLV.path) can provide \(thinCapacity(poolLV)) bytes (free × overprovision ratio \(configuration.overprovisionRatio)); \(size) bytes requested for volume \(id)"
+                )
+            }
+            _ = try await lvm.run(
+                LVMCommand(
+                    [LVMWord("lvcreate"), LVMWord("-V"), LVMWord(bytes: size), LVMWord("--thin"), LVMWord("-n"), LVMWord(id)]
+                        + (lvm.deviceMapperAvailable ? [LVMWord("-ay")] : [LVMWord("-an")]) + tagWords + [LVMWord(vg, pool)]))
+        } else {
+            if size > group.freeBytes {
+                throw StorageError(
+                    .insufficientCapacity,
+                    "volume group \(group.name) has \(group.freeBytes) bytes free; \(size) bytes requested for volume \(id)")
+            }
+            if let source {
+                guard lvm.deviceMapperAvailable else {
+                    throw StorageError(
+                        .unsupported,
+                        "volume \(id) from snapshot \(source.path) needs the snapshot's data copied, which needs device nodes; device-mapper is not available on this machine"
+                    )
+                }
+            }
+            _ = try await lvm.run(
+                LVMCommand(
+                    [LVMWord("lvcreate"), LVMWord("-L"), LVMWord(bytes: size), LVMWord("-n"), LVMWord(id)] + activation + tagWords
+                        + [vg].map(LVMWord.init)))
+            if let source {
+                do throws(StorageError) {
+                    try await offload { () throws(StorageError) in
+                        try copyData(
+                            from: "/dev/\(source.volumeGroup)/\(source.name)", to: "/dev/\(group.name)/\(id)", bytes: source.sizeBytes,
+                            sparse: false)
+                    }
+                } catch {
+                    _ = try? await lvm.run(LVMCommand([LVMWord("lvremove"), LVMWord("-f"), LVMWord(vg, id)]))
+                    throw error
+                }
+            }
+        }
+        if let source, source.isThinVolume {
+            state = try await cache.fresh()
+            guard let created = state.logicalVolumes.first(where: { $0.name == id.rawValue && $0.volumeGroup == group.name }) else {
+                throw StorageError(.failed, "logical volume \(group.name)/\(id) was created but is not reported by lvs")
+            }
+            return volume(created, state)
+        }
+        // lvcreate succeeded with a size that is already a whole number of extents: no need to
+        // ask LVM again (the cache is dropped; the next read sees the new LV).
+        return Volume(
+            id: id.rawValue, name: request.name, capacityBytes: size, fsType: request.fsType,
+            sourceSnapshotID: request.sourceSnapshotID, location: group.name + "/" + id.rawValue, condition: .healthy)
+    }
+
+    public func deleteVolume(id: String) async throws(StorageError) {
+        let state = try await cache.fresh()
+        guard let lv = owned(state, id: id, kind: "volume") else { return }
+        let dependents = state.logicalVolumes.filter { $0.origin == lv.name && $0.volumeGroup == lv.volumeGroup }
+        if !dependents.isEmpty {
+            throw StorageError(.busy, "volume \(lv.path) has snapshots: " + dependents.map(\.name).joined(separator: ", "))
+        }
+        try await remove(lv)
+    }
+
+    public func expandVolume(id: String, toBytes bytes: UInt64) async throws(StorageError) -> Volume {
+        let state = try await cache.fresh()
+        guard let lv = owned(state, id: id, kind: "volume"), let group = state.group(lv.volumeGroup) else {
+            throw StorageError(.notFound, "volume \(id) not found in any volume group")
+        }
+        let size = roundUp(bytes, to: group.extentBytes)
+        if size <= lv.sizeBytes { return volume(lv, state) }
+        if !lv.isThinVolume && size - lv.sizeBytes > group.freeBytes {
+            throw StorageError(
+                .insufficientCapacity,
+                "volume group \(group.name) has \(group.freeBytes) bytes free; growing \(lv.path) from \(lv.sizeBytes) to \(size) bytes needs \(size - lv.sizeBytes)"
+            )
+        }
+        defer { cache.invalidate() }
+        _ = try await lvm.run(
+            LVMCommand([
+                LVMWord("lvextend"), LVMWord("-L"), LVMWord(bytes: size),
+                LVMWord(try LVMName(lv.volumeGroup, kind: .volumeGroup), try LVMName(lv.name)),
+            ]))
+        var grown = lv
+        grown.sizeBytes = size
+        return volume(grown, state)
+    }
+
+    public func createSnapshot(name: String, sourceVolumeID: String) async throws(StorageError) -> Snapshot {
+        let id = try LVMName(Self.volumeID(forName: name))
+        let state = try await cache.fresh()
+        guard let origin = owned(state, id: sourceVolumeID, kind: "volume") else {
+            if let existing = state.logicalVolumes.first(where: { $0.name == id.rawValue }), isOwned(existing, kind: "snapshot"),
+                tagValue(existing, "source") == sourceVolumeID
+            {
+                return snapshot(existing)
+            }
+            throw StorageError(.notFound, "source volume \(sourceVolumeID) not found in any volume group")
+        }
+        let vg = try LVMName(origin.volumeGroup, kind: .volumeGroup)
+        let originName = try LVMName(origin.name)
+        if let existing = state.logicalVolumes.first(where: { $0.name == id.rawValue }) {
+            guard isOwned(existing, kind: "snapshot"), tagValue(existing, "name") == name else {
+                throw StorageError(.alreadyExists, "logical volume \(existing.path) exists and is not snapshot \(name)")
+            }
+            guard tagValue(existing, "source") == origin.name else {
+                throw StorageError(
+                    .alreadyExists, "snapshot \(name) exists for volume \(tagValue(existing, "source") ?? "?"), not \(origin.name)")
+            }
+            if existing.origin.isEmpty && !existing.isThinVolume {
+                // An interrupted two-step creation: finish the conversion.
+                defer { cache.invalidate() }
+                _ = try await lvm.run(
+                    LVMCommand([
+                        LVMWord("lvconvert"), LVMWord("-y"), LVMWord("-Zn"), LVMWord("-s"), LVMWord(vg, originName), LVMWord(vg, id),
+                    ]))
+                return try await reloadSnapshot(id: id.rawValue)
+            }
+            return snapshot(existing)
+        }
+        let created = String(Int64(Date().timeIntervalSince1970))
+        let tags = [
+            ownerTag, try LVMTag(Self.tagPrefix + "kind=snapshot"), try nameTag(name),
+            try LVMTag(Self.tagPrefix + "source=" + LVMTag.encode(origin.name)),
+            try LVMTag(Self.tagPrefix + "created=" + created),
+        ]
+        let tagWords = tags.flatMap { [LVMWord("--addtag"), LVMWord($0)] }
+        defer { cache.invalidate() }
+        if origin.isThinVolume {
+            _ = try await lvm.run(
+                LVMCommand(
+                    [LVMWord("lvcreate"), LVMWord("-s"), LVMWord("-kn"), LVMWord("-n"), LVMWord(id)]
+                        + (lvm.deviceMapperAvailable ? [] : [LVMWord("-an")]) + tagWords + [LVMWord(vg, originName)]))
+            return try await reloadSnapshot(id: id.rawValue)
+        }
+        // A classic snapshot whose exception store is as large as the origin, so it can never overflow.
+        guard let group = state.group(origin.volumeGroup) else {
+            throw StorageError(.notFound, "volume group \(origin.volumeGroup) not found")
+        }
+        if origin.sizeBytes > group.freeBytes {
+            throw StorageError(
+                .insufficientCapacity,
+                "volume group \(group.name) has \(group.freeBytes) bytes free; a snapshot of \(origin.path) needs \(origin.sizeBytes)")
+        }
+        if lvm.deviceMapperAvailable {
+            _ = try await lvm.run(
+                LVMCommand(
+                    [LVMWord("lvcreate"), LVMWord("-s"), LVMWord("-L"), LVMWord(bytes: origin.sizeBytes), LVMWord("-n"), LVMWord(id)]
+                        + tagWords + [LVMWord(vg, originName)]))
+        } else {
+            // Without device-mapper `lvcreate -s` refuses; the same metadata results from creating
+            // the exception store and converting it, which needs no activation.
+            _ = try await lvm.run(
+                LVMCommand(
+                    [
+                        LVMWord("lvcreate"), LVMWord("-an"), LVMWord("-Zn"), LVMWord("-L"), LVMWord(bytes: origin.sizeBytes), LVMWord("-n"),
+                        LVMWord(id),
+                    ] + tagWords + [LVMWord(vg)]))
+            _ = try await lvm.run(
+                LVMCommand([LVMWord("lvconvert"), LVMWord("-y"), LVMWord("-Zn"), LVMWord("-s"), LVMWord(vg, originName), LVMWord(vg, id)]))
+        }
+        return try await reloadSnapshot(id: id.rawValue)
+    }
+
+    public func deleteSnapshot(id: String) async throws(StorageError) {
+        let state = try await cache.fresh()
+        guard let lv = owned(state, id: id, kind: "snapshot") else { return }
+        try await remove(lv)
+    }
+
+    // MARK: Helpers
+
+    private func remove(_ lv: LogicalVolume) async throws(StorageError) {
+        defer { cache.invalidate() }
+        do {
+            _ = try await lvm.run(
+                LVMCommand([
+                    LVMWord("lvremove"), LVMWord("-f"), LVMWord(try LVMName(lv.volumeGroup, kind: .volumeGroup), try LVMName(lv.name)),
+                ]))
+        } catch  where error.code == .notFound {
+            return
+        }
+    }
+
+    private func reloadSnapshot(id: String) async throws(StorageError) -> Snapshot {
+        let state = try await cache.fresh()
+        guard let lv = owned(state, id: id, kind: "snapshot") else {
+            throw StorageError(.failed, "snapshot \(id) was created but is not reported by lvs")
+        }
+        return snapshot(lv)
+    }
+
+    private func existingVolume(_ existing: LogicalVolume, request: VolumeRequest, state: LVMState) throws(StorageError) -> Volume {
+        guard isOwned(existing, kind: "volume") else {
+            throw StorageError(
+                .alreadyExists, "logical volume \(existing.path) exists and is not a volume of driver \(configuration.driverName)")
+        }
+        guard tagValue(existing, "name") == request.name else {
+            throw StorageError(
+                .alreadyExists,
+                "logical volume \(existing.path) belongs to request \(tagValue(existing, "name").map(LVMName.quoted) ?? "?"), not \(LVMName.quoted(request.name))"
+            )
+        }
+        // Compatible means inside the requested range (CSI CreateVolume idempotency).
+        let fits = existing.sizeBytes >= request.requiredBytes && (request.limitBytes.map { $0 == 0 || existing.sizeBytes <= $0 } ?? true)
+        if !fits {
+            throw StorageError(
+                .alreadyExists,
+                "volume \(existing.path) exists with \(existing.sizeBytes) bytes; the request asks for \(request.requiredBytes)\(request.limitBytes.map { "–\($0)" } ?? "") bytes"
+            )
+        }
+        if tagValue(existing, "source") != request.sourceSnapshotID {
+            throw StorageError(
+                .alreadyExists,
+                "volume \(existing.path) exists with source snapshot \(tagValue(existing, "source") ?? "none"); the request asks for \(request.sourceSnapshotID ?? "none")"
+            )
+        }
+        return volume(existing, state)
+    }
+
+    private func roundedSize(_ request: VolumeRequest, extent: UInt64, id: LVMName) throws(StorageError) -> UInt64 {
+        let size = roundUp(max(request.requiredBytes, 1), to: extent)
+        if let limit = request.limitBytes, limit > 0, size > limit {
+            throw StorageError(
+                .invalidArgument,
+                "volume \(id): \(request.requiredBytes) bytes rounded up to the extent size \(extent) is \(size) bytes, above the limit of \(limit) bytes"
+            )
+        }
+        return size
+    }
+
+    private func thinCapacity(_ pool: LogicalVolume) -> UInt64 {
+        let used = (pool.dataPercent ?? 0) / 100
+        let free = Double(pool.sizeBytes) * max(0, 1 - used)
+        return UInt64(free * configuration.overprovisionRatio)
+    }
+
+    private func nameTag(_ name: String) throws(StorageError) -> LVMTag {
+        try LVMTag(Self.tagPrefix + "name=" + LVMTag.encode(name))
+    }
+
+    private func isOwned(_ lv: LogicalVolume, kind: String) -> Bool {
+        lv.tags.contains(ownerTag.rawValue) && lv.tags.contains(Self.tagPrefix + "kind=" + kind)
+    }
+
+    private func owned(_ state: LVMState, id: String, kind: String) -> LogicalVolume? {
+        state.logicalVolumes.first { $0.name == id && isOwned($0, kind: kind) }
+    }
+
+    func tagValue(_ lv: LogicalVolume, _ key: String) -> String? {
+        let prefix = Self.tagPrefix + key + "="
+        guard let tag = lv.tags.first(where: { $0.hasPrefix(prefix) }) else { return nil }
+        return LVMTag.decode(String(tag.dropFirst(prefix.count)))
+    }
+
+    private func volume(_ lv: LogicalVolume, _ state: LVMState) -> Volume {
+        Volume(
+            id: lv.name, name: tagValue(lv, "name"), capacityBytes: lv.sizeBytes, fsType: tagValue(lv, "fs"),
+            sourceSnapshotID: tagValue(lv, "source"), location: lv.path,
+            condition: lv.condition(in: state.group(lv.volumeGroup)))
+    }
+
+    private func snapshot(_ lv: LogicalVolume) -> Snapshot {
+        Snapshot(
+            id: lv.name, name: tagValue(lv, "name"), sourceVolumeID: tagValue(lv, "source") ?? lv.origin,
+            sizeBytes: lv.sizeBytes, creationTime: Int64(tagValue(lv, "created") ?? "") ?? 0,
+            readyToUse: !lv.origin.isEmpty || lv.isThinVolume, location: lv.path)
+    }
+
+    private func thinPoolName(_ parameters: [String: String]) throws(StorageError) -> LVMName? {
+        if let pool = parameters[Parameter.thinPool] ?? configuration.thinPool { return try LVMName(pool) }
+        return nil
+    }
+
+    private func eligibleGroups(_ state: LVMState, parameters: [String: String]) throws(StorageError) -> [VolumeGroup] {
+        for key in parameters.keys
+        where ![Parameter.volumeGroup, Parameter.volumeGroupPattern, Parameter.thinPool].contains(key)
+            && !key.hasPrefix("csi.storage.k8s.io/")
+        {
+            throw StorageError(
+                .invalidArgument,
+                "unknown parameter \(LVMName.quoted(key)); the LVM backend understands \(Parameter.volumeGroup), \(Parameter.volumeGroupPattern), \(Parameter.thinPool)"
+            )
+        }
+        if let name = parameters[Parameter.volumeGroup] {
+            _ = try LVMName(name, kind: .volumeGroup)
+            return state.volumeGroups.filter { $0.name == name }
+        }
+        if let pattern = parameters[Parameter.volumeGroupPattern] {
+            let regex = try Self.compile(pattern)
+            return state.volumeGroups.filter { (try? regex.wholeMatch(in: $0.name)) != nil }
+        }
+        if let name = configuration.volumeGroup { return state.volumeGroups.filter { $0.name == name } }
+        if let pattern = configuration.volumeGroupPattern {
+            let regex = try Self.compile(pattern)
+            return state.volumeGroups.filter { (try? regex.wholeMatch(in: $0.name)) != nil }
+        }
+        return []
+    }
+
+    private func selectionDescription(_ parameters: [String: String]) -> String {
+        if let name = parameters[Parameter.volumeGroup] ?? configuration.volumeGroup { return "volume group name \(LVMName.quoted(name))" }
+        return "volume group pattern \(LVMName.quoted(parameters[Parameter.volumeGroupPattern] ?? configuration.volumeGroupPattern ?? ""))"
+    }
+
+    static func compile(_ pattern: String) throws(StorageError) -> Regex<AnyRegexOutput> {
+        do { return try Regex(pattern) } catch {
+            throw StorageError(
+                .invalidArgument, "volume group pattern \(LVMName.quoted(pattern)) is not a valid regular expression: \(error)")
+        }
+    }
+}
+
+func roundUp(_ value: UInt64, to unit: UInt64) -> UInt64 {
+    guard unit > 1 else { return value }
+    let (q, r) = value.quotientAndRemainder(dividingBy: unit)
+    return (r == 0 ? q : q + 1) * unit
+}
+
+/// 128 bits of two FNV-1a 64 hashes with different offsets, in hex; stable across runs and
+/// platforms (unlike `Hasher`).
+func stableHash(_ text: String) -> String {
+    var a: UInt64 = 0xcbf2_9ce4_8422_2325
+    var b: UInt64 = 0x6c62_272e_07bb_0142
+    for byte in text.utf8 {
+        a = (a ^ UInt64(byte)) &* 0x100_0000_01b3
+        b = (b ^ UInt64(byte)) &* 0x100_0000_01b3
+        b = b ^ (b >> 29)
+    }
+    func hex(_ v: UInt64) -> String {
+        let s = String(v, radix: 16)
+        return String(repeating: "0", count: 16 - s.count) + s
+    }
+    return hex(a) + hex(b)
+}
+
+func getenvString(_ name: String) -> String? {
+    guard let value = getenv(name) else { return nil }
+    return String(cString: value)
+}

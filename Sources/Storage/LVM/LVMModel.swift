@@ -1,0 +1,133 @@
+/// A volume group as reported by `vgs`.
+public struct VolumeGroup: Sendable, Hashable {
+    /// Its name.
+    public var name: String
+    /// Total size in bytes.
+    public var sizeBytes: UInt64
+    /// Unallocated bytes.
+    public var freeBytes: UInt64
+    /// The allocation unit in bytes; logical volume sizes are multiples of it.
+    public var extentBytes: UInt64
+    /// Metadata sequence number; it grows with every metadata change.
+    public var sequenceNumber: UInt64
+    /// Physical volumes that are missing.
+    public var missingPhysicalVolumes: Int
+}
+
+/// A logical volume as reported by `lvs`.
+struct LogicalVolume: Sendable, Hashable {
+    var name: String
+    var volumeGroup: String
+    var uuid: String
+    var sizeBytes: UInt64
+    /// The ten `lv_attr` characters.
+    var attributes: String
+    var tags: [String]
+    /// The origin of a snapshot, empty otherwise.
+    var origin: String
+    /// The thin pool of a thin volume, empty otherwise.
+    var pool: String
+    /// Data usage of a thin pool or snapshot, percent.
+    var dataPercent: Double?
+    var healthStatus: String
+    var segmentType: String
+
+    var path: String { volumeGroup + "/" + name }
+
+    /// Volume type: first `lv_attr` character.
+    var isThinPool: Bool { attributes.first == "t" }
+    var isThinVolume: Bool { attributes.first == "V" }
+    var isSnapshot: Bool { attributes.first == "s" || attributes.first == "S" || !origin.isEmpty }
+    /// Whether some other LV is a classic snapshot of this one (`o` = origin).
+    var isOrigin: Bool { attributes.first == "o" }
+
+    /// Health from `lv_attr` and `lv_health_status`.
+    func condition(in group: VolumeGroup?) -> VolumeCondition {
+        let attr = Array(attributes)
+        var problems: [String] = []
+        if !healthStatus.isEmpty { problems.append("health status \"\(healthStatus)\"") }
+        if attr.count > 8 {
+            switch attr[8] {
+            case "p": problems.append("partial: one or more of its physical volumes are missing")
+            case "r": problems.append("needs refresh")
+            case "m": problems.append("mismatches exist")
+            default: break
+            }
+        }
+        if attr.count > 4 {
+            switch attr[4] {
+            case "I": problems.append("snapshot invalid (its exception store overflowed)")
+            case "S": problems.append("snapshot merge failed")
+            case "m": problems.append("mapped device present but table missing")
+            case "i": problems.append("mapped device present with inactive table")
+            default: break
+            }
+        }
+        if let group, group.missingPhysicalVolumes > 0, problems.isEmpty || attr.count <= 8 {
+            problems.append("volume group \(group.name) is missing \(group.missingPhysicalVolumes) physical volume(s)")
+        }
+        if problems.isEmpty { return .healthy }
+        return VolumeCondition(
+            abnormal: true, message: "logical volume \(path) (lv_attr \(attributes)): " + problems.joined(separator: "; "))
+    }
+}
+
+/// Rows of `lvs` with the fields ``LVMState`` asks for; LVM reports every value as a string.
+struct LVRow: Decodable, Sendable {
+    var lv_name: String
+    var vg_name: String
+    var lv_uuid: String
+    var lv_size: String
+    var lv_attr: String
+    var lv_tags: String
+    var origin: String
+    var pool_lv: String
+    var data_percent: String
+    var lv_health_status: String
+    var segtype: String
+
+    static let fields: StaticString = "lv_name,vg_name,lv_uuid,lv_size,lv_attr,lv_tags,origin,pool_lv,data_percent,lv_health_status,segtype"
+
+    func model() -> LogicalVolume {
+        LogicalVolume(
+            name: lv_name, volumeGroup: vg_name, uuid: lv_uuid, sizeBytes: UInt64(lv_size) ?? 0,
+            attributes: lv_attr, tags: lv_tags.isEmpty ? [] : lv_tags.split(separator: ",").map(String.init),
+            origin: origin, pool: pool_lv, dataPercent: Double(data_percent),
+            healthStatus: lv_health_status, segmentType: segtype)
+    }
+}
+
+/// Rows of `vgs`.
+struct VGRow: Decodable, Sendable {
+    var vg_name: String
+    var vg_size: String
+    var vg_free: String
+    var vg_extent_size: String
+    var vg_seqno: String
+    var vg_missing_pv_count: String
+
+    static let fields: StaticString = "vg_name,vg_size,vg_free,vg_extent_size,vg_seqno,vg_missing_pv_count"
+
+    func model() -> VolumeGroup {
+        VolumeGroup(
+            name: vg_name, sizeBytes: UInt64(vg_size) ?? 0, freeBytes: UInt64(vg_free) ?? 0,
+            extentBytes: UInt64(vg_extent_size) ?? 0, sequenceNumber: UInt64(vg_seqno) ?? 0,
+            missingPhysicalVolumes: Int(vg_missing_pv_count) ?? 0)
+    }
+}
+
+/// Everything LVM reports at one moment.
+struct LVMState: Sendable {
+    var volumeGroups: [VolumeGroup]
+    var logicalVolumes: [LogicalVolume]
+
+    func group(_ name: String) -> VolumeGroup? { volumeGroups.first { $0.name == name } }
+
+    /// Reads the state with two report commands. (One `vgs` with LV fields would do for volume
+    /// groups that hold LVs, but LVM leaves out the rows of empty volume groups then.)
+    static func load(_ lvm: LVM) async throws(StorageError) -> LVMState {
+        let vgs = try await lvm.report(LVMCommand([LVMWord("vgs"), LVMWord("-o"), LVMWord(VGRow.fields)]), key: "vg", as: VGRow.self)
+        let lvs = try await lvm.report(LVMCommand([LVMWord("lvs"), LVMWord("-o"), LVMWord(LVRow.fields)]), key: "lv", as: LVRow.self)
+        return LVMState(volumeGroups: vgs.map { $0.model() }, logicalVolumes: lvs.map { $0.model() })
+    }
+}

@@ -1,0 +1,373 @@
+import FoundationEssentials
+import Glibc
+
+/// A ``VolumeBackend`` for machines without LVM: each volume is a sparse file attached to a loop
+/// device.
+///
+/// Layout under the configured directory: `volumes/<id>.img` with `volumes/<id>.json` beside it,
+/// and `snapshots/<id>.img` + `snapshots/<id>.json`. The JSON file, written atomically (temporary
+/// file, fsync, rename), is the record that a volume exists: an image without one is the remains of
+/// an interrupted create or delete and is replaced or removed. Nothing lives only in memory; loop
+/// devices are found again by the image's device and inode and re-attached on demand after a
+/// reboot. Snapshots are reflinks (`FICLONE`) where the filesystem supports them, sparse copies
+/// elsewhere; a mounted volume's filesystem is frozen (`FIFREEZE`) while it is copied.
+///
+/// Capacity is the directory filesystem's free space minus the space its sparse images may still
+/// claim, so that what is reported can really be written.
+public final class LoopFileBackend: VolumeBackend {
+    let directory: String
+    let owner: String
+
+    /// Creates the backend over `directory` (created if missing) for driver `driverName`.
+    /// - Throws: `.invalidArgument` when the directory is not absolute or cannot be created.
+    public init(directory: String, driverName: String) throws(StorageError) {
+        guard directory.hasPrefix("/") else {
+            throw StorageError(.invalidArgument, "loop file directory \(LVMName.quoted(directory)) is not an absolute path")
+        }
+        self.directory = KubeletPathPolicy.components(directory).joinedPath()
+        self.owner = driverName
+        try LinuxMounter.makeDirectory(self.directory)
+        for sub in ["/volumes", "/snapshots"] {
+            let path = self.directory + sub
+            if mkdir(path, 0o700) != 0 && errno != EEXIST {
+                throw StorageError(errnoCode(errno), "cannot create loop file directory \(path): \(errnoText(errno))")
+            }
+        }
+    }
+
+    struct Record: Codable, Sendable {
+        var id: String
+        var name: String
+        var owner: String
+        var kind: String
+        var capacityBytes: UInt64
+        var fsType: String?
+        var source: String?
+        var createdAt: Int64
+    }
+
+    // MARK: VolumeBackend
+
+    public func createVolume(_ request: VolumeRequest) async throws(StorageError) -> Volume {
+        let id = try LVMName(LVMBackend.volumeID(forName: request.name)).rawValue
+        if let key = request.parameters.keys.first(where: { !$0.hasPrefix("csi.storage.k8s.io/") }) {
+            throw StorageError(.invalidArgument, "unknown parameter \(LVMName.quoted(key)); the loop file backend takes none")
+        }
+        let size = roundUp(max(request.requiredBytes, 1), to: 1 << 20)
+        if let limit = request.limitBytes, limit > 0 {
+            guard size <= limit else {
+                throw StorageError(
+                    .invalidArgument,
+                    "volume \(id): \(request.requiredBytes) bytes rounded up to whole MiB is \(size), above the limit of \(limit) bytes")
+            }
+        }
+        return try await offload { [self] () throws(StorageError) -> Volume in
+            if let existing = try record(kind: "volume", id: id) {
+                guard existing.owner == owner, existing.name == request.name else {
+                    throw StorageError(
+                        .alreadyExists,
+                        "volume file \(imagePath("volume", id)) belongs to request \(LVMName.quoted(existing.name)) of \(existing.owner)")
+                }
+                let fits =
+                    existing.capacityBytes >= request.requiredBytes
+                    && (request.limitBytes.map { $0 == 0 || existing.capacityBytes <= $0 } ?? true)
+                guard fits, existing.source == request.sourceSnapshotID else {
+                    throw StorageError(
+                        .alreadyExists,
+                        "volume \(id) exists with \(existing.capacityBytes) bytes and source \(existing.source ?? "none"); the request asks for \(request.requiredBytes) bytes and source \(request.sourceSnapshotID ?? "none")"
+                    )
+                }
+                return volume(existing)
+            }
+            let image = imagePath("volume", id)
+            var sourceRecord: Record?
+            if let snapshotID = request.sourceSnapshotID {
+                guard let snap = try record(kind: "snapshot", id: snapshotID), snap.owner == owner else {
+                    throw StorageError(.notFound, "source snapshot \(snapshotID) not found in \(directory)/snapshots")
+                }
+                sourceRecord = snap
+            }
+            let available = try availableBytes()
+            guard size <= available else {
+                throw StorageError(
+                    .insufficientCapacity, "\(directory) can provide \(available) bytes; \(size) bytes requested for volume \(id)")
+            }
+            _ = unlink(image)  // the remains of an interrupted create, if any
+            if let sourceRecord {
+                try cloneOrCopy(from: imagePath("snapshot", sourceRecord.id), to: image, bytes: sourceRecord.capacityBytes)
+            }
+            try Self.createSparse(image, size: max(size, sourceRecord?.capacityBytes ?? 0))
+            let record = Record(
+                id: id, name: request.name, owner: owner, kind: "volume", capacityBytes: max(size, sourceRecord?.capacityBytes ?? 0),
+                fsType: request.fsType, source: request.sourceSnapshotID, createdAt: Self.now())
+            try write(record)
+            return volume(record)
+        }
+    }
+
+    public func deleteVolume(id: String) async throws(StorageError) {
+        try await delete(kind: "volume", id: id)
+    }
+
+    public func expandVolume(id: String, toBytes bytes: UInt64) async throws(StorageError) -> Volume {
+        try await offload { [self] () throws(StorageError) -> Volume in
+            guard var record = try record(kind: "volume", id: id), record.owner == owner else {
+                throw StorageError(.notFound, "volume \(id) not found in \(directory)/volumes")
+            }
+            let size = roundUp(bytes, to: 1 << 20)
+            if size <= record.capacityBytes { return volume(record) }
+            let available = try availableBytes()
+            guard size - record.capacityBytes <= available else {
+                throw StorageError(
+                    .insufficientCapacity,
+                    "\(directory) can provide \(available) bytes; growing volume \(id) to \(size) bytes needs \(size - record.capacityBytes)"
+                )
+            }
+            let image = imagePath("volume", id)
+            try Self.createSparse(image, size: size)
+            if let device = LoopDevice.find(image) { try LoopDevice.refreshCapacity(device) }
+            record.capacityBytes = size
+            try write(record)
+            return volume(record)
+        }
+    }
+
+    public func volume(id: String) async throws(StorageError) -> Volume? {
+        try await offload { [self] () throws(StorageError) -> Volume? in
+            guard let r = try record(kind: "volume", id: id), r.owner == owner else { return nil }
+            return volume(r)
+        }
+    }
+
+    public func listVolumes() async throws(StorageError) -> [Volume] {
+        try await offload { [self] () throws(StorageError) -> [Volume] in try records(kind: "volume").map(volume) }
+    }
+
+    public func createSnapshot(name: String, sourceVolumeID: String) async throws(StorageError) -> Snapshot {
+        let id = try LVMName(LVMBackend.volumeID(forName: name)).rawValue
+        return try await offload { [self] () throws(StorageError) -> Snapshot in
+            if let existing = try record(kind: "snapshot", id: id) {
+                guard existing.owner == owner, existing.name == name, existing.source == sourceVolumeID else {
+                    throw StorageError(
+                        .alreadyExists, "snapshot \(name) exists for volume \(existing.source ?? "?"), not \(sourceVolumeID)")
+                }
+                return snapshot(existing)
+            }
+            guard let source = try record(kind: "volume", id: sourceVolumeID), source.owner == owner else {
+                throw StorageError(.notFound, "source volume \(sourceVolumeID) not found in \(directory)/volumes")
+            }
+            let sourceImage = imagePath("volume", source.id)
+            let image = imagePath("snapshot", id)
+            _ = unlink(image)
+            try withFrozenFilesystem(of: sourceImage) { () throws(StorageError) in
+                try cloneOrCopy(from: sourceImage, to: image, bytes: source.capacityBytes)
+            }
+            let record = Record(
+                id: id, name: name, owner: owner, kind: "snapshot", capacityBytes: source.capacityBytes,
+                fsType: source.fsType, source: source.id, createdAt: Self.now())
+            try write(record)
+            return snapshot(record)
+        }
+    }
+
+    public func deleteSnapshot(id: String) async throws(StorageError) {
+        try await delete(kind: "snapshot", id: id)
+    }
+
+    public func snapshot(id: String) async throws(StorageError) -> Snapshot? {
+        try await offload { [self] () throws(StorageError) -> Snapshot? in
+            guard let r = try record(kind: "snapshot", id: id), r.owner == owner else { return nil }
+            return snapshot(r)
+        }
+    }
+
+    public func listSnapshots() async throws(StorageError) -> [Snapshot] {
+        try await offload { [self] () throws(StorageError) -> [Snapshot] in try records(kind: "snapshot").map(snapshot) }
+    }
+
+    public func capacity(parameters: [String: String]) async throws(StorageError) -> UInt64 {
+        if let key = parameters.keys.first(where: { !$0.hasPrefix("csi.storage.k8s.io/") }) {
+            throw StorageError(.invalidArgument, "unknown parameter \(LVMName.quoted(key)); the loop file backend takes none")
+        }
+        return try await offload { [self] () throws(StorageError) -> UInt64 in try availableBytes() }
+    }
+
+    public func device(forVolume id: String) async throws(StorageError) -> VolumeDevice {
+        try await offload { [self] () throws(StorageError) -> VolumeDevice in
+            guard let record = try record(kind: "volume", id: id), record.owner == owner else {
+                throw StorageError(.notFound, "volume \(id) not found in \(directory)/volumes")
+            }
+            let image = imagePath("volume", record.id)
+            if let device = LoopDevice.find(image) { return .node(device) }
+            return .node(try LoopDevice.attach(image))
+        }
+    }
+
+    public func probe() async throws(StorageError) {
+        try await offload { [self] () throws(StorageError) in
+            var s = statvfs()
+            _ = try syscall("statvfs", directory) { statvfs(directory, &s) }
+            guard access(directory + "/volumes", W_OK) == 0 else {
+                throw StorageError(.failed, "\(directory)/volumes is not writable: \(errnoText(errno))")
+            }
+        }
+    }
+
+    // MARK: Files
+
+    func imagePath(_ kind: String, _ id: String) -> String { "\(directory)/\(kind == "volume" ? "volumes" : "snapshots")/\(id).img" }
+    func recordPath(_ kind: String, _ id: String) -> String { "\(directory)/\(kind == "volume" ? "volumes" : "snapshots")/\(id).json" }
+
+    private func record(kind: String, id: String) throws(StorageError) -> Record? {
+        guard (try? LVMName(id)) != nil else { return nil }
+        let path = recordPath(kind, id)
+        guard let text = readWholeFile(path) else {
+            if errno == ENOENT { return nil }
+            throw StorageError(errnoCode(errno), "cannot read \(path): \(errnoText(errno))")
+        }
+        do { return try JSONDecoder().decode(Record.self, from: Data(text.utf8)) } catch {
+            throw StorageError(.failed, "\(path) is not a valid volume record: \(error)")
+        }
+    }
+
+    private func records(kind: String) throws(StorageError) -> [Record] {
+        let folder = "\(directory)/\(kind == "volume" ? "volumes" : "snapshots")"
+        guard let dir = opendir(folder) else { throw StorageError(errnoCode(errno), "cannot list \(folder): \(errnoText(errno))") }
+        var ids: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            if name.hasSuffix(".json") { ids.append(String(name.dropLast(5))) }
+        }
+        closedir(dir)
+        var result: [Record] = []
+        for id in ids.sorted() {
+            if let r = try record(kind: kind, id: id), r.owner == owner { result.append(r) }
+        }
+        return result
+    }
+
+    private func write(_ record: Record) throws(StorageError) {
+        let path = recordPath(record.kind, record.id)
+        let text: String
+        do {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            text = String(decoding: try encoder.encode(record), as: UTF8.self)
+        } catch {
+            throw StorageError(.failed, "cannot encode the record of \(record.kind) \(record.id): \(error)")
+        }
+        guard writeWholeFile(path, text + "\n", mode: 0o600) else {
+            throw StorageError(errnoCode(errno), "cannot write \(path): \(errnoText(errno))")
+        }
+        Self.syncDirectory(path)
+    }
+
+    private func delete(kind: String, id: String) async throws(StorageError) {
+        try await offload { [self] () throws(StorageError) in
+            guard (try? LVMName(id)) != nil else { return }
+            if let r = try record(kind: kind, id: id), r.owner != owner { return }
+            let image = imagePath(kind, id)
+            // Snapshots are independent copies here: a volume with snapshots may go.
+            if let device = LoopDevice.find(image) {
+                if let mount = try LinuxMounter.mount(of: device) {
+                    throw StorageError(.busy, "\(kind) \(id) is in use: \(device) is mounted at \(mount.mountPoint)")
+                }
+                try LoopDevice.detach(device)
+            }
+            // The record goes first: from then on the volume does not exist, whatever happens next.
+            let record = recordPath(kind, id)
+            if unlink(record) != 0 && errno != ENOENT {
+                throw StorageError(errnoCode(errno), "cannot remove \(record): \(errnoText(errno))")
+            }
+            Self.syncDirectory(record)
+            if unlink(image) != 0 && errno != ENOENT { throw StorageError(errnoCode(errno), "cannot remove \(image): \(errnoText(errno))") }
+        }
+    }
+
+    /// Free space of the directory's filesystem minus what the sparse images may still claim.
+    private func availableBytes() throws(StorageError) -> UInt64 {
+        var s = statvfs()
+        _ = try syscall("statvfs", directory) { statvfs(directory, &s) }
+        let free = UInt64(s.f_bavail) * UInt64(s.f_frsize)
+        var promised: UInt64 = 0
+        for kind in ["volume", "snapshot"] {
+            for r in try records(kind: kind) {
+                var info = stat()
+                guard stat(imagePath(kind, r.id), &info) == 0 else { continue }
+                let allocated = UInt64(info.st_blocks) * 512
+                if r.capacityBytes > allocated { promised += r.capacityBytes - allocated }
+            }
+        }
+        return free > promised ? free - promised : 0
+    }
+
+    private func cloneOrCopy(from source: String, to destination: String, bytes: UInt64) throws(StorageError) {
+        let input = try syscall("open", source) { open(source, O_RDONLY | O_CLOEXEC) }
+        defer { close(input) }
+        let output = try syscall("open", destination) { open(destination, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600) }
+        var cloned = ioctl(output, 0x4004_9409 /* FICLONE */, input) == 0
+        if cloned { cloned = fsync(output) == 0 }
+        close(output)
+        if cloned { return }
+        try Self.createSparse(destination, size: bytes)
+        try copyData(from: source, to: destination, bytes: bytes, sparse: true)
+    }
+
+    /// Runs `body` with the filesystem on `image`'s loop device frozen, if it is mounted.
+    private func withFrozenFilesystem(of image: String, _ body: () throws(StorageError) -> Void) throws(StorageError) {
+        guard let device = LoopDevice.find(image),
+            let mount = try LinuxMounter.mount(of: device)
+        else { return try body() }
+        let fd = try syscall("open", mount.mountPoint) { open(mount.mountPoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        defer { close(fd) }
+        let frozen = ioctl(fd, 0xC004_5877 /* FIFREEZE */, 0) == 0
+        defer { if frozen { _ = ioctl(fd, 0xC004_5878 /* FITHAW */, 0) } }
+        try body()
+    }
+
+    static func createSparse(_ path: String, size: UInt64) throws(StorageError) {
+        let fd = try syscall("open", path) { open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600) }
+        defer { close(fd) }
+        var info = stat()
+        _ = try syscall("fstat", path) { fstat(fd, &info) }
+        if UInt64(info.st_size) < size {
+            _ = try syscall("ftruncate", path) { ftruncate(fd, off_t(size)) }
+        }
+        _ = try syscall("fsync", path) { fsync(fd) }
+    }
+
+    static func syncDirectory(_ file: String) {
+        let parent = KubeletPathPolicy.components(file).dropLast().joinedPath()
+        let fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 {
+            _ = fsync(fd)
+            close(fd)
+        }
+    }
+
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
+
+    private func volume(_ r: Record) -> Volume {
+        Volume(
+            id: r.id, name: r.name, capacityBytes: r.capacityBytes, fsType: r.fsType, sourceSnapshotID: r.source,
+            location: imagePath("volume", r.id), condition: condition(r))
+    }
+
+    private func snapshot(_ r: Record) -> Snapshot {
+        Snapshot(
+            id: r.id, name: r.name, sourceVolumeID: r.source ?? "", sizeBytes: r.capacityBytes, creationTime: r.createdAt,
+            readyToUse: true, location: imagePath("snapshot", r.id))
+    }
+
+    private func condition(_ r: Record) -> VolumeCondition {
+        let image = imagePath("volume", r.id)
+        var info = stat()
+        guard stat(image, &info) == 0 else {
+            return VolumeCondition(abnormal: true, message: "volume file \(image) is missing: \(errnoText(errno))")
+        }
+        if UInt64(info.st_size) < r.capacityBytes {
+            return VolumeCondition(abnormal: true, message: "volume file \(image) has \(info.st_size) bytes, \(r.capacityBytes) expected")
+        }
+        return .healthy
+    }
+}

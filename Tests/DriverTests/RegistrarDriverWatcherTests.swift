@@ -1,0 +1,97 @@
+import Glibc
+import Testing
+
+@testable import Driver
+
+@Suite struct RegistrarDriverWatcherTests {
+    @Test func waitsForASocketWhoseDirectoryDoesNotExistYet() async throws {
+        let scratch = ScratchDirectory()
+        defer { scratch.remove() }
+        let socketPath = scratch.path + "/plugins/driver.example/csi.sock"
+        let sink = CollectingLogSink()
+        let watcher = DriverWatcher(socketPath: socketPath, logger: DriverLogger(sink: sink, level: .debug))
+        let clock = ContinuousClock()
+        let listenerBox = NSLockLike()
+        nonisolated(unsafe) var listener: UnixListener?
+        nonisolated(unsafe) var startedAt: ContinuousClock.Instant?
+        let creator = Task {
+            try await Task.sleep(for: .milliseconds(150))
+            try PathInspection.makeDirectories(scratch.path + "/plugins/driver.example")
+            try await Task.sleep(for: .milliseconds(50))
+            let l = try UnixListener(path: socketPath)
+            listenerBox.withLock {
+                listener = l
+                startedAt = clock.now
+            }
+        }
+        let name = try await watcher.waitForDriver(timeout: .seconds(10)) { "driver.example" }
+        let answeredAt = clock.now
+        try await creator.value
+        defer { listenerBox.withLock { listener?.close() } }
+        #expect(name == "driver.example")
+        let latency = answeredAt - listenerBox.withLock { startedAt! }
+        // Not a speed assertion: bounds the wait to the 1 s promise, far above what inotify gives.
+        #expect(latency < .seconds(1))
+        #expect(sink.messages.first?.contains("waiting for driver socket \(socketPath)") == true)
+    }
+
+    @Test func retriesASocketThatDoesNotAnswerYet() async throws {
+        let scratch = ScratchDirectory()
+        defer { scratch.remove() }
+        let socketPath = scratch.path + "/csi.sock"
+        let listener = try UnixListener(path: socketPath, listening: false)
+        defer { listener.close() }
+        let sink = CollectingLogSink()
+        let watcher = DriverWatcher(socketPath: socketPath, logger: DriverLogger(sink: sink, level: .debug))
+        let starter = Task {
+            try await Task.sleep(for: .milliseconds(100))
+            listener.listen()
+        }
+        try await watcher.waitForDriver(timeout: .seconds(5)) {}
+        try await starter.value
+        #expect(sink.messages.contains { $0.contains("exists but nothing accepts connections") })
+    }
+
+    @Test func connectionTimeoutNamesThePathAndLastState() async throws {
+        let scratch = ScratchDirectory()
+        defer { scratch.remove() }
+        let socketPath = scratch.path + "/never/csi.sock"
+        let watcher = DriverWatcher(socketPath: socketPath, logger: .disabled)
+        await #expect {
+            try await watcher.waitForDriver(timeout: .milliseconds(200)) {}
+        } throws: { error in
+            guard let error = error as? RegistrarError else { return false }
+            return error.code == .timeout && error.message.contains(socketPath) && error.message.contains("does not exist")
+        }
+    }
+
+    @Test func aProbeFailureIsRetriedButAMismatchIsNot() async throws {
+        let scratch = ScratchDirectory()
+        defer { scratch.remove() }
+        let socketPath = scratch.path + "/csi.sock"
+        let listener = try UnixListener(path: socketPath)
+        defer { listener.close() }
+        let watcher = DriverWatcher(socketPath: socketPath, logger: .disabled)
+        let attempts = NSLockLike()
+        nonisolated(unsafe) var count = 0
+        let value = try await watcher.waitForDriver(timeout: .seconds(5)) { () async throws -> Int in
+            let n = attempts.withLock { count += 1; return count }
+            if n < 3 { throw RegistrarError(code: .driverUnavailable, message: "not yet") }
+            return n
+        }
+        #expect(value == 3)
+        await #expect(throws: RegistrarError.self) {
+            try await watcher.waitForDriver(timeout: .seconds(5)) { () async throws -> Int in
+                throw RegistrarError(code: .driverMismatch, message: "wrong name")
+            }
+        }
+    }
+
+    @Test func cancellationEndsTheWait() async throws {
+        let watcher = DriverWatcher(socketPath: "/tmp/registrar-never-\(getpid())/csi.sock", logger: .disabled)
+        let task = Task { try await watcher.waitForDriver {} }
+        try await Task.sleep(for: .milliseconds(50))
+        task.cancel()
+        await #expect(throws: CancellationError.self) { try await task.value }
+    }
+}

@@ -1,0 +1,96 @@
+import Glibc
+import Synchronization
+import Testing
+
+@testable import Driver
+
+/// Sends `request` to 127.0.0.1:`port` from a plain thread (the check runs on the task pool) and returns
+/// the whole response.
+func httpExchange(port: Int, _ request: String) async -> String {
+    await BlockingThread.run { blockingHTTPExchange(port: port, request) }
+}
+
+func blockingHTTPExchange(port: Int, _ request: String) -> String {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let rc = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard rc == 0 else { return "connect failed" }
+    _ = request.withCString { send(fd, $0, strlen($0), 0) }
+    var response: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else { break }
+        response += buffer[0..<n]
+    }
+    return String(decoding: response, as: UTF8.self)
+}
+
+@Suite struct RegistrarHealthServerTests {
+    @Test func answersHealthzFromTheCheck() async throws {
+        let healthy = Atomic<Bool>(true)
+        let server = try HealthServer(endpoint: "127.0.0.1:0") {
+            healthy.load(ordering: .relaxed)
+                ? HealthReport(healthy: true, reason: "registered")
+                : HealthReport(healthy: false, reason: "kubelet has not acknowledged")
+        }
+        defer { server.stop() }
+        #expect(server.port > 0)
+        let ok = await httpExchange(port: server.port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(ok.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(ok.hasSuffix("\r\n\r\nregistered\n"))
+        #expect(ok.contains("Content-Length: 11\r\n"))
+        healthy.store(false, ordering: .relaxed)
+        let bad = await httpExchange(port: server.port, "GET /healthz?verbose=1 HTTP/1.0\r\n\r\n")
+        #expect(bad.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"))
+        #expect(bad.hasSuffix("kubelet has not acknowledged\n"))
+        let head = await httpExchange(port: server.port, "HEAD /healthz HTTP/1.1\r\n\r\n")
+        #expect(head.hasPrefix("HTTP/1.1 503") && head.hasSuffix("\r\n\r\n"))
+    }
+
+    @Test(arguments: [
+        ("GET /metrics HTTP/1.1\r\n\r\n", "HTTP/1.1 404"),
+        ("POST /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 405"),
+        ("hello\r\n\r\n", "HTTP/1.1 400"),
+        ("GET healthz HTTP/1.1\r\n\r\n", "HTTP/1.1 400"),
+        ("\u{16}\u{3}\u{1}\r\n\r\n", "HTTP/1.1 400"),
+    ])
+    func rejectsWhatIsNotAHealthCheck(request: String, expected: String) async throws {
+        let server = try HealthServer(endpoint: "127.0.0.1:0") { HealthReport(healthy: true, reason: "ok") }
+        defer { server.stop() }
+        let response = await httpExchange(port: server.port, request)
+        #expect(response.hasPrefix(expected))
+    }
+
+    @Test func survivesAClientThatSendsNothing() async throws {
+        let server = try HealthServer(endpoint: ":0") { HealthReport(healthy: true, reason: "ok") }
+        defer { server.stop() }
+        // A silent client is cut off after the read deadline; others are served meanwhile.
+        let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(server.port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(silent, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        defer { close(silent) }
+        let response = await httpExchange(port: server.port, "GET /healthz HTTP/1.1\r\n\r\n")
+        #expect(response.hasPrefix("HTTP/1.1 200"))
+    }
+
+    @Test(arguments: ["9809", "host", "127.0.0.1:http", ":70000"])
+    func badEndpointsAreNamed(endpoint: String) {
+        #expect {
+            _ = try HealthServer(endpoint: endpoint) { HealthReport(healthy: true, reason: "") }
+        } throws: { error in
+            (error as? RegistrarError)?.message.contains(endpoint) == true
+        }
+    }
+}

@@ -1,0 +1,309 @@
+import Glibc
+import Synchronization
+import Testing
+
+@testable import Storage
+
+/// Every LVMBackend operation on a real volume group on a loop device.
+@Suite(.serialized, .enabled(if: isRoot, rootReason))
+struct LVMBackendTests {
+    func backend(_ vg: String, driver: String = "lvm.csi.swift-csi.io") throws -> LVMBackend {
+        try LVMBackend(configuration: .init(driverName: driver, volumeGroup: vg))
+    }
+
+    @Test func createIsIdempotentAndRoundsToExtents() async throws {
+        try await withVolumeGroup { vg, _ in
+            let lvm = try backend(vg)
+            let request = VolumeRequest(name: "pvc-create-1", requiredBytes: 10 << 20, fsType: "ext4")
+            let volume = try await lvm.createVolume(request)
+            #expect(volume.id == "pvc-create-1")
+            #expect(volume.capacityBytes == 12 << 20)  // 3 extents of 4 MiB
+            #expect(volume.fsType == "ext4")
+            #expect(volume.name == "pvc-create-1")
+            #expect(volume.location == "\(vg)/pvc-create-1")
+            #expect(volume.condition.abnormal == false)
+            let again = try await lvm.createVolume(request)
+            #expect(again == volume)
+            // A bigger size under the same name is a conflict.
+            await #expect { try await lvm.createVolume(VolumeRequest(name: "pvc-create-1", requiredBytes: 64 << 20)) } throws: {
+                ($0 as? StorageError)?.code == .alreadyExists
+            }
+            // Tags record ownership and the request; the lvm tool sees them.
+            let tags = try lvmTool(["lvs", "--noheadings", "-o", "lv_tags", "\(vg)/pvc-create-1"]).output
+            #expect(tags.contains("csi.swift-csi.io/owner=lvm.csi.swift-csi.io"))
+            #expect(tags.contains("csi.swift-csi.io/name=pvc-create-1"))
+            #expect(tags.contains("csi.swift-csi.io/fs=ext4"))
+        }
+    }
+
+    @Test func requestNamesThatAreNotLVMNamesGetHashedIDs() async throws {
+        try await withVolumeGroup { vg, _ in
+            let lvm = try backend(vg)
+            let volume = try await lvm.createVolume(VolumeRequest(name: "snapshot restore #1 ü", requiredBytes: 1))
+            #expect(volume.id.hasPrefix("csi-"))
+            #expect(volume.name == "snapshot restore #1 ü")
+            #expect(volume.capacityBytes == 4 << 20)
+            #expect(try await lvm.volume(id: volume.id)?.name == "snapshot restore #1 ü")
+        }
+    }
+
+    @Test func insufficientCapacityIsTyped() async throws {
+        try await withVolumeGroup(megabytes: 64) { vg, _ in
+            let lvm = try backend(vg)
+            await #expect { try await lvm.createVolume(VolumeRequest(name: "too-big", requiredBytes: 1 << 30)) } throws: { error in
+                guard let error = error as? StorageError else { return false }
+                return error.code == .insufficientCapacity && error.message.contains(vg)
+            }
+            #expect(try await lvm.volume(id: "too-big") == nil)
+            let small = try await lvm.createVolume(VolumeRequest(name: "small", requiredBytes: 8 << 20))
+            await #expect { try await lvm.expandVolume(id: small.id, toBytes: 1 << 30) } throws: {
+                ($0 as? StorageError)?.code == .insufficientCapacity
+            }
+        }
+    }
+
+    @Test func deleteIsIdempotentAndExpandGrows() async throws {
+        try await withVolumeGroup { vg, _ in
+            let lvm = try backend(vg)
+            let volume = try await lvm.createVolume(VolumeRequest(name: "pvc-grow", requiredBytes: 8 << 20))
+            let grown = try await lvm.expandVolume(id: volume.id, toBytes: 30 << 20)
+            #expect(grown.capacityBytes == 32 << 20)
+            let same = try await lvm.expandVolume(id: volume.id, toBytes: 16 << 20)
+            #expect(same.capacityBytes == 32 << 20)
+            await #expect { try await lvm.expandVolume(id: "nope", toBytes: 1) } throws: { ($0 as? StorageError)?.code == .notFound }
+            try await lvm.deleteVolume(id: volume.id)
+            try await lvm.deleteVolume(id: volume.id)
+            try await lvm.deleteVolume(id: "never-existed")
+            #expect(try await lvm.volume(id: volume.id) == nil)
+            #expect(try lvmTool(["lvs", "--noheadings", "-o", "lv_name", vg]).output.trimmed() == "")
+        }
+    }
+
+    @Test func listingFiltersByOwner() async throws {
+        try await withVolumeGroup { vg, _ in
+            let mine = try backend(vg)
+            let theirs = try backend(vg, driver: "other.driver")
+            _ = try await mine.createVolume(VolumeRequest(name: "mine-b", requiredBytes: 1))
+            _ = try await mine.createVolume(VolumeRequest(name: "mine-a", requiredBytes: 1))
+            _ = try await theirs.createVolume(VolumeRequest(name: "theirs", requiredBytes: 1))
+            try lvmTool(["lvcreate", "-an", "-Zn", "-L", "4m", "-n", "untagged", vg])
+            #expect(try await mine.listVolumes().map(\.id) == ["mine-a", "mine-b"])
+            #expect(try await theirs.listVolumes().map(\.id) == ["theirs"])
+            #expect(try await mine.volume(id: "theirs") == nil)
+            // Another driver's LV of the same name is a conflict, never adopted.
+            await #expect { try await mine.createVolume(VolumeRequest(name: "theirs", requiredBytes: 1)) } throws: {
+                ($0 as? StorageError)?.code == .alreadyExists
+            }
+            try await mine.deleteVolume(id: "theirs")
+            #expect(try await theirs.volume(id: "theirs") != nil)
+        }
+    }
+
+    @Test func capacityAndVolumeGroupSelection() async throws {
+        try await withVolumeGroup(megabytes: 64) { small, _ in
+            try await withVolumeGroup(megabytes: 128) { big, _ in
+                let prefix = String(small.prefix(4))
+                let lvm = try LVMBackend(configuration: .init(driverName: "d", volumeGroupPattern: "\(prefix)[a-z0-9]+"))
+                let groups = try await lvm.volumeGroups().map(\.name)
+                #expect(groups.contains(small) && groups.contains(big))
+                let capacity = try await lvm.capacity(parameters: [LVMBackend.Parameter.volumeGroup: big])
+                #expect(capacity == 124 << 20)
+                #expect(try await lvm.capacity(parameters: [LVMBackend.Parameter.volumeGroup: small]) == 60 << 20)
+                // The pattern picks the matching VG with the most free space.
+                let volume = try await lvm.createVolume(
+                    VolumeRequest(
+                        name: "placed", requiredBytes: 1, parameters: [LVMBackend.Parameter.volumeGroupPattern: "(\(small)|\(big))"]))
+                #expect(volume.location == "\(big)/placed")
+                await #expect { try await lvm.capacity(parameters: ["bogus": "1"]) } throws: {
+                    ($0 as? StorageError)?.code == .invalidArgument
+                }
+                await #expect { try await lvm.capacity(parameters: [LVMBackend.Parameter.volumeGroupPattern: "("]) } throws: {
+                    ($0 as? StorageError)?.code == .invalidArgument
+                }
+                await #expect { try await lvm.capacity(parameters: [LVMBackend.Parameter.volumeGroup: "-x"]) } throws: {
+                    ($0 as? StorageError)?.code == .invalidName
+                }
+                _ = try await lvm.deleteVolume(id: "placed")
+            }
+        }
+    }
+
+    @Test func snapshotsAreCreatedListedAndDeleted() async throws {
+        try await withVolumeGroup { vg, _ in
+            let lvm = try backend(vg)
+            let volume = try await lvm.createVolume(VolumeRequest(name: "pvc-origin", requiredBytes: 8 << 20))
+            let snap = try await lvm.createSnapshot(name: "snapshot-1", sourceVolumeID: volume.id)
+            #expect(snap.sourceVolumeID == volume.id)
+            #expect(snap.name == "snapshot-1")
+            #expect(snap.readyToUse)
+            #expect(snap.sizeBytes == 8 << 20)
+            #expect(snap.creationTime > 1_700_000_000)
+            #expect(try await lvm.createSnapshot(name: "snapshot-1", sourceVolumeID: volume.id) == snap)
+            #expect(try await lvm.listSnapshots() == [snap])
+            #expect(try lvmTool(["lvs", "--noheadings", "-o", "origin", "\(vg)/\(snap.id)"]).output.trimmed() == volume.id)
+            let other = try await lvm.createVolume(VolumeRequest(name: "pvc-other", requiredBytes: 4 << 20))
+            await #expect { try await lvm.createSnapshot(name: "snapshot-1", sourceVolumeID: other.id) } throws: {
+                ($0 as? StorageError)?.code == .alreadyExists
+            }
+            await #expect { try await lvm.createSnapshot(name: "snapshot-2", sourceVolumeID: "missing") } throws: {
+                ($0 as? StorageError)?.code == .notFound
+            }
+            // The origin cannot go while a snapshot depends on it.
+            await #expect { try await lvm.deleteVolume(id: volume.id) } throws: { ($0 as? StorageError)?.code == .busy }
+            if !lvm.activationAvailable {
+                await #expect {
+                    try await lvm.createVolume(VolumeRequest(name: "restored", requiredBytes: 8 << 20, sourceSnapshotID: snap.id))
+                } throws: {
+                    ($0 as? StorageError)?.code == .unsupported
+                }
+            }
+            try await lvm.deleteSnapshot(id: snap.id)
+            try await lvm.deleteSnapshot(id: snap.id)
+            #expect(try await lvm.listSnapshots().isEmpty)
+            try await lvm.deleteVolume(id: volume.id)
+        }
+    }
+
+    @Test func interruptedSnapshotIsCompletedOnRetry() async throws {
+        try await withVolumeGroup { vg, _ in
+            let lvm = try backend(vg)
+            let volume = try await lvm.createVolume(VolumeRequest(name: "pvc-int", requiredBytes: 4 << 20))
+            // The first half of the two-step creation, as if the driver died after it.
+            try lvmTool([
+                "lvcreate", "-an", "-Zn", "-L", "4m", "-n", "snap-int",
+                "--addtag", "csi.swift-csi.io/owner=lvm.csi.swift-csi.io", "--addtag", "csi.swift-csi.io/kind=snapshot",
+                "--addtag", "csi.swift-csi.io/name=snap-int", "--addtag", "csi.swift-csi.io/source=\(volume.id)", vg,
+            ])
+            let snap = try await lvm.createSnapshot(name: "snap-int", sourceVolumeID: volume.id)
+            #expect(snap.readyToUse)
+            #expect(try lvmTool(["lvs", "--noheadings", "-o", "origin", "\(vg)/snap-int"]).output.trimmed() == volume.id)
+        }
+    }
+
+    @Test func thinPoolsAndDeviceNodes() async throws {
+        try await withVolumeGroup { vg, _ in
+            let lvm = try backend(vg)
+            let volume = try await lvm.createVolume(VolumeRequest(name: "pvc-dev", requiredBytes: 1))
+            let device = try await lvm.device(forVolume: volume.id)
+            if lvm.activationAvailable {
+                #expect(device == .node("/dev/\(vg)/pvc-dev"))
+            } else {
+                guard case .unavailable(let reason) = device else {
+                    Issue.record("expected no device node, got \(device)")
+                    return
+                }
+                #expect(reason.contains("\(vg)/pvc-dev") && reason.contains("device-mapper"))
+                // Thin pools need device-mapper too; the failure says so.
+                #expect(try await lvm.capacity(parameters: [LVMBackend.Parameter.thinPool: "pool0"]) == 0)
+                await #expect {
+                    try await lvm.createVolume(
+                        VolumeRequest(name: "thin1", requiredBytes: 1, parameters: [LVMBackend.Parameter.thinPool: "pool0"]))
+                } throws: {
+                    ($0 as? StorageError)?.code == .notFound
+                }
+            }
+            await #expect { try await lvm.device(forVolume: "missing") } throws: { ($0 as? StorageError)?.code == .notFound }
+            try await lvm.probe()
+            let nothing = try LVMBackend(configuration: .init(driverName: "d", volumeGroup: "no-such-vg-\(uniqueSuffix())"))
+            await #expect { try await nothing.probe() } throws: { ($0 as? StorageError)?.code == .notFound }
+        }
+    }
+
+    @Test func healthComesFromLvAttr() {
+        let base = LogicalVolume(
+            name: "lv", volumeGroup: "vg", uuid: "", sizeBytes: 0, attributes: "-wi-a-----", tags: [], origin: "", pool: "",
+            dataPercent: nil, healthStatus: "", segmentType: "linear")
+        #expect(base.condition(in: nil) == .healthy)
+        var partial = base
+        partial.attributes = "-wi-a---p-"
+        partial.healthStatus = "partial"
+        #expect(partial.condition(in: nil).abnormal)
+        #expect(partial.condition(in: nil).message.contains("missing"))
+        var invalid = base
+        invalid.attributes = "swi-I-s---"
+        #expect(invalid.condition(in: nil).message.contains("invalid"))
+        let group = VolumeGroup(name: "vg", sizeBytes: 0, freeBytes: 0, extentBytes: 4, sequenceNumber: 1, missingPhysicalVolumes: 1)
+        #expect(base.condition(in: group).abnormal)
+    }
+
+    /// A change made with the lvm tools is visible through the cache within one second, while
+    /// repeated reads are answered from memory.
+    @Test func outOfBandChangesShowWithinOneSecond() async throws {
+        try await withVolumeGroup { vg, _ in
+            let lvm = try backend(vg)
+            _ = try await lvm.listVolumes()
+            let tags = ["--addtag", "csi.swift-csi.io/owner=lvm.csi.swift-csi.io", "--addtag", "csi.swift-csi.io/kind=volume"]
+            try lvmTool(["lvcreate", "-an", "-Zn", "-L", "4m", "-n", "oob"] + tags + [vg])
+            let created = ContinuousClock.now
+            while try await lvm.volume(id: "oob") == nil {
+                #expect(ContinuousClock.now - created < .seconds(1), "lvcreate not visible after 1 s")
+                if ContinuousClock.now - created > .seconds(2) { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(ContinuousClock.now - created < .seconds(1))
+            let freeBefore = try await lvm.capacity(parameters: [:])
+            try lvmTool(["lvremove", "-f", "\(vg)/oob"])
+            let removed = ContinuousClock.now
+            while try await lvm.volume(id: "oob") != nil {
+                if ContinuousClock.now - removed > .seconds(2) { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(ContinuousClock.now - removed < .seconds(1))
+            #expect(try await lvm.capacity(parameters: [:]) == freeBefore + (4 << 20))
+        }
+    }
+
+    /// With the metadata backups switched off (no inotify notice), the age limit alone bounds staleness.
+    @Test func ageLimitBoundsStalenessWithoutNotices() async throws {
+        try await withVolumeGroup { vg, _ in
+            let lvm = try backend(vg)
+            _ = try await lvm.listVolumes()
+            let tags = ["--addtag", "csi.swift-csi.io/owner=lvm.csi.swift-csi.io", "--addtag", "csi.swift-csi.io/kind=volume"]
+            try lvmTool(["lvcreate", "--autobackup", "n", "-an", "-Zn", "-L", "4m", "-n", "quiet"] + tags + [vg])
+            let created = ContinuousClock.now
+            while try await lvm.volume(id: "quiet") == nil {
+                if ContinuousClock.now - created > .seconds(2) { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(ContinuousClock.now - created < .seconds(1))
+        }
+    }
+}
+
+/// liblvm2cmd changes process-wide state (umask 0077, setlocale); the client puts it back.
+@Suite(.serialized, .enabled(if: isRoot, rootReason))
+struct LVMProcessStateTests {
+    @Test func umaskAndLocaleSurviveLVMCommands() async throws {
+        let lvm = LVM.shared
+        _ = try await lvm.run(LVMCommand([LVMWord("vgs")]))
+        // Read on the LVM thread, so no other suite's command is half-way through.
+        let (mask, locale) = await lvm.betweenCommands { () -> (mode_t, String?) in
+            let mask = umask(0o022)
+            umask(mask)
+            return (mask, setlocale(LC_ALL, nil).map { String(cString: $0) })
+        }
+        #expect(mask == lvm.processState.umask)
+        #expect(mask != 0o077 || lvm.processState.umask == 0o077)
+        #expect(locale == lvm.processState.locale)
+    }
+}
+
+@Suite(.serialized, .enabled(if: isRoot, rootReason))
+struct LVMStateCacheTests {
+    /// Many readers arriving while the state is stale share one LVM scan.
+    @Test func concurrentReadersShareOneLoad() async throws {
+        let cache = LVMStateCache(lvm: LVM.shared, lvmDirectory: "/nonexistent-\(uniqueSuffix())", maximumAge: .seconds(30))
+        _ = try await cache.state()
+        #expect(cache.loads.load(ordering: .relaxed) == 1)
+        cache.invalidate()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<50 { group.addTask { _ = try await cache.state() } }
+            try await group.waitForAll()
+        }
+        #expect(cache.loads.load(ordering: .relaxed) == 2)
+        // A cached answer costs no load; fresh() always asks LVM.
+        _ = try await cache.state()
+        _ = try await cache.fresh()
+        #expect(cache.loads.load(ordering: .relaxed) == 3)
+    }
+}
