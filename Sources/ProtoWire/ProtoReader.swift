@@ -344,7 +344,8 @@ public struct ProtoReader {
 
     @usableFromInline
     func packedLength(_ bytes: Int, _ width: Int) -> ProtoWireError {
-        error(.malformed, at: position, "expected packed fixed\(width * 8) data whose length is a multiple of \(width), found \(bytes) bytes")
+        error(
+            .malformed, at: position, "expected packed fixed\(width * 8) data whose length is a multiple of \(width), found \(bytes) bytes")
     }
 
     /// How many consecutive length-delimited fields, starting with the current one, carry the
@@ -416,7 +417,9 @@ public struct ProtoReader {
             case 3: try skipGroup(startTag: tag.rawValue, depth: groupDepth + 1)
             default:
                 guard tag.rawValue >> 3 == startTag >> 3 else {
-                    throw error(.invalidWireType, at: fieldStart, "expected an end-group tag for field \(startTag >> 3), found one for field \(tag.rawValue >> 3)")
+                    throw error(
+                        .invalidWireType, at: fieldStart,
+                        "expected an end-group tag for field \(startTag >> 3), found one for field \(tag.rawValue >> 3)")
                 }
                 return
             }
