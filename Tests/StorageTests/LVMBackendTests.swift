@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import Testing
 
 @testable import Storage
@@ -273,13 +274,36 @@ struct LVMBackendTests {
 @Suite(.serialized, .enabled(if: isRoot, rootReason))
 struct LVMProcessStateTests {
     @Test func umaskAndLocaleSurviveLVMCommands() async throws {
-        let locale = setlocale(LC_ALL, nil).map { String(cString: $0) }
-        let mask = umask(0o022)
-        umask(mask)
-        _ = try await LVM.shared.run(LVMCommand([LVMWord("vgs")]))
-        let after = umask(0o022)
-        umask(after)
-        #expect(after == mask)
-        #expect(setlocale(LC_ALL, nil).map { String(cString: $0) } == locale)
+        let lvm = LVM.shared
+        _ = try await lvm.run(LVMCommand([LVMWord("vgs")]))
+        // Read on the LVM thread, so no other suite's command is half-way through.
+        let (mask, locale) = await lvm.betweenCommands { () -> (mode_t, String?) in
+            let mask = umask(0o022)
+            umask(mask)
+            return (mask, setlocale(LC_ALL, nil).map { String(cString: $0) })
+        }
+        #expect(mask == lvm.processState.umask)
+        #expect(mask != 0o077 || lvm.processState.umask == 0o077)
+        #expect(locale == lvm.processState.locale)
+    }
+}
+
+@Suite(.serialized, .enabled(if: isRoot, rootReason))
+struct LVMStateCacheTests {
+    /// Many readers arriving while the state is stale share one LVM scan.
+    @Test func concurrentReadersShareOneLoad() async throws {
+        let cache = LVMStateCache(lvm: LVM.shared, lvmDirectory: "/nonexistent-\(uniqueSuffix())", maximumAge: .seconds(30))
+        _ = try await cache.state()
+        #expect(cache.loads.load(ordering: .relaxed) == 1)
+        cache.invalidate()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<50 { group.addTask { _ = try await cache.state() } }
+            try await group.waitForAll()
+        }
+        #expect(cache.loads.load(ordering: .relaxed) == 2)
+        // A cached answer costs no load; fresh() always asks LVM.
+        _ = try await cache.state()
+        _ = try await cache.fresh()
+        #expect(cache.loads.load(ordering: .relaxed) == 3)
     }
 }

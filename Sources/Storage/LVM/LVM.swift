@@ -107,6 +107,15 @@ final class LVM: Sendable {
         handle = box.withLock { $0 }
     }
 
+    /// Runs `body` on the LVM thread between commands (where process-wide state is the
+    /// process's own again).
+    func betweenCommands<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        (try? await thread.run { () throws(StorageError) -> T in body() })!
+    }
+
+    /// The umask and locale the process had before LVM was set up.
+    var processState: (umask: mode_t, locale: String?) { (processUmask, processLocale) }
+
     /// Runs one command and returns what it reported.
     /// - Throws: ``StorageError`` with the command line and LVM's error lines when LVM returns
     ///   anything but success: `.invalidArgument` for a rejected command line, `.notFound`,
