@@ -156,6 +156,16 @@ struct LoopFileBackendTests {
             stat(target, &b)
             #expect(b.st_mode & S_IFMT == S_IFBLK && a.st_rdev == b.st_rdev)
             #expect(try await mounter.blockDeviceSize(target) == 8 << 20)
+            // Direct I/O is on where the backing filesystem supports it.
+            let dio = readWholeFile("/sys/block/\(device.dropFirst(5))/loop/dio")?.trimmed()
+            print("LoopFileBackendTests: \(device) direct I/O = \(dio ?? "?")")
+            let backing = try LinuxMounter.readMountTable().filter { base.hasPrefix($0.mountPoint == "/" ? "/" : $0.mountPoint + "/") }
+                .max { $0.mountPoint.count < $1.mountPoint.count }?.fsType
+            if backing == "ext4" || backing == "xfs" {
+                #expect(dio == "1")
+            } else {
+                #expect(dio == "1" || dio == "0")
+            }
             try await mounter.unmount(target, removeTarget: true)
             #expect(access(target, F_OK) != 0)
         }
