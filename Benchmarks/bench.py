@@ -248,17 +248,27 @@ def rpc(args):
         servers = [s for s in servers if any(o in s["name"] for o in args.only)]
     results = {s["name"]: {c[0]: [] for c in CONFIGS} for s in servers}
     try:
+        started = []
         for s in servers:
-            s["proc"] = subprocess.Popen(s["argv"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            wait_for_socket(s["socket"], s["proc"])
-            if s["kind"] == "grpc":
-                check = subprocess.run([sys.executable, os.path.join(HERE, "peers", "python", "check.py"),
-                                        "--socket", s["socket"], "--gen-dir", os.path.join(BUILD, "python")],
-                                       capture_output=True, text=True)
-                if check.returncode != 0:
-                    raise RuntimeError(f"{s['name']} answered NodeGetInfo wrongly: {check.stderr}")
+            s["proc"] = subprocess.Popen(s["argv"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                wait_for_socket(s["socket"], s["proc"])
+                if s["kind"] == "grpc":
+                    check = subprocess.run([sys.executable, os.path.join(HERE, "peers", "python", "check.py"),
+                                            "--socket", s["socket"], "--gen-dir", os.path.join(BUILD, "python")],
+                                           capture_output=True, text=True, timeout=30)
+                    if check.returncode != 0:
+                        raise RuntimeError(f"NodeGetInfo through grpcio failed: {check.stderr.strip()[-500:]}")
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                print(f"bench: leaving out {s['name']}: {e}", file=sys.stderr)
+                s["proc"].kill()
+                s["proc"].wait()
+                del results[s["name"]]
+                continue
             time.sleep(0.5)
             s["rss_idle_kib"] = proc_status(s["proc"].pid, "VmRSS")
+            started.append(s)
+        servers[:] = started
 
         # Calibrate: a short run per server and shape sets the request count for ~args.seconds.
         counts = {}
