@@ -41,5 +41,9 @@ bench:
 bench-lvm: deps
 	bash Benchmarks/LVM/run.sh
 
+## Fuzz the ProtoWire decoders with libFuzzer (FUZZ_SECONDS, default 60).
+fuzz:
+	bash Tests/Fuzz/run.sh $${FUZZ_SECONDS:-60}
+
 clean:
 	rm -rf .build .build-*

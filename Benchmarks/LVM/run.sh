@@ -41,3 +41,5 @@ echo "  mean $(( ($(date +%s%N) - start) / iterations / 1000 )) us"
 echo "== backend operations (release build)"
 (cd "$here" && swift build -c release --product lvm-bench 2>&1 | tail -1)
 "$here/.build/release/lvm-bench" "$vg" "$iterations"
+echo "== the same with LVM's scan restricted to the volume group's device"
+"$here/.build/release/lvm-bench" "$vg" "$iterations" "$loop"

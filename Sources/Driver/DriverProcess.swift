@@ -68,7 +68,8 @@ public struct DriverProcess: Sendable {
             do {
                 backend = try LVMBackend(configuration: .init(
                     driverName: configuration.driverName, volumeGroup: group, volumeGroupPattern: pattern,
-                    thinPool: configuration.thinPool, overprovisionRatio: configuration.overprovisionRatio))
+                    thinPool: configuration.thinPool, overprovisionRatio: configuration.overprovisionRatio,
+                    scanDevices: configuration.lvmScanDevices.isEmpty ? nil : configuration.lvmScanDevices))
             } catch {
                 throw DriverStartError(message: "LVM backend (--volume-group/--vg-pattern/--thin-pool): \(error)")
             }

@@ -250,8 +250,40 @@ public struct ProtoReader {
         if count == 0 { return "" }
         let bytes = UnsafeBufferPointer(
             start: base.unsafelyUnwrapped.advanced(by: start).assumingMemoryBound(to: UInt8.self), count: count)
-        guard let string = String(validating: bytes, as: UTF8.self) else { throw invalidUTF8(at: start) }
+        // The stdlib's decoding initializer is specialized here (no generic metadata lookups);
+        // it repairs invalid input, so the result equals the input exactly when the input was valid.
+        var string = String(decoding: bytes, as: UTF8.self)
+        if ProtoReader.isASCII(bytes) { return string }
+        let valid = string.withUTF8 { decoded in decoded.count == count && decoded.elementsEqual(bytes) }
+        guard valid else { throw invalidUTF8(at: start) }
         return string
+    }
+
+    /// Whether every byte is below 0x80, checked eight bytes at a time.
+    @inlinable
+    static func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        let p = UnsafeRawPointer(bytes.baseAddress.unsafelyUnwrapped)
+        let n = bytes.count
+        var bits: UInt64 = 0
+        if n >= 8 {
+            var i = 0
+            while i &+ 8 <= n {
+                bits |= p.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                i &+= 8
+            }
+            // The last (overlapping) eight bytes cover the tail.
+            bits |= p.loadUnaligned(fromByteOffset: n &- 8, as: UInt64.self)
+        } else {
+            // Two (possibly overlapping) loads cover 2...7 bytes.
+            if n >= 4 {
+                bits = UInt64(p.loadUnaligned(as: UInt32.self) | p.loadUnaligned(fromByteOffset: n &- 4, as: UInt32.self))
+            } else if n >= 2 {
+                bits = UInt64(p.loadUnaligned(as: UInt16.self) | p.loadUnaligned(fromByteOffset: n &- 2, as: UInt16.self))
+            } else if n == 1 {
+                bits = UInt64(p.load(as: UInt8.self))
+            }
+        }
+        return bits & 0x8080_8080_8080_8080 == 0
     }
 
     @usableFromInline
@@ -313,6 +345,22 @@ public struct ProtoReader {
     @usableFromInline
     func packedLength(_ bytes: Int, _ width: Int) -> ProtoWireError {
         error(.malformed, at: position, "expected packed fixed\(width * 8) data whose length is a multiple of \(width), found \(bytes) bytes")
+    }
+
+    /// How many consecutive length-delimited fields, starting with the current one, carry the
+    /// current tag (at most `limit`): a cheap, bounded count for reserving a map's capacity
+    /// before its entries are decoded. Malformed data simply ends the count.
+    @inlinable
+    public func countFieldRun(limit: Int = 256) -> Int {
+        var scan = self
+        scan.position = fieldStart
+        var count = 0
+        while count < limit && scan.position < scan.end {
+            guard let key = try? scan.readVarint(), key == UInt64(currentTag) else { break }
+            guard (try? scan.readLengthPrefix()) != nil else { break }
+            count &+= 1
+        }
+        return count
     }
 
     // MARK: Skipping

@@ -172,7 +172,8 @@ public struct ProtoWriter {
     /// Writes the entries of a map in ascending key order (the order protoc's deterministic
     /// encoder uses), calling `writeEntry` for each; entries are written back to front.
     ///
-    /// Small maps are ordered without allocating; larger ones sort their keys once.
+    /// The entries are ordered by an insertion sort of their indices in stack memory
+    /// (`withUnsafeTemporaryAllocation`), so small maps cost no heap allocation.
     @inlinable
     public mutating func writeMapEntries<Key: Comparable, Value>(
         _ map: [Key: Value], _ writeEntry: (inout ProtoWriter, Key, Value) -> Void
@@ -184,27 +185,26 @@ public struct ProtoWriter {
             writeEntry(&self, key, value)
             return
         }
-        if count <= 8 {
-            // Repeatedly pick the largest key below the previous one (writing back to front).
-            var previous: Key? = nil
-            for _ in 0..<count {
-                var best: Dictionary<Key, Value>.Index? = nil
-                var index = map.startIndex
-                while index != map.endIndex {
-                    let key = map[index].key
-                    if previous == nil || key < previous.unsafelyUnwrapped {
-                        if best == nil || map[best.unsafelyUnwrapped].key < key { best = index }
-                    }
-                    index = map.index(after: index)
+        withUnsafeTemporaryAllocation(of: Dictionary<Key, Value>.Index.self, capacity: count) { order in
+            var sorted = 0
+            var index = map.startIndex
+            while index != map.endIndex {
+                let key = map[index].key
+                var slot = sorted
+                while slot > 0 && key < map[order[slot &- 1]].key {
+                    order.initializeElement(at: slot, to: order.moveElement(from: slot &- 1))
+                    slot &-= 1
                 }
-                let entry = map[best.unsafelyUnwrapped]
-                writeEntry(&self, entry.key, entry.value)
-                previous = entry.key
+                order.initializeElement(at: slot, to: index)
+                sorted &+= 1
+                index = map.index(after: index)
             }
-            return
-        }
-        for key in map.keys.sorted(by: >) {
-            writeEntry(&self, key, map[key].unsafelyUnwrapped)
+            var position = sorted
+            while position > 0 {
+                position &-= 1
+                let entry = map[order.moveElement(from: position)]
+                writeEntry(&self, entry.key, entry.value)
+            }
         }
     }
 }

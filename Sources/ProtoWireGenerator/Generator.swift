@@ -12,16 +12,20 @@ public struct GeneratorError: Error, CustomStringConvertible {
 public struct GeneratorOptions: Sendable {
     /// Proto package -> Swift namespace enum (`Namespace.pluginregistration=PluginRegistration`).
     public var namespaces: [String: String] = [:]
+    /// Whether to emit gRPC service code (`Services=false` emits messages only and imports only ProtoWire).
+    public var services = true
 
-    /// Parses `Namespace.<proto package>=<SwiftName>` items; unknown keys are errors.
+    /// Parses `Namespace.<proto package>=<SwiftName>` and `Services=true|false` items; unknown keys are errors.
     public init(parameter: String) throws(GeneratorError) {
         for item in parameter.split(separator: ",") where !item.isEmpty {
             let pair = item.split(separator: "=", maxSplits: 1).map(String.init)
             guard pair.count == 2 else { throw GeneratorError("parameter '\(item)': expected key=value") }
             if pair[0].hasPrefix("Namespace.") {
                 namespaces[String(pair[0].dropFirst("Namespace.".count))] = pair[1]
+            } else if pair[0] == "Services", pair[1] == "true" || pair[1] == "false" {
+                services = pair[1] == "true"
             } else {
-                throw GeneratorError("parameter '\(item)': unknown key '\(pair[0])' (known: Namespace.<package>)")
+                throw GeneratorError("parameter '\(item)': unknown key or value (known: Namespace.<package>=<SwiftName>, Services=true|false)")
             }
         }
     }
@@ -135,7 +139,8 @@ public struct Generator {
         out.line("// Do not edit: change the .proto file and run scripts/generate.sh.")
         out.line()
         out.line("public import ProtoWire")
-        if !file.service.isEmpty { out.line("public import H2") }
+        let services = options.services ? file.service : []
+        if !services.isEmpty { out.line("public import H2") }
         let namespace = options.namespaces[file.package]
         let protoPrefix = file.package.isEmpty ? "" : "." + file.package
         if let namespace {
@@ -161,11 +166,30 @@ public struct Generator {
                 message, fullName: protoPrefix + "." + message.name, path: [4, Int32(index)], comments: comments,
                 syntax: file.syntax, into: &out)
         }
+        // Every message of the file, nested ones included, for tools that decode by name.
+        var all: [String] = []
+        func collect(_ message: MessageDescriptor, _ full: String) {
+            guard !message.isMapEntry, let info = types[full] else { return }
+            all.append(info.swiftName)
+            for nested in message.nestedType { collect(nested, full + "." + nested.name) }
+        }
+        for message in file.messageType { collect(message, protoPrefix + "." + message.name) }
+        let fileEnum = Naming.upperCamel(Generator.outputName(for: file.name).replacingSuffix(".pb.swift")) + "ProtoFile"
+        out.line()
+        out.doc("The contents of `\(file.name)`.")
+        out.line("public enum \(fileEnum) {")
+        out.indent += 1
+        out.line("/// Every message type the file defines (nested ones included), for decoding by name.")
+        out.line("public static let messageTypes: [any ProtoCodable.Type] = [")
+        for name in all { out.line("    \(name).self,") }
+        out.line("]")
+        out.indent -= 1
+        out.line("}")
         if namespace != nil {
             out.indent -= 1
             out.line("}")
         }
-        for (index, service) in file.service.enumerated() {
+        for (index, service) in services.enumerated() {
             out.line()
             try generateService(
                 service, package: file.package, namespace: namespace, path: [6, Int32(index)], comments: comments,
@@ -361,6 +385,12 @@ public struct Generator {
         out.indent -= 1
         out.line("}")
 
+    }
+}
+
+extension String {
+    func replacingSuffix(_ suffix: String) -> String {
+        hasSuffix(suffix) ? String(dropLast(suffix.count)) : self
     }
 }
 

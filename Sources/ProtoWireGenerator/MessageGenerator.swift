@@ -601,6 +601,7 @@ extension Generator {
                 }
             case .map(let key, let value):
                 out.line("case \(String(format: plan.tag(2))):")
+                out.line("    if \(ref).isEmpty { \(ref) = Dictionary(minimumCapacity: reader.countFieldRun()) }")
                 out.line("    var entry = try reader.enterMessage()")
                 out.line("    var key: \(key.swiftType) = \(key.defaultLiteral)")
                 let isMessage: Bool

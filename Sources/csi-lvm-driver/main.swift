@@ -33,6 +33,9 @@ struct CSILVMDriver: AsyncParsableCommand {
     @Option(help: "The default thin pool for new volumes (LVM backend).")
     var thinPool: String?
 
+    @Option(help: "A block device LVM may scan (repeat for each physical volume); by default LVM scans every device.")
+    var lvmScanDevice: [String] = []
+
     @Option(help: "GetCapacity of a thin pool reports its free space times this ratio.")
     var overprovisionRatio: Double = 1.0
 
@@ -72,6 +75,7 @@ struct CSILVMDriver: AsyncParsableCommand {
         raw.volumeGroup = volumeGroup
         raw.vgPattern = vgPattern
         raw.thinPool = thinPool
+        raw.lvmScanDevices = lvmScanDevice
         raw.overprovisionRatio = overprovisionRatio
         raw.topologyKey = topologyKey
         raw.maxVolumesPerNode = maxVolumesPerNode

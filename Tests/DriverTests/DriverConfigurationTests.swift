@@ -143,7 +143,7 @@ import Testing
     @Test(arguments: [
         ("--mode", "both"), ("--log-level", "loud"), ("--backend", "zfs"), ("--kubelet-dir", "var/lib/kubelet"),
         ("--kubelet-dir", "/var/lib/../kubelet"), ("--max-volumes-per-node", "-1"), ("--overprovision-ratio", "0.5"),
-        ("--socket-mode", "0999"), ("--loopfile-dir", "relative"),
+        ("--socket-mode", "0999"), ("--loopfile-dir", "relative"), ("--lvm-scan-device", "loop0"),
     ])
     func eachBadFlagIsNamed(flag: String, value: String) {
         let raw = Self.raw {
@@ -155,6 +155,7 @@ import Testing
             case "--max-volumes-per-node": $0.maxVolumesPerNode = Int64(value)!
             case "--overprovision-ratio": $0.overprovisionRatio = Double(value)!
             case "--socket-mode": $0.socketMode = value
+            case "--lvm-scan-device": $0.lvmScanDevices = ["/dev/loop1", value]
             default: $0.loopfileDir = value
             }
         }

@@ -26,7 +26,7 @@ OUR_FLAGS = {
     "csi-lvm-driver": {
         "endpoint", "driver-name", "node-id", "volume-group", "vg-pattern", "thin-pool",
         "overprovision-ratio", "topology-key", "max-volumes-per-node", "mode", "kubelet-dir",
-        "backend", "loopfile-dir", "socket-mode", "shutdown-grace", "log-level", "v",
+        "backend", "loopfile-dir", "socket-mode", "shutdown-grace", "log-level", "v", "lvm-scan-device",
     },
     "node-driver-registrar": {
         # upstream v2.17 compatible

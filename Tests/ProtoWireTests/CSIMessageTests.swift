@@ -19,7 +19,6 @@ func sampleNodePublish() -> NodePublishVolumeRequest {
     request.volumeContext = [
         "csi.storage.k8s.io/pod.name": "web-0", "csi.storage.k8s.io/pod.namespace": "default",
         "csi.storage.k8s.io/pod.uid": "0e1f2a3b-4c5d-6e7f-8091-a2b3c4d5e6f7",
-        "csi.storage.k8s.io/serviceAccount.name": "default", "storage.kubernetes.io/csiProvisionerIdentity": "1700000000000-8081-lvm.csi.io",
     ]
     return request
 }
@@ -40,8 +39,6 @@ let sampleNodePublishText = """
     volume_context { key: "csi.storage.k8s.io/pod.name" value: "web-0" }
     volume_context { key: "csi.storage.k8s.io/pod.namespace" value: "default" }
     volume_context { key: "csi.storage.k8s.io/pod.uid" value: "0e1f2a3b-4c5d-6e7f-8091-a2b3c4d5e6f7" }
-    volume_context { key: "csi.storage.k8s.io/serviceAccount.name" value: "default" }
-    volume_context { key: "storage.kubernetes.io/csiProvisionerIdentity" value: "1700000000000-8081-lvm.csi.io" }
     """
 
 @Suite struct CSIMessageTests {

@@ -1,5 +1,6 @@
 import Glibc
 import Testing
+
 @testable import Storage
 
 /// True when the tests run as root (loop devices, LVM, mount need it).

@@ -1,5 +1,6 @@
 import Glibc
 import Testing
+
 @testable import Storage
 
 /// Path-safety vectors on a real directory tree with symbolic links.

@@ -1,5 +1,7 @@
 import Glibc
+import Synchronization
 import Testing
+
 @testable import Storage
 
 /// Every LVMBackend operation on a real volume group on a loop device.
@@ -108,11 +110,19 @@ struct LVMBackendTests {
                 #expect(capacity == 124 << 20)
                 #expect(try await lvm.capacity(parameters: [LVMBackend.Parameter.volumeGroup: small]) == 60 << 20)
                 // The pattern picks the matching VG with the most free space.
-                let volume = try await lvm.createVolume(VolumeRequest(name: "placed", requiredBytes: 1, parameters: [LVMBackend.Parameter.volumeGroupPattern: "(\(small)|\(big))"]))
+                let volume = try await lvm.createVolume(
+                    VolumeRequest(
+                        name: "placed", requiredBytes: 1, parameters: [LVMBackend.Parameter.volumeGroupPattern: "(\(small)|\(big))"]))
                 #expect(volume.location == "\(big)/placed")
-                await #expect { try await lvm.capacity(parameters: ["bogus": "1"]) } throws: { ($0 as? StorageError)?.code == .invalidArgument }
-                await #expect { try await lvm.capacity(parameters: [LVMBackend.Parameter.volumeGroupPattern: "("]) } throws: { ($0 as? StorageError)?.code == .invalidArgument }
-                await #expect { try await lvm.capacity(parameters: [LVMBackend.Parameter.volumeGroup: "-x"]) } throws: { ($0 as? StorageError)?.code == .invalidName }
+                await #expect { try await lvm.capacity(parameters: ["bogus": "1"]) } throws: {
+                    ($0 as? StorageError)?.code == .invalidArgument
+                }
+                await #expect { try await lvm.capacity(parameters: [LVMBackend.Parameter.volumeGroupPattern: "("]) } throws: {
+                    ($0 as? StorageError)?.code == .invalidArgument
+                }
+                await #expect { try await lvm.capacity(parameters: [LVMBackend.Parameter.volumeGroup: "-x"]) } throws: {
+                    ($0 as? StorageError)?.code == .invalidName
+                }
                 _ = try await lvm.deleteVolume(id: "placed")
             }
         }
@@ -132,12 +142,18 @@ struct LVMBackendTests {
             #expect(try await lvm.listSnapshots() == [snap])
             #expect(try lvmTool(["lvs", "--noheadings", "-o", "origin", "\(vg)/\(snap.id)"]).output.trimmed() == volume.id)
             let other = try await lvm.createVolume(VolumeRequest(name: "pvc-other", requiredBytes: 4 << 20))
-            await #expect { try await lvm.createSnapshot(name: "snapshot-1", sourceVolumeID: other.id) } throws: { ($0 as? StorageError)?.code == .alreadyExists }
-            await #expect { try await lvm.createSnapshot(name: "snapshot-2", sourceVolumeID: "missing") } throws: { ($0 as? StorageError)?.code == .notFound }
+            await #expect { try await lvm.createSnapshot(name: "snapshot-1", sourceVolumeID: other.id) } throws: {
+                ($0 as? StorageError)?.code == .alreadyExists
+            }
+            await #expect { try await lvm.createSnapshot(name: "snapshot-2", sourceVolumeID: "missing") } throws: {
+                ($0 as? StorageError)?.code == .notFound
+            }
             // The origin cannot go while a snapshot depends on it.
             await #expect { try await lvm.deleteVolume(id: volume.id) } throws: { ($0 as? StorageError)?.code == .busy }
             if !lvm.activationAvailable {
-                await #expect { try await lvm.createVolume(VolumeRequest(name: "restored", requiredBytes: 8 << 20, sourceSnapshotID: snap.id)) } throws: {
+                await #expect {
+                    try await lvm.createVolume(VolumeRequest(name: "restored", requiredBytes: 8 << 20, sourceSnapshotID: snap.id))
+                } throws: {
                     ($0 as? StorageError)?.code == .unsupported
                 }
             }
@@ -153,9 +169,11 @@ struct LVMBackendTests {
             let lvm = try backend(vg)
             let volume = try await lvm.createVolume(VolumeRequest(name: "pvc-int", requiredBytes: 4 << 20))
             // The first half of the two-step creation, as if the driver died after it.
-            try lvmTool(["lvcreate", "-an", "-Zn", "-L", "4m", "-n", "snap-int",
-                         "--addtag", "csi.swift-csi.io/owner=lvm.csi.swift-csi.io", "--addtag", "csi.swift-csi.io/kind=snapshot",
-                         "--addtag", "csi.swift-csi.io/name=snap-int", "--addtag", "csi.swift-csi.io/source=\(volume.id)", vg])
+            try lvmTool([
+                "lvcreate", "-an", "-Zn", "-L", "4m", "-n", "snap-int",
+                "--addtag", "csi.swift-csi.io/owner=lvm.csi.swift-csi.io", "--addtag", "csi.swift-csi.io/kind=snapshot",
+                "--addtag", "csi.swift-csi.io/name=snap-int", "--addtag", "csi.swift-csi.io/source=\(volume.id)", vg,
+            ])
             let snap = try await lvm.createSnapshot(name: "snap-int", sourceVolumeID: volume.id)
             #expect(snap.readyToUse)
             #expect(try lvmTool(["lvs", "--noheadings", "-o", "origin", "\(vg)/snap-int"]).output.trimmed() == volume.id)
@@ -170,11 +188,17 @@ struct LVMBackendTests {
             if lvm.activationAvailable {
                 #expect(device == .node("/dev/\(vg)/pvc-dev"))
             } else {
-                guard case .unavailable(let reason) = device else { Issue.record("expected no device node, got \(device)"); return }
+                guard case .unavailable(let reason) = device else {
+                    Issue.record("expected no device node, got \(device)")
+                    return
+                }
                 #expect(reason.contains("\(vg)/pvc-dev") && reason.contains("device-mapper"))
                 // Thin pools need device-mapper too; the failure says so.
                 #expect(try await lvm.capacity(parameters: [LVMBackend.Parameter.thinPool: "pool0"]) == 0)
-                await #expect { try await lvm.createVolume(VolumeRequest(name: "thin1", requiredBytes: 1, parameters: [LVMBackend.Parameter.thinPool: "pool0"])) } throws: {
+                await #expect {
+                    try await lvm.createVolume(
+                        VolumeRequest(name: "thin1", requiredBytes: 1, parameters: [LVMBackend.Parameter.thinPool: "pool0"]))
+                } throws: {
                     ($0 as? StorageError)?.code == .notFound
                 }
             }
@@ -186,7 +210,9 @@ struct LVMBackendTests {
     }
 
     @Test func healthComesFromLvAttr() {
-        let base = LogicalVolume(name: "lv", volumeGroup: "vg", uuid: "", sizeBytes: 0, attributes: "-wi-a-----", tags: [], origin: "", pool: "", dataPercent: nil, healthStatus: "", segmentType: "linear")
+        let base = LogicalVolume(
+            name: "lv", volumeGroup: "vg", uuid: "", sizeBytes: 0, attributes: "-wi-a-----", tags: [], origin: "", pool: "",
+            dataPercent: nil, healthStatus: "", segmentType: "linear")
         #expect(base.condition(in: nil) == .healthy)
         var partial = base
         partial.attributes = "-wi-a---p-"
@@ -241,5 +267,43 @@ struct LVMBackendTests {
             }
             #expect(ContinuousClock.now - created < .seconds(1))
         }
+    }
+}
+
+/// liblvm2cmd changes process-wide state (umask 0077, setlocale); the client puts it back.
+@Suite(.serialized, .enabled(if: isRoot, rootReason))
+struct LVMProcessStateTests {
+    @Test func umaskAndLocaleSurviveLVMCommands() async throws {
+        let lvm = LVM.shared
+        _ = try await lvm.run(LVMCommand([LVMWord("vgs")]))
+        // Read on the LVM thread, so no other suite's command is half-way through.
+        let (mask, locale) = await lvm.betweenCommands { () -> (mode_t, String?) in
+            let mask = umask(0o022)
+            umask(mask)
+            return (mask, setlocale(LC_ALL, nil).map { String(cString: $0) })
+        }
+        #expect(mask == lvm.processState.umask)
+        #expect(mask != 0o077 || lvm.processState.umask == 0o077)
+        #expect(locale == lvm.processState.locale)
+    }
+}
+
+@Suite(.serialized, .enabled(if: isRoot, rootReason))
+struct LVMStateCacheTests {
+    /// Many readers arriving while the state is stale share one LVM scan.
+    @Test func concurrentReadersShareOneLoad() async throws {
+        let cache = LVMStateCache(lvm: LVM.shared, lvmDirectory: "/nonexistent-\(uniqueSuffix())", maximumAge: .seconds(30))
+        _ = try await cache.state()
+        #expect(cache.loads.load(ordering: .relaxed) == 1)
+        cache.invalidate()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<50 { group.addTask { _ = try await cache.state() } }
+            try await group.waitForAll()
+        }
+        #expect(cache.loads.load(ordering: .relaxed) == 2)
+        // A cached answer costs no load; fresh() always asks LVM.
+        _ = try await cache.state()
+        _ = try await cache.fresh()
+        #expect(cache.loads.load(ordering: .relaxed) == 3)
     }
 }

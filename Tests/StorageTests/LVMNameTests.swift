@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Storage
 
 @Suite struct LVMNameTests {
@@ -76,7 +77,8 @@ import Testing
     /// command line that liblvm2cmd splits on white space.
     @Test func noAcceptedInputInjectsAWordOrAnOption() {
         var rng = SplitMix64(seed: 0x5EED)
-        let alphabet: [Character] = Array("aZ09+_.-/=!:&#@ \t\n\r\u{0B}\u{0C}\u{0}\"'\\;$`|,()*?[]{}<>~%^") + ["é", "\u{A0}", "\u{2028}", "\u{3000}"]
+        let alphabet: [Character] =
+            Array("aZ09+_.-/=!:&#@ \t\n\r\u{0B}\u{0C}\u{0}\"'\\;$`|,()*?[]{}<>~%^") + ["é", "\u{A0}", "\u{2028}", "\u{3000}"]
         var accepted = 0
         for _ in 0..<50_000 {
             let length = Int(rng.next() % 12)
@@ -113,9 +115,16 @@ import Testing
             line.withCString { collector.log(level: Int32(level), message: $0) }
         }
         let output = collector.finish(returnCode: 1)
-        #expect(output.messages == ["WARNING: Activation disabled. No device-mapper interaction will be attempted.", "WARNING: Device /dev/loop9 not initialized in udev database.", "WARNING: after the report"])
+        #expect(
+            output.messages == [
+                "WARNING: Activation disabled. No device-mapper interaction will be attempted.",
+                "WARNING: Device /dev/loop9 not initialized in udev database.", "WARNING: after the report",
+            ])
         #expect(output.errors == ["Volume group \"x\" not found"])
-        struct Row: Decodable { var lv_name: String; var lv_size: String }
+        struct Row: Decodable {
+            var lv_name: String
+            var lv_size: String
+        }
         let rows = try? output.rows(key: "lv", as: Row.self, command: "lvs")
         #expect(rows?.map(\.lv_name) == ["a}b", "c"])
     }

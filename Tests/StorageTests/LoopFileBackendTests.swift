@@ -1,5 +1,6 @@
 import Glibc
 import Testing
+
 @testable import Storage
 
 /// The whole node path on real loop devices, real mkfs and real mounts.
@@ -19,7 +20,9 @@ struct LoopFileBackendTests {
                 if let dir = opendir(base + "/data/" + kind) {
                     while let entry = readdir(dir) {
                         let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-                        if name.hasSuffix(".img"), let device = LoopDevice.find(base + "/data/\(kind)/" + name) { try? LoopDevice.detach(device) }
+                        if name.hasSuffix(".img"), let device = LoopDevice.find(base + "/data/\(kind)/" + name) {
+                            try? LoopDevice.detach(device)
+                        }
                     }
                     closedir(dir)
                 }
@@ -44,7 +47,7 @@ struct LoopFileBackendTests {
             let size: UInt64 = fsType == "xfs" ? 320 << 20 : 64 << 20
             let volume = try await backend.createVolume(VolumeRequest(name: "pvc-e2e", requiredBytes: size, fsType: fsType))
             #expect(volume.capacityBytes == size && volume.fsType == fsType)
-            #expect(try await backend.createVolume(VolumeRequest(name: "pvc-e2e", requiredBytes: size)) .id == volume.id)
+            #expect(try await backend.createVolume(VolumeRequest(name: "pvc-e2e", requiredBytes: size)).id == volume.id)
             let device = try node(try await backend.device(forVolume: volume.id))
             #expect(device.hasPrefix("/dev/loop"))
             #expect(try await backend.device(forVolume: volume.id) == .node(device))
@@ -56,7 +59,9 @@ struct LoopFileBackendTests {
             #expect(try await mounter.filesystem(on: device) == fsType)
             #expect(try await mounter.makeFilesystem(on: device, fsType: fsType) == false)
             let other = fsType == "xfs" ? "ext4" : "xfs"
-            await #expect { try await mounter.makeFilesystem(on: device, fsType: other) } throws: { ($0 as? StorageError)?.code == .alreadyExists }
+            await #expect { try await mounter.makeFilesystem(on: device, fsType: other) } throws: {
+                ($0 as? StorageError)?.code == .alreadyExists
+            }
             let staging = base + "/staging/pvc-e2e"
             try await mounter.mount(device: device, at: staging, fsType: fsType, options: try MountOptions(parsing: ["noatime"]))
             try await mounter.mount(device: device, at: staging, fsType: fsType, options: MountOptions())  // idempotent
@@ -111,12 +116,15 @@ struct LoopFileBackendTests {
             #expect(snap.sourceVolumeID == volume.id && snap.readyToUse && snap.sizeBytes == size * 2)
             #expect(try await backend.createSnapshot(name: "snapshot-e2e", sourceVolumeID: volume.id) == snap)
             #expect(try await backend.listSnapshots() == [snap])
-            let restored = try await backend.createVolume(VolumeRequest(name: "pvc-restored", requiredBytes: size, sourceSnapshotID: snap.id))
+            let restored = try await backend.createVolume(
+                VolumeRequest(name: "pvc-restored", requiredBytes: size, sourceSnapshotID: snap.id))
             #expect(restored.capacityBytes == size * 2 && restored.sourceSnapshotID == snap.id)
             let restoredDevice = try node(try await backend.device(forVolume: restored.id))
             #expect(try await mounter.makeFilesystem(on: restoredDevice, fsType: fsType) == false)
             let restoredMount = base + "/staging/restored"
-            try await mounter.mount(device: restoredDevice, at: restoredMount, fsType: fsType, options: try MountOptions(parsing: fsType == "xfs" ? ["nouuid", "ro"] : ["ro"]))
+            try await mounter.mount(
+                device: restoredDevice, at: restoredMount, fsType: fsType,
+                options: try MountOptions(parsing: fsType == "xfs" ? ["nouuid", "ro"] : ["ro"]))
             #expect(readWholeFile(restoredMount + "/data.txt") == "hello from \(fsType)\n")
             try await mounter.unmount(restoredMount, removeTarget: true)
 
@@ -142,10 +150,22 @@ struct LoopFileBackendTests {
             let target = base + "/pods/p2/volumeDevices/pvc-block"
             try LinuxMounter.makeDirectory(base + "/pods/p2/volumeDevices")
             try await mounter.bindMount(source: device, at: target, options: MountOptions())
-            var a = stat(), b = stat()
-            stat(device, &a); stat(target, &b)
+            var a = stat()
+            var b = stat()
+            stat(device, &a)
+            stat(target, &b)
             #expect(b.st_mode & S_IFMT == S_IFBLK && a.st_rdev == b.st_rdev)
             #expect(try await mounter.blockDeviceSize(target) == 8 << 20)
+            // Direct I/O is on where the backing filesystem supports it.
+            let dio = readWholeFile("/sys/block/\(device.dropFirst(5))/loop/dio")?.trimmed()
+            print("LoopFileBackendTests: \(device) direct I/O = \(dio ?? "?")")
+            let backing = try LinuxMounter.readMountTable().filter { base.hasPrefix($0.mountPoint == "/" ? "/" : $0.mountPoint + "/") }
+                .max { $0.mountPoint.count < $1.mountPoint.count }?.fsType
+            if backing == "ext4" || backing == "xfs" {
+                #expect(dio == "1")
+            } else {
+                #expect(dio == "1" || dio == "0")
+            }
             try await mounter.unmount(target, removeTarget: true)
             #expect(access(target, F_OK) != 0)
         }
@@ -184,7 +204,9 @@ struct LoopFileBackendTests {
             await #expect { try await backend.createVolume(VolumeRequest(name: "x", requiredBytes: 1, sourceSnapshotID: "nope")) } throws: {
                 ($0 as? StorageError)?.code == .notFound
             }
-            await #expect { try await backend.createVolume(VolumeRequest(name: "x", requiredBytes: 1, parameters: ["volumeGroup": "vg"])) } throws: {
+            await #expect {
+                try await backend.createVolume(VolumeRequest(name: "x", requiredBytes: 1, parameters: ["volumeGroup": "vg"]))
+            } throws: {
                 ($0 as? StorageError)?.code == .invalidArgument
             }
             await #expect { try await backend.expandVolume(id: "nope", toBytes: 1) } throws: { ($0 as? StorageError)?.code == .notFound }

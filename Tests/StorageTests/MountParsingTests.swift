@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Storage
 
 @Suite struct MountInfoTests {
@@ -30,7 +31,10 @@ import Testing
         #expect(info.optionalFields.isEmpty && info.readOnly && info.source == "/dev/loop3")
     }
 
-    @Test(arguments: ["", "1 2 3", "a b 1:2 / /x rw - ext4 /dev/x rw", "1 2 x / /x rw - ext4 /dev/x rw", "1 2 1:2 / /x rw ext4 /dev/x rw", "1 2 1:2 / /x rw -"])
+    @Test(arguments: [
+        "", "1 2 3", "a b 1:2 / /x rw - ext4 /dev/x rw", "1 2 x / /x rw - ext4 /dev/x rw", "1 2 1:2 / /x rw ext4 /dev/x rw",
+        "1 2 1:2 / /x rw -",
+    ])
     func rejectsMalformedLines(line: String) {
         #expect(throws: StorageError.self) { try MountInfo(line: line) }
     }
@@ -49,20 +53,24 @@ import Testing
         #expect(options.readOnly)
     }
 
-    @Test(arguments: [
-        (["rw"], UInt(0), ""), (["ro", "rw"], UInt(0), ""), (["defaults"], UInt(0), ""), (["relatime"], MountFlag.relativeAccessTime, ""),
-        (["noatime", "relatime"], MountFlag.relativeAccessTime, ""), (["relatime", "strictatime"], MountFlag.strictAccessTime, ""),
-        (["sync", "async"], UInt(0), ""), (["dirsync,lazytime"], MountFlag.dirSync | MountFlag.lazyTime, ""),
-        (["nouuid"], UInt(0), "nouuid"), (["data=ordered", "prjquota"], UInt(0), "data=ordered,prjquota"), ([], UInt(0), ""),
-    ] as [([String], UInt, String)])
+    @Test(
+        arguments: [
+            (["rw"], UInt(0), ""), (["ro", "rw"], UInt(0), ""), (["defaults"], UInt(0), ""),
+            (["relatime"], MountFlag.relativeAccessTime, ""),
+            (["noatime", "relatime"], MountFlag.relativeAccessTime, ""), (["relatime", "strictatime"], MountFlag.strictAccessTime, ""),
+            (["sync", "async"], UInt(0), ""), (["dirsync,lazytime"], MountFlag.dirSync | MountFlag.lazyTime, ""),
+            (["nouuid"], UInt(0), "nouuid"), (["data=ordered", "prjquota"], UInt(0), "data=ordered,prjquota"), ([], UInt(0), ""),
+        ] as [([String], UInt, String)])
     func vectors(options: [String], flags: UInt, data: String) throws {
         let parsed = try MountOptions(parsing: options)
         #expect(parsed.flags == flags)
         #expect(parsed.data == data)
     }
 
-    @Test(arguments: ["bind", "rbind", "remount", "move", "shared", "rslave", "mand", "user", "nofail", "x-systemd.automount", "loop",
-                      "a b", "opt;rm", "-o", "data=\"x\"", "uid=$(id)", "é"])
+    @Test(arguments: [
+        "bind", "rbind", "remount", "move", "shared", "rslave", "mand", "user", "nofail", "x-systemd.automount", "loop",
+        "a b", "opt;rm", "-o", "data=\"x\"", "uid=$(id)", "é",
+    ])
     func rejectsDangerousOrMalformed(option: String) {
         #expect {
             _ = try MountOptions(parsing: [option])
@@ -76,10 +84,14 @@ import Testing
 @Suite struct DeviceSignatureTests {
     @Test func detectsSuperblocks() {
         var ext4 = [UInt8](repeating: 0, count: 70_000)
-        ext4[1080] = 0x53; ext4[1081] = 0xEF; ext4[1024 + 0x60] = 0x40
+        ext4[1080] = 0x53
+        ext4[1081] = 0xEF
+        ext4[1024 + 0x60] = 0x40
         #expect(DeviceSignature.detect(ext4) == .filesystem("ext4"))
         var ext3 = [UInt8](repeating: 0, count: 70_000)
-        ext3[1080] = 0x53; ext3[1081] = 0xEF; ext3[1024 + 0x5C] = 0x4
+        ext3[1080] = 0x53
+        ext3[1081] = 0xEF
+        ext3[1024 + 0x5C] = 0x4
         #expect(DeviceSignature.detect(ext3) == .filesystem("ext3"))
         var xfs = [UInt8](repeating: 0, count: 4096)
         xfs.replaceSubrange(0..<4, with: Array("XFSB".utf8))
@@ -88,7 +100,8 @@ import Testing
         pv.replaceSubrange(512..<520, with: Array("LABELONE".utf8))
         #expect(DeviceSignature.detect(pv) == .other("LVM2_member"))
         var mbr = [UInt8](repeating: 0, count: 4096)
-        mbr[510] = 0x55; mbr[511] = 0xAA
+        mbr[510] = 0x55
+        mbr[511] = 0xAA
         #expect(DeviceSignature.detect(mbr) != nil)
         #expect(DeviceSignature.detect([UInt8](repeating: 0, count: 70_000)) == nil)
         #expect(DeviceSignature.detect([]) == nil)

@@ -173,6 +173,7 @@ public struct GetPluginInfoResponse: ProtoCodable, CustomStringConvertible, Cust
             case 0x12:
                 self.vendorVersion = try reader.readString()
             case 0x1a:
+                if self.manifest.isEmpty { self.manifest = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -900,6 +901,7 @@ public struct CreateVolumeRequest: ProtoCodable, CustomStringConvertible, Custom
             case 0x1a:
                 self.volumeCapabilities.append(try reader.readMessage(VolumeCapability.self))
             case 0x22:
+                if self.parameters.isEmpty { self.parameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -912,6 +914,7 @@ public struct CreateVolumeRequest: ProtoCodable, CustomStringConvertible, Custom
                 }
                 self.parameters[key] = value
             case 0x2a:
+                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -928,6 +931,7 @@ public struct CreateVolumeRequest: ProtoCodable, CustomStringConvertible, Custom
             case 0x3a:
                 try reader.mergeMessage(into: &self.accessibilityRequirements)
             case 0x42:
+                if self.mutableParameters.isEmpty { self.mutableParameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -1804,6 +1808,7 @@ public struct Volume: ProtoCodable, CustomStringConvertible, CustomDebugStringCo
             case 0x12:
                 self.volumeID = try reader.readString()
             case 0x1a:
+                if self.volumeContext.isEmpty { self.volumeContext = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -1965,6 +1970,7 @@ public struct Topology: ProtoCodable, CustomStringConvertible, CustomDebugString
         while let tag = try reader.nextTag() {
             switch tag.rawValue {
             case 0xa:
+                if self.segments.isEmpty { self.segments = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -2062,6 +2068,7 @@ public struct DeleteVolumeRequest: ProtoCodable, CustomStringConvertible, Custom
             case 0xa:
                 self.volumeID = try reader.readString()
             case 0x12:
+                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -2253,6 +2260,7 @@ public struct ControllerPublishVolumeRequest: ProtoCodable, CustomStringConverti
             case 0x20:
                 self.readonly = try reader.readBool()
             case 0x2a:
+                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -2265,6 +2273,7 @@ public struct ControllerPublishVolumeRequest: ProtoCodable, CustomStringConverti
                 }
                 self.secrets[key] = value
             case 0x32:
+                if self.volumeContext.isEmpty { self.volumeContext = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -2349,6 +2358,7 @@ public struct ControllerPublishVolumeResponse: ProtoCodable, CustomStringConvert
         while let tag = try reader.nextTag() {
             switch tag.rawValue {
             case 0xa:
+                if self.publishContext.isEmpty { self.publishContext = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -2457,6 +2467,7 @@ public struct ControllerUnpublishVolumeRequest: ProtoCodable, CustomStringConver
             case 0x12:
                 self.nodeID = try reader.readString()
             case 0x1a:
+                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -2655,6 +2666,7 @@ public struct ValidateVolumeCapabilitiesRequest: ProtoCodable, CustomStringConve
             case 0xa:
                 self.volumeID = try reader.readString()
             case 0x12:
+                if self.volumeContext.isEmpty { self.volumeContext = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -2669,6 +2681,7 @@ public struct ValidateVolumeCapabilitiesRequest: ProtoCodable, CustomStringConve
             case 0x1a:
                 self.volumeCapabilities.append(try reader.readMessage(VolumeCapability.self))
             case 0x22:
+                if self.parameters.isEmpty { self.parameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -2681,6 +2694,7 @@ public struct ValidateVolumeCapabilitiesRequest: ProtoCodable, CustomStringConve
                 }
                 self.parameters[key] = value
             case 0x2a:
+                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -2693,6 +2707,7 @@ public struct ValidateVolumeCapabilitiesRequest: ProtoCodable, CustomStringConve
                 }
                 self.secrets[key] = value
             case 0x32:
+                if self.mutableParameters.isEmpty { self.mutableParameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -2889,6 +2904,7 @@ public struct ValidateVolumeCapabilitiesResponse: ProtoCodable, CustomStringConv
             while let tag = try reader.nextTag() {
                 switch tag.rawValue {
                 case 0xa:
+                    if self.volumeContext.isEmpty { self.volumeContext = Dictionary(minimumCapacity: reader.countFieldRun()) }
                     var entry = try reader.enterMessage()
                     var key: String = ""
                     var value: String = ""
@@ -2903,6 +2919,7 @@ public struct ValidateVolumeCapabilitiesResponse: ProtoCodable, CustomStringConv
                 case 0x12:
                     self.volumeCapabilities.append(try reader.readMessage(VolumeCapability.self))
                 case 0x1a:
+                    if self.parameters.isEmpty { self.parameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
                     var entry = try reader.enterMessage()
                     var key: String = ""
                     var value: String = ""
@@ -2915,6 +2932,7 @@ public struct ValidateVolumeCapabilitiesResponse: ProtoCodable, CustomStringConv
                     }
                     self.parameters[key] = value
                 case 0x22:
+                    if self.mutableParameters.isEmpty { self.mutableParameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
                     var entry = try reader.enterMessage()
                     var key: String = ""
                     var value: String = ""
@@ -3530,6 +3548,7 @@ public struct ControllerModifyVolumeRequest: ProtoCodable, CustomStringConvertib
             case 0xa:
                 self.volumeID = try reader.readString()
             case 0x12:
+                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -3542,6 +3561,7 @@ public struct ControllerModifyVolumeRequest: ProtoCodable, CustomStringConvertib
                 }
                 self.secrets[key] = value
             case 0x1a:
+                if self.mutableParameters.isEmpty { self.mutableParameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -3685,6 +3705,7 @@ public struct GetCapacityRequest: ProtoCodable, CustomStringConvertible, CustomD
             case 0xa:
                 self.volumeCapabilities.append(try reader.readMessage(VolumeCapability.self))
             case 0x12:
+                if self.parameters.isEmpty { self.parameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -4269,6 +4290,7 @@ public struct CreateSnapshotRequest: ProtoCodable, CustomStringConvertible, Cust
             case 0x12:
                 self.name = try reader.readString()
             case 0x1a:
+                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -4281,6 +4303,7 @@ public struct CreateSnapshotRequest: ProtoCodable, CustomStringConvertible, Cust
                 }
                 self.secrets[key] = value
             case 0x22:
+                if self.parameters.isEmpty { self.parameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -4565,6 +4588,7 @@ public struct DeleteSnapshotRequest: ProtoCodable, CustomStringConvertible, Cust
             case 0xa:
                 self.snapshotID = try reader.readString()
             case 0x12:
+                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -4742,6 +4766,7 @@ public struct ListSnapshotsRequest: ProtoCodable, CustomStringConvertible, Custo
             case 0x22:
                 self.snapshotID = try reader.readString()
             case 0x2a:
+                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -4975,6 +5000,7 @@ public struct GetSnapshotRequest: ProtoCodable, CustomStringConvertible, CustomD
             case 0xa:
                 self.snapshotID = try reader.readString()
             case 0x12:
+                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -5153,6 +5179,7 @@ public struct ControllerExpandVolumeRequest: ProtoCodable, CustomStringConvertib
             case 0x12:
                 try reader.mergeMessage(into: &self.capacityRange)
             case 0x1a:
+                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -5381,6 +5408,7 @@ public struct NodeStageVolumeRequest: ProtoCodable, CustomStringConvertible, Cus
             case 0xa:
                 self.volumeID = try reader.readString()
             case 0x12:
+                if self.publishContext.isEmpty { self.publishContext = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -5397,6 +5425,7 @@ public struct NodeStageVolumeRequest: ProtoCodable, CustomStringConvertible, Cus
             case 0x22:
                 try reader.mergeMessage(into: &self.volumeCapability)
             case 0x2a:
+                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -5409,6 +5438,7 @@ public struct NodeStageVolumeRequest: ProtoCodable, CustomStringConvertible, Cus
                 }
                 self.secrets[key] = value
             case 0x32:
+                if self.volumeContext.isEmpty { self.volumeContext = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -5739,6 +5769,7 @@ public struct NodePublishVolumeRequest: ProtoCodable, CustomStringConvertible, C
             case 0xa:
                 self.volumeID = try reader.readString()
             case 0x12:
+                if self.publishContext.isEmpty { self.publishContext = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -5759,6 +5790,7 @@ public struct NodePublishVolumeRequest: ProtoCodable, CustomStringConvertible, C
             case 0x30:
                 self.readonly = try reader.readBool()
             case 0x3a:
+                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -5771,6 +5803,7 @@ public struct NodePublishVolumeRequest: ProtoCodable, CustomStringConvertible, C
                 }
                 self.secrets[key] = value
             case 0x42:
+                if self.volumeContext.isEmpty { self.volumeContext = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -6903,6 +6936,7 @@ public struct NodeExpandVolumeRequest: ProtoCodable, CustomStringConvertible, Cu
             case 0x2a:
                 try reader.mergeMessage(into: &self.volumeCapability)
             case 0x32:
+                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -7386,6 +7420,7 @@ public struct CreateVolumeGroupSnapshotRequest: ProtoCodable, CustomStringConver
             case 0x12:
                 self.sourceVolumeIds.append(try reader.readString())
             case 0x1a:
+                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -7398,6 +7433,7 @@ public struct CreateVolumeGroupSnapshotRequest: ProtoCodable, CustomStringConver
                 }
                 self.secrets[key] = value
             case 0x22:
+                if self.parameters.isEmpty { self.parameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -7665,6 +7701,7 @@ public struct DeleteVolumeGroupSnapshotRequest: ProtoCodable, CustomStringConver
             case 0x12:
                 self.snapshotIds.append(try reader.readString())
             case 0x1a:
+                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -7817,6 +7854,7 @@ public struct GetVolumeGroupSnapshotRequest: ProtoCodable, CustomStringConvertib
             case 0x12:
                 self.snapshotIds.append(try reader.readString())
             case 0x1a:
+                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -8070,6 +8108,7 @@ public struct GetMetadataAllocatedRequest: ProtoCodable, CustomStringConvertible
             case 0x18:
                 self.maxResults = try reader.readInt32()
             case 0x22:
+                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -8287,6 +8326,7 @@ public struct GetMetadataDeltaRequest: ProtoCodable, CustomStringConvertible, Cu
             case 0x20:
                 self.maxResults = try reader.readInt32()
             case 0x2a:
+                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
                 var entry = try reader.enterMessage()
                 var key: String = ""
                 var value: String = ""
@@ -8402,6 +8442,107 @@ public struct GetMetadataDeltaResponse: ProtoCodable, CustomStringConvertible, C
 
     /// Same as ``description``: secret fields stay redacted.
     public var debugDescription: String { description }
+}
+
+/// The contents of `csi.proto`.
+public enum CsiProtoFile {
+    /// Every message type the file defines (nested ones included), for decoding by name.
+    public static let messageTypes: [any ProtoCodable.Type] = [
+        GetPluginInfoRequest.self,
+        GetPluginInfoResponse.self,
+        GetPluginCapabilitiesRequest.self,
+        GetPluginCapabilitiesResponse.self,
+        PluginCapability.self,
+        PluginCapability.Service.self,
+        PluginCapability.VolumeExpansion.self,
+        ProbeRequest.self,
+        ProbeResponse.self,
+        CreateVolumeRequest.self,
+        VolumeContentSource.self,
+        VolumeContentSource.SnapshotSource.self,
+        VolumeContentSource.VolumeSource.self,
+        CreateVolumeResponse.self,
+        VolumeCapability.self,
+        VolumeCapability.BlockVolume.self,
+        VolumeCapability.MountVolume.self,
+        VolumeCapability.AccessMode.self,
+        CapacityRange.self,
+        Volume.self,
+        TopologyRequirement.self,
+        Topology.self,
+        DeleteVolumeRequest.self,
+        DeleteVolumeResponse.self,
+        ControllerPublishVolumeRequest.self,
+        ControllerPublishVolumeResponse.self,
+        ControllerUnpublishVolumeRequest.self,
+        ControllerUnpublishVolumeResponse.self,
+        ValidateVolumeCapabilitiesRequest.self,
+        ValidateVolumeCapabilitiesResponse.self,
+        ValidateVolumeCapabilitiesResponse.Confirmed.self,
+        ListVolumesRequest.self,
+        ListVolumesResponse.self,
+        ListVolumesResponse.VolumeStatus.self,
+        ListVolumesResponse.Entry.self,
+        ControllerGetVolumeRequest.self,
+        ControllerGetVolumeResponse.self,
+        ControllerGetVolumeResponse.VolumeStatus.self,
+        ControllerModifyVolumeRequest.self,
+        ControllerModifyVolumeResponse.self,
+        GetCapacityRequest.self,
+        GetCapacityResponse.self,
+        ControllerGetCapabilitiesRequest.self,
+        ControllerGetCapabilitiesResponse.self,
+        ControllerServiceCapability.self,
+        ControllerServiceCapability.RPC.self,
+        CreateSnapshotRequest.self,
+        CreateSnapshotResponse.self,
+        Snapshot.self,
+        DeleteSnapshotRequest.self,
+        DeleteSnapshotResponse.self,
+        ListSnapshotsRequest.self,
+        ListSnapshotsResponse.self,
+        ListSnapshotsResponse.Entry.self,
+        GetSnapshotRequest.self,
+        GetSnapshotResponse.self,
+        ControllerExpandVolumeRequest.self,
+        ControllerExpandVolumeResponse.self,
+        NodeStageVolumeRequest.self,
+        NodeStageVolumeResponse.self,
+        NodeUnstageVolumeRequest.self,
+        NodeUnstageVolumeResponse.self,
+        NodePublishVolumeRequest.self,
+        NodePublishVolumeResponse.self,
+        NodeUnpublishVolumeRequest.self,
+        NodeUnpublishVolumeResponse.self,
+        NodeGetVolumeStatsRequest.self,
+        NodeGetVolumeStatsResponse.self,
+        VolumeUsage.self,
+        VolumeCondition.self,
+        NodeGetCapabilitiesRequest.self,
+        NodeGetCapabilitiesResponse.self,
+        NodeServiceCapability.self,
+        NodeServiceCapability.RPC.self,
+        NodeGetInfoRequest.self,
+        NodeGetInfoResponse.self,
+        NodeExpandVolumeRequest.self,
+        NodeExpandVolumeResponse.self,
+        GroupControllerGetCapabilitiesRequest.self,
+        GroupControllerGetCapabilitiesResponse.self,
+        GroupControllerServiceCapability.self,
+        GroupControllerServiceCapability.RPC.self,
+        CreateVolumeGroupSnapshotRequest.self,
+        CreateVolumeGroupSnapshotResponse.self,
+        VolumeGroupSnapshot.self,
+        DeleteVolumeGroupSnapshotRequest.self,
+        DeleteVolumeGroupSnapshotResponse.self,
+        GetVolumeGroupSnapshotRequest.self,
+        GetVolumeGroupSnapshotResponse.self,
+        BlockMetadata.self,
+        GetMetadataAllocatedRequest.self,
+        GetMetadataAllocatedResponse.self,
+        GetMetadataDeltaRequest.self,
+        GetMetadataDeltaResponse.self,
+    ]
 }
 
 /// The methods of the gRPC service `csi.v1.Identity`.

@@ -270,6 +270,17 @@ extension PluginRegistration {
         /// Same as ``description``: secret fields stay redacted.
         public var debugDescription: String { description }
     }
+
+    /// The contents of `pluginregistration.proto`.
+    public enum PluginregistrationProtoFile {
+        /// Every message type the file defines (nested ones included), for decoding by name.
+        public static let messageTypes: [any ProtoCodable.Type] = [
+            PluginRegistration.PluginInfo.self,
+            PluginRegistration.RegistrationStatus.self,
+            PluginRegistration.RegistrationStatusResponse.self,
+            PluginRegistration.InfoRequest.self,
+        ]
+    }
 }
 
 extension PluginRegistration {

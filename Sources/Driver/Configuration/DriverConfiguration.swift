@@ -116,6 +116,8 @@ public struct DriverConfiguration: Sendable, Hashable {
     public var volumeGroups: VolumeGroupSelection
     /// The default thin pool for new volumes, if any (LVM backend).
     public var thinPool: String?
+    /// The block devices LVM may scan (the volume groups' physical volumes); empty means all.
+    public var lvmScanDevices: [String]
     /// GetCapacity of a thin pool is its free space times this ratio (≥ 1).
     public var overprovisionRatio: Double
     /// The topology segment key whose value is the node id.
@@ -145,6 +147,7 @@ public struct DriverConfiguration: Sendable, Hashable {
         public var volumeGroup: String?
         public var vgPattern: String?
         public var thinPool: String?
+        public var lvmScanDevices: [String] = []
         public var overprovisionRatio: Double = 1.0
         public var topologyKey: String?
         public var maxVolumesPerNode: Int64 = 0
@@ -197,6 +200,11 @@ public struct DriverConfiguration: Sendable, Hashable {
         }
         if let pool = raw.thinPool { try Self.validateLVMName(pool, flag: "--thin-pool") }
         thinPool = raw.thinPool
+        var devices: [String] = []
+        for device in raw.lvmScanDevices {
+            devices.append(try Self.cleanAbsolutePath(device, flag: "--lvm-scan-device"))
+        }
+        lvmScanDevices = devices
         guard raw.overprovisionRatio.isFinite, raw.overprovisionRatio >= 1 else {
             throw ConfigurationError(flag: "--overprovision-ratio", "expected a number ≥ 1, found \(raw.overprovisionRatio)")
         }

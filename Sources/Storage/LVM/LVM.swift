@@ -13,11 +13,49 @@ import Synchronization
 /// The handle reads a private copy of the host's `lvm.conf` with `global/use_aio = 0` appended: with
 /// asynchronous I/O on, every command ends by tearing down a kernel AIO context (`io_destroy`), a
 /// fixed cost of ~30 ms, and `--config` cannot switch it off because the I/O layer is set up before
-/// command-line settings apply. On a machine without device-mapper every command gets
+/// command-line settings apply. `devices/obtain_device_list_from_udev = 0` is appended too, so the
+/// handle never misses a device udev has not processed yet. On a machine without device-mapper every command gets
 /// `--driverloaded n`, so metadata operations work with activation disabled.
 final class LVM: Sendable {
-    /// The process-wide client (liblvm2cmd's log callback is process-global).
-    static let shared = LVM()
+    /// The process-wide client without a device restriction (liblvm2cmd's log callback and the
+    /// handle's configuration are process-global).
+    static var shared: LVM { try! client(scanning: nil) }
+
+    private static let instance = Mutex<LVM?>(nil)
+
+    /// The process-wide client; the first caller decides which devices LVM scans.
+    /// - Parameter devices: absolute device paths LVM may scan (written as `devices/global_filter`),
+    ///   or nil to scan every device.
+    /// - Throws: `.invalidArgument` when the client already exists with another device list, or a
+    ///   path has characters outside `[A-Za-z0-9/_.:+-]`.
+    static func client(scanning devices: [String]?) throws(StorageError) -> LVM {
+        if let devices {
+            for device in devices
+            where !device.hasPrefix("/")
+                || !device.utf8.allSatisfy({ LVMName.isNameByte($0) || $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") })
+            {
+                throw StorageError(
+                    .invalidArgument, "device \(LVMName.quoted(device)) to scan must be an absolute path of [A-Za-z0-9/_.:+-]")
+            }
+        }
+        let result: Result<LVM, StorageError> = instance.withLock { current in
+            if let current {
+                if devices == nil || current.scannedDevices == devices { return .success(current) }
+                return .failure(
+                    StorageError(
+                        .invalidArgument,
+                        "LVM is already set up in this process to scan \(current.scannedDevices?.joined(separator: ", ") ?? "every device"); it cannot also scan only \(devices!.joined(separator: ", "))"
+                    ))
+            }
+            let created = LVM(scanning: devices)
+            current = created
+            return .success(created)
+        }
+        return try result.get()
+    }
+
+    /// The devices LVM is restricted to, or nil for all.
+    let scannedDevices: [String]?
 
     /// Whether `/dev/mapper/control` could be opened: LVs are activated and get device nodes.
     let deviceMapperAvailable: Bool
@@ -27,22 +65,37 @@ final class LVM: Sendable {
     private let thread = SerialThread(name: "lvm")
     /// The `lvm2_init` handle as a bit pattern; only touched on `thread`.
     private let handle: UInt
+    /// The process's umask before LVM's: liblvm2cmd sets its own (0077) process-wide at
+    /// initialisation and for each command, and it is put back afterwards.
+    private let processUmask: mode_t
+    /// The process's locale before LVM's (`setlocale(LC_ALL, nil)`), put back the same way.
+    private let processLocale: String?
 
-    private init() {
+    private init(scanning devices: [String]?) {
+        scannedDevices = devices
         let control = open("/dev/mapper/control", O_RDWR | O_CLOEXEC)
         if control >= 0 { close(control) }
         deviceMapperAvailable = control >= 0
-        let directory = LVM.makeSystemDirectory()
+        let directory = LVM.makeSystemDirectory(scanning: devices)
         systemDirectory = directory
         let thread = self.thread
         // lvm2_init reads LVM_SYSTEM_DIR once and keeps the path; set it only around the call.
         let box = Mutex<UInt>(0)
         let done = DispatchSemaphore(value: 0)
+        let mask = umask(0o022)
+        umask(mask)
+        processUmask = mask
+        let locale = setlocale(LC_ALL, nil).map { String(cString: $0) }
+        processLocale = locale
         thread.submit {
             let previous = getenv("LVM_SYSTEM_DIR").map { String(cString: $0) }
             if let directory { setenv("LVM_SYSTEM_DIR", directory, 1) }
+            // lvm2_init and commands call setlocale and set umask 0077 for the whole process;
+            // both are put back after each call so the rest of the process is not affected.
             lvm2_log_fn(lvmLogCallback)
             let h = lvm2_init()
+            umask(mask)
+            if let locale { _ = setlocale(LC_ALL, locale) }
             if directory != nil {
                 if let previous { setenv("LVM_SYSTEM_DIR", previous, 1) } else { unsetenv("LVM_SYSTEM_DIR") }
             }
@@ -54,6 +107,15 @@ final class LVM: Sendable {
         handle = box.withLock { $0 }
     }
 
+    /// Runs `body` on the LVM thread between commands (where process-wide state is the
+    /// process's own again).
+    func betweenCommands<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        (try? await thread.run { () throws(StorageError) -> T in body() })!
+    }
+
+    /// The umask and locale the process had before LVM was set up.
+    var processState: (umask: mode_t, locale: String?) { (processUmask, processLocale) }
+
     /// Runs one command and returns what it reported.
     /// - Throws: ``StorageError`` with the command line and LVM's error lines when LVM returns
     ///   anything but success: `.invalidArgument` for a rejected command line, `.notFound`,
@@ -63,12 +125,16 @@ final class LVM: Sendable {
         if !deviceMapperAvailable && !words.isEmpty { words.insert(contentsOf: [LVMWord("--driverloaded"), LVMWord("n")], at: 1) }
         let line = LVMCommand(words).line
         let handle = self.handle
+        let mask = processUmask
+        let locale = processLocale
         return try await thread.run { () throws(StorageError) -> LVMOutput in
             guard handle != 0, let h = UnsafeMutableRawPointer(bitPattern: handle) else {
                 throw StorageError(.failed, "liblvm2cmd could not be initialised (lvm2_init returned NULL)", command: line)
             }
             lvmCollector.reset()
             let rc = lvm2_run(h, line)
+            umask(mask)
+            if let locale, let current = setlocale(LC_ALL, nil), strcmp(current, locale) != 0 { _ = setlocale(LC_ALL, locale) }
             let output = lvmCollector.finish(returnCode: rc)
             if rc != LVM2_COMMAND_SUCCEEDED { throw output.error(command: line) }
             return output
@@ -79,12 +145,13 @@ final class LVM: Sendable {
     /// rows of the report named `key` (`"lv"`, `"vg"`, `"pv"`).
     func report<Row: Decodable & Sendable>(_ command: LVMCommand, key: String, as: Row.Type) async throws(StorageError) -> [Row] {
         var words = command.words
-        words.insert(contentsOf: [LVMWord("--reportformat"), LVMWord("json"), LVMWord("--units"), LVMWord("b"), LVMWord("--nosuffix")], at: 1)
+        words.insert(
+            contentsOf: [LVMWord("--reportformat"), LVMWord("json"), LVMWord("--units"), LVMWord("b"), LVMWord("--nosuffix")], at: 1)
         let output = try await run(LVMCommand(words))
         return try output.rows(key: key, as: Row.self, command: command.line)
     }
 
-    private static func makeSystemDirectory() -> String? {
+    private static func makeSystemDirectory(scanning devices: [String]?) -> String? {
         let host = getenv("LVM_SYSTEM_DIR").map { String(cString: $0) } ?? "/etc/lvm"
         var base = "/run/swift-csi"
         if mkdir(base, 0o700) != 0 && errno != EEXIST { base = "/tmp" }
@@ -120,9 +187,23 @@ final class LVM: Sendable {
             global {
                 use_aio = 0
             }
+            # Scan /dev itself: a long-lived handle must see a device that udev has not processed
+            # yet (a PV just attached), and containers often have no udev database at all.
+            devices {
+                obtain_device_list_from_udev = 0
+            }
 
             """
-        guard writeWholeFile(path + "/lvm.conf", text) else { _ = rmTree(path); return nil }
+        if let devices {
+            // Scanning only the volume groups' devices saves ~1-3 ms per command on a machine
+            // with many block devices.
+            let accept = devices.map { "\"a|^\($0.replacingDots())$|\"" }.joined(separator: ", ")
+            text += "devices {\n    global_filter = [ \(accept), \"r|.*|\" ]\n}\n"
+        }
+        guard writeWholeFile(path + "/lvm.conf", text) else {
+            _ = rmTree(path)
+            return nil
+        }
         return path
     }
 
@@ -160,7 +241,10 @@ func readWholeFile(_ path: String) -> String? {
     var chunk = [UInt8](repeating: 0, count: 65536)
     while true {
         let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 { if errno == EINTR { continue }; return nil }
+        if n < 0 {
+            if errno == EINTR { continue }
+            return nil
+        }
         if n == 0 { break }
         bytes.append(contentsOf: chunk[0..<n])
     }
@@ -177,7 +261,11 @@ func writeWholeFile(_ path: String, _ text: String, mode: mode_t = 0o644) -> Boo
     var bytes = Array(text.utf8)[...]
     while !bytes.isEmpty {
         let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        if n < 0 { if errno == EINTR { continue }; ok = false; break }
+        if n < 0 {
+            if errno == EINTR { continue }
+            ok = false
+            break
+        }
         bytes = bytes.dropFirst(n)
     }
     if ok && fsync(fd) != 0 { ok = false }
@@ -185,4 +273,16 @@ func writeWholeFile(_ path: String, _ text: String, mode: mode_t = 0o644) -> Boo
     if ok && rename(temporary, path) != 0 { ok = false }
     if !ok { unlink(temporary) }
     return ok
+}
+
+extension String {
+    /// Escapes `.` and `+` for a regular expression in an LVM filter.
+    func replacingDots() -> String {
+        var out = ""
+        for c in self {
+            if c == "." || c == "+" { out.append("\\") }
+            out.append(c)
+        }
+        return out
+    }
 }

@@ -29,12 +29,17 @@ public final class LVMBackend: VolumeBackend {
         public var overprovisionRatio: Double
         /// Longest time a cached answer may be served without asking LVM again.
         public var cacheMaximumAge: Duration
+        /// Block devices LVM may scan (the volume groups' physical volumes), or nil for all. LVM
+        /// is set up once per process: every backend in a process must give the same list.
+        public var scanDevices: [String]?
 
         /// Creates a configuration; give a `volumeGroup` or a `volumeGroupPattern`.
         public init(
             driverName: String, volumeGroup: String? = nil, volumeGroupPattern: String? = nil,
-            thinPool: String? = nil, overprovisionRatio: Double = 1.0, cacheMaximumAge: Duration = .milliseconds(900)
+            thinPool: String? = nil, overprovisionRatio: Double = 1.0, cacheMaximumAge: Duration = .milliseconds(900),
+            scanDevices: [String]? = nil
         ) {
+            self.scanDevices = scanDevices
             self.driverName = driverName
             self.volumeGroup = volumeGroup
             self.volumeGroupPattern = volumeGroupPattern
@@ -72,11 +77,12 @@ public final class LVMBackend: VolumeBackend {
             throw StorageError(.invalidArgument, "LVM backend needs a volume group name or a volume group pattern")
         }
         guard configuration.overprovisionRatio >= 1, configuration.overprovisionRatio.isFinite else {
-            throw StorageError(.invalidArgument, "overprovision ratio must be a finite number ≥ 1, found \(configuration.overprovisionRatio)")
+            throw StorageError(
+                .invalidArgument, "overprovision ratio must be a finite number ≥ 1, found \(configuration.overprovisionRatio)")
         }
         self.configuration = configuration
         self.ownerTag = try LVMTag(Self.tagPrefix + "owner=" + LVMTag.encode(configuration.driverName))
-        self.lvm = LVM.shared
+        self.lvm = try LVM.client(scanning: configuration.scanDevices)
         let lvmDirectory = getenvString("LVM_SYSTEM_DIR") ?? "/etc/lvm"
         self.cache = LVMStateCache(lvm: lvm, lvmDirectory: lvmDirectory, maximumAge: configuration.cacheMaximumAge)
     }
@@ -126,7 +132,10 @@ public final class LVMBackend: VolumeBackend {
         if let pool = try thinPoolName(parameters) {
             var best: UInt64 = 0
             for group in groups {
-                guard let lv = state.logicalVolumes.first(where: { $0.volumeGroup == group.name && $0.name == pool.rawValue && $0.isThinPool }) else { continue }
+                guard
+                    let lv = state.logicalVolumes.first(where: { $0.volumeGroup == group.name && $0.name == pool.rawValue && $0.isThinPool }
+                    )
+                else { continue }
                 best = max(best, thinCapacity(lv))
             }
             return best
@@ -140,7 +149,10 @@ public final class LVMBackend: VolumeBackend {
             throw StorageError(.notFound, "volume \(id) not found in any volume group")
         }
         guard lvm.deviceMapperAvailable else {
-            return .unavailable(reason: "logical volume \(lv.path) has no device node: device-mapper is not available on this machine (/dev/mapper/control cannot be opened), so activation is disabled")
+            return .unavailable(
+                reason:
+                    "logical volume \(lv.path) has no device node: device-mapper is not available on this machine (/dev/mapper/control cannot be opened), so activation is disabled"
+            )
         }
         let vg = try LVMName(lv.volumeGroup, kind: .volumeGroup)
         let name = try LVMName(lv.name)
@@ -181,7 +193,9 @@ public final class LVMBackend: VolumeBackend {
             source = snap
             groups = groups.filter { $0.name == snap.volumeGroup }
             if groups.isEmpty {
-                throw StorageError(.invalidArgument, "source snapshot \(snap.path) is in a volume group that does not match \(selectionDescription(request.parameters))")
+                throw StorageError(
+                    .invalidArgument,
+                    "source snapshot \(snap.path) is in a volume group that does not match \(selectionDescription(request.parameters))")
             }
         }
         guard let group = groups.max(by: { $0.freeBytes < $1.freeBytes }) else {
@@ -199,33 +213,55 @@ public final class LVMBackend: VolumeBackend {
         if let source, source.isThinVolume {
             // A thin snapshot of the snapshot: instant and shares blocks.
             let sourceName = try LVMName(source.name)
-            _ = try await lvm.run(LVMCommand([LVMWord("lvcreate"), LVMWord("-s"), LVMWord("-kn"), LVMWord("-n"), LVMWord(id)] + (lvm.deviceMapperAvailable ? [LVMWord("-ay")] : [LVMWord("-an")]) + tagWords + [LVMWord(vg, sourceName)]))
+            _ = try await lvm.run(
+                LVMCommand(
+                    [LVMWord("lvcreate"), LVMWord("-s"), LVMWord("-kn"), LVMWord("-n"), LVMWord(id)]
+                        + (lvm.deviceMapperAvailable ? [LVMWord("-ay")] : [LVMWord("-an")]) + tagWords + [LVMWord(vg, sourceName)]))
             state = try await cache.fresh()
             if size > source.sizeBytes {
                 _ = try await lvm.run(LVMCommand([LVMWord("lvextend"), LVMWord("-L"), LVMWord(bytes: size), LVMWord(vg, id)]))
             }
         } else if let pool {
-            guard let poolLV = state.logicalVolumes.first(where: { $0.volumeGroup == group.name && $0.name == pool.rawValue && $0.isThinPool }) else {
+            guard
+                let poolLV = state.logicalVolumes.first(where: { $0.volumeGroup == group.name && $0.name == pool.rawValue && $0.isThinPool }
+                )
+            else {
                 throw StorageError(.notFound, "thin pool \(group.name)/\(pool) not found")
             }
             if size > thinCapacity(poolLV) {
-                throw StorageError(.insufficientCapacity, "thin pool \(poolLV.path) can provide \(thinCapacity(poolLV)) bytes (free × overprovision ratio \(configuration.overprovisionRatio)); \(size) bytes requested for volume \(id)")
+                throw StorageError(
+                    .insufficientCapacity,
+                    "thin pool \(poolLV.path) can provide \(thinCapacity(poolLV)) bytes (free × overprovision ratio \(configuration.overprovisionRatio)); \(size) bytes requested for volume \(id)"
+                )
             }
-            _ = try await lvm.run(LVMCommand([LVMWord("lvcreate"), LVMWord("-V"), LVMWord(bytes: size), LVMWord("--thin"), LVMWord("-n"), LVMWord(id)] + (lvm.deviceMapperAvailable ? [LVMWord("-ay")] : [LVMWord("-an")]) + tagWords + [LVMWord(vg, pool)]))
+            _ = try await lvm.run(
+                LVMCommand(
+                    [LVMWord("lvcreate"), LVMWord("-V"), LVMWord(bytes: size), LVMWord("--thin"), LVMWord("-n"), LVMWord(id)]
+                        + (lvm.deviceMapperAvailable ? [LVMWord("-ay")] : [LVMWord("-an")]) + tagWords + [LVMWord(vg, pool)]))
         } else {
             if size > group.freeBytes {
-                throw StorageError(.insufficientCapacity, "volume group \(group.name) has \(group.freeBytes) bytes free; \(size) bytes requested for volume \(id)")
+                throw StorageError(
+                    .insufficientCapacity,
+                    "volume group \(group.name) has \(group.freeBytes) bytes free; \(size) bytes requested for volume \(id)")
             }
             if let source {
                 guard lvm.deviceMapperAvailable else {
-                    throw StorageError(.unsupported, "volume \(id) from snapshot \(source.path) needs the snapshot's data copied, which needs device nodes; device-mapper is not available on this machine")
+                    throw StorageError(
+                        .unsupported,
+                        "volume \(id) from snapshot \(source.path) needs the snapshot's data copied, which needs device nodes; device-mapper is not available on this machine"
+                    )
                 }
             }
-            _ = try await lvm.run(LVMCommand([LVMWord("lvcreate"), LVMWord("-L"), LVMWord(bytes: size), LVMWord("-n"), LVMWord(id)] + activation + tagWords + [vg].map(LVMWord.init)))
+            _ = try await lvm.run(
+                LVMCommand(
+                    [LVMWord("lvcreate"), LVMWord("-L"), LVMWord(bytes: size), LVMWord("-n"), LVMWord(id)] + activation + tagWords
+                        + [vg].map(LVMWord.init)))
             if let source {
                 do throws(StorageError) {
                     try await offload { () throws(StorageError) in
-                        try copyData(from: "/dev/\(source.volumeGroup)/\(source.name)", to: "/dev/\(group.name)/\(id)", bytes: source.sizeBytes, sparse: false)
+                        try copyData(
+                            from: "/dev/\(source.volumeGroup)/\(source.name)", to: "/dev/\(group.name)/\(id)", bytes: source.sizeBytes,
+                            sparse: false)
                     }
                 } catch {
                     _ = try? await lvm.run(LVMCommand([LVMWord("lvremove"), LVMWord("-f"), LVMWord(vg, id)]))
@@ -265,10 +301,17 @@ public final class LVMBackend: VolumeBackend {
         let size = roundUp(bytes, to: group.extentBytes)
         if size <= lv.sizeBytes { return volume(lv, state) }
         if !lv.isThinVolume && size - lv.sizeBytes > group.freeBytes {
-            throw StorageError(.insufficientCapacity, "volume group \(group.name) has \(group.freeBytes) bytes free; growing \(lv.path) from \(lv.sizeBytes) to \(size) bytes needs \(size - lv.sizeBytes)")
+            throw StorageError(
+                .insufficientCapacity,
+                "volume group \(group.name) has \(group.freeBytes) bytes free; growing \(lv.path) from \(lv.sizeBytes) to \(size) bytes needs \(size - lv.sizeBytes)"
+            )
         }
         defer { cache.invalidate() }
-        _ = try await lvm.run(LVMCommand([LVMWord("lvextend"), LVMWord("-L"), LVMWord(bytes: size), LVMWord(try LVMName(lv.volumeGroup, kind: .volumeGroup), try LVMName(lv.name))]))
+        _ = try await lvm.run(
+            LVMCommand([
+                LVMWord("lvextend"), LVMWord("-L"), LVMWord(bytes: size),
+                LVMWord(try LVMName(lv.volumeGroup, kind: .volumeGroup), try LVMName(lv.name)),
+            ]))
         var grown = lv
         grown.sizeBytes = size
         return volume(grown, state)
@@ -279,7 +322,8 @@ public final class LVMBackend: VolumeBackend {
         let state = try await cache.fresh()
         guard let origin = owned(state, id: sourceVolumeID, kind: "volume") else {
             if let existing = state.logicalVolumes.first(where: { $0.name == id.rawValue }), isOwned(existing, kind: "snapshot"),
-               tagValue(existing, "source") == sourceVolumeID {
+                tagValue(existing, "source") == sourceVolumeID
+            {
                 return snapshot(existing)
             }
             throw StorageError(.notFound, "source volume \(sourceVolumeID) not found in any volume group")
@@ -291,24 +335,33 @@ public final class LVMBackend: VolumeBackend {
                 throw StorageError(.alreadyExists, "logical volume \(existing.path) exists and is not snapshot \(name)")
             }
             guard tagValue(existing, "source") == origin.name else {
-                throw StorageError(.alreadyExists, "snapshot \(name) exists for volume \(tagValue(existing, "source") ?? "?"), not \(origin.name)")
+                throw StorageError(
+                    .alreadyExists, "snapshot \(name) exists for volume \(tagValue(existing, "source") ?? "?"), not \(origin.name)")
             }
             if existing.origin.isEmpty && !existing.isThinVolume {
                 // An interrupted two-step creation: finish the conversion.
                 defer { cache.invalidate() }
-                _ = try await lvm.run(LVMCommand([LVMWord("lvconvert"), LVMWord("-y"), LVMWord("-Zn"), LVMWord("-s"), LVMWord(vg, originName), LVMWord(vg, id)]))
+                _ = try await lvm.run(
+                    LVMCommand([
+                        LVMWord("lvconvert"), LVMWord("-y"), LVMWord("-Zn"), LVMWord("-s"), LVMWord(vg, originName), LVMWord(vg, id),
+                    ]))
                 return try await reloadSnapshot(id: id.rawValue)
             }
             return snapshot(existing)
         }
         let created = String(Int64(Date().timeIntervalSince1970))
-        let tags = [ownerTag, try LVMTag(Self.tagPrefix + "kind=snapshot"), try nameTag(name),
-                    try LVMTag(Self.tagPrefix + "source=" + LVMTag.encode(origin.name)),
-                    try LVMTag(Self.tagPrefix + "created=" + created)]
+        let tags = [
+            ownerTag, try LVMTag(Self.tagPrefix + "kind=snapshot"), try nameTag(name),
+            try LVMTag(Self.tagPrefix + "source=" + LVMTag.encode(origin.name)),
+            try LVMTag(Self.tagPrefix + "created=" + created),
+        ]
         let tagWords = tags.flatMap { [LVMWord("--addtag"), LVMWord($0)] }
         defer { cache.invalidate() }
         if origin.isThinVolume {
-            _ = try await lvm.run(LVMCommand([LVMWord("lvcreate"), LVMWord("-s"), LVMWord("-kn"), LVMWord("-n"), LVMWord(id)] + (lvm.deviceMapperAvailable ? [] : [LVMWord("-an")]) + tagWords + [LVMWord(vg, originName)]))
+            _ = try await lvm.run(
+                LVMCommand(
+                    [LVMWord("lvcreate"), LVMWord("-s"), LVMWord("-kn"), LVMWord("-n"), LVMWord(id)]
+                        + (lvm.deviceMapperAvailable ? [] : [LVMWord("-an")]) + tagWords + [LVMWord(vg, originName)]))
             return try await reloadSnapshot(id: id.rawValue)
         }
         // A classic snapshot whose exception store is as large as the origin, so it can never overflow.
@@ -316,15 +369,26 @@ public final class LVMBackend: VolumeBackend {
             throw StorageError(.notFound, "volume group \(origin.volumeGroup) not found")
         }
         if origin.sizeBytes > group.freeBytes {
-            throw StorageError(.insufficientCapacity, "volume group \(group.name) has \(group.freeBytes) bytes free; a snapshot of \(origin.path) needs \(origin.sizeBytes)")
+            throw StorageError(
+                .insufficientCapacity,
+                "volume group \(group.name) has \(group.freeBytes) bytes free; a snapshot of \(origin.path) needs \(origin.sizeBytes)")
         }
         if lvm.deviceMapperAvailable {
-            _ = try await lvm.run(LVMCommand([LVMWord("lvcreate"), LVMWord("-s"), LVMWord("-L"), LVMWord(bytes: origin.sizeBytes), LVMWord("-n"), LVMWord(id)] + tagWords + [LVMWord(vg, originName)]))
+            _ = try await lvm.run(
+                LVMCommand(
+                    [LVMWord("lvcreate"), LVMWord("-s"), LVMWord("-L"), LVMWord(bytes: origin.sizeBytes), LVMWord("-n"), LVMWord(id)]
+                        + tagWords + [LVMWord(vg, originName)]))
         } else {
             // Without device-mapper `lvcreate -s` refuses; the same metadata results from creating
             // the exception store and converting it, which needs no activation.
-            _ = try await lvm.run(LVMCommand([LVMWord("lvcreate"), LVMWord("-an"), LVMWord("-Zn"), LVMWord("-L"), LVMWord(bytes: origin.sizeBytes), LVMWord("-n"), LVMWord(id)] + tagWords + [LVMWord(vg)]))
-            _ = try await lvm.run(LVMCommand([LVMWord("lvconvert"), LVMWord("-y"), LVMWord("-Zn"), LVMWord("-s"), LVMWord(vg, originName), LVMWord(vg, id)]))
+            _ = try await lvm.run(
+                LVMCommand(
+                    [
+                        LVMWord("lvcreate"), LVMWord("-an"), LVMWord("-Zn"), LVMWord("-L"), LVMWord(bytes: origin.sizeBytes), LVMWord("-n"),
+                        LVMWord(id),
+                    ] + tagWords + [LVMWord(vg)]))
+            _ = try await lvm.run(
+                LVMCommand([LVMWord("lvconvert"), LVMWord("-y"), LVMWord("-Zn"), LVMWord("-s"), LVMWord(vg, originName), LVMWord(vg, id)]))
         }
         return try await reloadSnapshot(id: id.rawValue)
     }
@@ -340,8 +404,11 @@ public final class LVMBackend: VolumeBackend {
     private func remove(_ lv: LogicalVolume) async throws(StorageError) {
         defer { cache.invalidate() }
         do {
-            _ = try await lvm.run(LVMCommand([LVMWord("lvremove"), LVMWord("-f"), LVMWord(try LVMName(lv.volumeGroup, kind: .volumeGroup), try LVMName(lv.name))]))
-        } catch where error.code == .notFound {
+            _ = try await lvm.run(
+                LVMCommand([
+                    LVMWord("lvremove"), LVMWord("-f"), LVMWord(try LVMName(lv.volumeGroup, kind: .volumeGroup), try LVMName(lv.name)),
+                ]))
+        } catch  where error.code == .notFound {
             return
         }
     }
@@ -356,18 +423,28 @@ public final class LVMBackend: VolumeBackend {
 
     private func existingVolume(_ existing: LogicalVolume, request: VolumeRequest, state: LVMState) throws(StorageError) -> Volume {
         guard isOwned(existing, kind: "volume") else {
-            throw StorageError(.alreadyExists, "logical volume \(existing.path) exists and is not a volume of driver \(configuration.driverName)")
+            throw StorageError(
+                .alreadyExists, "logical volume \(existing.path) exists and is not a volume of driver \(configuration.driverName)")
         }
         guard tagValue(existing, "name") == request.name else {
-            throw StorageError(.alreadyExists, "logical volume \(existing.path) belongs to request \(tagValue(existing, "name").map(LVMName.quoted) ?? "?"), not \(LVMName.quoted(request.name))")
+            throw StorageError(
+                .alreadyExists,
+                "logical volume \(existing.path) belongs to request \(tagValue(existing, "name").map(LVMName.quoted) ?? "?"), not \(LVMName.quoted(request.name))"
+            )
         }
         // Compatible means inside the requested range (CSI CreateVolume idempotency).
         let fits = existing.sizeBytes >= request.requiredBytes && (request.limitBytes.map { $0 == 0 || existing.sizeBytes <= $0 } ?? true)
         if !fits {
-            throw StorageError(.alreadyExists, "volume \(existing.path) exists with \(existing.sizeBytes) bytes; the request asks for \(request.requiredBytes)\(request.limitBytes.map { "–\($0)" } ?? "") bytes")
+            throw StorageError(
+                .alreadyExists,
+                "volume \(existing.path) exists with \(existing.sizeBytes) bytes; the request asks for \(request.requiredBytes)\(request.limitBytes.map { "–\($0)" } ?? "") bytes"
+            )
         }
         if tagValue(existing, "source") != request.sourceSnapshotID {
-            throw StorageError(.alreadyExists, "volume \(existing.path) exists with source snapshot \(tagValue(existing, "source") ?? "none"); the request asks for \(request.sourceSnapshotID ?? "none")")
+            throw StorageError(
+                .alreadyExists,
+                "volume \(existing.path) exists with source snapshot \(tagValue(existing, "source") ?? "none"); the request asks for \(request.sourceSnapshotID ?? "none")"
+            )
         }
         return volume(existing, state)
     }
@@ -375,7 +452,10 @@ public final class LVMBackend: VolumeBackend {
     private func roundedSize(_ request: VolumeRequest, extent: UInt64, id: LVMName) throws(StorageError) -> UInt64 {
         let size = roundUp(max(request.requiredBytes, 1), to: extent)
         if let limit = request.limitBytes, limit > 0, size > limit {
-            throw StorageError(.invalidArgument, "volume \(id): \(request.requiredBytes) bytes rounded up to the extent size \(extent) is \(size) bytes, above the limit of \(limit) bytes")
+            throw StorageError(
+                .invalidArgument,
+                "volume \(id): \(request.requiredBytes) bytes rounded up to the extent size \(extent) is \(size) bytes, above the limit of \(limit) bytes"
+            )
         }
         return size
     }
@@ -424,8 +504,14 @@ public final class LVMBackend: VolumeBackend {
     }
 
     private func eligibleGroups(_ state: LVMState, parameters: [String: String]) throws(StorageError) -> [VolumeGroup] {
-        for key in parameters.keys where ![Parameter.volumeGroup, Parameter.volumeGroupPattern, Parameter.thinPool].contains(key) && !key.hasPrefix("csi.storage.k8s.io/") {
-            throw StorageError(.invalidArgument, "unknown parameter \(LVMName.quoted(key)); the LVM backend understands \(Parameter.volumeGroup), \(Parameter.volumeGroupPattern), \(Parameter.thinPool)")
+        for key in parameters.keys
+        where ![Parameter.volumeGroup, Parameter.volumeGroupPattern, Parameter.thinPool].contains(key)
+            && !key.hasPrefix("csi.storage.k8s.io/")
+        {
+            throw StorageError(
+                .invalidArgument,
+                "unknown parameter \(LVMName.quoted(key)); the LVM backend understands \(Parameter.volumeGroup), \(Parameter.volumeGroupPattern), \(Parameter.thinPool)"
+            )
         }
         if let name = parameters[Parameter.volumeGroup] {
             _ = try LVMName(name, kind: .volumeGroup)
@@ -450,7 +536,8 @@ public final class LVMBackend: VolumeBackend {
 
     static func compile(_ pattern: String) throws(StorageError) -> Regex<AnyRegexOutput> {
         do { return try Regex(pattern) } catch {
-            throw StorageError(.invalidArgument, "volume group pattern \(LVMName.quoted(pattern)) is not a valid regular expression: \(error)")
+            throw StorageError(
+                .invalidArgument, "volume group pattern \(LVMName.quoted(pattern)) is not a valid regular expression: \(error)")
         }
     }
 }

@@ -67,7 +67,8 @@ struct LogicalVolume: Sendable, Hashable {
             problems.append("volume group \(group.name) is missing \(group.missingPhysicalVolumes) physical volume(s)")
         }
         if problems.isEmpty { return .healthy }
-        return VolumeCondition(abnormal: true, message: "logical volume \(path) (lv_attr \(attributes)): " + problems.joined(separator: "; "))
+        return VolumeCondition(
+            abnormal: true, message: "logical volume \(path) (lv_attr \(attributes)): " + problems.joined(separator: "; "))
     }
 }
 

@@ -71,7 +71,8 @@ public struct LVMName: Hashable, Sendable, CustomStringConvertible {
         let limit = 140
         var shown = ""
         for scalar in text.unicodeScalars.prefix(limit) {
-            shown += scalar.isASCII && scalar.value >= 0x20 && scalar.value < 0x7F
+            shown +=
+                scalar.isASCII && scalar.value >= 0x20 && scalar.value < 0x7F
                 ? String(scalar) : scalar.escaped(asASCII: true)
         }
         return "\"" + shown + (text.unicodeScalars.count > limit ? "…" : "") + "\""

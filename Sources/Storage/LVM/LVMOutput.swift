@@ -20,7 +20,9 @@ struct LVMOutput: Sendable {
             let report = try JSONDecoder().decode(LVMReport<Row>.self, from: Data(text.utf8))
             return report.report.flatMap { $0.rows(key: key) }
         } catch {
-            throw StorageError(.failed, "LVM's JSON report could not be decoded as \(key) rows: \(error)", command: command, details: [String(text.prefix(2000))] + messages)
+            throw StorageError(
+                .failed, "LVM's JSON report could not be decoded as \(key) rows: \(error)", command: command,
+                details: [String(text.prefix(2000))] + messages)
         }
     }
 
@@ -135,7 +137,13 @@ final class LVMCollector {
         var escaped = false
         for b in line.utf8 {
             if inString {
-                if escaped { escaped = false } else if b == UInt8(ascii: "\\") { escaped = true } else if b == UInt8(ascii: "\"") { inString = false }
+                if escaped {
+                    escaped = false
+                } else if b == UInt8(ascii: "\\") {
+                    escaped = true
+                } else if b == UInt8(ascii: "\"") {
+                    inString = false
+                }
                 continue
             }
             switch b {

@@ -8,16 +8,26 @@ import Synchronization
 /// backend's own writes, and in any case once it is older than `maximumAge` (default 0.9 s), so a
 /// change made with the `lvm` command-line tools is visible within one second even with backups
 /// switched off.
+///
+/// Concurrent readers that find the state stale share one load (single flight), so a burst of
+/// polls after expiry costs one LVM scan, not one per caller.
 final class LVMStateCache: Sendable {
+    private struct Load: Sendable {
+        var task: Task<LVMState, any Error>
+        var generation: UInt64
+    }
     private struct Entry: Sendable {
         var state: LVMState?
         var loadedAt: ContinuousClock.Instant
         var generation: UInt64
+        var inflight: Load?
     }
-    private let entry = Mutex(Entry(state: nil, loadedAt: .now, generation: 0))
+    private let entry = Mutex(Entry(state: nil, loadedAt: .now, generation: 0, inflight: nil))
     private let watcher: MetadataWatcher?
     private let lvm: LVM
     let maximumAge: Duration
+    /// How many times LVM was asked (for tests and benchmarks).
+    let loads = Atomic<Int>(0)
 
     init(lvm: LVM, lvmDirectory: String, maximumAge: Duration) {
         self.lvm = lvm
@@ -27,33 +37,61 @@ final class LVMStateCache: Sendable {
 
     /// Forgets the cached state; the next read loads it again.
     func invalidate() {
-        entry.withLock { $0.state = nil; $0.generation &+= 1 }
+        entry.withLock {
+            $0.state = nil
+            $0.inflight = nil
+            $0.generation &+= 1
+        }
     }
 
-    /// The current state: cached when still valid, else loaded from LVM.
+    /// The current state: cached when still valid, else loaded from LVM (joining a load already
+    /// under way for the current generation: it started less than `maximumAge` ago).
     func state() async throws(StorageError) -> LVMState {
         if watcher?.drain() == true { invalidate() }
         let now = ContinuousClock.now
-        let (cached, generation) = entry.withLock { e -> (LVMState?, UInt64) in
-            if let s = e.state, now - e.loadedAt < maximumAge { return (s, e.generation) }
-            return (nil, e.generation)
+        let (cached, load) = entry.withLock { e -> (LVMState?, Load?) in
+            if let s = e.state, now - e.loadedAt < maximumAge { return (s, nil) }
+            if let inflight = e.inflight, inflight.generation == e.generation { return (nil, inflight) }
+            let started = ContinuousClock.now
+            let generation = e.generation
+            let task = Task<LVMState, any Error> { [self] in
+                let state = try await LVMState.load(lvm)
+                loads.add(1, ordering: .relaxed)
+                entry.withLock { e in
+                    if e.generation == generation {
+                        e.state = state
+                        e.loadedAt = started
+                    }
+                    if e.inflight?.generation == generation { e.inflight = nil }
+                }
+                return state
+            }
+            let load = Load(task: task, generation: generation)
+            e.inflight = load
+            return (nil, load)
         }
         if let cached { return cached }
-        return try await load(generation: generation)
+        do {
+            return try await load!.task.value
+        } catch let error as StorageError {
+            throw error
+        } catch {
+            throw StorageError(.failed, "reading LVM state failed: \(error)")
+        }
     }
 
-    /// Loads the state from LVM, bypassing the cache, and caches it.
+    /// Loads the state from LVM now, bypassing the cache and any load under way, and caches it.
     func fresh() async throws(StorageError) -> LVMState {
         let generation = entry.withLock { $0.generation }
-        return try await load(generation: generation)
-    }
-
-    private func load(generation: UInt64) async throws(StorageError) -> LVMState {
         let started = ContinuousClock.now
         let state = try await LVMState.load(lvm)
+        loads.add(1, ordering: .relaxed)
         entry.withLock { e in
             // A write or change notice that arrived while loading makes this answer suspect.
-            if e.generation == generation { e.state = state; e.loadedAt = started }
+            if e.generation == generation {
+                e.state = state
+                e.loadedAt = started
+            }
         }
         return state
     }
@@ -69,7 +107,10 @@ final class MetadataWatcher: Sendable {
         let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE)
         var watching = 0
         for directory in directories where inotify_add_watch(fd, directory, mask) >= 0 { watching += 1 }
-        guard watching > 0 else { close(fd); return nil }
+        guard watching > 0 else {
+            close(fd)
+            return nil
+        }
         self.fd = fd
     }
 
@@ -81,7 +122,10 @@ final class MetadataWatcher: Sendable {
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n > 0 { any = true; continue }
+            if n > 0 {
+                any = true
+                continue
+            }
             if n < 0 && errno == EINTR { continue }
             return any
         }

@@ -15,6 +15,8 @@ enum LoopDevice {
     static let setCapacity: UInt = 0x4C07
     static let configure: UInt = 0x4C0A
     static let infoSize = 232
+    /// `LO_FLAGS_DIRECT_IO`.
+    static let directIO: UInt32 = 16
     static let configSize = 304
 
     /// Attaches `file` to a free loop device and returns the device path.
@@ -32,6 +34,10 @@ enum LoopDevice {
             var config = [UInt8](repeating: 0, count: configSize)
             store(UInt32(backing), into: &config, at: 0)
             for (i, byte) in file.utf8.prefix(63).enumerated() { config[8 + 56 + i] = byte }
+            // Direct I/O to the backing file: the data is not cached twice (once for the loop
+            // device, once for the file). The kernel falls back to buffered I/O where the
+            // backing filesystem cannot do it.
+            store(directIO, into: &config, at: 8 + 52)
             var rc = config.withUnsafeMutableBytes { ioctl(fd, configure, $0.baseAddress!) }
             if rc != 0 && (errno == EINVAL || errno == ENOTTY) {
                 // Kernels before 5.8: SET_FD, then SET_STATUS64 for the name.

@@ -56,17 +56,26 @@ public final class LoopFileBackend: VolumeBackend {
         let size = roundUp(max(request.requiredBytes, 1), to: 1 << 20)
         if let limit = request.limitBytes, limit > 0 {
             guard size <= limit else {
-                throw StorageError(.invalidArgument, "volume \(id): \(request.requiredBytes) bytes rounded up to whole MiB is \(size), above the limit of \(limit) bytes")
+                throw StorageError(
+                    .invalidArgument,
+                    "volume \(id): \(request.requiredBytes) bytes rounded up to whole MiB is \(size), above the limit of \(limit) bytes")
             }
         }
         return try await offload { [self] () throws(StorageError) -> Volume in
             if let existing = try record(kind: "volume", id: id) {
                 guard existing.owner == owner, existing.name == request.name else {
-                    throw StorageError(.alreadyExists, "volume file \(imagePath("volume", id)) belongs to request \(LVMName.quoted(existing.name)) of \(existing.owner)")
+                    throw StorageError(
+                        .alreadyExists,
+                        "volume file \(imagePath("volume", id)) belongs to request \(LVMName.quoted(existing.name)) of \(existing.owner)")
                 }
-                let fits = existing.capacityBytes >= request.requiredBytes && (request.limitBytes.map { $0 == 0 || existing.capacityBytes <= $0 } ?? true)
+                let fits =
+                    existing.capacityBytes >= request.requiredBytes
+                    && (request.limitBytes.map { $0 == 0 || existing.capacityBytes <= $0 } ?? true)
                 guard fits, existing.source == request.sourceSnapshotID else {
-                    throw StorageError(.alreadyExists, "volume \(id) exists with \(existing.capacityBytes) bytes and source \(existing.source ?? "none"); the request asks for \(request.requiredBytes) bytes and source \(request.sourceSnapshotID ?? "none")")
+                    throw StorageError(
+                        .alreadyExists,
+                        "volume \(id) exists with \(existing.capacityBytes) bytes and source \(existing.source ?? "none"); the request asks for \(request.requiredBytes) bytes and source \(request.sourceSnapshotID ?? "none")"
+                    )
                 }
                 return volume(existing)
             }
@@ -80,15 +89,17 @@ public final class LoopFileBackend: VolumeBackend {
             }
             let available = try availableBytes()
             guard size <= available else {
-                throw StorageError(.insufficientCapacity, "\(directory) can provide \(available) bytes; \(size) bytes requested for volume \(id)")
+                throw StorageError(
+                    .insufficientCapacity, "\(directory) can provide \(available) bytes; \(size) bytes requested for volume \(id)")
             }
             _ = unlink(image)  // the remains of an interrupted create, if any
             if let sourceRecord {
                 try cloneOrCopy(from: imagePath("snapshot", sourceRecord.id), to: image, bytes: sourceRecord.capacityBytes)
             }
             try Self.createSparse(image, size: max(size, sourceRecord?.capacityBytes ?? 0))
-            let record = Record(id: id, name: request.name, owner: owner, kind: "volume", capacityBytes: max(size, sourceRecord?.capacityBytes ?? 0),
-                                fsType: request.fsType, source: request.sourceSnapshotID, createdAt: Self.now())
+            let record = Record(
+                id: id, name: request.name, owner: owner, kind: "volume", capacityBytes: max(size, sourceRecord?.capacityBytes ?? 0),
+                fsType: request.fsType, source: request.sourceSnapshotID, createdAt: Self.now())
             try write(record)
             return volume(record)
         }
@@ -107,7 +118,10 @@ public final class LoopFileBackend: VolumeBackend {
             if size <= record.capacityBytes { return volume(record) }
             let available = try availableBytes()
             guard size - record.capacityBytes <= available else {
-                throw StorageError(.insufficientCapacity, "\(directory) can provide \(available) bytes; growing volume \(id) to \(size) bytes needs \(size - record.capacityBytes)")
+                throw StorageError(
+                    .insufficientCapacity,
+                    "\(directory) can provide \(available) bytes; growing volume \(id) to \(size) bytes needs \(size - record.capacityBytes)"
+                )
             }
             let image = imagePath("volume", id)
             try Self.createSparse(image, size: size)
@@ -134,7 +148,8 @@ public final class LoopFileBackend: VolumeBackend {
         return try await offload { [self] () throws(StorageError) -> Snapshot in
             if let existing = try record(kind: "snapshot", id: id) {
                 guard existing.owner == owner, existing.name == name, existing.source == sourceVolumeID else {
-                    throw StorageError(.alreadyExists, "snapshot \(name) exists for volume \(existing.source ?? "?"), not \(sourceVolumeID)")
+                    throw StorageError(
+                        .alreadyExists, "snapshot \(name) exists for volume \(existing.source ?? "?"), not \(sourceVolumeID)")
                 }
                 return snapshot(existing)
             }
@@ -147,8 +162,9 @@ public final class LoopFileBackend: VolumeBackend {
             try withFrozenFilesystem(of: sourceImage) { () throws(StorageError) in
                 try cloneOrCopy(from: sourceImage, to: image, bytes: source.capacityBytes)
             }
-            let record = Record(id: id, name: name, owner: owner, kind: "snapshot", capacityBytes: source.capacityBytes,
-                                fsType: source.fsType, source: source.id, createdAt: Self.now())
+            let record = Record(
+                id: id, name: name, owner: owner, kind: "snapshot", capacityBytes: source.capacityBytes,
+                fsType: source.fsType, source: source.id, createdAt: Self.now())
             try write(record)
             return snapshot(record)
         }
@@ -260,7 +276,9 @@ public final class LoopFileBackend: VolumeBackend {
             }
             // The record goes first: from then on the volume does not exist, whatever happens next.
             let record = recordPath(kind, id)
-            if unlink(record) != 0 && errno != ENOENT { throw StorageError(errnoCode(errno), "cannot remove \(record): \(errnoText(errno))") }
+            if unlink(record) != 0 && errno != ENOENT {
+                throw StorageError(errnoCode(errno), "cannot remove \(record): \(errnoText(errno))")
+            }
             Self.syncDirectory(record)
             if unlink(image) != 0 && errno != ENOENT { throw StorageError(errnoCode(errno), "cannot remove \(image): \(errnoText(errno))") }
         }
@@ -298,7 +316,7 @@ public final class LoopFileBackend: VolumeBackend {
     /// Runs `body` with the filesystem on `image`'s loop device frozen, if it is mounted.
     private func withFrozenFilesystem(of image: String, _ body: () throws(StorageError) -> Void) throws(StorageError) {
         guard let device = LoopDevice.find(image),
-              let mount = try LinuxMounter.mount(of: device)
+            let mount = try LinuxMounter.mount(of: device)
         else { return try body() }
         let fd = try syscall("open", mount.mountPoint) { open(mount.mountPoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         defer { close(fd) }
@@ -321,19 +339,24 @@ public final class LoopFileBackend: VolumeBackend {
     static func syncDirectory(_ file: String) {
         let parent = KubeletPathPolicy.components(file).dropLast().joinedPath()
         let fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 { _ = fsync(fd); close(fd) }
+        if fd >= 0 {
+            _ = fsync(fd)
+            close(fd)
+        }
     }
 
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
 
     private func volume(_ r: Record) -> Volume {
-        Volume(id: r.id, name: r.name, capacityBytes: r.capacityBytes, fsType: r.fsType, sourceSnapshotID: r.source,
-               location: imagePath("volume", r.id), condition: condition(r))
+        Volume(
+            id: r.id, name: r.name, capacityBytes: r.capacityBytes, fsType: r.fsType, sourceSnapshotID: r.source,
+            location: imagePath("volume", r.id), condition: condition(r))
     }
 
     private func snapshot(_ r: Record) -> Snapshot {
-        Snapshot(id: r.id, name: r.name, sourceVolumeID: r.source ?? "", sizeBytes: r.capacityBytes, creationTime: r.createdAt,
-                 readyToUse: true, location: imagePath("snapshot", r.id))
+        Snapshot(
+            id: r.id, name: r.name, sourceVolumeID: r.source ?? "", sizeBytes: r.capacityBytes, creationTime: r.createdAt,
+            readyToUse: true, location: imagePath("snapshot", r.id))
     }
 
     private func condition(_ r: Record) -> VolumeCondition {

@@ -34,12 +34,13 @@ enum DeviceSignature: Sendable, Equatable {
         }
         if has("XFSB", at: 0) { return .filesystem("xfs") }
         if b.count >= 1082 && b[1080] == 0x53 && b[1081] == 0xEF {
-            let compat = le32(1024 + 0x5C), incompat = le32(1024 + 0x60)
+            let compat = le32(1024 + 0x5C)
+            let incompat = le32(1024 + 0x60)
             if incompat & (0x40 | 0x80 | 0x200 | 0x10000) != 0 { return .filesystem("ext4") }
             return .filesystem(compat & 0x4 != 0 ? "ext3" : "ext2")
         }
         if has("_BHRfS_M", at: 0x10040) { return .filesystem("btrfs") }
-        if (b.count >= 6 && b[0...5] == [0x4C, 0x55, 0x4B, 0x53, 0xBA, 0xBE]) { return .other("crypto_LUKS") }
+        if b.count >= 6 && b[0...5] == [0x4C, 0x55, 0x4B, 0x53, 0xBA, 0xBE] { return .other("crypto_LUKS") }
         if has("hsqs", at: 0) { return .filesystem("squashfs") }
         if has("SWAPSPACE2", at: 4086) || has("SWAP-SPACE", at: 4086) { return .other("swap") }
         for sector in 0..<4 where has("LABELONE", at: sector * 512) { return .other("LVM2_member") }

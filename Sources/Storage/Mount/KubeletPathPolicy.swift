@@ -20,7 +20,8 @@ public struct KubeletPathPolicy: Sendable {
             throw StorageError(.invalidArgument, "kubelet directory \(LVMName.quoted(kubeletDirectory)) is not an absolute path")
         }
         guard let real = realpath(kubeletDirectory, nil) else {
-            throw StorageError(.invalidArgument, "kubelet directory \(LVMName.quoted(kubeletDirectory)) cannot be resolved: \(errnoText(errno))")
+            throw StorageError(
+                .invalidArgument, "kubelet directory \(LVMName.quoted(kubeletDirectory)) cannot be resolved: \(errnoText(errno))")
         }
         defer { free(real) }
         self.directory = Self.components(kubeletDirectory).joinedPath()

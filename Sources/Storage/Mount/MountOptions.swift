@@ -24,11 +24,17 @@ public struct MountOptions: Sendable, Hashable {
                     flags &= ~flag
                 } else if option == "defaults" {
                     continue
-                } else if Self.rejected.contains(option) || option.hasPrefix("x-") || option.hasPrefix("comment=") || option.hasPrefix("helper=") {
-                    throw StorageError(.invalidArgument, "mount option \(LVMName.quoted(option)) is not allowed: it changes how or where the volume is mounted, or only mount(8) understands it")
+                } else if Self.rejected.contains(option) || option.hasPrefix("x-") || option.hasPrefix("comment=")
+                    || option.hasPrefix("helper=")
+                {
+                    throw StorageError(
+                        .invalidArgument,
+                        "mount option \(LVMName.quoted(option)) is not allowed: it changes how or where the volume is mounted, or only mount(8) understands it"
+                    )
                 } else {
                     guard !option.hasPrefix("-"), option.utf8.allSatisfy(Self.isDataByte) else {
-                        throw StorageError(.invalidArgument, "mount option \(LVMName.quoted(option)) has characters outside [A-Za-z0-9_.:/=+@-]")
+                        throw StorageError(
+                            .invalidArgument, "mount option \(LVMName.quoted(option)) has characters outside [A-Za-z0-9_.:/=+@-]")
                     }
                     if !data.contains(option) { data.append(option) }
                 }
@@ -82,22 +88,39 @@ public struct MountOptions: Sendable, Hashable {
 
 /// mount(2) flag values (`MS_*`, linux/mount.h).
 public enum MountFlag {
+    /// `MS_RDONLY`: read-only.
     public static let readOnly: UInt = 1
+    /// `MS_NOSUID`: ignore set-user-id bits.
     public static let noSetUID: UInt = 2
+    /// `MS_NODEV`: no device files.
     public static let noDevices: UInt = 4
+    /// `MS_NOEXEC`: no program execution.
     public static let noExec: UInt = 8
+    /// `MS_SYNCHRONOUS`: synchronous writes.
     public static let synchronous: UInt = 16
+    /// `MS_REMOUNT`: change an existing mount.
     public static let remount: UInt = 32
+    /// `MS_DIRSYNC`: synchronous directory changes.
     public static let dirSync: UInt = 128
+    /// `MS_NOSYMFOLLOW`: do not follow symbolic links.
     public static let noSymlinkFollow: UInt = 256
+    /// `MS_NOATIME`: no access times.
     public static let noAccessTime: UInt = 1024
+    /// `MS_NODIRATIME`: no directory access times.
     public static let noDirAccessTime: UInt = 2048
+    /// `MS_BIND`: bind mount.
     public static let bind: UInt = 4096
+    /// `MS_REC`: recursive bind.
     public static let recursive: UInt = 16384
+    /// `MS_SILENT`: fewer kernel messages.
     public static let silent: UInt = 32768
+    /// `MS_RELATIME`: access times relative to modification times.
     public static let relativeAccessTime: UInt = 1 << 21
+    /// `MS_STRICTATIME`: always update access times.
     public static let strictAccessTime: UInt = 1 << 24
+    /// `MS_LAZYTIME`: keep timestamps in memory.
     public static let lazyTime: UInt = 1 << 25
     /// Flags that survive a bind remount (the rest are per-superblock).
-    static let perMount: UInt = readOnly | noSetUID | noDevices | noExec | noAccessTime | noDirAccessTime | relativeAccessTime | strictAccessTime | noSymlinkFollow
+    static let perMount: UInt =
+        readOnly | noSetUID | noDevices | noExec | noAccessTime | noDirAccessTime | relativeAccessTime | strictAccessTime | noSymlinkFollow
 }

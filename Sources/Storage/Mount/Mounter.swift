@@ -41,11 +41,17 @@ public protocol Mounter: Sendable {
 
 /// Space and inode usage of a filesystem (from statvfs).
 public struct FilesystemStatistics: Sendable, Hashable {
+    /// Size of the filesystem.
     public var totalBytes: UInt64
+    /// Bytes in use.
     public var usedBytes: UInt64
+    /// Bytes an unprivileged user can still write.
     public var availableBytes: UInt64
+    /// Inodes in total.
     public var totalInodes: UInt64
+    /// Inodes in use.
     public var usedInodes: UInt64
+    /// Inodes free.
     public var freeInodes: UInt64
 }
 
@@ -60,7 +66,10 @@ public struct LinuxMounter: Mounter {
 
     public func mount(device: String, at target: String, fsType: String, options: MountOptions) async throws(StorageError) {
         guard Self.supportedFilesystems.contains(fsType) || ["ext2", "ext3"].contains(fsType) else {
-            throw StorageError(.invalidArgument, "filesystem type \(LVMName.quoted(fsType)) is not supported; use one of \(Self.supportedFilesystems.joined(separator: ", "))")
+            throw StorageError(
+                .invalidArgument,
+                "filesystem type \(LVMName.quoted(fsType)) is not supported; use one of \(Self.supportedFilesystems.joined(separator: ", "))"
+            )
         }
         try await offload { () throws(StorageError) in
             var deviceInfo = stat()
@@ -88,7 +97,9 @@ public struct LinuxMounter: Mounter {
                 try Self.makeDirectory(target)
             } else {
                 let fd = open(target, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-                if fd < 0 && errno != EISDIR { throw StorageError(errnoCode(errno), "cannot create \(target) as a bind target for \(source): \(errnoText(errno))") }
+                if fd < 0 && errno != EISDIR {
+                    throw StorageError(errnoCode(errno), "cannot create \(target) as a bind target for \(source): \(errnoText(errno))")
+                }
                 if fd >= 0 { close(fd) }
             }
             if try Self.mountAt(target) != nil {
@@ -145,12 +156,19 @@ public struct LinuxMounter: Mounter {
 
     public func makeFilesystem(on device: String, fsType: String) async throws(StorageError) -> Bool {
         guard Self.supportedFilesystems.contains(fsType) else {
-            throw StorageError(.invalidArgument, "filesystem type \(LVMName.quoted(fsType)) is not supported; use one of \(Self.supportedFilesystems.joined(separator: ", "))")
+            throw StorageError(
+                .invalidArgument,
+                "filesystem type \(LVMName.quoted(fsType)) is not supported; use one of \(Self.supportedFilesystems.joined(separator: ", "))"
+            )
         }
         return try await offload { () throws(StorageError) -> Bool in
             if let found = try DeviceSignature.read(device) {
                 if found == .filesystem(fsType) { return false }
-                let what = switch found { case .filesystem(let t): "a \(t) filesystem"; case .other(let t): t }
+                let what =
+                    switch found {
+                    case .filesystem(let t): "a \(t) filesystem"
+                    case .other(let t): t
+                    }
                 throw StorageError(.alreadyExists, "\(device) already holds \(what); it is not formatted as \(fsType)")
             }
             // blkid knows many more signatures; ask it before writing anything (exit 2: none found).
@@ -161,7 +179,10 @@ public struct LinuxMounter: Mounter {
             // No force flag: mkfs refuses on its own if it finds something we did not.
             switch fsType {
             case "xfs": try runChecked("mkfs.xfs", ["-q", device], what: "making an xfs filesystem on \(device)")
-            default: try runChecked("mkfs.ext4", ["-q", "-E", "lazy_itable_init=1,lazy_journal_init=1", device], what: "making an ext4 filesystem on \(device)")
+            default:
+                try runChecked(
+                    "mkfs.ext4", ["-q", "-E", "lazy_itable_init=1,lazy_journal_init=1", device],
+                    what: "making an ext4 filesystem on \(device)")
             }
             return true
         }
@@ -175,11 +196,14 @@ public struct LinuxMounter: Mounter {
             case .filesystem(let type) where type.hasPrefix("ext"):
                 // The kernel allows online ext resizing only with CAP_SYS_RESOURCE.
                 guard Self.hasCapability(24) else {
-                    throw StorageError(.unsupported, "growing the mounted \(type) filesystem on \(device) needs CAP_SYS_RESOURCE, which this process does not have")
+                    throw StorageError(
+                        .unsupported,
+                        "growing the mounted \(type) filesystem on \(device) needs CAP_SYS_RESOURCE, which this process does not have")
                 }
                 try runChecked("resize2fs", [device], what: "growing the \(type) filesystem on \(device)")
             case let other:
-                throw StorageError(.unsupported, "\(device) holds \(other.map { "\($0)" } ?? "no filesystem"); only ext2/3/4 and xfs can be resized")
+                throw StorageError(
+                    .unsupported, "\(device) holds \(other.map { "\($0)" } ?? "no filesystem"); only ext2/3/4 and xfs can be resized")
             }
         }
     }
@@ -226,8 +250,8 @@ public struct LinuxMounter: Mounter {
     /// Whether capability number `bit` is in this process's effective set.
     static func hasCapability(_ bit: Int) -> Bool {
         guard let status = readWholeFile("/proc/self/status"),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
-              let mask = UInt64(String(line.dropFirst(7)).trimmingLeadingSpaces(), radix: 16)
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+            let mask = UInt64(String(line.dropFirst(7)).trimmingLeadingSpaces(), radix: 16)
         else { return true }
         return mask & (1 << UInt64(bit)) != 0
     }

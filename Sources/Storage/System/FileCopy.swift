@@ -35,7 +35,9 @@ func copyData(from source: String, to destination: String, bytes: UInt64, sparse
         if !isZero {
             var written = 0
             while written < got {
-                let n = try syscall("pwrite", destination) { pwrite(output, buffer.baseAddress! + written, got - written, off_t(offset) + off_t(written)) }
+                let n = try syscall("pwrite", destination) {
+                    pwrite(output, buffer.baseAddress! + written, got - written, off_t(offset) + off_t(written))
+                }
                 written += n
             }
         }

@@ -34,14 +34,22 @@ func runProgram(_ program: String, _ arguments: [String], environment: [String: 
     for (key, value) in environment { env.append(key + "=" + value) }
     let argv = ([program] + arguments).map { strdup($0) } + [nil]
     let envp = env.map { strdup($0) } + [nil]
-    defer { for p in argv { free(p) }; for p in envp { free(p) } }
+    defer {
+        for p in argv { free(p) }
+        for p in envp { free(p) }
+    }
     var pid: pid_t = 0
     let rc = spawnLock.withLock { _ in posix_spawnp(&pid, program, &actions, nil, argv, envp) }
     close(outPipe[1])
     close(errPipe[1])
-    defer { close(outPipe[0]); close(errPipe[0]) }
+    defer {
+        close(outPipe[0])
+        close(errPipe[0])
+    }
     guard rc == 0 else {
-        throw StorageError(rc == ENOENT ? .notFound : .failed, "cannot start \(program): \(errnoText(rc))", command: ([program] + arguments).joined(separator: " "))
+        throw StorageError(
+            rc == ENOENT ? .notFound : .failed, "cannot start \(program): \(errnoText(rc))",
+            command: ([program] + arguments).joined(separator: " "))
     }
     // Drain both pipes without deadlocking on a full one.
     var output: [UInt8] = []
@@ -50,7 +58,10 @@ func runProgram(_ program: String, _ arguments: [String], environment: [String: 
     var open = 2
     var chunk = [UInt8](repeating: 0, count: 16384)
     while open > 0 {
-        if poll(&fds, 2, -1) < 0 { if errno == EINTR { continue }; break }
+        if poll(&fds, 2, -1) < 0 {
+            if errno == EINTR { continue }
+            break
+        }
         for i in 0..<2 where fds[i].fd >= 0 && fds[i].revents != 0 {
             let n = chunk.withUnsafeMutableBytes { read(fds[i].fd, $0.baseAddress, $0.count) }
             if n > 0 {
@@ -69,12 +80,15 @@ func runProgram(_ program: String, _ arguments: [String], environment: [String: 
 
 /// Runs a program and throws when it exits with anything but 0, quoting its error output.
 @discardableResult
-func runChecked(_ program: String, _ arguments: [String], code: StorageError.Code = .failed, what: String) throws(StorageError) -> ProcessResult {
+func runChecked(_ program: String, _ arguments: [String], code: StorageError.Code = .failed, what: String) throws(StorageError)
+    -> ProcessResult
+{
     let result = try runProgram(program, arguments)
     guard result.status == 0 else {
         let lines = (result.error + result.output).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
-        throw StorageError(code, "\(what): \(program) exited with status \(result.status)" + (lines.first.map { ": " + $0 } ?? ""),
-                           command: ([program] + arguments).joined(separator: " "), details: lines)
+        throw StorageError(
+            code, "\(what): \(program) exited with status \(result.status)" + (lines.first.map { ": " + $0 } ?? ""),
+            command: ([program] + arguments).joined(separator: " "), details: lines)
     }
     return result
 }

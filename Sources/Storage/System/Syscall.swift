@@ -40,8 +40,9 @@ func errnoCode(_ err: Int32) -> StorageError.Code {
 func offload<T: Sendable>(_ work: @escaping @Sendable () throws(StorageError) -> T) async throws(StorageError) -> T {
     let result: Result<T, StorageError> = await withCheckedContinuation { continuation in
         BlockingPool.shared.submit {
-            do throws(StorageError) { continuation.resume(returning: .success(try work())) }
-            catch { continuation.resume(returning: .failure(error)) }
+            do throws(StorageError) { continuation.resume(returning: .success(try work())) } catch {
+                continuation.resume(returning: .failure(error))
+            }
         }
     }
     return try result.get()

@@ -40,8 +40,9 @@ final class SerialThread: Sendable {
     func run<T: Sendable>(_ work: @escaping @Sendable () throws(StorageError) -> T) async throws(StorageError) -> T {
         let result: Result<T, StorageError> = await withCheckedContinuation { continuation in
             submit {
-                do throws(StorageError) { continuation.resume(returning: .success(try work())) }
-                catch { continuation.resume(returning: .failure(error)) }
+                do throws(StorageError) { continuation.resume(returning: .success(try work())) } catch {
+                    continuation.resume(returning: .failure(error))
+                }
             }
         }
         return try result.get()

@@ -655,6 +655,7 @@ extension TestProtos {
             while let tag = try reader.nextTag() {
                 switch tag.rawValue {
                 case 0xa:
+                    if self.stringString.isEmpty { self.stringString = Dictionary(minimumCapacity: reader.countFieldRun()) }
                     var entry = try reader.enterMessage()
                     var key: String = ""
                     var value: String = ""
@@ -667,6 +668,7 @@ extension TestProtos {
                     }
                     self.stringString[key] = value
                 case 0x12:
+                    if self.intString.isEmpty { self.intString = Dictionary(minimumCapacity: reader.countFieldRun()) }
                     var entry = try reader.enterMessage()
                     var key: Int32 = 0
                     var value: String = ""
@@ -679,6 +681,7 @@ extension TestProtos {
                     }
                     self.intString[key] = value
                 case 0x1a:
+                    if self.stringMessage.isEmpty { self.stringMessage = Dictionary(minimumCapacity: reader.countFieldRun()) }
                     var entry = try reader.enterMessage()
                     var key: String = ""
                     var value: TestProtos.Scalars? = nil
@@ -691,6 +694,7 @@ extension TestProtos {
                     }
                     self.stringMessage[key] = value ?? TestProtos.Scalars()
                 case 0x22:
+                    if self.boolEnum.isEmpty { self.boolEnum = Dictionary(minimumCapacity: reader.countFieldRun()) }
                     var entry = try reader.enterMessage()
                     var key: Bool = false
                     var value: TestProtos.Color = TestProtos.Color()
@@ -703,6 +707,7 @@ extension TestProtos {
                     }
                     self.boolEnum[key] = value
                 case 0x2a:
+                    if self.uintBytes.isEmpty { self.uintBytes = Dictionary(minimumCapacity: reader.countFieldRun()) }
                     var entry = try reader.enterMessage()
                     var key: UInt64 = 0
                     var value: [UInt8] = []
@@ -1036,5 +1041,17 @@ extension TestProtos {
             /// Same as ``description``: secret fields stay redacted.
             public var debugDescription: String { description }
         }
+    }
+
+    /// The contents of `codec_test.proto`.
+    public enum CodecTestProtoFile {
+        /// Every message type the file defines (nested ones included), for decoding by name.
+        public static let messageTypes: [any ProtoCodable.Type] = [
+            TestProtos.Scalars.self,
+            TestProtos.Repeated.self,
+            TestProtos.Maps.self,
+            TestProtos.Choice.self,
+            TestProtos.Choice.Inner.self,
+        ]
     }
 }

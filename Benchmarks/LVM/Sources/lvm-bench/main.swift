@@ -4,7 +4,8 @@
 //     read the result back; lvs to find the volume, lvremove);
 //  2. read calls: LVMBackend.capacity from its cache, the same with the cache disabled (one LVM scan
 //     per call, in-process), and `lvm vgs --reportformat json` as a subprocess.
-// Usage: lvm-bench <volume-group> [iterations]
+// Usage: lvm-bench <volume-group> [iterations] [physical-volume]
+// With a physical volume, LVMBackend restricts LVM's device scan to it (Configuration.scanDevices).
 import Foundation
 import Storage
 
@@ -15,6 +16,7 @@ guard arguments.count >= 2 else {
 }
 let vg = arguments[1]
 let iterations = arguments.count > 2 ? Int(arguments[2]) ?? 20 : 20
+let scanDevices = arguments.count > 3 ? [arguments[3]] : nil
 let noDeviceMapper = open("/dev/mapper/control", O_RDWR) < 0
 
 /// Runs the lvm executable and returns its standard output; exits on failure.
@@ -48,31 +50,36 @@ func report(_ label: String, _ samples: [Duration]) {
 }
 
 let clock = ContinuousClock()
-let backend = try LVMBackend(configuration: .init(driverName: "bench.csi.swift-csi.io", volumeGroup: vg))
-let uncached = try LVMBackend(configuration: .init(driverName: "bench.csi.swift-csi.io", volumeGroup: vg, cacheMaximumAge: .zero))
+let backend = try LVMBackend(configuration: .init(driverName: "bench.csi.swift-csi.io", volumeGroup: vg, scanDevices: scanDevices))
+let uncached = try LVMBackend(
+    configuration: .init(driverName: "bench.csi.swift-csi.io", volumeGroup: vg, cacheMaximumAge: .zero, scanDevices: scanDevices))
 _ = try await backend.capacity(parameters: [:])  // lvm2_init, first scan
 
-print("volume group \(vg); device-mapper \(noDeviceMapper ? "absent (--driverloaded n)" : "present")")
+print(
+    "volume group \(vg); device-mapper \(noDeviceMapper ? "absent (--driverloaded n)" : "present"); LVM scans \(scanDevices?.joined(separator: ", ") ?? "every device")"
+)
 
 // 1. Create + delete.
 var inProcess: [Duration] = []
 for i in 0..<iterations {
     let name = "bench-in-\(i)"
-    inProcess.append(try await clock.measure {
-        _ = try await backend.createVolume(VolumeRequest(name: name, requiredBytes: 4 << 20))
-        try await backend.deleteVolume(id: name)
-    })
+    inProcess.append(
+        try await clock.measure {
+            _ = try await backend.createVolume(VolumeRequest(name: name, requiredBytes: 4 << 20))
+            try await backend.deleteVolume(id: name)
+        })
 }
 var subprocess: [Duration] = []
 for i in 0..<iterations {
     let name = "bench-sub-\(i)"
-    subprocess.append(clock.measure {
-        let activation = noDeviceMapper ? ["-an", "-Zn"] : ["-ay", "-y"]
-        lvm(["lvcreate"] + activation + ["-L", "4194304b", "-n", name, "--addtag", "csi.swift-csi.io/owner=bench", vg])
-        lvm(["lvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "lv_name,lv_size,lv_tags", "\(vg)/\(name)"])
-        lvm(["lvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "lv_name,lv_size,lv_tags", "\(vg)/\(name)"])
-        lvm(["lvremove", "-f", "\(vg)/\(name)"])
-    })
+    subprocess.append(
+        clock.measure {
+            let activation = noDeviceMapper ? ["-an", "-Zn"] : ["-ay", "-y"]
+            lvm(["lvcreate"] + activation + ["-L", "4194304b", "-n", name, "--addtag", "csi.swift-csi.io/owner=bench", vg])
+            lvm(["lvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "lv_name,lv_size,lv_tags", "\(vg)/\(name)"])
+            lvm(["lvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "lv_name,lv_size,lv_tags", "\(vg)/\(name)"])
+            lvm(["lvremove", "-f", "\(vg)/\(name)"])
+        })
 }
 report("create+delete, in-process (LVMBackend)", inProcess)
 report("create+delete, lvm executable + JSON (4 runs)", subprocess)
@@ -86,13 +93,18 @@ for _ in 0..<reads { cached.append(try await clock.measure { _ = try await backe
 var scanned: [Duration] = []
 for _ in 0..<iterations { scanned.append(try await clock.measure { _ = try await uncached.capacity(parameters: [:]) }) }
 var external: [Duration] = []
-for _ in 0..<iterations { external.append(clock.measure { lvm(["vgs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "vg_name,vg_free", vg]) }) }
+for _ in 0..<iterations {
+    external.append(clock.measure { lvm(["vgs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "vg_name,vg_free", vg]) })
+}
 report("capacity, cached (LVMBackend)", cached)
 report("capacity, uncached: vgs+lvs in-process per call", scanned)
 report("capacity, lvm vgs JSON subprocess per call", external)
 let cachedMedian = milliseconds(cached.sorted()[cached.count / 2])
-print(String(format: "  -> cached is %.0fx faster than an in-process scan, %.0fx faster than a subprocess scan",
-             milliseconds(scanned.sorted()[scanned.count / 2]) / cachedMedian, milliseconds(external.sorted()[external.count / 2]) / cachedMedian))
+print(
+    String(
+        format: "  -> cached is %.0fx faster than an in-process scan, %.0fx faster than a subprocess scan",
+        milliseconds(scanned.sorted()[scanned.count / 2]) / cachedMedian, milliseconds(external.sorted()[external.count / 2]) / cachedMedian
+    ))
 var listed: [Duration] = []
 for _ in 0..<reads { listed.append(try await clock.measure { _ = try await backend.listVolumes() }) }
 report("listVolumes, cached (LVMBackend)", listed)
