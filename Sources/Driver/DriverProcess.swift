@@ -27,7 +27,9 @@ public struct DriverProcess: Sendable {
         // A peer that hangs up mid-write must cost an EPIPE on that connection, not the process.
         signal(SIGPIPE, SIG_IGN)
         _ = try makeRouter()
-        try Self.makeDirectory(parentOf: configuration.socketPath)
+        do { try Self.makeDirectory(parentOf: configuration.socketPath) } catch {
+            throw DriverStartError(message: "--endpoint \(configuration.socketPath): \(error)")
+        }
         throw DriverStartError(
             message: "cannot serve on \(configuration.socketPath) (--endpoint): this build has no gRPC server transport yet")
     }
@@ -80,7 +82,7 @@ public struct DriverProcess: Sendable {
                 return BackendVolumeStore(backend: try LoopFileBackend(
                     directory: configuration.loopfileDir, driverName: configuration.driverName))
             } catch let error as DriverStartError {
-                throw error
+                throw DriverStartError(message: "--loopfile-dir: \(error.message)")
             } catch {
                 throw DriverStartError(message: "loop-file backend at \(configuration.loopfileDir) (--loopfile-dir): \(error)")
             }

@@ -81,7 +81,7 @@ public struct ProtoReader {
     ///
     /// - Throws: `truncated` if the buffer ends first, `overlongVarint` if it runs past 10 bytes
     ///   or overflows 64 bits.
-    @inlinable
+    @inlinable @inline(__always)
     public mutating func readVarint() throws(ProtoWireError) -> UInt64 {
         if position < end {
             let p = base.unsafelyUnwrapped
@@ -129,7 +129,7 @@ public struct ProtoReader {
     /// Reads the next field's tag, or returns `nil` at the end of the buffer.
     ///
     /// - Throws: `invalidFieldNumber` for field 0 or above 2^29-1, `invalidWireType` for wire types 6 and 7.
-    @inlinable
+    @inlinable @inline(__always)
     public mutating func nextTag() throws(ProtoWireError) -> ProtoTag? {
         guard position < end else { return nil }
         fieldStart = position
@@ -226,7 +226,7 @@ public struct ProtoReader {
     }
 
     /// Reads a length prefix, checks it, and skips the body; returns the body's start and length.
-    @inlinable
+    @inlinable @inline(__always)
     mutating func readLengthPrefix() throws(ProtoWireError) -> (start: Int, count: Int) {
         let lengthOffset = position
         let length = try readVarint()
@@ -344,7 +344,8 @@ public struct ProtoReader {
 
     @usableFromInline
     func packedLength(_ bytes: Int, _ width: Int) -> ProtoWireError {
-        error(.malformed, at: position, "expected packed fixed\(width * 8) data whose length is a multiple of \(width), found \(bytes) bytes")
+        error(
+            .malformed, at: position, "expected packed fixed\(width * 8) data whose length is a multiple of \(width), found \(bytes) bytes")
     }
 
     /// How many consecutive length-delimited fields, starting with the current one, carry the
@@ -416,7 +417,9 @@ public struct ProtoReader {
             case 3: try skipGroup(startTag: tag.rawValue, depth: groupDepth + 1)
             default:
                 guard tag.rawValue >> 3 == startTag >> 3 else {
-                    throw error(.invalidWireType, at: fieldStart, "expected an end-group tag for field \(startTag >> 3), found one for field \(tag.rawValue >> 3)")
+                    throw error(
+                        .invalidWireType, at: fieldStart,
+                        "expected an end-group tag for field \(startTag >> 3), found one for field \(tag.rawValue >> 3)")
                 }
                 return
             }

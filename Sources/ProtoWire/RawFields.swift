@@ -44,8 +44,10 @@ public enum ProtoRawFields {
             let number = Int(tag.fieldNumber.rawValue)
             switch tag.wireType {
             case .varint: fields.append(Field(number: number, wireType: .varint, offset: offset, value: .varint(try reader.readVarint())))
-            case .fixed64: fields.append(Field(number: number, wireType: .fixed64, offset: offset, value: .fixed64(try reader.readFixed64())))
-            case .fixed32: fields.append(Field(number: number, wireType: .fixed32, offset: offset, value: .fixed32(try reader.readFixed32())))
+            case .fixed64:
+                fields.append(Field(number: number, wireType: .fixed64, offset: offset, value: .fixed64(try reader.readFixed64())))
+            case .fixed32:
+                fields.append(Field(number: number, wireType: .fixed32, offset: offset, value: .fixed32(try reader.readFixed32())))
             case .lengthDelimited:
                 let body = try reader.readLengthDelimited()
                 let bodyStart = reader.position - body.count
@@ -75,7 +77,9 @@ public enum ProtoRawFields {
             }
         }
         if let endGroup {
-            throw ProtoWireError(code: .truncated, fieldNumber: Int(endGroup), offset: reader.position, "expected an end-group tag, found the end of the buffer")
+            throw ProtoWireError(
+                code: .truncated, fieldNumber: Int(endGroup), offset: reader.position,
+                "expected an end-group tag, found the end of the buffer")
         }
         return fields
     }

@@ -25,6 +25,7 @@ public protocol ProtoWrapperValue: Sendable, Hashable {
     func protoWrite(to writer: inout ProtoWriter)
 }
 
+/// `google.protobuf.Int64Value` fields map to `Int64?`; the members implement ``ProtoWrapperValue``.
 extension Int64: ProtoWrapperValue {
     public static var protoWrapperName: String { "google.protobuf.Int64Value" }
     public static var protoWrapperTag: UInt32 { 0x08 }
@@ -35,6 +36,7 @@ extension Int64: ProtoWrapperValue {
     @inlinable public func protoWrite(to writer: inout ProtoWriter) { writer.writeInt64(self) }
 }
 
+/// `google.protobuf.UInt64Value` fields map to `UInt64?`; the members implement ``ProtoWrapperValue``.
 extension UInt64: ProtoWrapperValue {
     public static var protoWrapperName: String { "google.protobuf.UInt64Value" }
     public static var protoWrapperTag: UInt32 { 0x08 }
@@ -45,6 +47,7 @@ extension UInt64: ProtoWrapperValue {
     @inlinable public func protoWrite(to writer: inout ProtoWriter) { writer.writeUInt64(self) }
 }
 
+/// `google.protobuf.Int32Value` fields map to `Int32?`; the members implement ``ProtoWrapperValue``.
 extension Int32: ProtoWrapperValue {
     public static var protoWrapperName: String { "google.protobuf.Int32Value" }
     public static var protoWrapperTag: UInt32 { 0x08 }
@@ -55,6 +58,7 @@ extension Int32: ProtoWrapperValue {
     @inlinable public func protoWrite(to writer: inout ProtoWriter) { writer.writeInt32(self) }
 }
 
+/// `google.protobuf.UInt32Value` fields map to `UInt32?`; the members implement ``ProtoWrapperValue``.
 extension UInt32: ProtoWrapperValue {
     public static var protoWrapperName: String { "google.protobuf.UInt32Value" }
     public static var protoWrapperTag: UInt32 { 0x08 }
@@ -65,6 +69,7 @@ extension UInt32: ProtoWrapperValue {
     @inlinable public func protoWrite(to writer: inout ProtoWriter) { writer.writeUInt32(self) }
 }
 
+/// `google.protobuf.BoolValue` fields map to `Bool?`; the members implement ``ProtoWrapperValue``.
 extension Bool: ProtoWrapperValue {
     public static var protoWrapperName: String { "google.protobuf.BoolValue" }
     public static var protoWrapperTag: UInt32 { 0x08 }
@@ -75,6 +80,7 @@ extension Bool: ProtoWrapperValue {
     @inlinable public func protoWrite(to writer: inout ProtoWriter) { writer.writeBool(self) }
 }
 
+/// `google.protobuf.DoubleValue` fields map to `Double?`; the members implement ``ProtoWrapperValue``.
 extension Double: ProtoWrapperValue {
     public static var protoWrapperName: String { "google.protobuf.DoubleValue" }
     public static var protoWrapperTag: UInt32 { 0x09 }
@@ -85,6 +91,7 @@ extension Double: ProtoWrapperValue {
     @inlinable public func protoWrite(to writer: inout ProtoWriter) { writer.writeDouble(self) }
 }
 
+/// `google.protobuf.FloatValue` fields map to `Float?`; the members implement ``ProtoWrapperValue``.
 extension Float: ProtoWrapperValue {
     public static var protoWrapperName: String { "google.protobuf.FloatValue" }
     public static var protoWrapperTag: UInt32 { 0x0d }
@@ -95,6 +102,7 @@ extension Float: ProtoWrapperValue {
     @inlinable public func protoWrite(to writer: inout ProtoWriter) { writer.writeFloat(self) }
 }
 
+/// `google.protobuf.StringValue` fields map to `String?`; the members implement ``ProtoWrapperValue``.
 extension String: ProtoWrapperValue {
     public static var protoWrapperName: String { "google.protobuf.StringValue" }
     public static var protoWrapperTag: UInt32 { 0x0a }
@@ -114,9 +122,14 @@ public struct ProtoBytes: ProtoWrapperValue, RandomAccessCollection, Expressible
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
     /// Wraps literal bytes.
     public init(arrayLiteral elements: UInt8...) { bytes = elements }
+    /// The first index, 0.
     public var startIndex: Int { bytes.startIndex }
+    /// One past the last index.
     public var endIndex: Int { bytes.endIndex }
+    /// The byte at `position`.
     public subscript(position: Int) -> UInt8 { bytes[position] }
+
+    // ProtoWrapperValue (documented on the protocol).
 
     public static var protoWrapperName: String { "google.protobuf.BytesValue" }
     public static var protoWrapperTag: UInt32 { 0x0a }
@@ -129,6 +142,7 @@ public struct ProtoBytes: ProtoWrapperValue, RandomAccessCollection, Expressible
 
 /// `google.protobuf.Timestamp`: a point in time as seconds and nanoseconds since the Unix epoch (UTC).
 public struct Timestamp: ProtoCodable, Comparable, CustomStringConvertible, CustomDebugStringConvertible {
+    /// `google.protobuf.Timestamp`.
     public static var protoMessageName: String { "google.protobuf.Timestamp" }
 
     /// Seconds since 1970-01-01T00:00:00Z.
@@ -179,6 +193,7 @@ public struct Timestamp: ProtoCodable, Comparable, CustomStringConvertible, Cust
         }
     }
 
+    /// Earlier timestamps order first.
     public static func < (a: Timestamp, b: Timestamp) -> Bool {
         (a.seconds, a.nanos) < (b.seconds, b.nanos)
     }

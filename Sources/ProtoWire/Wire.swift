@@ -19,6 +19,7 @@ public struct FieldNumber: Hashable, Sendable, Comparable, CustomStringConvertib
     @inlinable
     init(unchecked value: UInt32) { rawValue = value }
 
+    /// Orders by number.
     public static func < (a: FieldNumber, b: FieldNumber) -> Bool { a.rawValue < b.rawValue }
     /// The number in decimal.
     public var description: String { String(rawValue) }

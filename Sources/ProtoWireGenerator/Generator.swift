@@ -25,7 +25,8 @@ public struct GeneratorOptions: Sendable {
             } else if pair[0] == "Services", pair[1] == "true" || pair[1] == "false" {
                 services = pair[1] == "true"
             } else {
-                throw GeneratorError("parameter '\(item)': unknown key or value (known: Namespace.<package>=<SwiftName>, Services=true|false)")
+                throw GeneratorError(
+                    "parameter '\(item)': unknown key or value (known: Namespace.<package>=<SwiftName>, Services=true|false)")
             }
         }
     }
@@ -125,7 +126,9 @@ public struct Generator {
 
     func lookup(_ typeName: String, for context: String) throws(GeneratorError) -> TypeInfo {
         guard let info = types[typeName] else {
-            throw GeneratorError("\(context): type \(typeName) is not supported (only messages and enums of the given files, google.protobuf.Timestamp and the wrapper types)")
+            throw GeneratorError(
+                "\(context): type \(typeName) is not supported (only messages and enums of the given files, google.protobuf.Timestamp and the wrapper types)"
+            )
         }
         return info
     }
@@ -285,11 +288,12 @@ public struct Generator {
                 case (true, false): "clientStreaming"
                 case (true, true): "bidirectionalStreaming"
                 }
-            methods.append(M(
-                name: m.name, function: Naming.methodName(m.name), kind: kind,
-                input: try lookup(m.inputType, for: "\(fullService)/\(m.name)").swiftName,
-                output: try lookup(m.outputType, for: "\(fullService)/\(m.name)").swiftName,
-                comment: comments[path + [2, Int32(index)]]))
+            methods.append(
+                M(
+                    name: m.name, function: Naming.methodName(m.name), kind: kind,
+                    input: try lookup(m.inputType, for: "\(fullService)/\(m.name)").swiftName,
+                    output: try lookup(m.outputType, for: "\(fullService)/\(m.name)").swiftName,
+                    comment: comments[path + [2, Int32(index)]]))
         }
         let serviceComment = comments[path]
 
@@ -298,7 +302,9 @@ public struct Generator {
         out.indent += 1
         for m in methods {
             out.line("/// `/\(fullService)/\(m.name)` (\(m.kind)).")
-            out.line("public static let \(m.function) = GRPCMethodDescriptor(service: \"\(fullService)\", method: \"\(m.name)\", kind: .\(m.kind))")
+            out.line(
+                "public static let \(m.function) = GRPCMethodDescriptor(service: \"\(fullService)\", method: \"\(m.name)\", kind: .\(m.kind))"
+            )
         }
         out.line("/// Every method of the service, in declaration order.")
         out.line("public static let all: [GRPCMethodDescriptor] = [\(methods.map(\.function).joined(separator: ", "))]")
@@ -306,7 +312,9 @@ public struct Generator {
         out.line("}")
         out.line()
 
-        out.doc([serviceComment, "The server side of `\(fullService)`: implement the methods, then register the service with a `GRPCRouter`."])
+        out.doc([
+            serviceComment, "The server side of `\(fullService)`: implement the methods, then register the service with a `GRPCRouter`.",
+        ])
         out.line("public protocol \(base)Service: GRPCServiceRegistrable {")
         out.indent += 1
         for m in methods {
@@ -315,11 +323,15 @@ public struct Generator {
             case "unary":
                 out.line("func \(m.function)(_ request: \(m.input), context: ServerContext) async throws -> \(m.output)")
             case "serverStreaming":
-                out.line("func \(m.function)(_ request: \(m.input), responses: ResponseStreamWriter<\(m.output)>, context: ServerContext) async throws")
+                out.line(
+                    "func \(m.function)(_ request: \(m.input), responses: ResponseStreamWriter<\(m.output)>, context: ServerContext) async throws"
+                )
             case "clientStreaming":
                 out.line("func \(m.function)(_ requests: RequestStream<\(m.input)>, context: ServerContext) async throws -> \(m.output)")
             default:
-                out.line("func \(m.function)(_ requests: RequestStream<\(m.input)>, responses: ResponseStreamWriter<\(m.output)>, context: ServerContext) async throws")
+                out.line(
+                    "func \(m.function)(_ requests: RequestStream<\(m.input)>, responses: ResponseStreamWriter<\(m.output)>, context: ServerContext) async throws"
+                )
             }
         }
         out.indent -= 1
@@ -337,16 +349,24 @@ public struct Generator {
             out.doc(m.comment ?? "Calls `/\(fullService)/\(m.name)`.")
             switch m.kind {
             case "unary":
-                out.line("public func \(m.function)(_ request: \(m.input) = .init(), options: CallOptions = .init()) async throws -> \(m.output) {")
+                out.line(
+                    "public func \(m.function)(_ request: \(m.input) = .init(), options: CallOptions = .init()) async throws -> \(m.output) {"
+                )
                 out.line("    try await channel.unary(\(base)Methods.\(m.function), request: request, options: options)")
             case "serverStreaming":
-                out.line("public func \(m.function)(_ request: \(m.input) = .init(), options: CallOptions = .init()) -> AsyncThrowingStream<\(m.output), any Error> {")
+                out.line(
+                    "public func \(m.function)(_ request: \(m.input) = .init(), options: CallOptions = .init()) -> AsyncThrowingStream<\(m.output), any Error> {"
+                )
                 out.line("    channel.serverStreaming(\(base)Methods.\(m.function), request: request, options: options)")
             case "clientStreaming":
-                out.line("public func \(m.function)(_ requests: AsyncStream<\(m.input)>, options: CallOptions = .init()) async throws -> \(m.output) {")
+                out.line(
+                    "public func \(m.function)(_ requests: AsyncStream<\(m.input)>, options: CallOptions = .init()) async throws -> \(m.output) {"
+                )
                 out.line("    try await channel.clientStreaming(\(base)Methods.\(m.function), requests: requests, options: options)")
             default:
-                out.line("public func \(m.function)(_ requests: AsyncStream<\(m.input)>, options: CallOptions = .init()) -> AsyncThrowingStream<\(m.output), any Error> {")
+                out.line(
+                    "public func \(m.function)(_ requests: AsyncStream<\(m.input)>, options: CallOptions = .init()) -> AsyncThrowingStream<\(m.output), any Error> {"
+                )
                 out.line("    channel.bidirectionalStreaming(\(base)Methods.\(m.function), requests: requests, options: options)")
             }
             out.line("}")
@@ -366,16 +386,24 @@ public struct Generator {
         for m in methods {
             switch m.kind {
             case "unary":
-                out.line("router.registerUnary(\(qualifier)\(base)Methods.\(m.function)) { (request: \(m.input), context: ServerContext) async throws -> \(m.output) in")
+                out.line(
+                    "router.registerUnary(\(qualifier)\(base)Methods.\(m.function)) { (request: \(m.input), context: ServerContext) async throws -> \(m.output) in"
+                )
                 out.line("    try await self.\(m.function)(request, context: context)")
             case "serverStreaming":
-                out.line("router.registerServerStreaming(\(qualifier)\(base)Methods.\(m.function)) { (request: \(m.input), responses: ResponseStreamWriter<\(m.output)>, context: ServerContext) async throws in")
+                out.line(
+                    "router.registerServerStreaming(\(qualifier)\(base)Methods.\(m.function)) { (request: \(m.input), responses: ResponseStreamWriter<\(m.output)>, context: ServerContext) async throws in"
+                )
                 out.line("    try await self.\(m.function)(request, responses: responses, context: context)")
             case "clientStreaming":
-                out.line("router.registerClientStreaming(\(qualifier)\(base)Methods.\(m.function)) { (requests: RequestStream<\(m.input)>, context: ServerContext) async throws -> \(m.output) in")
+                out.line(
+                    "router.registerClientStreaming(\(qualifier)\(base)Methods.\(m.function)) { (requests: RequestStream<\(m.input)>, context: ServerContext) async throws -> \(m.output) in"
+                )
                 out.line("    try await self.\(m.function)(requests, context: context)")
             default:
-                out.line("router.registerBidirectionalStreaming(\(qualifier)\(base)Methods.\(m.function)) { (requests: RequestStream<\(m.input)>, responses: ResponseStreamWriter<\(m.output)>, context: ServerContext) async throws in")
+                out.line(
+                    "router.registerBidirectionalStreaming(\(qualifier)\(base)Methods.\(m.function)) { (requests: RequestStream<\(m.input)>, responses: ResponseStreamWriter<\(m.output)>, context: ServerContext) async throws in"
+                )
                 out.line("    try await self.\(m.function)(requests, responses: responses, context: context)")
             }
             out.line("}")

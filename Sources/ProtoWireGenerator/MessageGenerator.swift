@@ -49,7 +49,10 @@ struct FieldPlan {
 
 /// How one value of a field's type is read, written and sized.
 struct ValuePlan {
-    enum Kind { case scalar(FieldDescriptor.Kind), enumeration, message, wrapper }
+    enum Kind {
+        case scalar(FieldDescriptor.Kind)
+        case enumeration, message, wrapper
+    }
     var kind: Kind
     var swiftType: String
 
@@ -250,12 +253,15 @@ extension Generator {
                     }
                 shape = .singular(presence: presence)
             }
-            if case .map = shape {} else if case .repeated = shape {} else if case .wrapper = value.kind {
+            if case .map = shape {
+            } else if case .repeated = shape {
+            } else if case .wrapper = value.kind {
                 // stored as Value?
             }
-            plans.append(FieldPlan(
-                proto: field, name: Naming.escape(fieldName), plainName: fieldName, shape: shape, value: value,
-                comment: comments[path + [2, Int32(index)]]))
+            plans.append(
+                FieldPlan(
+                    proto: field, name: Naming.escape(fieldName), plainName: fieldName, shape: shape, value: value,
+                    comment: comments[path + [2, Int32(index)]]))
         }
 
         // Names of the oneof enums, avoiding clashes with nested types and referenced types.
@@ -285,7 +291,9 @@ extension Generator {
         out.line("public static let protoMessageName = \"\(context)\"")
         if !secretPlans.isEmpty {
             out.line("/// The fields marked `csi_secret`: printed as `<redacted>`, never logged.")
-            out.line("public static let protoSecretFieldNames: [String] = [\(secretPlans.sorted { $0.number < $1.number }.map { "\"\($0.proto.name)\"" }.joined(separator: ", "))]")
+            out.line(
+                "public static let protoSecretFieldNames: [String] = [\(secretPlans.sorted { $0.number < $1.number }.map { "\"\($0.proto.name)\"" }.joined(separator: ", "))]"
+            )
         }
         out.line()
 
@@ -297,7 +305,10 @@ extension Generator {
         }
         for index in realOneofs.sorted() {
             let members = plans.filter { if case .oneof(index) = $0.shape { true } else { false } }
-            out.doc([comments[path + [8, Int32(index)]], "The oneof `\(message.oneofDecl[index])`: at most one of \(members.map { "`\($0.plainName)`" }.joined(separator: ", "))."])
+            out.doc([
+                comments[path + [8, Int32(index)]],
+                "The oneof `\(message.oneofDecl[index])`: at most one of \(members.map { "`\($0.plainName)`" }.joined(separator: ", ")).",
+            ])
             out.line("public var \(Naming.escape(oneofPropertyNames[index]!)): \(oneofTypeNames[index]!)? = nil")
         }
         out.line("/// Fields this version does not know, kept as raw bytes and re-emitted unchanged.")
@@ -308,7 +319,10 @@ extension Generator {
         for plan in plans {
             guard case .oneof(let index) = plan.shape else { continue }
             let prop = Naming.escape(oneofPropertyNames[index]!)
-            out.doc([plan.comment, "Field \(plan.number) `\(plan.proto.name)` of the oneof `\(message.oneofDecl[index])`: the value when that case is set; setting it selects the case (nil clears the oneof)."])
+            out.doc([
+                plan.comment,
+                "Field \(plan.number) `\(plan.proto.name)` of the oneof `\(message.oneofDecl[index])`: the value when that case is set; setting it selects the case (nil clears the oneof).",
+            ])
             out.line("public var \(plan.name): \(plan.value.swiftType)? {")
             out.line("    get { if case .\(plan.name)(let value)? = self.\(prop) { value } else { nil } }")
             out.line("    set { self.\(prop) = newValue.map { .\(plan.name)($0) } }")
@@ -319,10 +333,11 @@ extension Generator {
         // Initializers.
         out.line("/// A message with every field at its default.")
         out.line("public init() {}")
-        let initParams = plans.compactMap { plan -> String? in
-            if case .oneof = plan.shape { return nil }
-            return "\(plan.name): \(plan.storageType) = \(plan.storageDefault)"
-        } + realOneofs.sorted().map { "\(Naming.escape(oneofPropertyNames[$0]!)): \(oneofTypeNames[$0]!)? = nil" }
+        let initParams =
+            plans.compactMap { plan -> String? in
+                if case .oneof = plan.shape { return nil }
+                return "\(plan.name): \(plan.storageType) = \(plan.storageDefault)"
+            } + realOneofs.sorted().map { "\(Naming.escape(oneofPropertyNames[$0]!)): \(oneofTypeNames[$0]!)? = nil" }
         if !initParams.isEmpty {
             out.line()
             out.line("/// A message with the given fields; the rest at their defaults.")
@@ -385,12 +400,18 @@ extension Generator {
                     out.line("if let value = self.\(prop) { text.add(\"\(oneofPropertyNames[index]!)\", value) }")
                 }
             case .map, .repeated:
-                out.line("if !\(ref).isEmpty { \(plan.proto.isSecret ? "text.redacted(\"\(plan.plainName)\")" : "text.add(\"\(plan.plainName)\", \(ref))") }")
+                out.line(
+                    "if !\(ref).isEmpty { \(plan.proto.isSecret ? "text.redacted(\"\(plan.plainName)\")" : "text.add(\"\(plan.plainName)\", \(ref))") }"
+                )
             case .singular(let presence):
                 if presence {
-                    out.line("if let value = \(ref) { \(plan.proto.isSecret ? "_ = value; text.redacted(\"\(plan.plainName)\")" : "text.add(\"\(plan.plainName)\", value)") }")
+                    out.line(
+                        "if let value = \(ref) { \(plan.proto.isSecret ? "_ = value; text.redacted(\"\(plan.plainName)\")" : "text.add(\"\(plan.plainName)\", value)") }"
+                    )
                 } else {
-                    out.line("if \(plan.value.isSet(ref)) { \(plan.proto.isSecret ? "text.redacted(\"\(plan.plainName)\")" : "text.add(\"\(plan.plainName)\", \(ref))") }")
+                    out.line(
+                        "if \(plan.value.isSet(ref)) { \(plan.proto.isSecret ? "text.redacted(\"\(plan.plainName)\")" : "text.add(\"\(plan.plainName)\", \(ref))") }"
+                    )
                 }
             }
         }

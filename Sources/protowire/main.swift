@@ -107,7 +107,9 @@ func demo() -> Int32 {
         return 1
     }
     emit("decoded: \(decoded)")
-    emit("secret fields: \(NodePublishVolumeRequest.protoSecretFieldNames.joined(separator: ", ")) (\(decoded.protoSecretValueCount) values, redacted)")
+    emit(
+        "secret fields: \(NodePublishVolumeRequest.protoSecretFieldNames.joined(separator: ", ")) (\(decoded.protoSecretValueCount) values, redacted)"
+    )
     guard decoded == request else {
         emit("MISMATCH: the decoded message differs from the one encoded", to: 2)
         return 1
@@ -135,7 +137,9 @@ let messageTypes: [String: any ProtoCodable.Type] = {
 
 func decode(typeName: String, path: String?) -> Int32 {
     guard let type = messageTypes[typeName] else {
-        fail("unknown message type '\(typeName)'; known types include csi.v1.NodePublishVolumeRequest, pluginregistration.PluginInfo (\(messageTypes.count) in all)")
+        fail(
+            "unknown message type '\(typeName)'; known types include csi.v1.NodePublishVolumeRequest, pluginregistration.PluginInfo (\(messageTypes.count) in all)"
+        )
     }
     let bytes = readInput(path)
     do {
@@ -187,14 +191,14 @@ func bench(iterations: Int, only: String?) -> Int32 {
         start = clock.now
         if only != "encode" {
             bytes.withUnsafeBytes { raw in
-            for _ in 0..<iterations {
-                do {
-                    let decoded = try NodePublishVolumeRequest(serializedBytes: raw)
-                    sink &+= decoded.volumeID.utf8.count
-                } catch {
-                    fail("decode failed: \(error)")
+                for _ in 0..<iterations {
+                    do {
+                        let decoded = try NodePublishVolumeRequest(serializedBytes: raw)
+                        sink &+= decoded.volumeID.utf8.count
+                    } catch {
+                        fail("decode failed: \(error)")
+                    }
                 }
-            }
             }
             decode = min(decode, perOp(clock.now - start))
         }

@@ -1,6 +1,6 @@
 import CSI
-import H2
 import Foundation
+import H2
 import ProtoWire
 import Testing
 
@@ -63,14 +63,35 @@ let sampleNodePublishText = """
     }
 
     static let references: [(String, String)] = [
-        ("csi.v1.NodeGetInfoResponse", #"node_id: "node0" max_volumes_per_node: 100 accessible_topology { segments { key: "openebs.io/nodename" value: "node0" } }"#),
-        ("csi.v1.GetPluginCapabilitiesResponse", "capabilities { service { type: CONTROLLER_SERVICE } } capabilities { volume_expansion { type: ONLINE } } capabilities { service { type: VOLUME_ACCESSIBILITY_CONSTRAINTS } }"),
-        ("csi.v1.CreateVolumeRequest", #"name: "pvc-1" capacity_range { required_bytes: 1073741824 limit_bytes: -1 } volume_capabilities { block { } access_mode { mode: MULTI_NODE_MULTI_WRITER } } parameters { key: "vg" value: "vg0" } secrets { key: "k" value: "v" } volume_content_source { snapshot { snapshot_id: "snap-1" } } accessibility_requirements { requisite { segments { key: "zone" value: "a" } } preferred { segments { key: "zone" value: "b" } } }"#),
+        (
+            "csi.v1.NodeGetInfoResponse",
+            #"node_id: "node0" max_volumes_per_node: 100 accessible_topology { segments { key: "openebs.io/nodename" value: "node0" } }"#
+        ),
+        (
+            "csi.v1.GetPluginCapabilitiesResponse",
+            "capabilities { service { type: CONTROLLER_SERVICE } } capabilities { volume_expansion { type: ONLINE } } capabilities { service { type: VOLUME_ACCESSIBILITY_CONSTRAINTS } }"
+        ),
+        (
+            "csi.v1.CreateVolumeRequest",
+            #"name: "pvc-1" capacity_range { required_bytes: 1073741824 limit_bytes: -1 } volume_capabilities { block { } access_mode { mode: MULTI_NODE_MULTI_WRITER } } parameters { key: "vg" value: "vg0" } secrets { key: "k" value: "v" } volume_content_source { snapshot { snapshot_id: "snap-1" } } accessibility_requirements { requisite { segments { key: "zone" value: "a" } } preferred { segments { key: "zone" value: "b" } } }"#
+        ),
         ("csi.v1.GetCapacityResponse", "available_capacity: 42 maximum_volume_size { value: 1099511627776 } minimum_volume_size { }"),
-        ("csi.v1.NodeGetVolumeStatsResponse", "usage { available: 10 total: 20 used: 10 unit: BYTES } usage { total: 5 unit: INODES } volume_condition { abnormal: true message: \"I/O error\" }"),
-        ("csi.v1.CreateSnapshotResponse", #"snapshot { size_bytes: 1 snapshot_id: "s" source_volume_id: "v" creation_time { seconds: 1700000000 nanos: 123 } ready_to_use: true }"#),
-        ("csi.v1.ControllerGetCapabilitiesResponse", "capabilities { rpc { type: CREATE_DELETE_VOLUME } } capabilities { rpc { type: MODIFY_VOLUME } }"),
-        ("csi.v1.NodeStageVolumeRequest", #"volume_id: "v" staging_target_path: "/s" volume_capability { mount { fs_type: "xfs" volume_mount_group: "1000" } access_mode { mode: SINGLE_NODE_SINGLE_WRITER } } secrets { key: "a" value: "b" }"#),
+        (
+            "csi.v1.NodeGetVolumeStatsResponse",
+            "usage { available: 10 total: 20 used: 10 unit: BYTES } usage { total: 5 unit: INODES } volume_condition { abnormal: true message: \"I/O error\" }"
+        ),
+        (
+            "csi.v1.CreateSnapshotResponse",
+            #"snapshot { size_bytes: 1 snapshot_id: "s" source_volume_id: "v" creation_time { seconds: 1700000000 nanos: 123 } ready_to_use: true }"#
+        ),
+        (
+            "csi.v1.ControllerGetCapabilitiesResponse",
+            "capabilities { rpc { type: CREATE_DELETE_VOLUME } } capabilities { rpc { type: MODIFY_VOLUME } }"
+        ),
+        (
+            "csi.v1.NodeStageVolumeRequest",
+            #"volume_id: "v" staging_target_path: "/s" volume_capability { mount { fs_type: "xfs" volume_mount_group: "1000" } access_mode { mode: SINGLE_NODE_SINGLE_WRITER } } secrets { key: "a" value: "b" }"#
+        ),
     ]
 
     @Test(.enabled(if: haveProtoc), arguments: references)
@@ -79,21 +100,26 @@ let sampleNodePublishText = """
         let reencoded: [UInt8]
         switch type {
         case "csi.v1.NodeGetInfoResponse": reencoded = try NodeGetInfoResponse(serializedBytes: reference).serializedBytes()
-        case "csi.v1.GetPluginCapabilitiesResponse": reencoded = try GetPluginCapabilitiesResponse(serializedBytes: reference).serializedBytes()
+        case "csi.v1.GetPluginCapabilitiesResponse":
+            reencoded = try GetPluginCapabilitiesResponse(serializedBytes: reference).serializedBytes()
         case "csi.v1.CreateVolumeRequest": reencoded = try CreateVolumeRequest(serializedBytes: reference).serializedBytes()
         case "csi.v1.GetCapacityResponse": reencoded = try GetCapacityResponse(serializedBytes: reference).serializedBytes()
         case "csi.v1.NodeGetVolumeStatsResponse": reencoded = try NodeGetVolumeStatsResponse(serializedBytes: reference).serializedBytes()
         case "csi.v1.CreateSnapshotResponse": reencoded = try CreateSnapshotResponse(serializedBytes: reference).serializedBytes()
-        case "csi.v1.ControllerGetCapabilitiesResponse": reencoded = try ControllerGetCapabilitiesResponse(serializedBytes: reference).serializedBytes()
+        case "csi.v1.ControllerGetCapabilitiesResponse":
+            reencoded = try ControllerGetCapabilitiesResponse(serializedBytes: reference).serializedBytes()
         case "csi.v1.NodeStageVolumeRequest": reencoded = try NodeStageVolumeRequest(serializedBytes: reference).serializedBytes()
-        default: Issue.record("no case for \(type)"); return
+        default:
+            Issue.record("no case for \(type)")
+            return
         }
         #expect(reencoded == reference)
     }
 
     @Test(.enabled(if: haveProtoc))
     func wrappersMapToOptionals() throws {
-        let bytes = try csiEncode("csi.v1.GetCapacityResponse", "available_capacity: 42 maximum_volume_size { value: 7 } minimum_volume_size { }")
+        let bytes = try csiEncode(
+            "csi.v1.GetCapacityResponse", "available_capacity: 42 maximum_volume_size { value: 7 } minimum_volume_size { }")
         let response = try GetCapacityResponse(serializedBytes: bytes)
         #expect(response.availableCapacity == 42)
         #expect(response.maximumVolumeSize == 7)
@@ -115,7 +141,8 @@ let sampleNodePublishText = """
         var request = NodeStageVolumeRequest()
         request.volumeID = "vol-1"
         request.secrets = ["password": "hunter2-very-secret", "token": "tok-abc-123"]
-        for text in [request.description, request.debugDescription, String(describing: request), String(reflecting: request), "\(request)"] {
+        for text in [request.description, request.debugDescription, String(describing: request), String(reflecting: request), "\(request)"]
+        {
             #expect(!text.contains("hunter2-very-secret"))
             #expect(!text.contains("tok-abc-123"))
             #expect(text.contains("secrets: <redacted>"))

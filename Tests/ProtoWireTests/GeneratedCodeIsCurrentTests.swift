@@ -29,7 +29,10 @@ import Testing
         try descriptorSet.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws in
             var reader = ProtoReader(raw)
             while let tag = try reader.nextTag() {
-                guard tag.rawValue == 0x0a else { try reader.skipField(); continue }
+                guard tag.rawValue == 0x0a else {
+                    try reader.skipField()
+                    continue
+                }
                 let file = try reader.readLengthDelimited()
                 appendTag(FieldNumber(15)!, .lengthDelimited, to: &request)
                 appendVarint(UInt64(file.count), to: &request)

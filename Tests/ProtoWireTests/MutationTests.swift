@@ -119,7 +119,8 @@ func mutate(_ input: [UInt8], corpus: [[UInt8]], rng: inout SeededGenerator) -> 
         bytes.insert(contentsOf: (0..<Int.random(in: 1...8, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }, at: at)
     default:
         guard !bytes.isEmpty else { break }
-        bytes[Int.random(in: 0..<bytes.count, using: &rng)] = [0x00, 0x7f, 0x80, 0xff, 0x0b, 0x0c, 0x0e][Int.random(in: 0..<7, using: &rng)]
+        bytes[Int.random(in: 0..<bytes.count, using: &rng)] =
+            [0x00, 0x7f, 0x80, 0xff, 0x0b, 0x0c, 0x0e][Int.random(in: 0..<7, using: &rng)]
     }
     return bytes
 }

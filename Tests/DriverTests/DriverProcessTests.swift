@@ -1,0 +1,64 @@
+@testable import Driver
+import Glibc
+import H2
+import Testing
+
+@Suite struct DriverProcessTests {
+    /// A fresh directory under /tmp, removed by the caller.
+    static func temporaryDirectory() -> String {
+        var template = Array("/tmp/driver-process-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        precondition(made != nil, "mkdtemp failed")
+        return String(cString: template)
+    }
+
+    static func configuration(mode: String, kubeletDir: String, loopfileDir: String) throws -> DriverConfiguration {
+        var raw = DriverConfiguration.Raw()
+        raw.hostName = "node0"
+        raw.backend = "loopfile"
+        raw.mode = mode
+        raw.kubeletDir = kubeletDir
+        raw.loopfileDir = loopfileDir
+        return try DriverConfiguration(raw: raw)
+    }
+
+    static func remove(_ path: String) {
+        for sub in ["/loop/volumes", "/loop/snapshots", "/loop"] { rmdir(path + sub) }
+        rmdir(path)
+    }
+
+    @Test(arguments: [("all", true, true), ("node", false, true), ("controller", true, false)])
+    func modeDecidesServices(mode: String, controller: Bool, node: Bool) throws {
+        let dir = Self.temporaryDirectory()
+        defer { Self.remove(dir) }
+        let process = DriverProcess(
+            configuration: try Self.configuration(mode: mode, kubeletDir: dir, loopfileDir: dir + "/loop"), logger: .disabled)
+        let paths = Set(try process.makeRouter().methods.map(\.path))
+        #expect(paths.contains("/csi.v1.Identity/GetPluginInfo"))
+        #expect(paths.contains("/csi.v1.Identity/Probe"))
+        #expect(paths.contains("/csi.v1.Controller/CreateVolume") == controller)
+        #expect(paths.contains("/csi.v1.Controller/ListSnapshots") == controller)
+        #expect(paths.contains("/csi.v1.Node/NodeGetInfo") == node)
+        #expect(paths.contains("/csi.v1.Node/NodePublishVolume") == node)
+    }
+
+    @Test func missingKubeletDirIsNamed() throws {
+        let dir = Self.temporaryDirectory()
+        defer { Self.remove(dir) }
+        let process = DriverProcess(
+            configuration: try Self.configuration(mode: "node", kubeletDir: dir + "/absent", loopfileDir: dir + "/loop"),
+            logger: .disabled)
+        let error = #expect(throws: DriverStartError.self) { try process.makeRouter() }
+        #expect(error?.message.contains("--kubelet-dir") == true)
+        #expect(error?.message.contains(dir + "/absent") == true)
+    }
+
+    @Test func unusableLoopfileDirIsNamed() throws {
+        let process = DriverProcess(
+            configuration: try Self.configuration(mode: "controller", kubeletDir: "/", loopfileDir: "/proc/self/csi-loop"),
+            logger: .disabled)
+        let error = #expect(throws: DriverStartError.self) { try process.makeRouter() }
+        #expect(error?.message.contains("/proc/self/csi-loop") == true)
+        #expect(error?.message.contains("--loopfile-dir") == true)
+    }
+}
