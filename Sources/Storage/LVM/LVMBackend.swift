@@ -176,8 +176,19 @@ public final class LVMBackend: VolumeBackend {
         if let limit = request.limitBytes, limit > 0, limit < request.requiredBytes {
             throw StorageError(.invalidArgument, "volume \(id): limit \(limit) bytes is below the required \(request.requiredBytes) bytes")
         }
+        // Plan from the cached state (usually one LVM command in all: lvcreate). An answer that
+        // a stale state could explain (the LV exists after all, no room, no such VG or snapshot)
+        // is checked once more against LVM itself before it is given.
+        do {
+            return try await createVolume(request, id: id, state: try await cache.state())
+        } catch  where [.alreadyExists, .insufficientCapacity, .notFound].contains(error.code) {
+            return try await createVolume(request, id: id, state: try await cache.fresh())
+        }
+    }
+
+    private func createVolume(_ request: VolumeRequest, id: LVMName, state: LVMState) async throws(StorageError) -> Volume {
+        var state = state
         let fsTag = try request.fsType.map { (t) throws(StorageError) in try LVMTag(Self.tagPrefix + "fs=" + LVMTag.encode(t)) }
-        var state = try await cache.fresh()
 
         if let existing = state.logicalVolumes.first(where: { $0.name == id.rawValue }) {
             return try existingVolume(existing, request: request, state: state)
