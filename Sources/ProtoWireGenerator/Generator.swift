@@ -95,14 +95,15 @@ public struct Generator {
     // MARK: Symbol table
 
     mutating func register(_ files: [FileDescriptor]) {
-        types[".google.protobuf.Timestamp"] = TypeInfo(kind: .timestamp, swiftName: "Timestamp")
-        for (name, swift) in Generator.wrappers { types[name] = TypeInfo(kind: .wrapper, swiftName: swift) }
-        for file in files where !file.package.hasPrefix("google.protobuf") {
+        for file in files {
             let protoPrefix = file.package.isEmpty ? "" : "." + file.package
             let swiftPrefix = options.namespaces[file.package].map { $0 + "." } ?? ""
             for message in file.messageType { register(message, protoPrefix: protoPrefix, swiftPrefix: swiftPrefix) }
             for e in file.enumType { register(e, protoPrefix: protoPrefix, swiftPrefix: swiftPrefix) }
         }
+        // The well-known types with a native mapping win over any generated form.
+        types[".google.protobuf.Timestamp"] = TypeInfo(kind: .timestamp, swiftName: "Timestamp")
+        for (name, swift) in Generator.wrappers { types[name] = TypeInfo(kind: .wrapper, swiftName: swift) }
     }
 
     mutating func register(_ message: MessageDescriptor, protoPrefix: String, swiftPrefix: String) {

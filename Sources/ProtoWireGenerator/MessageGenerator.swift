@@ -486,7 +486,9 @@ extension Generator {
             switch plan.shape {
             case .singular(let presence):
                 if presence {
-                    out.line("if let value = \(ref) { size &+= \(tagSize) &+ \(plan.value.size("value")) }")
+                    let valueSize = plan.value.size("value")
+                    let binding = valueSize.contains("value") ? "let value = \(ref)" : "\(ref) != nil"
+                    out.line("if \(binding) { size &+= \(tagSize) &+ \(valueSize) }")
                 } else {
                     out.line("if \(plan.value.isSet(ref)) { size &+= \(tagSize) &+ \(plan.value.size(ref)) }")
                 }
@@ -521,7 +523,9 @@ extension Generator {
                 let members = plans.filter { if case .oneof(index) = $0.shape { true } else { false } }
                 out.line("switch self.\(Naming.escape(oneofs[index]!)) {")
                 for m in members {
-                    out.line("case .\(m.name)(let value)?: size &+= \(m.tagSize(m.tag)) &+ \(m.value.size("value"))")
+                    let valueSize = m.value.size("value")
+                    let pattern = valueSize.contains("value") ? ".\(m.name)(let value)?" : ".\(m.name)?"
+                    out.line("case \(pattern): size &+= \(m.tagSize(m.tag)) &+ \(valueSize)")
                 }
                 out.line("case nil: break")
                 out.line("}")
