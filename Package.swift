@@ -80,6 +80,7 @@ let package = Package(
             dependencies: ["ProtoWire", "CSI"],
             swiftSettings: strict
         ),
+        .executableTarget(name: "h2-interop", dependencies: ["H2", "ProtoWire"], swiftSettings: strict),
 
         // Tests.
         .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire", "ProtoWireGenerator", "CSI", "H2"], exclude: ["Protos"], swiftSettings: strict),

@@ -253,13 +253,37 @@ struct LVMBackendTests {
         }
     }
 
+    /// A create planned from a stale cache (an LV made behind its back, with no backup written)
+    /// is checked against LVM before it answers.
+    @Test func createFromAStaleCacheIsVerified() async throws {
+        try await withVolumeGroup { vg, _ in
+            let lvm = try LVMBackend(
+                configuration: .init(driverName: "lvm.csi.swift-csi.io", volumeGroup: vg, cacheMaximumAge: .seconds(60)))
+            #expect(try await lvm.listVolumes().isEmpty)
+            let tags = [
+                "--addtag", "csi.swift-csi.io/owner=lvm.csi.swift-csi.io", "--addtag", "csi.swift-csi.io/kind=volume",
+                "--addtag", "csi.swift-csi.io/name=pvc-stale",
+            ]
+            // No backup and no archive: no inotify notice reaches the cache.
+            try lvmTool(
+                ["lvcreate", "--config", "backup { backup = 0 archive = 0 }", "-an", "-Zn", "-L", "8m", "-n", "pvc-stale"] + tags + [vg])
+            #expect(try await lvm.volume(id: "pvc-stale") == nil)  // stale, as intended
+            let volume = try await lvm.createVolume(VolumeRequest(name: "pvc-stale", requiredBytes: 8 << 20))
+            #expect(volume.capacityBytes == 8 << 20 && volume.location == "\(vg)/pvc-stale")
+            await #expect { try await lvm.createVolume(VolumeRequest(name: "pvc-stale", requiredBytes: 16 << 20)) } throws: {
+                ($0 as? StorageError)?.code == .alreadyExists
+            }
+        }
+    }
+
     /// With the metadata backups switched off (no inotify notice), the age limit alone bounds staleness.
     @Test func ageLimitBoundsStalenessWithoutNotices() async throws {
         try await withVolumeGroup { vg, _ in
             let lvm = try backend(vg)
             _ = try await lvm.listVolumes()
             let tags = ["--addtag", "csi.swift-csi.io/owner=lvm.csi.swift-csi.io", "--addtag", "csi.swift-csi.io/kind=volume"]
-            try lvmTool(["lvcreate", "--autobackup", "n", "-an", "-Zn", "-L", "4m", "-n", "quiet"] + tags + [vg])
+            try lvmTool(
+                ["lvcreate", "--config", "backup { backup = 0 archive = 0 }", "-an", "-Zn", "-L", "4m", "-n", "quiet"] + tags + [vg])
             let created = ContinuousClock.now
             while try await lvm.volume(id: "quiet") == nil {
                 if ContinuousClock.now - created > .seconds(2) { break }

@@ -210,7 +210,7 @@ public protocol GRPCServiceRegistrable: Sendable {
 public struct GRPCRouter: Sendable {
     /// A type-erased handler: request messages in, response messages out.
     package enum Handler: Sendable {
-        case unary(@Sendable (UnsafeRawBufferPointer, ServerContext) async throws -> [UInt8])
+        case unary(@Sendable ([UInt8], ServerContext) async throws -> [UInt8])
         case streaming(
             @Sendable (
                 AsyncThrowingStream<[UInt8], any Error>, @escaping @Sendable ([UInt8]) async throws -> Void,

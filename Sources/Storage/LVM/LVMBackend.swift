@@ -156,10 +156,15 @@ public final class LVMBackend: VolumeBackend {
         }
         let vg = try LVMName(lv.volumeGroup, kind: .volumeGroup)
         let name = try LVMName(lv.name)
-        if Array(lv.attributes).count > 4 && Array(lv.attributes)[4] != "a" {
-            _ = try await lvm.run(LVMCommand([LVMWord("lvchange"), LVMWord("-ay"), LVMWord("-K"), LVMWord(vg, name)]))
-        }
-        return .node("/dev/" + lv.volumeGroup + "/" + lv.name)
+        // udev makes /dev/<vg>/<lv>; libdevmapper itself makes /dev/mapper/<vg>-<lv> (dashes
+        // doubled), which is all there is in a container without udev.
+        let escaped = (lv.volumeGroup.replacingDashes() + "-" + lv.name.replacingDashes())
+        let candidates = ["/dev/" + lv.volumeGroup + "/" + lv.name, "/dev/mapper/" + escaped]
+        if let node = candidates.first(where: { access($0, F_OK) == 0 }) { return .node(node) }
+        defer { cache.invalidate() }
+        _ = try await lvm.run(LVMCommand([LVMWord("lvchange"), LVMWord("-ay"), LVMWord("-K"), LVMWord(vg, name)]))
+        if let node = candidates.first(where: { access($0, F_OK) == 0 }) { return .node(node) }
+        throw StorageError(.failed, "logical volume \(lv.path) was activated but neither \(candidates.joined(separator: " nor ")) exists")
     }
 
     public func probe() async throws(StorageError) {
@@ -176,8 +181,19 @@ public final class LVMBackend: VolumeBackend {
         if let limit = request.limitBytes, limit > 0, limit < request.requiredBytes {
             throw StorageError(.invalidArgument, "volume \(id): limit \(limit) bytes is below the required \(request.requiredBytes) bytes")
         }
+        // Plan from the cached state (usually one LVM command in all: lvcreate). An answer that
+        // a stale state could explain (the LV exists after all, no room, no such VG or snapshot)
+        // is checked once more against LVM itself before it is given.
+        do {
+            return try await createVolume(request, id: id, state: try await cache.state())
+        } catch  where [.alreadyExists, .insufficientCapacity, .notFound].contains(error.code) {
+            return try await createVolume(request, id: id, state: try await cache.fresh())
+        }
+    }
+
+    private func createVolume(_ request: VolumeRequest, id: LVMName, state: LVMState) async throws(StorageError) -> Volume {
+        var state = state
         let fsTag = try request.fsType.map { (t) throws(StorageError) in try LVMTag(Self.tagPrefix + "fs=" + LVMTag.encode(t)) }
-        var state = try await cache.fresh()
 
         if let existing = state.logicalVolumes.first(where: { $0.name == id.rawValue }) {
             return try existingVolume(existing, request: request, state: state)
@@ -568,4 +584,16 @@ func stableHash(_ text: String) -> String {
 func getenvString(_ name: String) -> String? {
     guard let value = getenv(name) else { return nil }
     return String(cString: value)
+}
+
+extension String {
+    /// Doubles every `-`, as device-mapper names do for VG and LV names.
+    func replacingDashes() -> String {
+        var out = ""
+        for c in self {
+            out.append(c)
+            if c == "-" { out.append("-") }
+        }
+        return out
+    }
 }

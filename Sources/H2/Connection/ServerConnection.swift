@@ -1,0 +1,556 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CNGHTTP2
+
+/// Response messages queued on a stream, read out by nghttp2's data provider.
+struct OutboundMessages {
+    private var chunks: [[UInt8]] = []
+    private var head = 0
+    private var offset = 0
+    private(set) var bytes = 0
+
+    var isEmpty: Bool { bytes == 0 }
+
+    /// Queues `message` with its 5-byte prefix.
+    mutating func append(message: [UInt8]) {
+        let p = GRPCFraming.prefix(length: message.count)
+        chunks.append([p.0, p.1, p.2, p.3, p.4])
+        bytes += 5
+        if !message.isEmpty {
+            chunks.append(message)
+            bytes += message.count
+        }
+    }
+
+    /// Copies up to `length` bytes into `buffer`; returns how many.
+    mutating func read(into buffer: UnsafeMutablePointer<UInt8>, length: Int) -> Int {
+        var written = 0
+        while written < length && head < chunks.count {
+            let n = chunks[head].withUnsafeBufferPointer { chunk -> Int in
+                let n = min(chunk.count - offset, length - written)
+                (buffer + written).update(from: chunk.baseAddress! + offset, count: n)
+                return n
+            }
+            written += n
+            offset += n
+            if offset == chunks[head].count {
+                head += 1
+                offset = 0
+            }
+        }
+        bytes -= written
+        if head == chunks.count {
+            chunks.removeAll(keepingCapacity: true)
+            head = 0
+        }
+        return written
+    }
+}
+
+/// One gRPC call on a server connection. Loop thread only.
+final class ServerStream: @unchecked Sendable {
+    let id: Int32
+    var head = GRPCRequestHead()
+    var headerBytes = 0
+    var descriptor: GRPCMethodDescriptor? = nil
+    var handler: GRPCRouter.Handler? = nil
+    var deframer: GRPCMessageDeframer
+    var unaryRequest: [UInt8]? = nil
+    var extraMessage = false
+    var inbound: AsyncThrowingStream<[UInt8], any Error>.Continuation? = nil
+    var inboundBytes = 0
+    var requestEnded = false
+    var handlerStarted = false
+    var task: Task<Void, Never>? = nil
+    var timer: LoopTimer? = nil
+    /// The response's status is decided; nothing more is accepted from the handler.
+    var done = false
+    var closed = false
+    var responseSubmitted = false
+    var deferred = false
+    var out = OutboundMessages()
+    var trailers: RPCError? = nil  // set when the final status is queued after data
+    var writeWaiters: [CheckedContinuation<Void, any Error>] = []
+
+    init(id: Int32, maxMessageSize: Int) {
+        self.id = id
+        self.deframer = GRPCMessageDeframer(maxMessageSize: maxMessageSize)
+    }
+}
+
+/// The server side of one HTTP/2 connection carrying gRPC calls. Loop thread only.
+final class ServerConnection: HTTP2Connection, @unchecked Sendable {
+    let core: ServerCore
+    let peer: PeerCredentials?
+    var streams: [Int32: ServerStream] = [:]
+    /// Streams whose request headers or body completed during the last `mem_recv`.
+    private var ready: [ServerStream] = []
+    private var shuttingDown = false
+    private var idleTimer: LoopTimer? = nil
+    private var lastActive: UInt64 = monotonicNanos()
+
+    init(core: ServerCore, loop: EventLoop, fd: Int32, peer: PeerCredentials?) {
+        self.core = core
+        self.peer = peer
+        super.init(loop: loop, fd: fd, peerName: core.addressDescription)
+    }
+
+    /// Creates the nghttp2 session, sends SETTINGS and starts reading. Loop thread only.
+    func start() throws(SystemError) {
+        var s: OpaquePointer? = nil
+        let rv = nghttp2_session_server_new2(
+            &s, ServerCallbacks.shared.callbacks, Unmanaged.passUnretained(self).toOpaque(), core.sessionOptions.option)
+        guard rv == 0, let s else { throw SystemError(call: "nghttp2_session_server_new2", errno: ENOMEM) }
+        session = s
+        let c = core.configuration
+        var settings = [
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: c.maxConcurrentStreams),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: c.initialStreamWindowSize),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_FRAME_SIZE.rawValue), value: c.maxFrameSize),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: c.maxHeaderListSize),
+        ]
+        nghttp2_submit_settings(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count)
+        nghttp2_session_set_local_window_size(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, Int32(c.connectionWindowSize))
+        try activate()
+        if let idle = c.idleTimeout { armIdleTimer(idle) }
+    }
+
+    private func armIdleTimer(_ idle: Duration) {
+        idleTimer = loop.schedule(after: idle / 2) { [weak self] in
+            guard let self, !self.isClosed else { return }
+            if self.streams.isEmpty && monotonicNanos() &- self.lastActive >= idle.nanoseconds {
+                self.beginShutdown(reason: "idle")
+            } else {
+                self.armIdleTimer(idle)
+            }
+        }
+    }
+
+    /// Sends GOAWAY: calls in flight finish, new ones are refused; the connection closes once idle.
+    func beginShutdown(reason: String) {
+        if isClosed || shuttingDown { return }
+        shuttingDown = true
+        nghttp2_submit_goaway(
+            session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
+            NGHTTP2_NO_ERROR.rawValue, nil, 0)
+        scheduleFlush()
+    }
+
+    /// Closes now, cancelling every call.
+    func forceClose() {
+        close(reason: "server shut down")
+    }
+
+    override func didClose() {
+        idleTimer?.cancel()
+        for stream in streams.values { abort(stream, RPCError(code: .cancelled, message: "the connection closed")) }
+        streams.removeAll()
+        core.connectionClosed(self)
+    }
+
+    // MARK: Callback events (recorded, acted on in afterReceive)
+
+    func beginStream(_ id: Int32) {
+        let stream = ServerStream(id: id, maxMessageSize: core.configuration.maxReceiveMessageSize)
+        streams[id] = stream
+        lastActive = monotonicNanos()
+    }
+
+    /// Returns false when the header list grew over the limit.
+    func header(_ id: Int32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let stream = streams[id] else { return true }
+        stream.headerBytes += name.count + value.count + 32
+        if stream.headerBytes > Int(core.configuration.maxHeaderListSize) { return false }
+        if stream.handlerStarted || stream.done { return true }  // trailers from the client: ignored
+        @inline(__always) func str() -> String { String(decoding: value, as: UTF8.self) }
+        if name.first == UInt8(ascii: ":") {
+            if name.elementsEqual(":path".utf8) { stream.head.path = str() }
+            else if name.elementsEqual(":method".utf8) { stream.head.method = str() }
+            return true
+        }
+        switch name.count {
+        case 2 where name.elementsEqual("te".utf8): stream.head.te = str()
+        case 12 where name.elementsEqual("content-type".utf8): stream.head.contentType = str()
+        case 12 where name.elementsEqual("grpc-timeout".utf8): stream.head.timeout = str()
+        case 13 where name.elementsEqual("grpc-encoding".utf8): stream.head.encoding = str()
+        default:
+            let n = String(decoding: name, as: UTF8.self)
+            if !GRPCRequestHead.isReserved(n) { stream.head.metadata.addWire(name: n, value: Array(value)) }
+        }
+        return true
+    }
+
+    func headersComplete(_ id: Int32, endStream: Bool) {
+        guard let stream = streams[id], !stream.done, !stream.handlerStarted, stream.descriptor == nil else { return }
+        if endStream { stream.requestEnded = true }
+        ready.append(stream)
+    }
+
+    func data(_ id: Int32, _ chunk: UnsafeRawBufferPointer) {
+        guard let stream = streams[id], !stream.done else { return }
+        do {
+            try stream.deframer.process(chunk) { message in
+                if stream.handlerStarted, let inbound = stream.inbound {
+                    stream.inboundBytes += message.count
+                    inbound.yield(message)
+                } else if stream.unaryRequest == nil {
+                    stream.unaryRequest = message
+                } else if !stream.extraMessage {
+                    stream.extraMessage = true
+                    ready.append(stream)
+                }
+            }
+        } catch {
+            fail(stream, error)
+        }
+    }
+
+    func endStream(_ id: Int32) {
+        guard let stream = streams[id], !stream.done else { return }
+        stream.requestEnded = true
+        ready.append(stream)
+    }
+
+    func streamClosed(_ id: Int32, errorCode: UInt32) {
+        guard let stream = streams.removeValue(forKey: id) else { return }
+        stream.closed = true
+        stream.timer?.cancel()
+        if !stream.done {
+            abort(stream, RPCError(code: .cancelled, message: "the client reset the stream (HTTP/2 error \(errorCode))"))
+        }
+        lastActive = monotonicNanos()
+    }
+
+    // MARK: Acting on events
+
+    override func afterReceive() {
+        guard !ready.isEmpty else { return }
+        let batch = ready
+        ready.removeAll(keepingCapacity: true)
+        for stream in batch where !stream.done && !stream.closed {
+            if stream.descriptor == nil {
+                route(stream)
+                if stream.done { continue }
+            }
+            if stream.extraMessage {
+                fail(stream, RPCError(code: .internalError, message: "\(stream.descriptor!.path) is unary but the client sent more than one request message"))
+                continue
+            }
+            guard stream.requestEnded else { continue }
+            if stream.deframer.hasPartialMessage {
+                fail(stream, RPCError(code: .internalError, message: "the request ended inside a message"))
+                continue
+            }
+            if stream.handlerStarted {
+                stream.inbound?.finish()
+                stream.inbound = nil
+            } else if case .unary(let h) = stream.handler {
+                guard let request = stream.unaryRequest else {
+                    fail(stream, RPCError(code: .internalError, message: "\(stream.descriptor!.path) is unary but the client sent no request message"))
+                    continue
+                }
+                stream.unaryRequest = nil
+                startUnary(stream, h, request)
+            }
+        }
+        scheduleFlush()
+    }
+
+    private func route(_ stream: ServerStream) {
+        switch stream.head.validate() {
+        case .httpError(let status, let message):
+            stream.done = true
+            var block = HeaderBlock()
+            block.add(":status", String(status))
+            block.add("grpc-status", String(status == 415 ? RPCError.Code.internalError.rawValue : RPCError.Code.unimplemented.rawValue))
+            block.add("grpc-message", GRPCPercentEncoding.encode(message))
+            block.withNV { nva, n in _ = nghttp2_submit_response(session, stream.id, nva, n, nil) }
+        case .grpcError(let error):
+            fail(stream, error)
+        case .accept(let path, let timeout):
+            if let allowed = core.configuration.allowedUIDs {
+                let uid = peer?.uid
+                guard let uid, allowed.contains(uid) else {
+                    fail(stream, RPCError(code: .permissionDenied, message: "peer uid \(uid.map(String.init) ?? "unknown") is not allowed to call \(path)"))
+                    return
+                }
+            }
+            guard let (descriptor, handler) = core.router.handlers[path] else {
+                fail(stream, RPCError(code: .unimplemented, message: "unknown method \(path)"))
+                return
+            }
+            stream.descriptor = descriptor
+            stream.handler = handler
+            var deadline: ContinuousClock.Instant? = nil
+            if let timeout {
+                deadline = ContinuousClock.now + timeout
+                stream.timer = loop.schedule(after: timeout) { [weak self, stream] in
+                    self?.deadlineExceeded(stream)
+                }
+            }
+            stream.head.timeout = nil
+            let context = ServerContext(method: descriptor, metadata: stream.head.metadata, peer: peer, deadline: deadline)
+            stream.head.metadata = Metadata()
+            if case .streaming(let h) = handler {
+                startStreaming(stream, h, context)
+            } else {
+                pendingContext[stream.id] = context
+            }
+        }
+    }
+
+    private var pendingContext: [Int32: ServerContext] = [:]
+
+    private func deadlineExceeded(_ stream: ServerStream) {
+        guard !stream.done, !stream.closed else { return }
+        abortHandler(stream)
+        fail(stream, RPCError(code: .deadlineExceeded, message: "the deadline of \(stream.descriptor?.path ?? "the call") expired"))
+        scheduleFlush()
+    }
+
+    private func startUnary(
+        _ stream: ServerStream, _ handler: @escaping @Sendable ([UInt8], ServerContext) async throws -> [UInt8],
+        _ request: [UInt8]
+    ) {
+        stream.handlerStarted = true
+        let context = pendingContext.removeValue(forKey: stream.id)!
+        stream.task = Task(executorPreference: loop) { [self] in
+            do {
+                let response = try await handler(request, context)
+                self.onLoop { self.finishUnary(stream, response) }
+            } catch {
+                self.onLoop { self.fail(stream, error) }
+            }
+        }
+    }
+
+    private func startStreaming(
+        _ stream: ServerStream,
+        _ handler: @escaping @Sendable (AsyncThrowingStream<[UInt8], any Error>, @escaping @Sendable ([UInt8]) async throws -> Void, ServerContext) async throws -> Void,
+        _ context: ServerContext
+    ) {
+        stream.handlerStarted = true
+        let (requests, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
+        stream.inbound = continuation
+        if let pending = stream.unaryRequest { continuation.yield(pending); stream.unaryRequest = nil }
+        stream.task = Task(executorPreference: loop) { [self] in
+            do {
+                try await handler(requests, { bytes in try await self.send(stream, bytes) }, context)
+                self.onLoop { self.finish(stream, status: nil) }
+            } catch {
+                self.onLoop { self.fail(stream, error) }
+            }
+        }
+    }
+
+    /// Runs `body` on the loop thread: directly when already there (the usual case).
+    @inline(__always)
+    private func onLoop(_ body: @escaping @Sendable () -> Void) {
+        if loop.inEventLoop { body() } else { loop.execute(body) }
+    }
+
+    // MARK: Responses
+
+    private func finishUnary(_ stream: ServerStream, _ response: [UInt8]) {
+        guard !stream.done, !stream.closed else { return }
+        stream.out.append(message: response)
+        finish(stream, status: nil)
+    }
+
+    /// Queues a message; suspends while more than the cap is buffered on this stream.
+    private func send(_ stream: ServerStream, _ bytes: [UInt8]) async throws {
+        if loop.inEventLoop {
+            try enqueue(stream, bytes)
+            if stream.out.bytes < Self.outputCap { return }
+            // The closure runs synchronously on this (the loop) thread.
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+                stream.writeWaiters.append(c)
+            }
+            return
+        }
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            loop.execute {
+                do { try self.enqueue(stream, bytes) } catch {
+                    c.resume(throwing: error)
+                    return
+                }
+                if stream.out.bytes < Self.outputCap { c.resume() } else { stream.writeWaiters.append(c) }
+            }
+        }
+    }
+
+    private func enqueue(_ stream: ServerStream, _ bytes: [UInt8]) throws {
+        if stream.done || stream.closed { throw RPCError(code: .cancelled, message: "the call ended") }
+        stream.out.append(message: bytes)
+        if !stream.responseSubmitted {
+            submitHeaders(stream)
+        } else if stream.deferred {
+            stream.deferred = false
+            nghttp2_session_resume_data(session, stream.id)
+        }
+        scheduleFlush()
+    }
+
+    private func submitHeaders(_ stream: ServerStream) {
+        stream.responseSubmitted = true
+        var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: ServerCallbacks.read)
+        let h = ServerCallbacks.okHeaders
+        nghttp2_submit_response(session, stream.id, h.nva, h.count, &provider)
+    }
+
+    /// Ends the call with `status` (nil: OK).
+    private func finish(_ stream: ServerStream, status: RPCError?) {
+        guard !stream.done, !stream.closed else { return }
+        stream.done = true
+        stream.timer?.cancel()
+        stream.inbound?.finish()
+        stream.inbound = nil
+        resumeWaiters(stream, error: RPCError(code: .cancelled, message: "the call ended"))
+        stream.trailers = status ?? RPCError(code: .ok, message: "")
+        if !stream.responseSubmitted {
+            if stream.out.isEmpty, let status {
+                submitTrailersOnly(stream, status)
+                scheduleFlush()
+                return
+            }
+            submitHeaders(stream)
+        } else if stream.deferred {
+            stream.deferred = false
+            nghttp2_session_resume_data(session, stream.id)
+        }
+        scheduleFlush()
+    }
+
+    /// Ends the call with an error (any error a handler throws).
+    func fail(_ stream: ServerStream, _ error: any Error) {
+        let rpc: RPCError
+        if let e = error as? RPCError { rpc = e }
+        else if error is CancellationError { rpc = RPCError(code: .cancelled, message: "the handler was cancelled") }
+        else { rpc = RPCError(code: .unknown, message: "\(error)") }
+        if !stream.handlerStarted { pendingContext[stream.id] = nil }
+        finish(stream, status: rpc)
+    }
+
+    private func submitTrailersOnly(_ stream: ServerStream, _ status: RPCError) {
+        stream.responseSubmitted = true
+        var block = HeaderBlock()
+        block.add(":status", "200")
+        block.add("content-type", "application/grpc")
+        addStatus(&block, status)
+        block.withNV { nva, n in _ = nghttp2_submit_response(session, stream.id, nva, n, nil) }
+    }
+
+    private func addStatus(_ block: inout HeaderBlock, _ status: RPCError) {
+        block.add("grpc-status", String(status.code.rawValue))
+        if !status.message.isEmpty { block.add("grpc-message", GRPCPercentEncoding.encode(status.message)) }
+        for (k, v) in status.metadata.wireHeaders { block.add(k, v) }
+    }
+
+    /// The data provider: copies queued bytes; at the end submits the trailers.
+    func read(_ id: Int32, _ buf: UnsafeMutablePointer<UInt8>, _ length: Int, _ flags: UnsafeMutablePointer<UInt32>) -> Int {
+        guard let stream = streams[id] else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
+        let n = stream.out.read(into: buf, length: length)
+        if !stream.writeWaiters.isEmpty && stream.out.bytes < Self.outputCap { resumeWaiters(stream, error: nil) }
+        if stream.out.isEmpty {
+            if let status = stream.trailers {
+                flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+                if status.code == .ok && status.metadata.count == 0 {
+                    let t = ServerCallbacks.okTrailers
+                    nghttp2_submit_trailer(session, id, t.nva, t.count)
+                } else {
+                    var block = HeaderBlock()
+                    addStatus(&block, status)
+                    block.withNV { nva, c in _ = nghttp2_submit_trailer(session, id, nva, c) }
+                }
+            } else if n == 0 {
+                stream.deferred = true
+                return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+            }
+        }
+        return n
+    }
+
+    private func resumeWaiters(_ stream: ServerStream, error: RPCError?) {
+        guard !stream.writeWaiters.isEmpty else { return }
+        let waiters = stream.writeWaiters
+        stream.writeWaiters.removeAll()
+        for w in waiters {
+            if let error { w.resume(throwing: error) } else { w.resume() }
+        }
+    }
+
+    private func abortHandler(_ stream: ServerStream) {
+        stream.task?.cancel()
+        stream.inbound?.finish(throwing: CancellationError())
+        stream.inbound = nil
+    }
+
+    /// The peer went away or reset: cancel the handler, answer nothing.
+    private func abort(_ stream: ServerStream, _ error: RPCError) {
+        stream.done = true
+        stream.timer?.cancel()
+        abortHandler(stream)
+        resumeWaiters(stream, error: error)
+        pendingContext[stream.id] = nil
+    }
+}
+
+/// nghttp2's callbacks for server sessions, set up once.
+enum ServerCallbacks {
+    final class Box: @unchecked Sendable {
+        let callbacks: OpaquePointer
+        init() {
+            var cbs: OpaquePointer? = nil
+            nghttp2_session_callbacks_new(&cbs)
+            callbacks = cbs!
+            nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, user in
+                let f = frame!.pointee
+                if f.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) && f.headers.cat == NGHTTP2_HCAT_REQUEST {
+                    connection(user, as: ServerConnection.self).beginStream(f.hd.stream_id)
+                }
+                return 0
+            }
+            nghttp2_session_callbacks_set_on_header_callback(callbacks) { _, frame, name, namelen, value, valuelen, _, user in
+                let conn = connection(user, as: ServerConnection.self)
+                let ok = conn.header(
+                    frame!.pointee.hd.stream_id, name: UnsafeBufferPointer(start: name, count: namelen),
+                    value: UnsafeBufferPointer(start: value, count: valuelen))
+                return ok ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
+            }
+            nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, user in
+                let f = frame!.pointee
+                let conn = connection(user, as: ServerConnection.self)
+                let endStream = f.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+                switch UInt32(f.hd.type) {
+                case NGHTTP2_HEADERS.rawValue:
+                    if f.headers.cat == NGHTTP2_HCAT_REQUEST {
+                        conn.headersComplete(f.hd.stream_id, endStream: endStream)
+                    } else if endStream {
+                        conn.endStream(f.hd.stream_id)
+                    }
+                case NGHTTP2_DATA.rawValue:
+                    if endStream { conn.endStream(f.hd.stream_id) }
+                default: break
+                }
+                return 0
+            }
+            nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) { _, _, id, data, len, user in
+                connection(user, as: ServerConnection.self).data(id, UnsafeRawBufferPointer(start: data, count: len))
+                return 0
+            }
+            nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, id, code, user in
+                connection(user, as: ServerConnection.self).streamClosed(id, errorCode: code)
+                return 0
+            }
+        }
+    }
+    static let shared = Box()
+
+    static let read: nghttp2_data_source_read_callback = { _, id, buf, length, flags, _, user in
+        connection(user, as: ServerConnection.self).read(id, buf!, length, flags!)
+    }
+
+    static let okHeaders = StaticHeaders([(":status", "200"), ("content-type", "application/grpc")])
+    static let okTrailers = StaticHeaders([("grpc-status", "0")])
+}
