@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 package import H2
 import Storage
 
@@ -26,12 +27,31 @@ public struct DriverProcess: Sendable {
     public func run() async throws {
         // A peer that hangs up mid-write must cost an EPIPE on that connection, not the process.
         signal(SIGPIPE, SIG_IGN)
-        _ = try makeRouter()
+        // Catch SIGTERM/SIGINT from here on, so one arriving during start-up is not fatal.
+        let termination = TerminationSignals()
+        var serverConfiguration = GRPCServerConfiguration(address: configuration.socketPath)
+        serverConfiguration.socketMode = configuration.socketMode
+        let server = GRPCServer(router: try makeRouter(), configuration: serverConfiguration)
         do { try Self.makeDirectory(parentOf: configuration.socketPath) } catch {
             throw DriverStartError(message: "--endpoint \(configuration.socketPath): \(error)")
         }
-        throw DriverStartError(
-            message: "cannot serve on \(configuration.socketPath) (--endpoint): this build has no gRPC server transport yet")
+        do { try server.start() } catch {
+            throw DriverStartError(message: "cannot serve on \(configuration.socketPath) (--endpoint): \(error)")
+        }
+        logger.info(
+            "csi-lvm-driver \(DriverConfiguration.version) serving",
+            [("driver", configuration.driverName), ("node", configuration.nodeID),
+             ("endpoint", configuration.socketPath), ("mode", configuration.mode.rawValue),
+             ("backend", configuration.backend.rawValue)])
+        let grace = configuration.shutdownGrace
+        let logger = self.logger
+        Task {
+            let name = await termination.wait()
+            logger.info("received \(name): no new calls; in-flight calls have \(grace) to finish")
+            await server.shutdown(grace: grace)
+        }
+        try await server.run()
+        logger.info("stopped; removed \(configuration.socketPath)")
     }
 
     /// A router with the services the mode asks for, over the configured backend.
@@ -106,23 +126,6 @@ public struct DriverProcess: Sendable {
         let parent = path.split(separator: "/").dropLast().joined(separator: "/")
         if !parent.isEmpty { try makeDirectory("/" + parent) }
     }
-
-    /// Suspends until SIGTERM or SIGINT arrives and returns its name.
-    static func waitForTermination() async -> String {
-        await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
-            let queue = DispatchQueue(label: "csi-lvm-driver.signals")
-            let fired = SignalLatch(continuation)
-            var sources: [any DispatchSourceSignal] = []
-            for (number, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
-                signal(number, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-                source.setEventHandler { fired.fire(name) }
-                source.resume()
-                sources.append(source)
-            }
-            fired.keep(sources)
-        }
-    }
 }
 
 /// Why the driver could not start, naming the path or flag.
@@ -132,24 +135,43 @@ public struct DriverStartError: Error, Sendable, CustomStringConvertible {
     public var description: String { message }
 }
 
-/// Resumes a continuation once, from whichever signal arrives first.
-private final class SignalLatch: @unchecked Sendable {
-    // Touched only on the signal queue after `keep`, and `keep` runs before any source fires
-    // because the sources only deliver on that serial queue, which `keep` does not block.
-    private var continuation: CheckedContinuation<String, Never>?
-    private var sources: [any DispatchSourceSignal] = []
-    private let lock = DispatchQueue(label: "csi-lvm-driver.signal-latch")
+/// SIGTERM and SIGINT, caught from creation on: ``wait()`` returns the name of the first one.
+final class TerminationSignals: Sendable {
+    private let state = Mutex<(fired: String?, waiter: CheckedContinuation<String, Never>?)>((nil, nil))
+    /// Kept so the sources stay installed for the life of the process.
+    private let sources: Mutex<[any DispatchSourceSignal]>
 
-    init(_ continuation: CheckedContinuation<String, Never>) { self.continuation = continuation }
-
-    func keep(_ sources: [any DispatchSourceSignal]) { lock.sync { self.sources = sources } }
-
-    func fire(_ name: String) {
-        let c: CheckedContinuation<String, Never>? = lock.sync {
-            let c = continuation
-            continuation = nil
-            return c
+    init() {
+        let queue = DispatchQueue(label: "csi-lvm-driver.signals")
+        sources = Mutex([])
+        for (number, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
+            signal(number, SIG_IGN)
+            sources.withLock { list in
+                let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+                source.setEventHandler { [weak self] in self?.fire(name) }
+                source.resume()
+                list.append(source)
+            }
         }
-        c?.resume(returning: name)
+    }
+
+    private func fire(_ name: String) {
+        let waiter = state.withLock { s -> CheckedContinuation<String, Never>? in
+            if s.fired == nil { s.fired = name }
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume(returning: name)
+    }
+
+    /// Suspends until a signal has arrived and returns its name.
+    func wait() async -> String {
+        await withCheckedContinuation { continuation in
+            let fired = state.withLock { s -> String? in
+                if s.fired == nil { s.waiter = continuation }
+                return s.fired
+            }
+            if let fired { continuation.resume(returning: fired) }
+        }
     }
 }

@@ -156,10 +156,15 @@ public final class LVMBackend: VolumeBackend {
         }
         let vg = try LVMName(lv.volumeGroup, kind: .volumeGroup)
         let name = try LVMName(lv.name)
-        if Array(lv.attributes).count > 4 && Array(lv.attributes)[4] != "a" {
-            _ = try await lvm.run(LVMCommand([LVMWord("lvchange"), LVMWord("-ay"), LVMWord("-K"), LVMWord(vg, name)]))
-        }
-        return .node("/dev/" + lv.volumeGroup + "/" + lv.name)
+        // udev makes /dev/<vg>/<lv>; libdevmapper itself makes /dev/mapper/<vg>-<lv> (dashes
+        // doubled), which is all there is in a container without udev.
+        let escaped = (lv.volumeGroup.replacingDashes() + "-" + lv.name.replacingDashes())
+        let candidates = ["/dev/" + lv.volumeGroup + "/" + lv.name, "/dev/mapper/" + escaped]
+        if let node = candidates.first(where: { access($0, F_OK) == 0 }) { return .node(node) }
+        defer { cache.invalidate() }
+        _ = try await lvm.run(LVMCommand([LVMWord("lvchange"), LVMWord("-ay"), LVMWord("-K"), LVMWord(vg, name)]))
+        if let node = candidates.first(where: { access($0, F_OK) == 0 }) { return .node(node) }
+        throw StorageError(.failed, "logical volume \(lv.path) was activated but neither \(candidates.joined(separator: " nor ")) exists")
     }
 
     public func probe() async throws(StorageError) {
@@ -579,4 +584,16 @@ func stableHash(_ text: String) -> String {
 func getenvString(_ name: String) -> String? {
     guard let value = getenv(name) else { return nil }
     return String(cString: value)
+}
+
+extension String {
+    /// Doubles every `-`, as device-mapper names do for VG and LV names.
+    func replacingDashes() -> String {
+        var out = ""
+        for c in self {
+            out.append(c)
+            if c == "-" { out.append("-") }
+        }
+        return out
+    }
 }

@@ -1,0 +1,1067 @@
+"""CSI conformance of csi-lvm-driver, driven over its Unix socket by a grpcio client.
+
+The rules come from the CSI specification's error tables and from what kubernetes-csi's
+csi-sanity checks: every RPC, every error code, idempotency of every call. The real binary
+runs twice: with the loop-file backend (the whole node path: format, mount, bind, write,
+expand, stats) and with the LVM backend on a volume group made on a loop device here (this
+kernel has no device-mapper, so node calls must refuse clearly while controller calls work).
+
+Stubs are generated at test time from Sources/CSI/Protos into a temporary directory.
+"""
+
+import concurrent.futures
+import importlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import grpc
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BINARY = os.path.join(ROOT, ".build", "debug", "csi-lvm-driver")
+DRIVER_NAME = "conformance.csi.swift-csi.io"
+NODE_ID = "node0"
+TOPOLOGY_KEY = "topology.%s/node" % DRIVER_NAME
+MIB = 1 << 20
+GIB = 1 << 30
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: loop devices, mounts and LVM")
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures: stubs, binary, driver processes
+
+
+@pytest.fixture(scope="session")
+def csi():
+    """The csi_pb2 and csi_pb2_grpc modules, generated from the project's own csi.proto."""
+    from grpc_tools import protoc
+    import importlib.resources
+
+    out = tempfile.mkdtemp(prefix="csi-stubs-")
+    include = str(importlib.resources.files("grpc_tools") / "_proto")
+    protos = os.path.join(ROOT, "Sources", "CSI", "Protos")
+    rc = protoc.main(["protoc", "-I" + protos, "-I" + include, "--python_out=" + out,
+                      "--grpc_python_out=" + out, os.path.join(protos, "csi.proto")])
+    assert rc == 0, "protoc failed on %s/csi.proto" % protos
+    sys.path.insert(0, out)
+    try:
+        pb2 = importlib.import_module("csi_pb2")
+        grpc_mod = importlib.import_module("csi_pb2_grpc")
+    finally:
+        sys.path.remove(out)
+    yield type("CSI", (), {"pb": pb2, "grpc": grpc_mod})
+    shutil.rmtree(out, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def binary():
+    if not os.path.exists(BINARY):
+        subprocess.run(["swift", "build", "--product", "csi-lvm-driver"], cwd=ROOT, check=True)
+    return BINARY
+
+
+class Driver:
+    """One csi-lvm-driver process on a temporary socket, with stubs for its three services."""
+
+    def __init__(self, binary, csi, workdir, extra_args, kubelet_dir=None):
+        self.csi = csi
+        self.backend = extra_args[extra_args.index("--backend") + 1] if "--backend" in extra_args else "lvm"
+        self.workdir = workdir
+        self.kubelet_dir = kubelet_dir or os.path.join(workdir, "kubelet")
+        os.makedirs(self.kubelet_dir, exist_ok=True)
+        self.socket = os.path.join(workdir, "csi.sock")
+        self.log_path = os.path.join(workdir, "driver.log")
+        self.args = [binary, "--endpoint", "unix://" + self.socket, "--driver-name", DRIVER_NAME,
+                     "--node-id", NODE_ID, "--kubelet-dir", self.kubelet_dir, "--max-volumes-per-node", "17",
+                     "--shutdown-grace", "5", "-v", "debug"] + extra_args
+        self.log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while not os.path.exists(self.socket):
+            if self.process.poll() is not None:
+                raise AssertionError("driver exited with %s before creating %s:\n%s"
+                                     % (self.process.returncode, self.socket, self.output()))
+            if time.monotonic() > deadline:
+                raise AssertionError("driver did not create %s within 30 s:\n%s" % (self.socket, self.output()))
+            time.sleep(0.02)
+        self.channel = grpc.insecure_channel("unix://" + self.socket)
+        grpc.channel_ready_future(self.channel).result(timeout=10)
+        self.identity = csi.grpc.IdentityStub(self.channel)
+        self.controller = csi.grpc.ControllerStub(self.channel)
+        self.node = csi.grpc.NodeStub(self.channel)
+
+    def output(self):
+        self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def path(self, *parts):
+        """A path under the kubelet directory (the only place staging and target paths may be)."""
+        return os.path.join(self.kubelet_dir, *parts)
+
+    def stop(self):
+        self.channel.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+        return self.process.returncode
+
+
+def unmount_all_under(path):
+    """Unmount every mount below `path`, deepest first (cleanup after a failed test)."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in sorted((p for p in points if p.startswith(path + "/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def loopfile_driver(binary, csi):
+    workdir = tempfile.mkdtemp(prefix="csi-loopfile-")
+    driver = Driver(binary, csi, workdir, ["--backend", "loopfile",
+                                           "--loopfile-dir", os.path.join(workdir, "volumes")])
+    yield driver
+    rc = driver.stop()
+    unmount_all_under(workdir)
+    # Detach any loop device still backed by this test's files.
+    listing = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    for line in listing.splitlines():
+        if workdir in line:
+            subprocess.run(["losetup", "-d", line.split(":")[0]], check=False)
+    shutil.rmtree(workdir, ignore_errors=True)
+    assert rc == 0, "driver exited with %s" % rc
+
+
+def lvm(*args):
+    env = dict(os.environ, LVM_SUPPRESS_FD_WARNINGS="1")
+    return subprocess.run(["lvm", args[0], "--driverloaded", "n"] + list(args[1:]), env=env,
+                          capture_output=True, text=True)
+
+
+PHYSICAL_VOLUMES = {}
+
+
+@pytest.fixture(scope="module")
+def volume_group():
+    """A fresh volume group of 2 GiB on a loop device; always removed, with its loop device."""
+    if shutil.which("lvm") is None or shutil.which("losetup") is None:
+        pytest.skip("lvm2 and losetup are needed for the LVM backend")
+    workdir = tempfile.mkdtemp(prefix="csi-lvm-")
+    image = os.path.join(workdir, "pv.img")
+    with open(image, "wb") as f:
+        f.truncate(2 * GIB)
+    loop = subprocess.run(["losetup", "-f", "--show", image], capture_output=True, text=True, check=True).stdout.strip()
+    name = "csitest" + uuid.uuid4().hex[:10]
+    try:
+        created = lvm("vgcreate", "-qq", name, loop)
+        assert created.returncode == 0, created.stderr
+        PHYSICAL_VOLUMES[name] = loop
+        yield name
+    finally:
+        lvm("vgremove", "-ff", "-y", name)
+        lvm("pvremove", "-y", loop)
+        subprocess.run(["losetup", "-d", loop], check=False)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def lvm_driver(binary, csi, volume_group):
+    workdir = tempfile.mkdtemp(prefix="csi-lvmdrv-")
+    driver = Driver(binary, csi, workdir, ["--backend", "lvm", "--volume-group", volume_group,
+                                           "--lvm-scan-device", PHYSICAL_VOLUMES[volume_group]])
+    yield driver
+    rc = driver.stop()
+    unmount_all_under(workdir)
+    shutil.rmtree(workdir, ignore_errors=True)
+    assert rc == 0, "driver exited with %s" % rc
+
+
+@pytest.fixture(params=["loopfile", "lvm"])
+def driver(request):
+    return request.getfixturevalue(request.param + "_driver")
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def name(prefix="pvc"):
+    return "%s-%s" % (prefix, uuid.uuid4())
+
+
+def mount_cap(csi, fs_type="", mode=None, flags=()):
+    pb = csi.pb
+    mode = pb.VolumeCapability.AccessMode.SINGLE_NODE_WRITER if mode is None else mode
+    return pb.VolumeCapability(mount=pb.VolumeCapability.MountVolume(fs_type=fs_type, mount_flags=list(flags)),
+                               access_mode=pb.VolumeCapability.AccessMode(mode=mode))
+
+
+def block_cap(csi, mode=None):
+    pb = csi.pb
+    mode = pb.VolumeCapability.AccessMode.SINGLE_NODE_WRITER if mode is None else mode
+    return pb.VolumeCapability(block=pb.VolumeCapability.BlockVolume(),
+                               access_mode=pb.VolumeCapability.AccessMode(mode=mode))
+
+
+def expect_code(code, call, *args, **kwargs):
+    with pytest.raises(grpc.RpcError) as info:
+        call(*args, **kwargs)
+    assert info.value.code() == code, "expected %s, got %s: %s" % (code, info.value.code(), info.value.details())
+    return info.value.details()
+
+
+def create(d, size=16 * MIB, vol_name=None, cap=None, **kwargs):
+    pb = d.csi.pb
+    request = pb.CreateVolumeRequest(name=vol_name or name(), capacity_range=pb.CapacityRange(required_bytes=size),
+                                     volume_capabilities=[cap or mount_cap(d.csi)], **kwargs)
+    return d.controller.CreateVolume(request).volume
+
+
+def delete(d, volume_id):
+    d.controller.DeleteVolume(d.csi.pb.DeleteVolumeRequest(volume_id=volume_id))
+
+
+def device_mapper_available():
+    try:
+        os.close(os.open("/dev/mapper/control", os.O_RDWR))
+        return True
+    except OSError:
+        return False
+
+
+def is_mounted(path):
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
+C = grpc.StatusCode
+
+
+# ---------------------------------------------------------------------------------------------
+# Identity
+
+
+def test_get_plugin_info(driver):
+    info = driver.identity.GetPluginInfo(driver.csi.pb.GetPluginInfoRequest())
+    assert info.name == DRIVER_NAME
+    assert info.vendor_version
+
+
+def test_get_plugin_capabilities(driver):
+    pb = driver.csi.pb
+    caps = driver.identity.GetPluginCapabilities(pb.GetPluginCapabilitiesRequest()).capabilities
+    services = {c.service.type for c in caps if c.HasField("service")}
+    assert pb.PluginCapability.Service.CONTROLLER_SERVICE in services
+    assert pb.PluginCapability.Service.VOLUME_ACCESSIBILITY_CONSTRAINTS in services
+    expansion = [c.volume_expansion.type for c in caps if c.HasField("volume_expansion")]
+    assert expansion == [pb.PluginCapability.VolumeExpansion.ONLINE]
+
+
+def test_probe_ready(driver):
+    response = driver.identity.Probe(driver.csi.pb.ProbeRequest())
+    assert response.HasField("ready") and response.ready.value
+
+
+# ---------------------------------------------------------------------------------------------
+# Controller
+
+
+def test_controller_capabilities(driver):
+    pb = driver.csi.pb
+    caps = driver.controller.ControllerGetCapabilities(pb.ControllerGetCapabilitiesRequest()).capabilities
+    types = {c.rpc.type for c in caps}
+    RPC = pb.ControllerServiceCapability.RPC
+    for wanted in (RPC.CREATE_DELETE_VOLUME, RPC.LIST_VOLUMES, RPC.GET_CAPACITY, RPC.CREATE_DELETE_SNAPSHOT,
+                   RPC.LIST_SNAPSHOTS, RPC.EXPAND_VOLUME, RPC.GET_VOLUME, RPC.VOLUME_CONDITION):
+        assert wanted in types
+    assert RPC.PUBLISH_UNPUBLISH_VOLUME not in types
+
+
+def test_controller_publish_is_unimplemented(driver):
+    pb = driver.csi.pb
+    expect_code(C.UNIMPLEMENTED, driver.controller.ControllerPublishVolume,
+                pb.ControllerPublishVolumeRequest(volume_id="x", node_id=NODE_ID))
+
+
+def test_create_volume_invalid_arguments(driver):
+    pb = driver.csi.pb
+    AM = pb.VolumeCapability.AccessMode
+    cap = mount_cap(driver.csi)
+    cases = [
+        pb.CreateVolumeRequest(volume_capabilities=[cap]),  # no name
+        pb.CreateVolumeRequest(name=name()),  # no capabilities
+        pb.CreateVolumeRequest(name=name(), volume_capabilities=[mount_cap(driver.csi, mode=AM.MULTI_NODE_MULTI_WRITER)]),
+        pb.CreateVolumeRequest(name=name(), volume_capabilities=[mount_cap(driver.csi, fs_type="ntfs")]),
+        pb.CreateVolumeRequest(name=name(), volume_capabilities=[pb.VolumeCapability(access_mode=AM(mode=AM.SINGLE_NODE_WRITER))]),
+        pb.CreateVolumeRequest(name=name(), volume_capabilities=[cap], parameters={"color": "blue"}),
+        pb.CreateVolumeRequest(name=name(), volume_capabilities=[cap],
+                               capacity_range=pb.CapacityRange(required_bytes=2 * GIB, limit_bytes=GIB)),
+        pb.CreateVolumeRequest(name=name(), volume_capabilities=[cap],
+                               capacity_range=pb.CapacityRange(required_bytes=-1)),
+        pb.CreateVolumeRequest(name=name(), volume_capabilities=[cap],
+                               volume_content_source=pb.VolumeContentSource(volume=pb.VolumeContentSource.VolumeSource(volume_id="v"))),
+    ]
+    for request in cases:
+        expect_code(C.INVALID_ARGUMENT, driver.controller.CreateVolume, request)
+
+
+def test_create_volume_rounds_up_and_reports_topology(driver):
+    pb = driver.csi.pb
+    volume = create(driver, size=5 * MIB + 1)
+    try:
+        assert volume.volume_id
+        assert volume.capacity_bytes >= 5 * MIB + 1
+        assert volume.capacity_bytes % 4096 == 0
+        assert [dict(t.segments) for t in volume.accessible_topology] == [{TOPOLOGY_KEY: NODE_ID}]
+    finally:
+        delete(driver, volume.volume_id)
+
+
+def test_create_volume_is_idempotent_and_detects_incompatible_repeat(driver):
+    pb = driver.csi.pb
+    vol_name = name()
+    first = create(driver, size=8 * MIB, vol_name=vol_name)
+    try:
+        again = create(driver, size=8 * MIB, vol_name=vol_name)
+        assert again.volume_id == first.volume_id
+        assert again.capacity_bytes == first.capacity_bytes
+        expect_code(C.ALREADY_EXISTS, create, driver, size=64 * MIB, vol_name=vol_name)
+    finally:
+        delete(driver, first.volume_id)
+
+
+def test_create_volume_default_size_and_limit(driver):
+    pb = driver.csi.pb
+    limited = driver.controller.CreateVolume(pb.CreateVolumeRequest(
+        name=name(), volume_capabilities=[mount_cap(driver.csi)],
+        capacity_range=pb.CapacityRange(limit_bytes=12 * MIB))).volume
+    try:
+        assert 0 < limited.capacity_bytes <= 12 * MIB
+    finally:
+        delete(driver, limited.volume_id)
+    unsized = driver.controller.CreateVolume(pb.CreateVolumeRequest(
+        name=name(), volume_capabilities=[mount_cap(driver.csi)])).volume
+    try:
+        assert unsized.capacity_bytes > 0
+    finally:
+        delete(driver, unsized.volume_id)
+
+
+def test_create_volume_with_maximum_length_name(driver):
+    long_name = "pvc-" + "x" * 124
+    assert len(long_name) == 128
+    volume = create(driver, vol_name=long_name)
+    try:
+        assert create(driver, vol_name=long_name).volume_id == volume.volume_id
+    finally:
+        delete(driver, volume.volume_id)
+
+
+def test_create_volume_too_large_is_resource_exhausted(driver):
+    expect_code(C.RESOURCE_EXHAUSTED, create, driver, size=1 << 50)
+
+
+def test_create_volume_outside_requisite_topology(driver):
+    pb = driver.csi.pb
+    requirement = pb.TopologyRequirement(requisite=[pb.Topology(segments={TOPOLOGY_KEY: "another-node"})])
+    expect_code(C.RESOURCE_EXHAUSTED, create, driver, accessibility_requirements=requirement)
+    mine = pb.TopologyRequirement(requisite=[pb.Topology(segments={TOPOLOGY_KEY: NODE_ID})])
+    volume = create(driver, accessibility_requirements=mine)
+    delete(driver, volume.volume_id)
+
+
+def test_concurrent_creates_of_one_name_yield_one_volume(driver):
+    vol_name = name()
+    outcomes = []
+
+    def attempt():
+        try:
+            return create(driver, vol_name=vol_name).volume_id
+        except grpc.RpcError as error:
+            return error.code()
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda _: attempt(), range(8)))
+    ids = {o for o in outcomes if isinstance(o, str)}
+    assert all(isinstance(o, str) or o == C.ABORTED for o in outcomes), outcomes
+    assert len(ids) == 1, outcomes
+    final = create(driver, vol_name=vol_name)
+    assert final.volume_id in ids
+    delete(driver, final.volume_id)
+
+
+def test_delete_volume(driver):
+    pb = driver.csi.pb
+    expect_code(C.INVALID_ARGUMENT, driver.controller.DeleteVolume, pb.DeleteVolumeRequest())
+    # Unknown ids (even ones no volume could have) succeed: deletion is idempotent.
+    delete(driver, "pvc-does-not-exist")
+    delete(driver, "../../etc/passwd --force")
+    volume = create(driver)
+    delete(driver, volume.volume_id)
+    delete(driver, volume.volume_id)
+    expect_code(C.NOT_FOUND, driver.controller.ControllerGetVolume, pb.ControllerGetVolumeRequest(volume_id=volume.volume_id))
+
+
+def test_validate_volume_capabilities(driver):
+    pb = driver.csi.pb
+    AM = pb.VolumeCapability.AccessMode
+    cap = mount_cap(driver.csi)
+    expect_code(C.INVALID_ARGUMENT, driver.controller.ValidateVolumeCapabilities,
+                pb.ValidateVolumeCapabilitiesRequest(volume_capabilities=[cap]))
+    expect_code(C.NOT_FOUND, driver.controller.ValidateVolumeCapabilities,
+                pb.ValidateVolumeCapabilitiesRequest(volume_id="pvc-missing", volume_capabilities=[cap]))
+    volume = create(driver)
+    try:
+        expect_code(C.INVALID_ARGUMENT, driver.controller.ValidateVolumeCapabilities,
+                    pb.ValidateVolumeCapabilitiesRequest(volume_id=volume.volume_id))
+        ok = driver.controller.ValidateVolumeCapabilities(pb.ValidateVolumeCapabilitiesRequest(
+            volume_id=volume.volume_id, volume_capabilities=[cap, block_cap(driver.csi)]))
+        assert ok.HasField("confirmed")
+        assert len(ok.confirmed.volume_capabilities) == 2
+        bad = driver.controller.ValidateVolumeCapabilities(pb.ValidateVolumeCapabilitiesRequest(
+            volume_id=volume.volume_id, volume_capabilities=[mount_cap(driver.csi, mode=AM.MULTI_NODE_MULTI_WRITER)]))
+        assert not bad.HasField("confirmed")
+        assert bad.message
+    finally:
+        delete(driver, volume.volume_id)
+
+
+def test_list_volumes_pages_and_rejects_bad_tokens(driver):
+    pb = driver.csi.pb
+    made = [create(driver, size=4 * MIB).volume_id for _ in range(5)]
+    try:
+        seen, token, pages = [], "", 0
+        while True:
+            response = driver.controller.ListVolumes(pb.ListVolumesRequest(max_entries=2, starting_token=token))
+            assert len(response.entries) <= 2
+            seen += [e.volume.volume_id for e in response.entries]
+            for entry in response.entries:
+                assert not entry.status.volume_condition.abnormal
+            pages += 1
+            token = response.next_token
+            if not token:
+                break
+            assert pages < 100
+        assert set(made) <= set(seen)
+        assert len(seen) == len(set(seen)), "a volume was listed twice"
+        everything = driver.controller.ListVolumes(pb.ListVolumesRequest())
+        assert everything.next_token == ""
+        assert set(made) <= {e.volume.volume_id for e in everything.entries}
+        expect_code(C.ABORTED, driver.controller.ListVolumes, pb.ListVolumesRequest(starting_token="invalid-token"))
+        expect_code(C.INVALID_ARGUMENT, driver.controller.ListVolumes, pb.ListVolumesRequest(max_entries=-1))
+    finally:
+        for volume_id in made:
+            delete(driver, volume_id)
+    remaining = {e.volume.volume_id for e in driver.controller.ListVolumes(pb.ListVolumesRequest()).entries}
+    assert not (set(made) & remaining)
+
+
+def test_get_capacity(driver):
+    pb = driver.csi.pb
+    before = driver.controller.GetCapacity(pb.GetCapacityRequest()).available_capacity
+    assert before > 0
+    elsewhere = driver.controller.GetCapacity(pb.GetCapacityRequest(
+        accessible_topology=pb.Topology(segments={TOPOLOGY_KEY: "another-node"})))
+    assert elsewhere.available_capacity == 0
+    here = driver.controller.GetCapacity(pb.GetCapacityRequest(
+        accessible_topology=pb.Topology(segments={TOPOLOGY_KEY: NODE_ID}),
+        volume_capabilities=[mount_cap(driver.csi)]))
+    assert here.available_capacity > 0
+
+
+def test_get_capacity_follows_lvm_within_a_second(lvm_driver, volume_group):
+    pb = lvm_driver.csi.pb
+    before = lvm_driver.controller.GetCapacity(pb.GetCapacityRequest()).available_capacity
+    made = lvm("lvcreate", "-an", "-Zn", "-L", "64m", "-n", "outofband", volume_group)
+    assert made.returncode == 0, made.stderr
+    try:
+        time.sleep(1.0)
+        after = lvm_driver.controller.GetCapacity(pb.GetCapacityRequest()).available_capacity
+        assert after == before - 64 * MIB
+    finally:
+        lvm("lvremove", "-y", "%s/outofband" % volume_group)
+
+
+def test_lvm_parameters_and_vg_pattern(binary, csi, lvm_driver, volume_group):
+    pb = csi.pb
+    # A StorageClass naming the VG explicitly; one naming a VG that does not exist.
+    named = create(lvm_driver, parameters={"volumeGroup": volume_group})
+    try:
+        assert named.volume_context["location"].startswith(volume_group + "/")
+    finally:
+        delete(lvm_driver, named.volume_id)
+    missing = expect_code(C.NOT_FOUND, create, lvm_driver, parameters={"volumeGroup": "no-such-vg-" + uuid.uuid4().hex[:6]})
+    assert "no-such-vg" in missing
+    # A second driver choosing its VG by pattern finds the same group.
+    workdir = tempfile.mkdtemp(prefix="csi-vgpattern-")
+    try:
+        d = Driver(binary, csi, workdir, ["--backend", "lvm", "--vg-pattern", "%s|never-matches" % volume_group])
+        volume = create(d)
+        try:
+            assert volume.volume_context["location"].startswith(volume_group + "/")
+            assert d.controller.GetCapacity(pb.GetCapacityRequest()).available_capacity > 0
+        finally:
+            delete(d, volume.volume_id)
+        assert d.stop() == 0
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_controller_get_volume(driver):
+    pb = driver.csi.pb
+    expect_code(C.INVALID_ARGUMENT, driver.controller.ControllerGetVolume, pb.ControllerGetVolumeRequest())
+    expect_code(C.NOT_FOUND, driver.controller.ControllerGetVolume, pb.ControllerGetVolumeRequest(volume_id="pvc-missing"))
+    volume = create(driver)
+    try:
+        got = driver.controller.ControllerGetVolume(pb.ControllerGetVolumeRequest(volume_id=volume.volume_id))
+        assert got.volume.volume_id == volume.volume_id
+        assert got.volume.capacity_bytes == volume.capacity_bytes
+        assert not got.status.volume_condition.abnormal
+    finally:
+        delete(driver, volume.volume_id)
+
+
+def test_controller_expand_volume(driver):
+    pb = driver.csi.pb
+    expect_code(C.INVALID_ARGUMENT, driver.controller.ControllerExpandVolume,
+                pb.ControllerExpandVolumeRequest(capacity_range=pb.CapacityRange(required_bytes=GIB)))
+    expect_code(C.NOT_FOUND, driver.controller.ControllerExpandVolume,
+                pb.ControllerExpandVolumeRequest(volume_id="pvc-missing", capacity_range=pb.CapacityRange(required_bytes=GIB)))
+    volume = create(driver, size=8 * MIB)
+    try:
+        expect_code(C.INVALID_ARGUMENT, driver.controller.ControllerExpandVolume,
+                    pb.ControllerExpandVolumeRequest(volume_id=volume.volume_id))
+        grown = driver.controller.ControllerExpandVolume(pb.ControllerExpandVolumeRequest(
+            volume_id=volume.volume_id, capacity_range=pb.CapacityRange(required_bytes=20 * MIB),
+            volume_capability=mount_cap(driver.csi)))
+        assert grown.capacity_bytes >= 20 * MIB
+        assert grown.node_expansion_required
+        again = driver.controller.ControllerExpandVolume(pb.ControllerExpandVolumeRequest(
+            volume_id=volume.volume_id, capacity_range=pb.CapacityRange(required_bytes=20 * MIB),
+            volume_capability=block_cap(driver.csi)))
+        assert again.capacity_bytes == grown.capacity_bytes
+        assert not again.node_expansion_required
+        got = driver.controller.ControllerGetVolume(pb.ControllerGetVolumeRequest(volume_id=volume.volume_id))
+        assert got.volume.capacity_bytes == grown.capacity_bytes
+        expect_code(C.RESOURCE_EXHAUSTED, driver.controller.ControllerExpandVolume, pb.ControllerExpandVolumeRequest(
+            volume_id=volume.volume_id, capacity_range=pb.CapacityRange(required_bytes=1 << 50)))
+    finally:
+        delete(driver, volume.volume_id)
+
+
+def test_snapshots(driver):
+    pb = driver.csi.pb
+    ctl = driver.controller
+    expect_code(C.INVALID_ARGUMENT, ctl.CreateSnapshot, pb.CreateSnapshotRequest(source_volume_id="v"))
+    expect_code(C.INVALID_ARGUMENT, ctl.CreateSnapshot, pb.CreateSnapshotRequest(name=name("snapshot")))
+    expect_code(C.NOT_FOUND, ctl.CreateSnapshot, pb.CreateSnapshotRequest(name=name("snapshot"), source_volume_id="pvc-missing"))
+    expect_code(C.INVALID_ARGUMENT, ctl.DeleteSnapshot, pb.DeleteSnapshotRequest())
+    ctl.DeleteSnapshot(pb.DeleteSnapshotRequest(snapshot_id="snap-missing"))
+    expect_code(C.ABORTED, ctl.ListSnapshots, pb.ListSnapshotsRequest(starting_token="invalid-token"))
+    assert list(ctl.ListSnapshots(pb.ListSnapshotsRequest(snapshot_id="snap-missing")).entries) == []
+
+    source = create(driver, size=8 * MIB)
+    other = create(driver, size=8 * MIB)
+    snap_name = name("snapshot")
+    try:
+        snapshot = ctl.CreateSnapshot(pb.CreateSnapshotRequest(name=snap_name, source_volume_id=source.volume_id)).snapshot
+        assert snapshot.snapshot_id and snapshot.source_volume_id == source.volume_id
+        assert snapshot.ready_to_use
+        assert snapshot.size_bytes == source.capacity_bytes
+        assert snapshot.creation_time.seconds > 1_600_000_000
+        again = ctl.CreateSnapshot(pb.CreateSnapshotRequest(name=snap_name, source_volume_id=source.volume_id)).snapshot
+        assert again.snapshot_id == snapshot.snapshot_id
+        expect_code(C.ALREADY_EXISTS, ctl.CreateSnapshot, pb.CreateSnapshotRequest(name=snap_name, source_volume_id=other.volume_id))
+
+        by_id = ctl.ListSnapshots(pb.ListSnapshotsRequest(snapshot_id=snapshot.snapshot_id)).entries
+        assert [e.snapshot.snapshot_id for e in by_id] == [snapshot.snapshot_id]
+        by_source = ctl.ListSnapshots(pb.ListSnapshotsRequest(source_volume_id=source.volume_id)).entries
+        assert [e.snapshot.snapshot_id for e in by_source] == [snapshot.snapshot_id]
+        assert list(ctl.ListSnapshots(pb.ListSnapshotsRequest(source_volume_id=other.volume_id)).entries) == []
+        got = ctl.GetSnapshot(pb.GetSnapshotRequest(snapshot_id=snapshot.snapshot_id)).snapshot
+        assert got.snapshot_id == snapshot.snapshot_id
+        expect_code(C.NOT_FOUND, ctl.GetSnapshot, pb.GetSnapshotRequest(snapshot_id="snap-missing"))
+
+        # A volume from the snapshot records its source; a missing snapshot is NOT_FOUND.
+        source_of = pb.VolumeContentSource(snapshot=pb.VolumeContentSource.SnapshotSource(snapshot_id=snapshot.snapshot_id))
+        if driver.backend == "lvm" and not device_mapper_available():
+            # Copying the snapshot's data needs device nodes: refused clearly, not faked.
+            details = expect_code(C.FAILED_PRECONDITION, create, driver, size=8 * MIB, volume_content_source=source_of)
+            assert "device" in details
+        else:
+            restored = create(driver, size=8 * MIB, volume_content_source=source_of)
+            try:
+                assert restored.content_source.snapshot.snapshot_id == snapshot.snapshot_id
+                assert restored.capacity_bytes >= snapshot.size_bytes
+            finally:
+                delete(driver, restored.volume_id)
+        expect_code(C.NOT_FOUND, create, driver, volume_content_source=pb.VolumeContentSource(
+            snapshot=pb.VolumeContentSource.SnapshotSource(snapshot_id="snap-missing")))
+
+        if driver.backend == "lvm":
+            # An LVM origin with a snapshot is in use: FAILED_PRECONDITION, and nothing is deleted.
+            expect_code(C.FAILED_PRECONDITION, ctl.DeleteVolume, pb.DeleteVolumeRequest(volume_id=source.volume_id))
+            assert ctl.ControllerGetVolume(pb.ControllerGetVolumeRequest(volume_id=source.volume_id)).volume.volume_id
+        ctl.DeleteSnapshot(pb.DeleteSnapshotRequest(snapshot_id=snapshot.snapshot_id))
+        ctl.DeleteSnapshot(pb.DeleteSnapshotRequest(snapshot_id=snapshot.snapshot_id))
+        assert list(ctl.ListSnapshots(pb.ListSnapshotsRequest(snapshot_id=snapshot.snapshot_id)).entries) == []
+    finally:
+        for entry in ctl.ListSnapshots(pb.ListSnapshotsRequest(source_volume_id=source.volume_id)).entries:
+            ctl.DeleteSnapshot(pb.DeleteSnapshotRequest(snapshot_id=entry.snapshot.snapshot_id))
+        delete(driver, source.volume_id)
+        delete(driver, other.volume_id)
+
+
+def test_list_snapshots_pages(driver):
+    pb = driver.csi.pb
+    ctl = driver.controller
+    source = create(driver, size=4 * MIB)
+    made = []
+    try:
+        for _ in range(3):
+            made.append(ctl.CreateSnapshot(pb.CreateSnapshotRequest(
+                name=name("snapshot"), source_volume_id=source.volume_id)).snapshot.snapshot_id)
+        seen, token = [], ""
+        for _ in range(10):
+            response = ctl.ListSnapshots(pb.ListSnapshotsRequest(max_entries=1, starting_token=token,
+                                                                 source_volume_id=source.volume_id))
+            assert len(response.entries) <= 1
+            seen += [e.snapshot.snapshot_id for e in response.entries]
+            token = response.next_token
+            if not token:
+                break
+        assert sorted(seen) == sorted(made)
+    finally:
+        for snapshot_id in made:
+            ctl.DeleteSnapshot(pb.DeleteSnapshotRequest(snapshot_id=snapshot_id))
+        delete(driver, source.volume_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Node
+
+
+def test_node_get_info(driver):
+    info = driver.node.NodeGetInfo(driver.csi.pb.NodeGetInfoRequest())
+    assert info.node_id == NODE_ID
+    assert info.max_volumes_per_node == 17
+    assert dict(info.accessible_topology.segments) == {TOPOLOGY_KEY: NODE_ID}
+
+
+def test_node_get_capabilities(driver):
+    pb = driver.csi.pb
+    caps = driver.node.NodeGetCapabilities(pb.NodeGetCapabilitiesRequest()).capabilities
+    RPC = pb.NodeServiceCapability.RPC
+    assert {c.rpc.type for c in caps} == {RPC.STAGE_UNSTAGE_VOLUME, RPC.GET_VOLUME_STATS, RPC.EXPAND_VOLUME,
+                                         RPC.VOLUME_CONDITION, RPC.SINGLE_NODE_MULTI_WRITER}
+
+
+def test_node_invalid_arguments(driver):
+    pb = driver.csi.pb
+    node = driver.node
+    cap = mount_cap(driver.csi)
+    staging = driver.path("plugins", "staging", "x")
+    target = driver.path("pods", "x", "mount")
+    cases = [
+        (node.NodeStageVolume, pb.NodeStageVolumeRequest(staging_target_path=staging, volume_capability=cap)),
+        (node.NodeStageVolume, pb.NodeStageVolumeRequest(volume_id="v", volume_capability=cap)),
+        (node.NodeStageVolume, pb.NodeStageVolumeRequest(volume_id="v", staging_target_path=staging)),
+        (node.NodeStageVolume, pb.NodeStageVolumeRequest(volume_id="v", staging_target_path="/tmp/outside", volume_capability=cap)),
+        (node.NodeStageVolume, pb.NodeStageVolumeRequest(volume_id="v", staging_target_path=driver.path("..", "escape"), volume_capability=cap)),
+        (node.NodeStageVolume, pb.NodeStageVolumeRequest(volume_id="v", staging_target_path="relative/path", volume_capability=cap)),
+        (node.NodeUnstageVolume, pb.NodeUnstageVolumeRequest(staging_target_path=staging)),
+        (node.NodeUnstageVolume, pb.NodeUnstageVolumeRequest(volume_id="v")),
+        (node.NodePublishVolume, pb.NodePublishVolumeRequest(target_path=target, staging_target_path=staging, volume_capability=cap)),
+        (node.NodePublishVolume, pb.NodePublishVolumeRequest(volume_id="v", staging_target_path=staging, volume_capability=cap)),
+        (node.NodePublishVolume, pb.NodePublishVolumeRequest(volume_id="v", target_path=target, staging_target_path=staging)),
+        (node.NodePublishVolume, pb.NodePublishVolumeRequest(volume_id="v", target_path="/etc/x", staging_target_path=staging, volume_capability=cap)),
+        (node.NodeUnpublishVolume, pb.NodeUnpublishVolumeRequest(target_path=target)),
+        (node.NodeUnpublishVolume, pb.NodeUnpublishVolumeRequest(volume_id="v")),
+        (node.NodeGetVolumeStats, pb.NodeGetVolumeStatsRequest(volume_path=target)),
+        (node.NodeGetVolumeStats, pb.NodeGetVolumeStatsRequest(volume_id="v")),
+        (node.NodeExpandVolume, pb.NodeExpandVolumeRequest(volume_path=target)),
+        (node.NodeExpandVolume, pb.NodeExpandVolumeRequest(volume_id="v")),
+    ]
+    for call, request in cases:
+        expect_code(C.INVALID_ARGUMENT, call, request)
+
+
+def test_node_symlink_escaping_kubelet_dir_is_refused(loopfile_driver):
+    pb = loopfile_driver.csi.pb
+    outside = tempfile.mkdtemp(prefix="csi-outside-")
+    link = loopfile_driver.path("pods", "evil-link")
+    os.makedirs(os.path.dirname(link), exist_ok=True)
+    os.symlink(outside, link)
+    try:
+        expect_code(C.INVALID_ARGUMENT, loopfile_driver.node.NodeStageVolume, pb.NodeStageVolumeRequest(
+            volume_id="v", staging_target_path=os.path.join(link, "stage"), volume_capability=mount_cap(loopfile_driver.csi)))
+    finally:
+        os.unlink(link)
+        shutil.rmtree(outside, ignore_errors=True)
+
+
+def test_node_unknown_volume_is_not_found(loopfile_driver):
+    d = loopfile_driver
+    pb = d.csi.pb
+    staging = d.path("plugins", "staging", "missing")
+    target = d.path("pods", "missing", "mount")
+    expect_code(C.NOT_FOUND, d.node.NodeStageVolume, pb.NodeStageVolumeRequest(
+        volume_id="pvc-missing", staging_target_path=staging, volume_capability=mount_cap(d.csi)))
+    expect_code(C.NOT_FOUND, d.node.NodePublishVolume, pb.NodePublishVolumeRequest(
+        volume_id="pvc-missing", staging_target_path=staging, target_path=target, volume_capability=mount_cap(d.csi)))
+    expect_code(C.NOT_FOUND, d.node.NodeGetVolumeStats, pb.NodeGetVolumeStatsRequest(volume_id="pvc-missing", volume_path=target))
+    expect_code(C.NOT_FOUND, d.node.NodeExpandVolume, pb.NodeExpandVolumeRequest(volume_id="pvc-missing", volume_path=target))
+    expect_code(C.NOT_FOUND, d.node.NodeUnpublishVolume, pb.NodeUnpublishVolumeRequest(volume_id="pvc-missing", target_path=target))
+    expect_code(C.NOT_FOUND, d.node.NodeUnstageVolume, pb.NodeUnstageVolumeRequest(volume_id="pvc-missing", staging_target_path=staging))
+
+
+def test_node_publish_requires_stage(loopfile_driver):
+    d = loopfile_driver
+    pb = d.csi.pb
+    volume = create(d)
+    try:
+        expect_code(C.FAILED_PRECONDITION, d.node.NodePublishVolume, pb.NodePublishVolumeRequest(
+            volume_id=volume.volume_id, staging_target_path=d.path("plugins", "staging", volume.volume_id),
+            target_path=d.path("pods", volume.volume_id, "mount"), volume_capability=mount_cap(d.csi)))
+    finally:
+        delete(d, volume.volume_id)
+
+
+def has_cap_sys_resource():
+    """ext4 online resize needs CAP_SYS_RESOURCE, which some container sandboxes drop."""
+    with open("/proc/self/status") as f:
+        eff = int(next(line for line in f if line.startswith("CapEff:")).split()[1], 16)
+    return bool(eff & (1 << 24))
+
+
+@pytest.mark.parametrize("fs_type, size, grown", [("xfs", 320 * MIB, 448 * MIB), ("ext4", 32 * MIB, 96 * MIB)])
+def test_node_path_end_to_end(loopfile_driver, fs_type, size, grown):
+    """Create, stage (format), publish, write, unpublish, re-publish and read, expand online,
+    stats, snapshot, and delete — each mutating call repeated to prove idempotency."""
+    if fs_type == "ext4" and not has_cap_sys_resource():
+        pytest.skip("ext4 online resize needs CAP_SYS_RESOURCE, which this sandbox does not grant (xfs case covers the path)")
+    d = loopfile_driver
+    pb = d.csi.pb
+    cap = mount_cap(d.csi, fs_type=fs_type, flags=["noatime"])
+    volume = create(d, size=size, cap=cap)
+    vid = volume.volume_id
+    staging = d.path("plugins", "kubernetes.io", "csi", DRIVER_NAME, vid, "globalmount")
+    target = d.path("pods", "pod-1", "volumes", "kubernetes.io~csi", vid, "mount")
+    stage = pb.NodeStageVolumeRequest(volume_id=vid, staging_target_path=staging, volume_capability=cap,
+                                      volume_context=dict(volume.volume_context), secrets={"token": "s3cr3t-value"})
+    publish = pb.NodePublishVolumeRequest(volume_id=vid, staging_target_path=staging, target_path=target,
+                                          volume_capability=cap, volume_context=dict(volume.volume_context))
+    try:
+        d.node.NodeStageVolume(stage)
+        d.node.NodeStageVolume(stage)
+        assert is_mounted(staging)
+        d.node.NodePublishVolume(publish)
+        d.node.NodePublishVolume(publish)
+        assert is_mounted(target)
+        with open(os.path.join(target, "data.txt"), "w") as f:
+            f.write("kept across publishes\n")
+
+        # A different volume at the same target is refused.
+        other = create(d, size=size, cap=cap)
+        try:
+            other_staging = d.path("plugins", "staging", other.volume_id)
+            d.node.NodeStageVolume(pb.NodeStageVolumeRequest(volume_id=other.volume_id, staging_target_path=other_staging,
+                                                             volume_capability=cap))
+            expect_code(C.ALREADY_EXISTS, d.node.NodePublishVolume, pb.NodePublishVolumeRequest(
+                volume_id=other.volume_id, staging_target_path=other_staging, target_path=target, volume_capability=cap))
+            d.node.NodeUnstageVolume(pb.NodeUnstageVolumeRequest(volume_id=other.volume_id, staging_target_path=other_staging))
+        finally:
+            delete(d, other.volume_id)
+        # The same volume asked read-only at the same target is incompatible.
+        expect_code(C.ALREADY_EXISTS, d.node.NodePublishVolume, pb.NodePublishVolumeRequest(
+            volume_id=vid, staging_target_path=staging, target_path=target, volume_capability=cap, readonly=True))
+
+        unpublish = pb.NodeUnpublishVolumeRequest(volume_id=vid, target_path=target)
+        d.node.NodeUnpublishVolume(unpublish)
+        d.node.NodeUnpublishVolume(unpublish)
+        assert not is_mounted(target)
+        d.node.NodePublishVolume(publish)
+        with open(os.path.join(target, "data.txt")) as f:
+            assert f.read() == "kept across publishes\n"
+
+        stats = d.node.NodeGetVolumeStats(pb.NodeGetVolumeStatsRequest(volume_id=vid, volume_path=target))
+        units = {u.unit: u for u in stats.usage}
+        assert set(units) == {pb.VolumeUsage.BYTES, pb.VolumeUsage.INODES}
+        small_total = units[pb.VolumeUsage.BYTES].total
+        assert 0 < small_total <= size
+        assert units[pb.VolumeUsage.BYTES].used > 0
+        assert units[pb.VolumeUsage.INODES].total > 0 and units[pb.VolumeUsage.INODES].used > 0
+        assert not stats.volume_condition.abnormal
+
+        expanded = d.controller.ControllerExpandVolume(pb.ControllerExpandVolumeRequest(
+            volume_id=vid, capacity_range=pb.CapacityRange(required_bytes=grown), volume_capability=cap))
+        assert expanded.node_expansion_required
+        expand = pb.NodeExpandVolumeRequest(volume_id=vid, volume_path=target, staging_target_path=staging,
+                                            capacity_range=pb.CapacityRange(required_bytes=grown), volume_capability=cap)
+        assert d.node.NodeExpandVolume(expand).capacity_bytes >= grown
+        assert d.node.NodeExpandVolume(expand).capacity_bytes >= grown
+        stats = d.node.NodeGetVolumeStats(pb.NodeGetVolumeStatsRequest(volume_id=vid, volume_path=target))
+        big_total = {u.unit: u for u in stats.usage}[pb.VolumeUsage.BYTES].total
+        assert big_total > small_total + (grown - size) // 2, (small_total, big_total)
+        with open(os.path.join(target, "data.txt")) as f:
+            assert f.read() == "kept across publishes\n"
+
+        snapshot = d.controller.CreateSnapshot(pb.CreateSnapshotRequest(name=name("snapshot"), source_volume_id=vid)).snapshot
+        assert snapshot.ready_to_use
+        restored = create(d, size=grown, cap=cap, volume_content_source=pb.VolumeContentSource(
+            snapshot=pb.VolumeContentSource.SnapshotSource(snapshot_id=snapshot.snapshot_id)))
+        restored_staging = d.path("plugins", "staging", restored.volume_id)
+        try:
+            d.node.NodeStageVolume(pb.NodeStageVolumeRequest(volume_id=restored.volume_id, staging_target_path=restored_staging,
+                                                             volume_capability=cap))
+            with open(os.path.join(restored_staging, "data.txt")) as f:
+                assert f.read() == "kept across publishes\n"
+            d.node.NodeUnstageVolume(pb.NodeUnstageVolumeRequest(volume_id=restored.volume_id, staging_target_path=restored_staging))
+        finally:
+            delete(d, restored.volume_id)
+        d.controller.DeleteSnapshot(pb.DeleteSnapshotRequest(snapshot_id=snapshot.snapshot_id))
+
+        # Once the mount is gone, stats report an abnormal condition instead of stale numbers.
+        d.node.NodeUnpublishVolume(unpublish)
+        os.makedirs(target, exist_ok=True)
+        gone = d.node.NodeGetVolumeStats(pb.NodeGetVolumeStatsRequest(volume_id=vid, volume_path=target))
+        assert gone.volume_condition.abnormal
+        os.rmdir(target)
+
+        unstage = pb.NodeUnstageVolumeRequest(volume_id=vid, staging_target_path=staging)
+        d.node.NodeUnstageVolume(unstage)
+        d.node.NodeUnstageVolume(unstage)
+        assert not is_mounted(staging)
+        assert "s3cr3t-value" not in d.output(), "a secret reached the log"
+        assert "secrets" in d.output()
+    finally:
+        unmount_all_under(d.kubelet_dir)
+        delete(d, vid)
+
+
+def test_node_stats_report_a_volume_that_vanished(loopfile_driver):
+    """The backend losing a mounted volume shows up as an abnormal VolumeCondition."""
+    d = loopfile_driver
+    pb = d.csi.pb
+    cap = mount_cap(d.csi)
+    volume = create(d, cap=cap)
+    vid = volume.volume_id
+    staging = d.path("plugins", "staging", vid)
+    target = d.path("pods", "vanish", vid)
+    record = os.path.join(d.workdir, "volumes", "volumes", vid + ".json")
+    try:
+        d.node.NodeStageVolume(pb.NodeStageVolumeRequest(volume_id=vid, staging_target_path=staging, volume_capability=cap))
+        d.node.NodePublishVolume(pb.NodePublishVolumeRequest(volume_id=vid, staging_target_path=staging, target_path=target,
+                                                             volume_capability=cap))
+        healthy = d.node.NodeGetVolumeStats(pb.NodeGetVolumeStatsRequest(volume_id=vid, volume_path=target))
+        assert not healthy.volume_condition.abnormal
+        assert os.path.exists(record), record
+        os.rename(record, record + ".moved")
+        sick = d.node.NodeGetVolumeStats(pb.NodeGetVolumeStatsRequest(volume_id=vid, volume_path=target))
+        assert sick.volume_condition.abnormal
+        assert "no longer exists" in sick.volume_condition.message
+        os.rename(record + ".moved", record)
+        d.node.NodeUnpublishVolume(pb.NodeUnpublishVolumeRequest(volume_id=vid, target_path=target))
+        d.node.NodeUnstageVolume(pb.NodeUnstageVolumeRequest(volume_id=vid, staging_target_path=staging))
+    finally:
+        if os.path.exists(record + ".moved"):
+            os.rename(record + ".moved", record)
+        unmount_all_under(d.kubelet_dir)
+        delete(d, vid)
+
+
+def test_node_read_only_publish(loopfile_driver):
+    d = loopfile_driver
+    pb = d.csi.pb
+    cap = mount_cap(d.csi)
+    volume = create(d, cap=cap)
+    vid = volume.volume_id
+    staging = d.path("plugins", "staging", vid)
+    target = d.path("pods", "ro", vid)
+    try:
+        d.node.NodeStageVolume(pb.NodeStageVolumeRequest(volume_id=vid, staging_target_path=staging, volume_capability=cap))
+        d.node.NodePublishVolume(pb.NodePublishVolumeRequest(volume_id=vid, staging_target_path=staging, target_path=target,
+                                                             volume_capability=cap, readonly=True))
+        with pytest.raises(OSError):
+            with open(os.path.join(target, "nope"), "w") as f:
+                f.write("x")
+        d.node.NodeUnpublishVolume(pb.NodeUnpublishVolumeRequest(volume_id=vid, target_path=target))
+        d.node.NodeUnstageVolume(pb.NodeUnstageVolumeRequest(volume_id=vid, staging_target_path=staging))
+    finally:
+        unmount_all_under(d.kubelet_dir)
+        delete(d, vid)
+
+
+def test_node_xfs(loopfile_driver):
+    d = loopfile_driver
+    pb = d.csi.pb
+    cap = mount_cap(d.csi, fs_type="xfs")
+    volume = create(d, size=320 * MIB, cap=cap)
+    vid = volume.volume_id
+    staging = d.path("plugins", "staging", vid)
+    try:
+        d.node.NodeStageVolume(pb.NodeStageVolumeRequest(volume_id=vid, staging_target_path=staging, volume_capability=cap))
+        with open("/proc/self/mountinfo") as f:
+            fs = [line.split(" - ")[1].split()[0] for line in f if line.split()[4] == staging]
+        assert fs == ["xfs"]
+        # The same device asked as ext4 is refused: it already holds xfs.
+        d.node.NodeUnstageVolume(pb.NodeUnstageVolumeRequest(volume_id=vid, staging_target_path=staging))
+        expect_code(C.FAILED_PRECONDITION, d.node.NodeStageVolume, pb.NodeStageVolumeRequest(
+            volume_id=vid, staging_target_path=staging, volume_capability=mount_cap(d.csi, fs_type="ext4")))
+    finally:
+        unmount_all_under(d.kubelet_dir)
+        delete(d, vid)
+
+
+def test_node_raw_block(loopfile_driver):
+    d = loopfile_driver
+    pb = d.csi.pb
+    cap = block_cap(d.csi)
+    volume = create(d, size=16 * MIB, cap=cap)
+    vid = volume.volume_id
+    staging = d.path("plugins", "staging", vid)
+    target = d.path("plugins", "kubernetes.io", "csi", "volumeDevices", "publish", vid, "pod-1")
+    publish = pb.NodePublishVolumeRequest(volume_id=vid, staging_target_path=staging, target_path=target, volume_capability=cap)
+    try:
+        d.node.NodeStageVolume(pb.NodeStageVolumeRequest(volume_id=vid, staging_target_path=staging, volume_capability=cap))
+        d.node.NodePublishVolume(publish)
+        d.node.NodePublishVolume(publish)
+        import stat
+        assert stat.S_ISBLK(os.stat(target).st_mode)
+        with open(target, "rb") as f:
+            f.seek(0, 2)
+            assert f.tell() == volume.capacity_bytes
+        stats = d.node.NodeGetVolumeStats(pb.NodeGetVolumeStatsRequest(volume_id=vid, volume_path=target))
+        assert [(u.unit, u.total) for u in stats.usage] == [(pb.VolumeUsage.BYTES, volume.capacity_bytes)]
+        d.node.NodeUnpublishVolume(pb.NodeUnpublishVolumeRequest(volume_id=vid, target_path=target))
+        d.node.NodeUnpublishVolume(pb.NodeUnpublishVolumeRequest(volume_id=vid, target_path=target))
+        assert not os.path.exists(target)
+        d.node.NodeUnstageVolume(pb.NodeUnstageVolumeRequest(volume_id=vid, staging_target_path=staging))
+    finally:
+        unmount_all_under(d.kubelet_dir)
+        delete(d, vid)
+
+
+def test_lvm_node_calls_refuse_without_device_mapper(lvm_driver):
+    d = lvm_driver
+    pb = d.csi.pb
+    cap = mount_cap(d.csi)
+    volume = create(d, cap=cap)
+    try:
+        details = expect_code(C.FAILED_PRECONDITION, d.node.NodeStageVolume, pb.NodeStageVolumeRequest(
+            volume_id=volume.volume_id, staging_target_path=d.path("plugins", "staging", volume.volume_id), volume_capability=cap))
+        assert volume.volume_id in details
+    finally:
+        delete(d, volume.volume_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Process lifecycle
+
+
+def test_sigterm_removes_socket_and_exits_zero(binary, csi):
+    workdir = tempfile.mkdtemp(prefix="csi-sigterm-")
+    try:
+        d = Driver(binary, csi, workdir, ["--backend", "loopfile", "--loopfile-dir", os.path.join(workdir, "v")])
+        assert d.identity.Probe(csi.pb.ProbeRequest()).ready.value
+        assert oct(os.stat(d.socket).st_mode & 0o777) == oct(0o660)
+        assert d.stop() == 0, d.output()
+        assert not os.path.exists(d.socket)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_sigterm_lets_an_in_flight_call_finish(binary, csi):
+    workdir = tempfile.mkdtemp(prefix="csi-inflight-")
+    d = Driver(binary, csi, workdir, ["--backend", "loopfile", "--loopfile-dir", os.path.join(workdir, "v")])
+    pb = csi.pb
+    cap = mount_cap(csi, fs_type="xfs")
+    try:
+        volume = create(d, size=2 * GIB, cap=cap)
+        staging = d.path("plugins", "staging", volume.volume_id)
+        call = d.node.NodeStageVolume.future(pb.NodeStageVolumeRequest(
+            volume_id=volume.volume_id, staging_target_path=staging, volume_capability=cap))
+        deadline = time.monotonic() + 10
+        while "NodeStageVolume called" not in d.output():
+            assert time.monotonic() < deadline, d.output()
+            time.sleep(0.002)
+        d.process.send_signal(signal.SIGTERM)
+        call.result(timeout=30)  # the call that was running completes normally
+        assert d.process.wait(timeout=30) == 0, d.output()
+        assert is_mounted(staging)
+        assert not os.path.exists(d.socket)
+    finally:
+        d.stop()
+        unmount_all_under(workdir)
+        listing = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+        for line in listing.splitlines():
+            if workdir in line:
+                subprocess.run(["losetup", "-d", line.split(":")[0]], check=False)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_second_driver_on_same_socket_is_refused(binary, csi, loopfile_driver):
+    args = [binary, "--endpoint", loopfile_driver.socket, "--driver-name", DRIVER_NAME, "--node-id", NODE_ID,
+            "--kubelet-dir", loopfile_driver.kubelet_dir, "--backend", "loopfile",
+            "--loopfile-dir", os.path.join(loopfile_driver.workdir, "volumes")]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert loopfile_driver.socket in result.stderr + result.stdout
+    # The first driver still serves.
+    assert loopfile_driver.identity.Probe(csi.pb.ProbeRequest()).ready.value
+
+
+def test_stale_socket_is_replaced(binary, csi):
+    import socket as pysocket
+    workdir = tempfile.mkdtemp(prefix="csi-stale-")
+    stale = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_STREAM)
+    stale.bind(os.path.join(workdir, "csi.sock"))
+    stale.close()  # the file stays; nothing answers on it
+    try:
+        d = Driver(binary, csi, workdir, ["--backend", "loopfile", "--loopfile-dir", os.path.join(workdir, "v")])
+        assert d.identity.Probe(csi.pb.ProbeRequest()).ready.value
+        assert d.stop() == 0, d.output()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_node_mode_serves_no_controller(binary, csi):
+    workdir = tempfile.mkdtemp(prefix="csi-nodemode-")
+    try:
+        d = Driver(binary, csi, workdir, ["--backend", "loopfile", "--loopfile-dir", os.path.join(workdir, "v"), "--mode", "node"])
+        pb = csi.pb
+        caps = d.identity.GetPluginCapabilities(pb.GetPluginCapabilitiesRequest()).capabilities
+        services = {c.service.type for c in caps if c.HasField("service")}
+        assert pb.PluginCapability.Service.CONTROLLER_SERVICE not in services
+        expect_code(C.UNIMPLEMENTED, d.controller.CreateVolume, pb.CreateVolumeRequest(name="x"))
+        assert d.node.NodeGetInfo(pb.NodeGetInfoRequest()).node_id == NODE_ID
+        assert d.stop() == 0, d.output()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--driver-name", "bad_name"], "--driver-name"),
+    (["--endpoint", "tcp://127.0.0.1:1"], "--endpoint"),
+    (["--mode", "everything"], "--mode"),
+    (["--vg-pattern", "vg[0-"], "--vg-pattern"),
+])
+def test_bad_flags_are_named(binary, args, flag):
+    base = ["--node-id", NODE_ID, "--backend", "loopfile", "--loopfile-dir", "/tmp/csi-unused"]
+    if flag == "--vg-pattern":
+        base = ["--node-id", NODE_ID]
+    result = subprocess.run([binary] + base + args, capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert flag in result.stderr
