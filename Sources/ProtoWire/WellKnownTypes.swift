@@ -203,3 +203,17 @@ public struct Timestamp: ProtoCodable, Comparable, CustomStringConvertible, Cust
     /// Same as ``description``.
     public var debugDescription: String { description }
 }
+
+/// Holds a message out of line, so that a message type can contain itself through a cycle of
+/// singular message fields (a Swift struct cannot contain itself inline). Immutable: generated
+/// setters put a new box in place, which keeps value semantics.
+public final class ProtoBox<Value: Hashable & Sendable>: Hashable, Sendable {
+    /// The boxed message.
+    public let value: Value
+    /// Boxes `value`.
+    public init(_ value: Value) { self.value = value }
+    /// Boxes are equal when their messages are.
+    public static func == (a: ProtoBox, b: ProtoBox) -> Bool { a === b || a.value == b.value }
+    /// Hashes the message.
+    public func hash(into hasher: inout Hasher) { hasher.combine(value) }
+}

@@ -48,6 +48,9 @@ struct TypeInfo {
 /// Generates Swift for every file in a `CodeGeneratorRequest`.
 public struct Generator {
     var types: [String: TypeInfo] = [:]
+    /// Singular message fields (`.pkg.Message#number`) on a cycle of singular message fields:
+    /// stored in a `ProtoBox` (or as an `indirect` oneof case) so the structs have finite size.
+    var boxedFields: Set<String> = []
     let options: GeneratorOptions
 
     static let wrappers: [String: String] = [
@@ -95,13 +98,42 @@ public struct Generator {
     // MARK: Symbol table
 
     mutating func register(_ files: [FileDescriptor]) {
-        types[".google.protobuf.Timestamp"] = TypeInfo(kind: .timestamp, swiftName: "Timestamp")
-        for (name, swift) in Generator.wrappers { types[name] = TypeInfo(kind: .wrapper, swiftName: swift) }
-        for file in files where !file.package.hasPrefix("google.protobuf") {
+        for file in files {
             let protoPrefix = file.package.isEmpty ? "" : "." + file.package
             let swiftPrefix = options.namespaces[file.package].map { $0 + "." } ?? ""
             for message in file.messageType { register(message, protoPrefix: protoPrefix, swiftPrefix: swiftPrefix) }
             for e in file.enumType { register(e, protoPrefix: protoPrefix, swiftPrefix: swiftPrefix) }
+        }
+        // The well-known types with a native mapping win over any generated form.
+        types[".google.protobuf.Timestamp"] = TypeInfo(kind: .timestamp, swiftName: "Timestamp")
+        for (name, swift) in Generator.wrappers { types[name] = TypeInfo(kind: .wrapper, swiftName: swift) }
+        findCycles(files)
+    }
+
+    /// Marks the singular message fields that lie on a cycle of inline (singular) message fields.
+    mutating func findCycles(_ files: [FileDescriptor]) {
+        var edges: [String: [(field: Int32, target: String)]] = [:]
+        func walk(_ message: MessageDescriptor, _ full: String) {
+            for field in message.field where field.kind == .message && field.label != .repeated {
+                if let info = types[field.typeName], info.kind == .message { edges[full, default: []].append((field.number, field.typeName)) }
+            }
+            for nested in message.nestedType { walk(nested, full + "." + nested.name) }
+        }
+        for file in files {
+            let prefix = file.package.isEmpty ? "" : "." + file.package
+            for message in file.messageType { walk(message, prefix + "." + message.name) }
+        }
+        func reaches(_ from: String, _ to: String) -> Bool {
+            var seen: Set<String> = [from]
+            var stack = [from]
+            while let node = stack.popLast() {
+                if node == to { return true }
+                for edge in edges[node] ?? [] where seen.insert(edge.target).inserted { stack.append(edge.target) }
+            }
+            return false
+        }
+        for (source, list) in edges {
+            for edge in list where reaches(edge.target, source) { boxedFields.insert("\(source)#\(edge.field)") }
         }
     }
 

@@ -18,6 +18,8 @@ struct FieldPlan {
     var shape: Shape
     var value: ValuePlan
     var comment: String?
+    /// Stored out of line (`ProtoBox`) or as an `indirect` oneof case: the field is on a cycle.
+    var boxed = false
 
     var number: UInt32 { UInt32(proto.number) }
     func tag(_ wireType: UInt32) -> UInt32 { number << 3 | wireType }
@@ -261,7 +263,7 @@ extension Generator {
             plans.append(
                 FieldPlan(
                     proto: field, name: Naming.escape(fieldName), plainName: fieldName, shape: shape, value: value,
-                    comment: comments[path + [2, Int32(index)]]))
+                    comment: comments[path + [2, Int32(index)]], boxed: boxedFields.contains("\(fullName)#\(field.number)")))
         }
 
         // Names of the oneof enums, avoiding clashes with nested types and referenced types.
@@ -301,7 +303,15 @@ extension Generator {
         for plan in plans {
             if case .oneof = plan.shape { continue }
             out.doc([plan.comment, "Field \(plan.number) `\(plan.proto.name)`\(plan.proto.isSecret ? " (secret)" : "")."])
-            out.line("public var \(plan.name): \(plan.storageType) = \(plan.storageDefault)")
+            if plan.boxed {
+                out.line("public var \(plan.name): \(plan.storageType) {")
+                out.line("    get { self._\(plan.plainName)?.value }")
+                out.line("    set { self._\(plan.plainName) = newValue.map(ProtoBox.init) }")
+                out.line("}")
+                out.line("private var _\(plan.plainName): ProtoBox<\(plan.value.swiftType)>? = nil")
+            } else {
+                out.line("public var \(plan.name): \(plan.storageType) = \(plan.storageDefault)")
+            }
         }
         for index in realOneofs.sorted() {
             let members = plans.filter { if case .oneof(index) = $0.shape { true } else { false } }
@@ -432,7 +442,7 @@ extension Generator {
             out.indent += 1
             for m in members {
                 out.doc([m.comment, "Field \(m.number) `\(m.proto.name)`."])
-                out.line("case \(m.name)(\(m.value.swiftType))")
+                out.line("\(m.boxed ? "indirect " : "")case \(m.name)(\(m.value.swiftType))")
             }
             out.line()
             out.line("/// `case(value)`; secret cases print as `<redacted>`.")
@@ -486,7 +496,9 @@ extension Generator {
             switch plan.shape {
             case .singular(let presence):
                 if presence {
-                    out.line("if let value = \(ref) { size &+= \(tagSize) &+ \(plan.value.size("value")) }")
+                    let valueSize = plan.value.size("value")
+                    let binding = valueSize.contains("value") ? "let value = \(ref)" : "\(ref) != nil"
+                    out.line("if \(binding) { size &+= \(tagSize) &+ \(valueSize) }")
                 } else {
                     out.line("if \(plan.value.isSet(ref)) { size &+= \(tagSize) &+ \(plan.value.size(ref)) }")
                 }
@@ -521,7 +533,9 @@ extension Generator {
                 let members = plans.filter { if case .oneof(index) = $0.shape { true } else { false } }
                 out.line("switch self.\(Naming.escape(oneofs[index]!)) {")
                 for m in members {
-                    out.line("case .\(m.name)(let value)?: size &+= \(m.tagSize(m.tag)) &+ \(m.value.size("value"))")
+                    let valueSize = m.value.size("value")
+                    let pattern = valueSize.contains("value") ? ".\(m.name)(let value)?" : ".\(m.name)?"
+                    out.line("case \(pattern): size &+= \(m.tagSize(m.tag)) &+ \(valueSize)")
                 }
                 out.line("case nil: break")
                 out.line("}")

@@ -26,6 +26,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     check(TestProtos.Repeated.self, bytes)
     check(TestProtos.Maps.self, bytes)
     check(TestProtos.Choice.self, bytes)
+    check(TestProtos.Node.self, bytes)
     _ = try? ProtoRawFields.parse(bytes)
     var reader = ProtoReader(bytes)
     var unknown = UnknownFields()

@@ -15,54 +15,7 @@ import Testing
     @Test(.enabled(if: haveProtoc), arguments: 0..<sets.count)
     func committedGeneratedCodeIsCurrent(_ index: Int) throws {
         let set = Self.sets[index]
-        let descriptorSet = try runProtoc(
-            ["--descriptor_set_out=/dev/stdout", "--include_imports", "--include_source_info"]
-                + protoIncludes(set.protos) + [set.file], input: [])
-        // FileDescriptorSet.file (1) -> CodeGeneratorRequest.proto_file (15).
-        var request: [UInt8] = []
-        appendTag(FieldNumber(1)!, .lengthDelimited, to: &request)
-        appendVarint(UInt64(set.file.utf8.count), to: &request)
-        request += Array(set.file.utf8)
-        appendTag(FieldNumber(2)!, .lengthDelimited, to: &request)
-        appendVarint(UInt64(set.options.utf8.count), to: &request)
-        request += Array(set.options.utf8)
-        try descriptorSet.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws in
-            var reader = ProtoReader(raw)
-            while let tag = try reader.nextTag() {
-                guard tag.rawValue == 0x0a else {
-                    try reader.skipField()
-                    continue
-                }
-                let file = try reader.readLengthDelimited()
-                appendTag(FieldNumber(15)!, .lengthDelimited, to: &request)
-                appendVarint(UInt64(file.count), to: &request)
-                request += Array(file)
-            }
-        }
-        let response = Generator.run(request: request)
-        var files: [String: String] = [:]
-        var failure: String?
-        try response.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws in
-            var reader = ProtoReader(raw)
-            while let tag = try reader.nextTag() {
-                switch tag.rawValue {
-                case 0x0a: failure = try reader.readString()
-                case 0x7a:
-                    var file = try reader.enterMessage()
-                    var name = ""
-                    var content = ""
-                    while let t = try file.nextTag() {
-                        switch t.rawValue {
-                        case 0x0a: name = try file.readString()
-                        case 0x7a: content = try file.readString()
-                        default: try file.skipField()
-                        }
-                    }
-                    files[name] = content
-                default: try reader.skipField()
-                }
-            }
-        }
+        let (files, failure) = try generateInProcess([set.file], includes: protoIncludes(set.protos), options: set.options)
         #expect(failure == nil)
         #expect(files.count == 1)
         for (name, content) in files {
@@ -71,5 +24,90 @@ import Testing
             let current = committed == content
             #expect(current, "\(set.generated)/\(name) is stale: run 'bash scripts/generate.sh' and commit the result")
         }
+    }
+}
+
+/// Runs protoc to parse `files` (with imports and comments), then the generator in-process;
+/// returns the generated files by name and the generator's error, if any.
+func generateInProcess(_ protoFiles: [String], includes: [String], options: String) throws -> ([String: String], String?) {
+    let descriptorSet = try runProtoc(
+        ["--descriptor_set_out=/dev/stdout", "--include_imports", "--include_source_info"] + includes + protoFiles, input: [])
+    // FileDescriptorSet.file (1) -> CodeGeneratorRequest.proto_file (15).
+    var request: [UInt8] = []
+    for file in protoFiles {
+        appendTag(FieldNumber(1)!, .lengthDelimited, to: &request)
+        appendVarint(UInt64(file.utf8.count), to: &request)
+        request += Array(file.utf8)
+    }
+    appendTag(FieldNumber(2)!, .lengthDelimited, to: &request)
+    appendVarint(UInt64(options.utf8.count), to: &request)
+    request += Array(options.utf8)
+    try descriptorSet.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws in
+        var reader = ProtoReader(raw)
+        while let tag = try reader.nextTag() {
+            guard tag.rawValue == 0x0a else {
+                try reader.skipField()
+                continue
+            }
+            let file = try reader.readLengthDelimited()
+            appendTag(FieldNumber(15)!, .lengthDelimited, to: &request)
+            appendVarint(UInt64(file.count), to: &request)
+            request += Array(file)
+        }
+    }
+    let response = Generator.run(request: request)
+    var files: [String: String] = [:]
+    var failure: String?
+    try response.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws in
+        var reader = ProtoReader(raw)
+        while let tag = try reader.nextTag() {
+            switch tag.rawValue {
+            case 0x0a: failure = try reader.readString()
+            case 0x7a:
+                var file = try reader.enterMessage()
+                var name = ""
+                var content = ""
+                while let t = try file.nextTag() {
+                    switch t.rawValue {
+                    case 0x0a: name = try file.readString()
+                    case 0x7a: content = try file.readString()
+                    default: try file.skipField()
+                    }
+                }
+                files[name] = content
+            default: try reader.skipField()
+            }
+        }
+    }
+    return (files, failure)
+}
+
+/// The generator on protos beyond CSI: proto2 (descriptor.proto), recursive types through maps
+/// and oneofs (struct.proto), and bad options.
+@Suite struct GeneratorTests {
+    @Test(.enabled(if: haveProtoc))
+    func generatesProto2AndRecursiveWellKnownProtos() throws {
+        let (files, failure) = try generateInProcess(
+            ["google/protobuf/descriptor.proto", "google/protobuf/struct.proto", "google/protobuf/any.proto"],
+            includes: ["-I", "/usr/include"], options: "Services=false,Namespace.google.protobuf=GP")
+        #expect(failure == nil)
+        #expect(Set(files.keys) == ["descriptor.pb.swift", "struct.pb.swift", "any.pb.swift"])
+        let descriptor = files["descriptor.pb.swift"] ?? ""
+        #expect(descriptor.contains("public enum GP: Sendable {}"))
+        #expect(descriptor.contains("public var number: Int32? = nil"))  // proto2 optional: presence
+        #expect(descriptor.contains("public var mapEntry: Bool? = nil"))
+        #expect(!descriptor.contains("import H2"))
+        let structFile = files["struct.pb.swift"] ?? ""
+        #expect(!structFile.contains("public enum GP: Sendable {}"))  // declared once per run
+        #expect(structFile.contains("public var fields: [String: GP.Value] = [:]"))
+        #expect(structFile.contains("case structValue(GP.Struct)"))
+    }
+
+    @Test(.enabled(if: haveProtoc))
+    func rejectsUnknownOptions() throws {
+        let (files, failure) = try generateInProcess(
+            ["pluginregistration.proto"], includes: protoIncludes("Sources/CSI/Protos"), options: "Bogus=1")
+        #expect(files.isEmpty)
+        #expect(failure?.contains("Bogus=1") == true)
     }
 }

@@ -177,3 +177,43 @@ typealias Choice = TestProtos.Choice
         #expect(Scalars(fBytes: [0xde, 0xad]).description == "TestProtos.Scalars(fBytes: 0xdead)")
     }
 }
+
+@Suite struct RecursiveMessageTests {
+    @Test(.enabled(if: haveProtoc))
+    func selfContainingMessagesRoundTripThroughProtoc() throws {
+        let text = """
+            name: "a" next { name: "b" next { name: "c" edge { to { name: "d" } weight: 2 } } }
+            child { name: "e" } children { name: "f" child { name: "g" } }
+            """
+        let reference = try testEncode("Node", text)
+        let node = try TestProtos.Node(serializedBytes: reference)
+        #expect(node.next?.next?.name == "c")
+        #expect(node.next?.next?.edge?.to?.name == "d")
+        #expect(node.child?.name == "e")
+        #expect(node.children.first?.child?.name == "g")
+        #expect(node.serializedBytes() == reference)
+
+        // Value semantics: changing a copy's nested message leaves the original alone.
+        var copy = node
+        copy.next?.name = "changed"
+        #expect(node.next?.name == "b")
+        #expect(copy.next?.name == "changed")
+        #expect(copy != node)
+    }
+
+    @Test func deepSelfNestingIsLimitedNotCrashing() {
+        // next { next { ... } } 150 deep: fails with tooDeep.
+        var body: [UInt8] = []
+        for _ in 0..<150 {
+            var prefix: [UInt8] = [0x12]
+            appendVarint(UInt64(body.count), to: &prefix)
+            body = prefix + body
+        }
+        do {
+            _ = try TestProtos.Node(serializedBytes: body)
+            Issue.record("expected tooDeep")
+        } catch {
+            #expect(error.code == .tooDeep)
+        }
+    }
+}

@@ -46,6 +46,7 @@ func decodeAllTypes(_ bytes: [UInt8]) -> Int {
     if checkDecode(TestProtos.Repeated.self, bytes) { accepted += 1 }
     if checkDecode(TestProtos.Maps.self, bytes) { accepted += 1 }
     if checkDecode(TestProtos.Choice.self, bytes) { accepted += 1 }
+    if checkDecode(TestProtos.Node.self, bytes) { accepted += 1 }
     var unknown = UnknownFields()
     _ = try? withReader(bytes) { reader throws(ProtoWireError) in
         while try reader.nextTag() != nil { try reader.skipField(into: &unknown) }
@@ -89,6 +90,7 @@ func mutationCorpus() -> [[UInt8]] {
         maps.serializedBytes(),
         repeated.serializedBytes(),
         choice.serializedBytes(),
+        TestProtos.Node(name: "a", next: .init(name: "b"), link: .edge(.init(to: .init(name: "c"), weight: 1))).serializedBytes(),
     ]
 }
 
@@ -137,7 +139,7 @@ func mutate(_ input: [UInt8], corpus: [[UInt8]], rng: inout SeededGenerator) -> 
             for _ in 0..<Int.random(in: 1...3, using: &rng) { bytes = mutate(bytes, corpus: corpus, rng: &rng) }
             let n = decodeAllTypes(bytes)
             accepted += n
-            rejected += 9 - n
+            rejected += 10 - n
         }
         // Both outcomes must actually occur, or the mutations are not exercising anything.
         #expect(accepted > 100)

@@ -1043,6 +1043,229 @@ extension TestProtos {
         }
     }
 
+    /// A message that contains itself through singular fields (directly, through a oneof, and
+    /// through another message), which the generator stores out of line.
+    public struct Node: ProtoCodable, CustomStringConvertible, CustomDebugStringConvertible {
+        /// The fully qualified protobuf name.
+        public static let protoMessageName = "protowire.test.Node"
+
+        /// Field 1 `name`.
+        public var name: String = ""
+        /// Field 2 `next`.
+        public var next: TestProtos.Node? {
+            get { self._next?.value }
+            set { self._next = newValue.map(ProtoBox.init) }
+        }
+        private var _next: ProtoBox<TestProtos.Node>? = nil
+        /// Field 5 `children`.
+        public var children: [TestProtos.Node] = []
+        /// The oneof `link`: at most one of `child`, `edge`.
+        public var link: Link? = nil
+        /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
+        public var unknownFields = UnknownFields()
+
+        /// Field 3 `child` of the oneof `link`: the value when that case is set; setting it selects the case (nil clears the oneof).
+        public var child: TestProtos.Node? {
+            get { if case .child(let value)? = self.link { value } else { nil } }
+            set { self.link = newValue.map { .child($0) } }
+        }
+
+        /// Field 4 `edge` of the oneof `link`: the value when that case is set; setting it selects the case (nil clears the oneof).
+        public var edge: TestProtos.Edge? {
+            get { if case .edge(let value)? = self.link { value } else { nil } }
+            set { self.link = newValue.map { .edge($0) } }
+        }
+
+        /// A message with every field at its default.
+        public init() {}
+
+        /// A message with the given fields; the rest at their defaults.
+        public init(
+            name: String = "",
+            next: TestProtos.Node? = nil,
+            children: [TestProtos.Node] = [],
+            link: Link? = nil
+        ) {
+            self.name = name
+            self.next = next
+            self.children = children
+            self.link = link
+        }
+
+        /// The exact encoded size; nested messages are sized once, bottom-up.
+        public var protoEncodedSize: Int {
+            var size = self.unknownFields.bytes.count
+            if !self.name.isEmpty { size &+= 1 &+ ProtoSize.string(self.name) }
+            if let value = self.next { size &+= 1 &+ ProtoSize.message(value) }
+            switch self.link {
+            case .child(let value)?: size &+= 1 &+ ProtoSize.message(value)
+            case .edge(let value)?: size &+= 1 &+ ProtoSize.message(value)
+            case nil: break
+            }
+            for value in self.children { size &+= 1 &+ ProtoSize.message(value) }
+            return size
+        }
+
+        /// Writes the message back to front (see `ProtoWriter`).
+        public func protoWrite(to writer: inout ProtoWriter) {
+            writer.writeUnknown(self.unknownFields)
+            for value in self.children.reversed() {
+                writer.writeMessage(value)
+                writer.writeTag(0x2a)
+            }
+            if case .edge(let value)? = self.link {
+                writer.writeMessage(value)
+                writer.writeTag(0x22)
+            }
+            if case .child(let value)? = self.link {
+                writer.writeMessage(value)
+                writer.writeTag(0x1a)
+            }
+            if let value = self.next {
+                writer.writeMessage(value)
+                writer.writeTag(0x12)
+            }
+            if !self.name.isEmpty {
+                writer.writeString(self.name)
+                writer.writeTag(0xa)
+            }
+        }
+
+        /// Merges fields read from `reader` (scalars and oneofs last-wins, repeated fields append, messages merge).
+        public mutating func protoMerge(from reader: inout ProtoReader) throws(ProtoWireError) {
+            while let tag = try reader.nextTag() {
+                switch tag.rawValue {
+                case 0xa:
+                    self.name = try reader.readString()
+                case 0x12:
+                    try reader.mergeMessage(into: &self.next)
+                case 0x1a:
+                    var value = TestProtos.Node()
+                    if case .child(let existing)? = self.link { value = existing }
+                    self.link = nil
+                    try reader.readMessage(into: &value)
+                    self.link = .child(value)
+                case 0x22:
+                    var value = TestProtos.Edge()
+                    if case .edge(let existing)? = self.link { value = existing }
+                    self.link = nil
+                    try reader.readMessage(into: &value)
+                    self.link = .edge(value)
+                case 0x2a:
+                    self.children.append(try reader.readMessage(TestProtos.Node.self))
+                default:
+                    try reader.skipField(into: &self.unknownFields)
+                }
+            }
+        }
+
+        /// A one-line text form; secret fields print as `<redacted>`.
+        public var description: String {
+            var text = ProtoTextBuilder("TestProtos.Node")
+            if !self.name.isEmpty { text.add("name", self.name) }
+            if let value = self.next { text.add("next", value) }
+            if let value = self.link { text.add("link", value) }
+            if !self.children.isEmpty { text.add("children", self.children) }
+            text.add(unknown: self.unknownFields)
+            return text.result
+        }
+
+        /// Same as ``description``: secret fields stay redacted.
+        public var debugDescription: String { description }
+
+        /// The cases of the oneof `link`.
+        public enum Link: Hashable, Sendable, CustomStringConvertible {
+            /// Field 3 `child`.
+            indirect case child(TestProtos.Node)
+            /// Field 4 `edge`.
+            indirect case edge(TestProtos.Edge)
+
+            /// `case(value)`; secret cases print as `<redacted>`.
+            public var description: String {
+                switch self {
+                case .child(let value): "child(\(ProtoTextBuilder.text(value)))"
+                case .edge(let value): "edge(\(ProtoTextBuilder.text(value)))"
+                }
+            }
+        }
+    }
+
+    /// The protobuf message `protowire.test.Edge`.
+    public struct Edge: ProtoCodable, CustomStringConvertible, CustomDebugStringConvertible {
+        /// The fully qualified protobuf name.
+        public static let protoMessageName = "protowire.test.Edge"
+
+        /// Field 1 `to`.
+        public var to: TestProtos.Node? {
+            get { self._to?.value }
+            set { self._to = newValue.map(ProtoBox.init) }
+        }
+        private var _to: ProtoBox<TestProtos.Node>? = nil
+        /// Field 2 `weight`.
+        public var weight: Int32 = 0
+        /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
+        public var unknownFields = UnknownFields()
+
+        /// A message with every field at its default.
+        public init() {}
+
+        /// A message with the given fields; the rest at their defaults.
+        public init(
+            to: TestProtos.Node? = nil,
+            weight: Int32 = 0
+        ) {
+            self.to = to
+            self.weight = weight
+        }
+
+        /// The exact encoded size; nested messages are sized once, bottom-up.
+        public var protoEncodedSize: Int {
+            var size = self.unknownFields.bytes.count
+            if let value = self.to { size &+= 1 &+ ProtoSize.message(value) }
+            if self.weight != 0 { size &+= 1 &+ ProtoSize.int32(self.weight) }
+            return size
+        }
+
+        /// Writes the message back to front (see `ProtoWriter`).
+        public func protoWrite(to writer: inout ProtoWriter) {
+            writer.writeUnknown(self.unknownFields)
+            if self.weight != 0 {
+                writer.writeInt32(self.weight)
+                writer.writeTag(0x10)
+            }
+            if let value = self.to {
+                writer.writeMessage(value)
+                writer.writeTag(0xa)
+            }
+        }
+
+        /// Merges fields read from `reader` (scalars and oneofs last-wins, repeated fields append, messages merge).
+        public mutating func protoMerge(from reader: inout ProtoReader) throws(ProtoWireError) {
+            while let tag = try reader.nextTag() {
+                switch tag.rawValue {
+                case 0xa:
+                    try reader.mergeMessage(into: &self.to)
+                case 0x10:
+                    self.weight = try reader.readInt32()
+                default:
+                    try reader.skipField(into: &self.unknownFields)
+                }
+            }
+        }
+
+        /// A one-line text form; secret fields print as `<redacted>`.
+        public var description: String {
+            var text = ProtoTextBuilder("TestProtos.Edge")
+            if let value = self.to { text.add("to", value) }
+            if self.weight != 0 { text.add("weight", self.weight) }
+            text.add(unknown: self.unknownFields)
+            return text.result
+        }
+
+        /// Same as ``description``: secret fields stay redacted.
+        public var debugDescription: String { description }
+    }
+
     /// The contents of `codec_test.proto`.
     public enum CodecTestProtoFile {
         /// Every message type the file defines (nested ones included), for decoding by name.
@@ -1052,6 +1275,8 @@ extension TestProtos {
             TestProtos.Maps.self,
             TestProtos.Choice.self,
             TestProtos.Choice.Inner.self,
+            TestProtos.Node.self,
+            TestProtos.Edge.self,
         ]
     }
 }
