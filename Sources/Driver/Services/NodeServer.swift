@@ -170,7 +170,10 @@ public struct NodeServer: NodeService {
                 if let existing = try await mountInfo(at: target) {
                     // A bind of a device node shows devtmpfs with the node as its root; a bind of
                     // the staged filesystem shows the volume's own device number.
-                    let same = block ? existing.root.hasSuffix("/" + Self.basename(device)) : (existing.major, existing.minor) == number
+                    // LVM device paths are symlinks (/dev/vg/lv -> /dev/dm-N): compare the node itself.
+                    let same =
+                        block
+                        ? existing.root.hasSuffix("/" + Self.basename(Self.resolved(device))) : (existing.major, existing.minor) == number
                     guard same else {
                         throw RPCError(
                             code: .alreadyExists, message: "target_path \(target) already has \(existing.source) mounted, not volume \(request.volumeID)")
@@ -379,6 +382,13 @@ public struct NodeServer: NodeService {
                 throw RPCError(code: .internalError, message: "cannot create directory \(current): \(String(cString: strerror(errno)))")
             }
         }
+    }
+
+    /// `path` with every symbolic link resolved, or `path` itself when it cannot be resolved.
+    static func resolved(_ path: String) -> String {
+        guard let real = realpath(path, nil) else { return path }
+        defer { free(real) }
+        return String(cString: real)
     }
 
     static func basename(_ path: String) -> String {
