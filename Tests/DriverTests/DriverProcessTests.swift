@@ -1,7 +1,8 @@
-@testable import Driver
 import Glibc
 import H2
 import Testing
+
+@testable import Driver
 
 @Suite struct DriverProcessTests {
     /// A fresh directory under /tmp, removed by the caller.
@@ -60,5 +61,26 @@ import Testing
         let error = #expect(throws: DriverStartError.self) { try process.makeRouter() }
         #expect(error?.message.contains("/proc/self/csi-loop") == true)
         #expect(error?.message.contains("--loopfile-dir") == true)
+    }
+}
+
+@Suite struct NodeHelperTests {
+    @Test func deviceSymlinksResolveToTheNode() throws {
+        let dir = DriverProcessTests.temporaryDirectory()
+        defer {
+            unlink(dir + "/lv")
+            rmdir(dir)
+        }
+        #expect(symlink("/dev/null", dir + "/lv") == 0)
+        #expect(NodeServer.resolved(dir + "/lv") == "/dev/null")
+        #expect(NodeServer.basename(NodeServer.resolved(dir + "/lv")) == "null")
+        #expect(NodeServer.resolved(dir + "/missing") == dir + "/missing")
+    }
+
+    @Test func deviceNumbersComeFromTheNode() throws {
+        // /dev/null is character device 1:3 on Linux.
+        let number = try NodeServer.deviceNumber("/dev/null")
+        #expect(number == (1, 3))
+        #expect(throws: RPCError.self) { try NodeServer.deviceNumber("/dev/does-not-exist") }
     }
 }

@@ -983,6 +983,35 @@ def test_sigterm_removes_socket_and_exits_zero(binary, csi):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def test_sigterm_lets_an_in_flight_call_finish(binary, csi):
+    workdir = tempfile.mkdtemp(prefix="csi-inflight-")
+    d = Driver(binary, csi, workdir, ["--backend", "loopfile", "--loopfile-dir", os.path.join(workdir, "v")])
+    pb = csi.pb
+    cap = mount_cap(csi, fs_type="xfs")
+    try:
+        volume = create(d, size=2 * GIB, cap=cap)
+        staging = d.path("plugins", "staging", volume.volume_id)
+        call = d.node.NodeStageVolume.future(pb.NodeStageVolumeRequest(
+            volume_id=volume.volume_id, staging_target_path=staging, volume_capability=cap))
+        deadline = time.monotonic() + 10
+        while "NodeStageVolume called" not in d.output():
+            assert time.monotonic() < deadline, d.output()
+            time.sleep(0.002)
+        d.process.send_signal(signal.SIGTERM)
+        call.result(timeout=30)  # the call that was running completes normally
+        assert d.process.wait(timeout=30) == 0, d.output()
+        assert is_mounted(staging)
+        assert not os.path.exists(d.socket)
+    finally:
+        d.stop()
+        unmount_all_under(workdir)
+        listing = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+        for line in listing.splitlines():
+            if workdir in line:
+                subprocess.run(["losetup", "-d", line.split(":")[0]], check=False)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def test_second_driver_on_same_socket_is_refused(binary, csi, loopfile_driver):
     args = [binary, "--endpoint", loopfile_driver.socket, "--driver-name", DRIVER_NAME, "--node-id", NODE_ID,
             "--kubelet-dir", loopfile_driver.kubelet_dir, "--backend", "loopfile",

@@ -188,6 +188,27 @@ struct LoopFileBackendTests {
         }
     }
 
+    @Test func leftoversOfInterruptedOperationsAreRemovedAtStart() async throws {
+        try await withBackend { backend, base in
+            let volume = try await backend.createVolume(VolumeRequest(name: "pvc-kept", requiredBytes: 1 << 20))
+            let folder = base + "/data/volumes/"
+            for name in ["orphan.img", "fresh-orphan.img", "pvc-kept.json.tmp.99"] {
+                try write("x", to: folder + name)
+            }
+            // Old enough to be a leftover, except the fresh orphan.
+            var old = [timespec(tv_sec: time(nil) - 3600, tv_nsec: 0), timespec(tv_sec: time(nil) - 3600, tv_nsec: 0)]
+            for name in ["orphan.img", "pvc-kept.json.tmp.99", "\(volume.id).img", "\(volume.id).json"] {
+                utimensat(AT_FDCWD, folder + name, &old, 0)
+            }
+            _ = try LoopFileBackend(directory: base + "/data", driverName: "loop.csi.swift-csi.io")
+            #expect(access(folder + "orphan.img", F_OK) != 0)
+            #expect(access(folder + "pvc-kept.json.tmp.99", F_OK) != 0)
+            #expect(access(folder + "fresh-orphan.img", F_OK) == 0)
+            #expect(access(folder + "\(volume.id).img", F_OK) == 0)
+            #expect(try await backend.volume(id: volume.id) == volume)
+        }
+    }
+
     @Test func capacityAndConflicts() async throws {
         try await withBackend { backend, _ in
             let free = try await backend.capacity(parameters: [:])

@@ -76,19 +76,37 @@ package struct RegistrationClient: Sendable {
 /// The `pluginregistration.Registration` server on the registration socket.
 package final class RegistrationEndpoint: Sendable {
     package let socketPath: String
+    private let server: GRPCServer
 
-    private init(socketPath: String) { self.socketPath = socketPath }
+    private init(socketPath: String, server: GRPCServer) {
+        self.socketPath = socketPath
+        self.server = server
+    }
 
-    /// Serves GetInfo and NotifyRegistrationStatus from `state` on a new socket at `socketPath` (mode 0600).
+    /// Serves GetInfo and NotifyRegistrationStatus from `state` on a new socket at `socketPath`, owner-only (0600).
     package static func start(
         socketPath: String, state: RegistrationState, logger: DriverLogger,
         onAction: @escaping @Sendable (RegistrationState.Action) -> Void
     ) async throws -> RegistrationEndpoint {
-        throw RegistrarError(code: .systemCall, message: "no gRPC server for \(socketPath)")
+        var router = GRPCRouter()
+        router.register(RegistrationService(state: state, logger: logger, onAction: onAction))
+        var configuration = GRPCServerConfiguration(address: socketPath)
+        configuration.socketMode = 0o600
+        configuration.maxConnections = 64
+        configuration.maxReceiveMessageSize = 64 * 1024
+        let server = GRPCServer(router: router, configuration: configuration)
+        do {
+            try server.start()
+        } catch {
+            throw RegistrarError(code: .pathConflict, message: "cannot serve the registration socket \(socketPath)", underlying: "\(error)")
+        }
+        return RegistrationEndpoint(socketPath: socketPath, server: server)
     }
 
-    /// Stops serving; the socket file is left for the caller to remove.
-    package func stop() async {}
+    /// Stops serving; in-flight calls get a short grace.
+    package func stop() async {
+        await server.shutdown(grace: .milliseconds(500))
+    }
 }
 
 /// One call on a fresh channel to a Unix socket; a failure becomes a ``RegistrarError`` naming the socket,

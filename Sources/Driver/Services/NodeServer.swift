@@ -3,7 +3,7 @@ public import H2
 package import Storage
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// csi.v1.Node: staging (format + mount), publishing (bind mounts), stats and online expansion.
@@ -44,7 +44,9 @@ public struct NodeServer: NodeService {
         }
     }
 
-    public func nodeGetCapabilities(_ request: NodeGetCapabilitiesRequest, context: ServerContext) async throws -> NodeGetCapabilitiesResponse {
+    public func nodeGetCapabilities(_ request: NodeGetCapabilitiesRequest, context: ServerContext) async throws
+        -> NodeGetCapabilitiesResponse
+    {
         try await log.call("NodeGetCapabilities", request) {
             let types: [NodeServiceCapability.RPC.TypeEnum] = [
                 .stageUnstageVolume, .getVolumeStats, .expandVolume, .volumeCondition, .singleNodeMultiWriter,
@@ -82,12 +84,16 @@ public struct NodeServer: NodeService {
                     guard (existing.major, existing.minor) == number else {
                         throw RPCError(
                             code: .alreadyExists,
-                            message: "staging_target_path \(staging) already has \(existing.source) mounted, not volume \(request.volumeID) (\(device))")
+                            message:
+                                "staging_target_path \(staging) already has \(existing.source) mounted, not volume \(request.volumeID) (\(device))"
+                        )
                     }
                     guard existing.readOnly == readOnly, asked.isEmpty || existing.fsType == asked else {
                         throw RPCError(
                             code: .alreadyExists,
-                            message: "volume \(request.volumeID) is already staged at \(staging) as \(existing.fsType)\(existing.readOnly ? " read-only" : ""), which the requested capability does not match")
+                            message:
+                                "volume \(request.volumeID) is already staged at \(staging) as \(existing.fsType)\(existing.readOnly ? " read-only" : ""), which the requested capability does not match"
+                        )
                     }
                     return NodeStageVolumeResponse()
                 }
@@ -96,14 +102,17 @@ public struct NodeServer: NodeService {
                     if !asked.isEmpty && found != asked {
                         throw RPCError(
                             code: .failedPrecondition,
-                            message: "volume \(request.volumeID) already holds \(found); the capability asks for \(asked), and it is never formatted over")
+                            message:
+                                "volume \(request.volumeID) already holds \(found); the capability asks for \(asked), and it is never formatted over"
+                        )
                     }
                     fsType = found
                 } else {
                     if fsType.isEmpty { fsType = CapabilityRules.defaultFilesystem }
                     if readOnly {
                         throw RPCError(
-                            code: .failedPrecondition, message: "volume \(request.volumeID) has no filesystem, and a read-only stage cannot make one")
+                            code: .failedPrecondition,
+                            message: "volume \(request.volumeID) has no filesystem, and a read-only stage cannot make one")
                     }
                     _ = try await mapped("formatting volume \(request.volumeID) as \(fsType)") {
                         try await mounter.makeFilesystem(on: device, fsType: fsType)
@@ -160,25 +169,33 @@ public struct NodeServer: NodeService {
                 } else {
                     guard let staged = try await mountInfo(at: staging) else {
                         throw RPCError(
-                            code: .failedPrecondition, message: "volume \(request.volumeID) is not staged at \(staging): call NodeStageVolume first")
+                            code: .failedPrecondition,
+                            message: "volume \(request.volumeID) is not staged at \(staging): call NodeStageVolume first")
                     }
                     guard (staged.major, staged.minor) == number else {
-                        throw RPCError(code: .failedPrecondition, message: "\(staging) holds \(staged.source), not volume \(request.volumeID)")
+                        throw RPCError(
+                            code: .failedPrecondition, message: "\(staging) holds \(staged.source), not volume \(request.volumeID)")
                     }
                     source = staging
                 }
                 if let existing = try await mountInfo(at: target) {
                     // A bind of a device node shows devtmpfs with the node as its root; a bind of
                     // the staged filesystem shows the volume's own device number.
-                    let same = block ? existing.root.hasSuffix("/" + Self.basename(device)) : (existing.major, existing.minor) == number
+                    // LVM device paths are symlinks (/dev/vg/lv -> /dev/dm-N): compare the node itself.
+                    let same =
+                        block
+                        ? existing.root.hasSuffix("/" + Self.basename(Self.resolved(device))) : (existing.major, existing.minor) == number
                     guard same else {
                         throw RPCError(
-                            code: .alreadyExists, message: "target_path \(target) already has \(existing.source) mounted, not volume \(request.volumeID)")
+                            code: .alreadyExists,
+                            message: "target_path \(target) already has \(existing.source) mounted, not volume \(request.volumeID)")
                     }
                     guard existing.readOnly == readOnly else {
                         throw RPCError(
                             code: .alreadyExists,
-                            message: "volume \(request.volumeID) is already published at \(target) \(existing.readOnly ? "read-only" : "read-write"), not \(readOnly ? "read-only" : "read-write")")
+                            message:
+                                "volume \(request.volumeID) is already published at \(target) \(existing.readOnly ? "read-only" : "read-write"), not \(readOnly ? "read-only" : "read-write")"
+                        )
                     }
                     return NodePublishVolumeResponse()
                 }
@@ -194,7 +211,9 @@ public struct NodeServer: NodeService {
         }
     }
 
-    public func nodeUnpublishVolume(_ request: NodeUnpublishVolumeRequest, context: ServerContext) async throws -> NodeUnpublishVolumeResponse {
+    public func nodeUnpublishVolume(_ request: NodeUnpublishVolumeRequest, context: ServerContext) async throws
+        -> NodeUnpublishVolumeResponse
+    {
         try await log.call("NodeUnpublishVolume", request) {
             try Rules.require(request.volumeID, "volume_id")
             try Rules.require(request.targetPath, "target_path")
@@ -206,7 +225,8 @@ public struct NodeServer: NodeService {
         }
     }
 
-    public func nodeGetVolumeStats(_ request: NodeGetVolumeStatsRequest, context: ServerContext) async throws -> NodeGetVolumeStatsResponse {
+    public func nodeGetVolumeStats(_ request: NodeGetVolumeStatsRequest, context: ServerContext) async throws -> NodeGetVolumeStatsResponse
+    {
         try await log.call("NodeGetVolumeStats", request) {
             try Rules.require(request.volumeID, "volume_id")
             try Rules.require(request.volumePath, "volume_path")
@@ -280,7 +300,8 @@ public struct NodeServer: NodeService {
                 if kind != S_IFBLK && !CapabilityRules.isBlock(request.volumeCapability) {
                     guard try await mountInfo(at: path) != nil else {
                         throw RPCError(
-                            code: .failedPrecondition, message: "volume \(request.volumeID) is not mounted at \(path); expansion is online only")
+                            code: .failedPrecondition,
+                            message: "volume \(request.volumeID) is not mounted at \(path); expansion is online only")
                     }
                     try await mapped("growing the filesystem of volume \(request.volumeID) at \(path)") {
                         try await mounter.resizeFilesystem(on: device, mountedAt: path)
@@ -290,7 +311,9 @@ public struct NodeServer: NodeService {
                 if required > 0 && size < required {
                     throw RPCError(
                         code: .outOfRange,
-                        message: "volume \(request.volumeID) is \(size) bytes on this node, less than required_bytes \(required): expand it with ControllerExpandVolume first")
+                        message:
+                            "volume \(request.volumeID) is \(size) bytes on this node, less than required_bytes \(required): expand it with ControllerExpandVolume first"
+                    )
                 }
                 var response = NodeExpandVolumeResponse()
                 response.capacityBytes = size
@@ -379,6 +402,13 @@ public struct NodeServer: NodeService {
                 throw RPCError(code: .internalError, message: "cannot create directory \(current): \(String(cString: strerror(errno)))")
             }
         }
+    }
+
+    /// `path` with every symbolic link resolved, or `path` itself when it cannot be resolved.
+    static func resolved(_ path: String) -> String {
+        guard let real = realpath(path, nil) else { return path }
+        defer { free(real) }
+        return String(cString: real)
     }
 
     static func basename(_ path: String) -> String {

@@ -56,10 +56,9 @@ final class ServerStream: @unchecked Sendable {
     var descriptor: GRPCMethodDescriptor? = nil
     var handler: GRPCRouter.Handler? = nil
     var deframer: GRPCMessageDeframer
-    var unaryRequest: [UInt8]? = nil
-    var extraMessage = false
+    /// Request messages received before the handler started.
+    var pending: [[UInt8]] = []
     var inbound: AsyncThrowingStream<[UInt8], any Error>.Continuation? = nil
-    var inboundBytes = 0
     var requestEnded = false
     var handlerStarted = false
     var task: Task<Void, Never>? = nil
@@ -192,13 +191,11 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         do {
             try stream.deframer.process(chunk) { message in
                 if stream.handlerStarted, let inbound = stream.inbound {
-                    stream.inboundBytes += message.count
                     inbound.yield(message)
-                } else if stream.unaryRequest == nil {
-                    stream.unaryRequest = message
-                } else if !stream.extraMessage {
-                    stream.extraMessage = true
-                    ready.append(stream)
+                } else {
+                    // Before the headers were acted on (same read) or a unary request.
+                    stream.pending.append(message)
+                    if stream.pending.count == 2 { ready.append(stream) }
                 }
             }
         } catch {
@@ -233,7 +230,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
                 route(stream)
                 if stream.done { continue }
             }
-            if stream.extraMessage {
+            if case .unary = stream.handler, stream.pending.count > 1 {
                 fail(stream, RPCError(code: .internalError, message: "\(stream.descriptor!.path) is unary but the client sent more than one request message"))
                 continue
             }
@@ -246,11 +243,10 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
                 stream.inbound?.finish()
                 stream.inbound = nil
             } else if case .unary(let h) = stream.handler {
-                guard let request = stream.unaryRequest else {
+                guard stream.pending.count == 1, let request = stream.pending.popLast() else {
                     fail(stream, RPCError(code: .internalError, message: "\(stream.descriptor!.path) is unary but the client sent no request message"))
                     continue
                 }
-                stream.unaryRequest = nil
                 startUnary(stream, h, request)
             }
         }
@@ -333,7 +329,8 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         stream.handlerStarted = true
         let (requests, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
         stream.inbound = continuation
-        if let pending = stream.unaryRequest { continuation.yield(pending); stream.unaryRequest = nil }
+        for message in stream.pending { continuation.yield(message) }
+        stream.pending = []
         stream.task = Task(executorPreference: loop) { [self] in
             do {
                 try await handler(requests, { bytes in try await self.send(stream, bytes) }, context)

@@ -306,39 +306,3 @@ public struct GRPCRouter: Sendable {
         return RequestStream(stream)
     }
 }
-
-/// A connection to a gRPC server that multiplexes many calls; generated clients wrap it.
-public final class GRPCChannel: Sendable {
-    /// The target: `unix:///path`, a plain path, or `host:port` for TCP.
-    public let target: String
-    /// Creates a channel; it connects on first use.
-    public init(target: String) { self.target = target }
-
-    /// Makes a unary call.
-    public func unary<Request: ProtoMessage, Response: ProtoMessage>(
-        _ method: GRPCMethodDescriptor, request: Request, options: CallOptions = CallOptions()
-    ) async throws -> Response {
-        throw RPCError(code: .unimplemented, message: "GRPCChannel.unary: not yet wired to the transport")
-    }
-
-    /// Makes a server-streaming call; the responses arrive as a stream.
-    public func serverStreaming<Request: ProtoMessage, Response: ProtoMessage>(
-        _ method: GRPCMethodDescriptor, request: Request, options: CallOptions = CallOptions()
-    ) -> AsyncThrowingStream<Response, any Error> {
-        AsyncThrowingStream { $0.finish(throwing: RPCError(code: .unimplemented, message: "not yet wired")) }
-    }
-
-    /// Makes a client-streaming call.
-    public func clientStreaming<Request: ProtoMessage, Response: ProtoMessage>(
-        _ method: GRPCMethodDescriptor, requests: AsyncStream<Request>, options: CallOptions = CallOptions()
-    ) async throws -> Response {
-        throw RPCError(code: .unimplemented, message: "GRPCChannel.clientStreaming: not yet wired to the transport")
-    }
-
-    /// Makes a bidirectional-streaming call.
-    public func bidirectionalStreaming<Request: ProtoMessage, Response: ProtoMessage>(
-        _ method: GRPCMethodDescriptor, requests: AsyncStream<Request>, options: CallOptions = CallOptions()
-    ) -> AsyncThrowingStream<Response, any Error> {
-        AsyncThrowingStream { $0.finish(throwing: RPCError(code: .unimplemented, message: "not yet wired")) }
-    }
-}

@@ -33,6 +33,33 @@ public final class LoopFileBackend: VolumeBackend {
                 throw StorageError(errnoCode(errno), "cannot create loop file directory \(path): \(errnoText(errno))")
             }
         }
+        removeLeftovers()
+    }
+
+    /// Removes what an interrupted create or delete left behind: images without a record that no
+    /// loop device uses, and temporary record files. Only files older than a minute are touched,
+    /// so a create under way in another process on the same directory is never disturbed.
+    func removeLeftovers() {
+        let now = time(nil)
+        for folder in ["volumes", "snapshots"] {
+            let path = directory + "/" + folder
+            guard let dir = opendir(path) else { continue }
+            var names: [String] = []
+            while let entry = readdir(dir) {
+                names.append(withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) })
+            }
+            closedir(dir)
+            for name in names {
+                let file = path + "/" + name
+                var info = stat()
+                guard lstat(file, &info) == 0, info.st_mode & S_IFMT == S_IFREG, now - info.st_mtim.tv_sec > 60 else { continue }
+                if name.contains(".json.tmp.") {
+                    unlink(file)
+                } else if name.hasSuffix(".img"), !names.contains(String(name.dropLast(4)) + ".json"), LoopDevice.find(file) == nil {
+                    unlink(file)
+                }
+            }
+        }
     }
 
     struct Record: Codable, Sendable {

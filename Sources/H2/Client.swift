@@ -1,0 +1,458 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CNGHTTP2
+public import ProtoWire
+import Synchronization
+
+/// How a ``GRPCChannel`` connects and retries.
+public struct GRPCChannelConfiguration: Sendable {
+    /// The largest response message accepted.
+    public var maxReceiveMessageSize: Int = 4 * 1024 * 1024
+    /// The first pause after a failed connection attempt.
+    public var initialBackoff: Duration = .milliseconds(50)
+    /// The longest pause between connection attempts.
+    public var maxBackoff: Duration = .seconds(2)
+    /// Send a PING this often on an open connection; nil disables keepalive.
+    public var keepaliveInterval: Duration? = nil
+    /// Close the connection when a keepalive PING is not answered within this time.
+    public var keepaliveTimeout: Duration = .seconds(20)
+    /// The `:authority` sent; defaults to `localhost` for Unix sockets and `host:port` for TCP.
+    public var authority: String? = nil
+    /// Defaults.
+    public init() {}
+}
+
+extension CallOptions {
+    /// When true, the call waits (up to its timeout) for the server to be reachable instead of
+    /// failing at once with UNAVAILABLE.
+    public var waitForReady: Bool {
+        get { metadata["grpc-internal-wait-for-ready"] == "1" }
+        set {
+            var m = Metadata()
+            for e in metadata where e.key != "grpc-internal-wait-for-ready" {
+                switch e.value {
+                case .string(let s): m.add(e.key, s)
+                case .binary(let b): m.add(e.key, bytes: b)
+                }
+            }
+            if newValue { m.add("grpc-internal-wait-for-ready", "1") }
+            metadata = m
+        }
+    }
+}
+
+/// The process-wide loop client connections run on, started on first use.
+enum ClientLoop {
+    private static let shared = Mutex<EventLoop?>(nil)
+    static func get() throws(SystemError) -> EventLoop {
+        try shared.withLock { (l: inout EventLoop?) throws(SystemError) -> EventLoop in
+            if let l { return l }
+            let loop = try EventLoop(name: "h2-client")
+            l = loop
+            return loop
+        }
+    }
+}
+
+/// A connection to a gRPC server that multiplexes many calls; generated clients wrap it.
+///
+/// It connects on first use and reconnects after failures, pausing between attempts with capped
+/// exponential backoff. Calls fail with UNAVAILABLE naming the target when it cannot be reached.
+public final class GRPCChannel: Sendable {
+    /// The target: `unix:///path`, a plain path, or `host:port` for TCP.
+    public let target: String
+    /// How the channel connects.
+    public let configuration: GRPCChannelConfiguration
+    let core: ChannelCore?
+    private let setupError: RPCError?
+
+    /// Creates a channel; it connects on first use.
+    public convenience init(target: String) { self.init(target: target, configuration: GRPCChannelConfiguration()) }
+
+    /// Creates a channel with a configuration; it connects on first use.
+    public init(target: String, configuration: GRPCChannelConfiguration) {
+        self.target = target
+        self.configuration = configuration
+        do {
+            let address = try SocketAddress.parse(target)
+            core = ChannelCore(loop: try ClientLoop.get(), address: address, target: target, configuration: configuration)
+            setupError = nil
+        } catch let e as SocketAddressError {
+            core = nil
+            setupError = RPCError(code: .invalidArgument, message: e.description)
+        } catch {
+            core = nil
+            setupError = RPCError(code: .unavailable, message: "cannot start the client loop for \(target): \(error)")
+        }
+    }
+
+    deinit { close() }
+
+    private func requireCore() throws -> ChannelCore {
+        guard let core else { throw setupError! }
+        return core
+    }
+
+    /// Closes the connection; calls in flight fail with CANCELLED, later calls with UNAVAILABLE.
+    public func close() {
+        guard let core else { return }
+        core.loop.execute { core.close() }
+    }
+
+    /// Waits until the target's socket exists and a server answers on it (its HTTP/2 SETTINGS
+    /// arrived), retrying with backoff.
+    ///
+    /// - Parameter timeout: How long to keep trying.
+    /// - Throws: ``RPCError`` UNAVAILABLE naming the target and the last failure.
+    public func waitUntilReady(timeout: Duration) async throws {
+        let core = try requireCore()
+        let deadline = ContinuousClock.now + timeout
+        var delay = Duration.milliseconds(5)
+        while true {
+            let error: RPCError? = await withCheckedContinuation { (c: CheckedContinuation<RPCError?, Never>) in
+                core.loop.execute { core.connectForReady { c.resume(returning: $0) } }
+            }
+            guard let error else { return }
+            let now = ContinuousClock.now
+            if now >= deadline {
+                throw RPCError(code: .unavailable, message: "\(target) did not become ready within \(timeout): \(error.message)")
+            }
+            try await Task.sleep(for: min(delay, deadline - now))
+            delay = min(delay * 2, configuration.maxBackoff)
+        }
+    }
+
+    /// Makes a unary call.
+    public func unary<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: GRPCMethodDescriptor, request: Request, options: CallOptions = CallOptions()
+    ) async throws -> Response {
+        let core = try requireCore()
+        if options.waitForReady { try await waitUntilReady(timeout: options.timeout ?? .seconds(86400)) }
+        let bytes = try await core.unaryCall(method.path, request.serializedBytes(), options)
+        return try Self.decode(Response.self, bytes, method)
+    }
+
+    /// Makes a server-streaming call; the responses arrive as a stream.
+    public func serverStreaming<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: GRPCMethodDescriptor, request: Request, options: CallOptions = CallOptions()
+    ) -> AsyncThrowingStream<Response, any Error> {
+        let bytes = request.serializedBytes()
+        return streamingCall(method, options, Response.self) { sink in
+            sink.finishRequests(with: bytes)
+        }
+    }
+
+    /// Makes a client-streaming call.
+    public func clientStreaming<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: GRPCMethodDescriptor, requests: AsyncStream<Request>, options: CallOptions = CallOptions()
+    ) async throws -> Response {
+        let responses = streamingCall(method, options, Response.self) { sink in
+            await sink.pump(requests)
+        }
+        var result: Response? = nil
+        for try await r in responses {
+            if result != nil {
+                throw RPCError(code: .internalError, message: "\(method.path) on \(target): the server sent more than one response")
+            }
+            result = r
+        }
+        guard let result else {
+            throw RPCError(code: .internalError, message: "\(method.path) on \(target): the server sent no response")
+        }
+        return result
+    }
+
+    /// Makes a bidirectional-streaming call.
+    public func bidirectionalStreaming<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: GRPCMethodDescriptor, requests: AsyncStream<Request>, options: CallOptions = CallOptions()
+    ) -> AsyncThrowingStream<Response, any Error> {
+        streamingCall(method, options, Response.self) { sink in
+            await sink.pump(requests)
+        }
+    }
+
+    private func streamingCall<Response: ProtoMessage>(
+        _ method: GRPCMethodDescriptor, _ options: CallOptions, _: Response.Type,
+        _ produce: @escaping @Sendable (RequestSink) async -> Void
+    ) -> AsyncThrowingStream<Response, any Error> {
+        let (stream, continuation) = AsyncThrowingStream<Response, any Error>.makeStream()
+        guard let core else {
+            continuation.finish(throwing: setupError!)
+            return stream
+        }
+        let target = self.target
+        let task = Task {
+            if options.waitForReady {
+                do { try await self.waitUntilReady(timeout: options.timeout ?? .seconds(86400)) } catch {
+                    continuation.finish(throwing: error)
+                    return
+                }
+            }
+            let handle = CallHandle()
+            let sink = RequestSink(core: core, handle: handle)
+            core.loop.execute {
+                if handle.cancelled {
+                    continuation.finish(throwing: RPCError(code: .cancelled, message: "\(method.path) was cancelled"))
+                    return
+                }
+                let call = core.makeCall(
+                    method.path, options,
+                    onMessage: { bytes in
+                        do { continuation.yield(try Self.decode(Response.self, bytes, method)) } catch {
+                            handle.call.map { core.cancel($0, error as? RPCError ?? RPCError(code: .internalError, message: "\(error)")) }
+                        }
+                    },
+                    onClose: { error in
+                        handle.pump?.cancel()
+                        if let error { continuation.finish(throwing: error) } else { continuation.finish() }
+                    })
+                handle.call = call
+                core.start(call, timeout: options.timeout)
+            }
+            continuation.onTermination = { reason in
+                if case .cancelled = reason {
+                    core.loop.execute {
+                        handle.cancelled = true
+                        handle.pump?.cancel()
+                        if let call = handle.call { core.cancel(call, RPCError(code: .cancelled, message: "\(method.path) on \(target) was cancelled")) }
+                    }
+                }
+            }
+            await withTaskCancellationHandler {
+                await produce(sink)
+            } onCancel: {
+                core.loop.execute { handle.pump?.cancel() }
+            }
+        }
+        _ = task
+        return stream
+    }
+
+    private static func decode<M: ProtoMessage>(_: M.Type, _ bytes: [UInt8], _ method: GRPCMethodDescriptor) throws -> M {
+        do { return try M(serializedBytes: bytes) } catch {
+            throw RPCError(code: .internalError, message: "cannot decode \(M.protoMessageName) from \(method.path): \(error)")
+        }
+    }
+}
+
+/// Loop-confined references of one call, shared with the closures that cancel it.
+final class CallHandle: @unchecked Sendable {
+    var call: ClientCall? = nil
+    var cancelled = false
+    var pump: Task<Void, Never>? = nil
+}
+
+/// Feeds request messages into a call from the caller's task, with back-pressure.
+struct RequestSink: Sendable {
+    let core: ChannelCore
+    let handle: CallHandle
+
+    /// Queues the only request message and half-closes.
+    func finishRequests(with bytes: [UInt8]) {
+        core.loop.execute {
+            guard let call = handle.call, !call.finished else { return }
+            call.out.append(message: bytes)
+            call.requestsDone = true
+            call.connection?.resume(call)
+        }
+    }
+
+    /// Sends every message of `requests`, then half-closes.
+    func pump<Request: ProtoMessage>(_ requests: AsyncStream<Request>) async {
+        for await request in requests {
+            if Task.isCancelled { return }
+            do { try await send(request.serializedBytes()) } catch { return }
+        }
+        core.loop.execute {
+            guard let call = handle.call, !call.finished else { return }
+            call.requestsDone = true
+            call.connection?.resume(call)
+        }
+    }
+
+    private func send(_ bytes: [UInt8]) async throws {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            core.loop.execute {
+                guard let call = handle.call, !call.finished else {
+                    c.resume(throwing: RPCError(code: .cancelled, message: "the call ended"))
+                    return
+                }
+                call.out.append(message: bytes)
+                call.connection?.resume(call)
+                if call.out.bytes < HTTP2Connection.outputCap { c.resume() } else { call.writeWaiters.append(c) }
+            }
+        }
+    }
+}
+
+/// A channel's connection state. Loop thread only.
+final class ChannelCore: @unchecked Sendable {
+    let loop: EventLoop
+    let address: SocketAddress
+    let target: String
+    let configuration: GRPCChannelConfiguration
+    let authority: String
+    private var connection: ClientConnection? = nil
+    private var failures = 0
+    private var nextAttempt: UInt64 = 0
+    private var lastError: RPCError? = nil
+    private var closed = false
+
+    init(loop: EventLoop, address: SocketAddress, target: String, configuration: GRPCChannelConfiguration) {
+        self.loop = loop
+        self.address = address
+        self.target = target
+        self.configuration = configuration
+        if let a = configuration.authority {
+            authority = a
+        } else if case .tcp = address {
+            authority = address.description
+        } else {
+            authority = "localhost"
+        }
+    }
+
+    func close() {
+        closed = true
+        connection?.close(reason: "the channel was closed")
+        connection = nil
+    }
+
+    /// A usable connection, connecting when there is none (unless within the backoff pause).
+    private func currentConnection(ignoringBackoff: Bool) -> Result<ClientConnection, RPCError> {
+        if closed { return .failure(RPCError(code: .unavailable, message: "the channel to \(target) is closed")) }
+        if let c = connection, c.usable { return .success(c) }
+        connection = nil
+        if !ignoringBackoff, let e = lastError, monotonicNanos() < nextAttempt { return .failure(e) }
+        do {
+            let c = try connect()
+            failures = 0
+            lastError = nil
+            connection = c
+            return .success(c)
+        } catch {
+            failures += 1
+            var pause = configuration.initialBackoff
+            for _ in 1..<min(failures, 20) { pause = pause * 1.6 }
+            pause = min(pause, configuration.maxBackoff)
+            nextAttempt = monotonicNanos() &+ pause.nanoseconds
+            let e = RPCError(code: .unavailable, message: "cannot connect to \(target): \(error.reason)")
+            lastError = e
+            return .failure(e)
+        }
+    }
+
+    private func connect() throws(SystemError) -> ClientConnection {
+        let fd = try Sys.socket(address.family, Int32(SOCK_STREAM.rawValue))
+        do throws(SystemError) {
+            let rc = try address.withSockAddr { (sa, len) throws(SystemError) -> Int32 in
+                while true {
+                    if Glibc.connect(fd, sa, len) == 0 { return 0 }
+                    if errno != EINTR { return errno }
+                }
+            }
+            if rc == EINPROGRESS {
+                var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                _ = poll(&p, 1, 2000)
+                let e = Sys.socketError(fd)
+                if e != 0 { throw SystemError(call: "connect", errno: e, subject: target) }
+            } else if rc != 0 {
+                throw SystemError(call: "connect", errno: rc, subject: target)
+            }
+            if case .tcp = address { try? Sys.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1) }
+            let conn = ClientConnection(loop: loop, fd: fd, target: target)
+            conn.onClosed = { [weak self] c in
+                if self?.connection === c { self?.connection = nil }
+            }
+            let keepalive = configuration.keepaliveInterval.map { ($0, configuration.keepaliveTimeout) }
+            try conn.start(keepalive: keepalive)
+            return conn
+        } catch {
+            Sys.close(fd)
+            throw error
+        }
+    }
+
+    func connectForReady(_ done: @escaping (RPCError?) -> Void) {
+        switch currentConnection(ignoringBackoff: true) {
+        case .failure(let e): done(e)
+        case .success(let c): c.whenReady(done)
+        }
+    }
+
+    func makeCall(_ path: String, _ options: CallOptions, onMessage: @escaping ([UInt8]) -> Void, onClose: @escaping (RPCError?) -> Void) -> ClientCall {
+        var h = HeaderBlock()
+        h.add(":method", "POST")
+        h.add(":scheme", "http")
+        h.add(":path", path)
+        h.add(":authority", authority)
+        h.add("content-type", "application/grpc")
+        h.add("te", "trailers")
+        h.add("user-agent", "swift-csi-h2/1.0")
+        if let t = options.timeout { h.add("grpc-timeout", GRPCTimeout.encode(t)) }
+        for (k, v) in options.metadata.wireHeaders where k != "grpc-internal-wait-for-ready" { h.add(k, v) }
+        return ClientCall(path: path, headers: h, maxMessageSize: configuration.maxReceiveMessageSize, onMessage: onMessage, onClose: onClose)
+    }
+
+    /// Sends the call's headers on the current connection and arms its deadline.
+    func start(_ call: ClientCall, timeout: Duration?) {
+        switch currentConnection(ignoringBackoff: false) {
+        case .failure(let e):
+            call.complete(e)
+        case .success(let conn):
+            if let e = conn.submit(call) {
+                call.complete(e)
+                return
+            }
+            if let timeout {
+                call.timer = loop.schedule(after: timeout) { [weak self] in
+                    self?.cancel(call, RPCError(code: .deadlineExceeded, message: "\(call.path) on \(self?.target ?? "") exceeded its deadline of \(timeout)"))
+                }
+            }
+        }
+    }
+
+    func cancel(_ call: ClientCall, _ error: RPCError) {
+        if let c = call.connection { c.cancel(call, error) } else { call.complete(error) }
+    }
+
+    /// A unary call: one request, exactly one response.
+    func unaryCall(_ path: String, _ request: [UInt8], _ options: CallOptions) async throws -> [UInt8] {
+        let handle = CallHandle()
+        let target = self.target
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<[UInt8], any Error>) in
+                loop.execute {
+                    if handle.cancelled {
+                        c.resume(throwing: RPCError(code: .cancelled, message: "\(path) on \(target) was cancelled"))
+                        return
+                    }
+                    var response: [UInt8]? = nil
+                    var count = 0
+                    let call = self.makeCall(path, options, onMessage: { bytes in
+                        count += 1
+                        if count == 1 { response = bytes }
+                    }, onClose: { error in
+                        if let error { c.resume(throwing: error) }
+                        else if count == 1 { c.resume(returning: response!) }
+                        else {
+                            c.resume(throwing: RPCError(code: .internalError, message: "\(path) on \(target): expected one response message, received \(count)"))
+                        }
+                    })
+                    call.out.append(message: request)
+                    call.requestsDone = true
+                    handle.call = call
+                    self.start(call, timeout: options.timeout)
+                }
+            }
+        } onCancel: {
+            loop.execute {
+                handle.cancelled = true
+                if let call = handle.call {
+                    self.cancel(call, RPCError(code: .cancelled, message: "\(path) on \(target) was cancelled"))
+                }
+            }
+        }
+    }
+}

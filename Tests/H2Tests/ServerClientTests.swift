@@ -1,0 +1,144 @@
+import Testing
+import H2
+import ProtoWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A message whose wire form is its payload.
+struct Raw: ProtoMessage {
+    static let protoMessageName = "test.Raw"
+    var bytes: [UInt8] = []
+    init() {}
+    init(_ text: String) { bytes = Array(text.utf8) }
+    init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoWireError) { self.bytes = Array(bytes) }
+    func serializedBytes() -> [UInt8] { bytes }
+    var text: String { String(decoding: bytes, as: UTF8.self) }
+}
+
+let echo = GRPCMethodDescriptor(service: "test.Svc", method: "Echo", kind: .unary)
+let thread = GRPCMethodDescriptor(service: "test.Svc", method: "Thread", kind: .unary)
+let fail = GRPCMethodDescriptor(service: "test.Svc", method: "Fail", kind: .unary)
+let count = GRPCMethodDescriptor(service: "test.Svc", method: "Count", kind: .serverStreaming)
+let sum = GRPCMethodDescriptor(service: "test.Svc", method: "Sum", kind: .clientStreaming)
+let chat = GRPCMethodDescriptor(service: "test.Svc", method: "Chat", kind: .bidirectionalStreaming)
+
+func router() -> GRPCRouter {
+    var r = GRPCRouter()
+    r.registerUnary(echo) { (req: Raw, ctx: ServerContext) in
+        Raw(req.text + (ctx.metadata["x-suffix"] ?? ""))
+    }
+    // Reports whether the handler ran on the same thread before and after a suspension.
+    r.registerUnary(thread) { (_: Raw, _: ServerContext) in
+        let before = pthread_self()
+        await Task.yield()
+        return Raw(pthread_equal(before, pthread_self()) != 0 ? "same" : "different")
+    }
+    r.registerUnary(fail) { (req: Raw, _: ServerContext) -> Raw in
+        throw RPCError(code: .notFound, message: "no volume \(req.text)")
+    }
+    r.registerServerStreaming(count) { (req: Raw, w: ResponseStreamWriter<Raw>, _: ServerContext) in
+        for i in 0..<(Int(req.text) ?? 0) { try await w.write(Raw("\(i)")) }
+    }
+    r.registerClientStreaming(sum) { (reqs: RequestStream<Raw>, _: ServerContext) in
+        var total = 0
+        for try await m in reqs { total += Int(m.text) ?? 0 }
+        return Raw("\(total)")
+    }
+    r.registerBidirectionalStreaming(chat) { (reqs: RequestStream<Raw>, w: ResponseStreamWriter<Raw>, _: ServerContext) in
+        for try await m in reqs { try await w.write(Raw(m.text.uppercased())) }
+    }
+    return r
+}
+
+func socketPath() -> String { "/tmp/h2-tests-\(getpid())-\(UInt32.random(in: 0...UInt32.max))/s.sock" }
+
+@Suite struct ServerClientTests {
+    @Test func allFourCallKinds() async throws {
+        let path = socketPath()
+        try await withGRPCServer(router: router(), configuration: GRPCServerConfiguration(address: "unix://\(path)")) { _ in
+            let channel = GRPCChannel(target: "unix://\(path)")
+            defer { channel.close() }
+            var options = CallOptions()
+            options.metadata.add("x-suffix", "!")
+            let r: Raw = try await channel.unary(echo, request: Raw("hi"), options: options)
+            #expect(r.text == "hi!")
+
+            var got: [String] = []
+            for try await m in channel.serverStreaming(count, request: Raw("5")) as AsyncThrowingStream<Raw, any Error> {
+                got.append(m.text)
+            }
+            #expect(got == ["0", "1", "2", "3", "4"])
+
+            let (reqs, c) = AsyncStream<Raw>.makeStream()
+            for i in 1...10 { c.yield(Raw("\(i)")) }
+            c.finish()
+            let total: Raw = try await channel.clientStreaming(sum, requests: reqs)
+            #expect(total.text == "55")
+
+            let (chatReqs, cc) = AsyncStream<Raw>.makeStream()
+            cc.yield(Raw("a")); cc.yield(Raw("b")); cc.finish()
+            var replies: [String] = []
+            for try await m in channel.bidirectionalStreaming(chat, requests: chatReqs) as AsyncThrowingStream<Raw, any Error> {
+                replies.append(m.text)
+            }
+            #expect(replies == ["A", "B"])
+        }
+        #expect(access(path, F_OK) != 0, "the socket file is removed on shutdown")
+    }
+
+    @Test func handlerErrorsReachTheClient() async throws {
+        let path = socketPath()
+        try await withGRPCServer(router: router(), configuration: GRPCServerConfiguration(address: path)) { _ in
+            let channel = GRPCChannel(target: path)
+            defer { channel.close() }
+            await #expect(throws: RPCError(code: .notFound, message: "no volume vol-1")) {
+                let _: Raw = try await channel.unary(fail, request: Raw("vol-1"))
+            }
+            let missing = GRPCMethodDescriptor(service: "test.Svc", method: "Missing", kind: .unary)
+            do {
+                let _: Raw = try await channel.unary(missing, request: Raw())
+                Issue.record("expected UNIMPLEMENTED")
+            } catch let e as RPCError {
+                #expect(e.code == .unimplemented)
+            }
+        }
+    }
+
+    @Test func nonBlockingHandlerStaysOnTheLoopThread() async throws {
+        let path = socketPath()
+        try await withGRPCServer(router: router(), configuration: GRPCServerConfiguration(address: path)) { _ in
+            let channel = GRPCChannel(target: path)
+            defer { channel.close() }
+            let r: Raw = try await channel.unary(thread, request: Raw())
+            #expect(r.text == "same")
+        }
+    }
+
+    @Test func unreachableTargetIsUnavailableNamingThePath() async throws {
+        let path = socketPath()
+        let channel = GRPCChannel(target: "unix://\(path)")
+        defer { channel.close() }
+        do {
+            let _: Raw = try await channel.unary(echo, request: Raw())
+            Issue.record("expected UNAVAILABLE")
+        } catch let e as RPCError {
+            #expect(e.code == .unavailable)
+            #expect(e.message == "cannot connect to unix://\(path): No such file or directory")
+        }
+        await #expect(throws: RPCError.self) { try await channel.waitUntilReady(timeout: .milliseconds(50)) }
+    }
+
+    @Test func secondServerOnALiveSocketIsRefused() async throws {
+        let path = socketPath()
+        try await withGRPCServer(router: router(), configuration: GRPCServerConfiguration(address: path)) { _ in
+            let second = GRPCServer(router: router(), configuration: GRPCServerConfiguration(address: path))
+            do {
+                try second.start()
+                Issue.record("expected a refusal")
+            } catch let e as GRPCServerError {
+                #expect(e.message.contains(path))
+            }
+        }
+    }
+}
