@@ -139,7 +139,8 @@ public struct NodeServer: NodeService {
             try Rules.require(request.stagingTargetPath, "staging_target_path")
             let staging = try checked(request.stagingTargetPath, field: "staging_target_path")
             return try await locks.withLock(request.volumeID) {
-                try await unmount(staging, volumeID: request.volumeID)
+                // The staging directory belongs to the CO, which made it: only the mount goes.
+                try await unmount(staging, volumeID: request.volumeID, remove: false)
                 return NodeUnstageVolumeResponse()
             }
         }
@@ -219,7 +220,8 @@ public struct NodeServer: NodeService {
             try Rules.require(request.targetPath, "target_path")
             let target = try checked(request.targetPath, field: "target_path")
             return try await locks.withLock(request.volumeID) {
-                try await unmount(target, volumeID: request.volumeID)
+                // The spec asks the plugin to delete the target it created.
+                try await unmount(target, volumeID: request.volumeID, remove: true)
                 return NodeUnpublishVolumeResponse()
             }
         }
@@ -358,14 +360,14 @@ public struct NodeServer: NodeService {
         return try await ErrorMapping.mapping("finding the device of volume \(id)") { try await store.devicePath(volumeID: id) }
     }
 
-    /// Unmounts and removes `path`. When nothing is there, the call succeeds if the volume exists
-    /// (a repeat) and is NOT_FOUND when it does not.
-    func unmount(_ path: String, volumeID: String) async throws {
+    /// Unmounts `path` and, when `remove` is set, deletes it. When nothing is there, the call
+    /// succeeds if the volume exists (a repeat) and is NOT_FOUND when it does not.
+    func unmount(_ path: String, volumeID: String, remove: Bool) async throws {
         if Self.fileKind(path) == nil, try await mountInfo(at: path) == nil {
             _ = try await knownVolume(volumeID)
             return
         }
-        try await mapped("unmounting \(path) of volume \(volumeID)") { try await mounter.unmount(path, removeTarget: true) }
+        try await mapped("unmounting \(path) of volume \(volumeID)") { try await mounter.unmount(path, removeTarget: remove) }
     }
 
     func mapped<T>(_ action: String, _ body: () async throws -> T) async throws(RPCError) -> T {
