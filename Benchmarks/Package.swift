@@ -45,6 +45,16 @@ let package = Package(
 
         // Servers of `/csi.v1.Node/NodeGetInfo` on a Unix socket.
         .executableTarget(
+            name: "rpc-bench-server",
+            dependencies: [
+                .product(name: "H2", package: "swift-csi"),
+                .product(name: "CSI", package: "swift-csi"),
+                .product(name: "ProtoWire", package: "swift-csi"),
+            ],
+            path: "RPC/rpc-bench-server",
+            swiftSettings: strict
+        ),
+        .executableTarget(
             name: "grpc-swift-bench-server",
             dependencies: [
                 "PeerMessages",

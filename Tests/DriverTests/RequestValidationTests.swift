@@ -1,8 +1,9 @@
 import CSI
-@testable import Driver
 import H2
 import Synchronization
 import Testing
+
+@testable import Driver
 
 /// Collects log records in memory.
 final class MemoryLogSink: DriverLogSink {

@@ -792,6 +792,7 @@ def test_node_path_end_to_end(loopfile_driver, fs_type, size, grown):
         d.node.NodeUnpublishVolume(unpublish)
         d.node.NodeUnpublishVolume(unpublish)
         assert not is_mounted(target)
+        assert not os.path.exists(target), "the plugin deletes the target it created"
         d.node.NodePublishVolume(publish)
         with open(os.path.join(target, "data.txt")) as f:
             assert f.read() == "kept across publishes\n"
@@ -844,6 +845,7 @@ def test_node_path_end_to_end(loopfile_driver, fs_type, size, grown):
         d.node.NodeUnstageVolume(unstage)
         d.node.NodeUnstageVolume(unstage)
         assert not is_mounted(staging)
+        assert os.path.isdir(staging), "the staging directory belongs to the CO and stays"
         assert "s3cr3t-value" not in d.output(), "a secret reached the log"
         assert "secrets" in d.output()
     finally:
