@@ -17,6 +17,7 @@ cleanup() {
     lvm pvremove "${dm[@]}" -ff -y "$loop" >/dev/null 2>&1 || true
     losetup -d "$loop" || true
     rm -rf "$work"
+    rm -f "${LVM_SYSTEM_DIR:-/etc/lvm}/backup/$vg" "${LVM_SYSTEM_DIR:-/etc/lvm}/archive/${vg}"_*.vg
 }
 trap cleanup EXIT
 lvm pvcreate "${dm[@]}" -q -y "$loop" >/dev/null

@@ -8,6 +8,7 @@
 #endif
 #include <nghttp2/nghttp2.h>
 #include <sys/socket.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -44,5 +45,6 @@ static inline int h2_peercred(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid
     return 0;
 }
 static inline int h2_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }
+static inline void h2_set_thread_name(const char *name) { pthread_setname_np(pthread_self(), name); }
 static inline int h2_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 #endif

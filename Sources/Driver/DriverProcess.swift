@@ -1,10 +1,10 @@
 import Dispatch
-import Synchronization
 package import H2
 import Storage
+import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The whole driver process: builds the backend and services from a configuration, serves them
@@ -40,9 +40,11 @@ public struct DriverProcess: Sendable {
         }
         logger.info(
             "csi-lvm-driver \(DriverConfiguration.version) serving",
-            [("driver", configuration.driverName), ("node", configuration.nodeID),
-             ("endpoint", configuration.socketPath), ("mode", configuration.mode.rawValue),
-             ("backend", configuration.backend.rawValue)])
+            [
+                ("driver", configuration.driverName), ("node", configuration.nodeID),
+                ("endpoint", configuration.socketPath), ("mode", configuration.mode.rawValue),
+                ("backend", configuration.backend.rawValue),
+            ])
         let grace = configuration.shutdownGrace
         let logger = self.logger
         Task {
@@ -88,10 +90,11 @@ public struct DriverProcess: Sendable {
             }
             let backend: LVMBackend
             do {
-                backend = try LVMBackend(configuration: .init(
-                    driverName: configuration.driverName, volumeGroup: group, volumeGroupPattern: pattern,
-                    thinPool: configuration.thinPool, overprovisionRatio: configuration.overprovisionRatio,
-                    scanDevices: configuration.lvmScanDevices.isEmpty ? nil : configuration.lvmScanDevices))
+                backend = try LVMBackend(
+                    configuration: .init(
+                        driverName: configuration.driverName, volumeGroup: group, volumeGroupPattern: pattern,
+                        thinPool: configuration.thinPool, overprovisionRatio: configuration.overprovisionRatio,
+                        scanDevices: configuration.lvmScanDevices.isEmpty ? nil : configuration.lvmScanDevices))
             } catch {
                 throw DriverStartError(message: "LVM backend (--volume-group/--vg-pattern/--thin-pool): \(error)")
             }
@@ -99,8 +102,9 @@ public struct DriverProcess: Sendable {
         case .loopfile:
             do {
                 try Self.makeDirectory(configuration.loopfileDir)
-                return BackendVolumeStore(backend: try LoopFileBackend(
-                    directory: configuration.loopfileDir, driverName: configuration.driverName))
+                return BackendVolumeStore(
+                    backend: try LoopFileBackend(
+                        directory: configuration.loopfileDir, driverName: configuration.driverName))
             } catch let error as DriverStartError {
                 throw DriverStartError(message: "--loopfile-dir: \(error.message)")
             } catch {

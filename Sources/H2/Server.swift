@@ -30,6 +30,10 @@ public struct GRPCServerConfiguration: Sendable {
     public var maxConnections: Int = 1024
     /// A connection without calls for this long is closed with GOAWAY; nil keeps it open.
     public var idleTimeout: Duration? = .seconds(600)
+    /// Serve `grpc.health.v1.Health` (see ``GRPCServer/health``) unless the router has it.
+    public var enableHealthService = true
+    /// Serve `grpc.reflection.v1.ServerReflection` (list services) unless the router has it.
+    public var enableReflection = true
 
     /// A configuration listening on `address` with the defaults above.
     public init(address: String) { self.address = address }
@@ -171,9 +175,20 @@ public final class GRPCServer: Sendable {
 
     /// Creates a server for `router`'s methods; it listens once started.
     public init(router: GRPCRouter, configuration: GRPCServerConfiguration) {
+        var router = router
+        if configuration.enableHealthService && router.handlers[HealthService.check.path] == nil {
+            router.register(HealthService(status: health))
+        }
+        if configuration.enableReflection && router.handlers[ReflectionService.info.path] == nil {
+            router.register(ReflectionService(services: router.methods.map(\.service)))
+        }
         self.router = router
         self.configuration = configuration
     }
+
+    /// The statuses the built-in health service reports; the server as a whole starts SERVING
+    /// and turns NOT_SERVING when shutdown begins.
+    public let health = HealthStatus()
 
     /// The address actually listened on (with the chosen port for `host:0`), once started.
     public var listeningAddress: String? { bound.withLock { $0 } }
@@ -257,6 +272,7 @@ public final class GRPCServer: Sendable {
                 return (nil, false)
             }
         }
+        health.markAllNotServing()
         guard let (core, listener) = running else {
             if wasIdle { finishWaiters() } else { await waitUntilStopped() }
             return

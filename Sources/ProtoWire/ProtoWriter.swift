@@ -185,6 +185,20 @@ public struct ProtoWriter {
             writeEntry(&self, key, value)
             return
         }
+        if count == 2 {
+            let first = map.startIndex
+            let second = map.index(after: first)
+            let (a, b) = (map[first], map[second])
+            // Back to front: the larger key first.
+            if a.key < b.key {
+                writeEntry(&self, b.key, b.value)
+                writeEntry(&self, a.key, a.value)
+            } else {
+                writeEntry(&self, a.key, a.value)
+                writeEntry(&self, b.key, b.value)
+            }
+            return
+        }
         withUnsafeTemporaryAllocation(of: Dictionary<Key, Value>.Index.self, capacity: count) { order in
             var sorted = 0
             var index = map.startIndex

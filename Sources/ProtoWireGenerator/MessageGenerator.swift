@@ -43,7 +43,7 @@ struct FieldPlan {
         switch shape {
         case .singular(let presence): presence ? "nil" : value.defaultLiteral
         case .repeated: "[]"
-        case .map: "[:]"
+        case .map(let k, let v): "[\(k.swiftType): \(v.swiftType)]()"
         case .oneof: "nil"
         }
     }

@@ -3,7 +3,7 @@
 enum Naming {
     /// Words printed in capitals inside a lowerCamelCase name (`volume_id` -> `volumeID`),
     /// after swift-protobuf's rule; a leading initialism stays lower-case (`id`, `url_path` -> `urlPath`).
-    static let initialisms: Set<String> = ["id", "url", "http", "https", "json", "uri", "uuid"]
+    static let initialisms: Set<String> = ["id", "url", "http", "https"]
 
     /// Swift keywords that need backticks as identifiers.
     static let keywords: Set<String> = [

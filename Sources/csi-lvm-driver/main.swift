@@ -4,7 +4,7 @@ import Driver
 import Logging
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @main
@@ -63,8 +63,9 @@ struct CSILVMDriver: AsyncParsableCommand {
     @Option(help: "Seconds in-flight calls may take to finish after SIGTERM.")
     var shutdownGrace: Double = 10
 
-    @Option(name: [.customShort("v"), .customLong("log-level")],
-            help: "Log verbosity: trace, debug, info, notice, warning, error, critical, or 0…5.")
+    @Option(
+        name: [.customShort("v"), .customLong("log-level")],
+        help: "Log verbosity: trace, debug, info, notice, warning, error, critical, or 0…5.")
     var logLevel: String = "info"
 
     func run() async throws {

@@ -25,10 +25,11 @@ import Testing
     }
 
     @Test func endpointFollowsKubeletDirAndDriverName() throws {
-        let config = try DriverConfiguration(raw: Self.raw {
-            $0.kubeletDir = "/vdata/storage//"
-            $0.driverName = "local.csi.example.com"
-        })
+        let config = try DriverConfiguration(
+            raw: Self.raw {
+                $0.kubeletDir = "/vdata/storage//"
+                $0.driverName = "local.csi.example.com"
+            })
         #expect(config.kubeletDir == "/vdata/storage")
         #expect(config.socketPath == "/vdata/storage/plugins/local.csi.example.com/csi.sock")
         #expect(config.topologyKey == "topology.local.csi.example.com/node")
@@ -43,8 +44,10 @@ import Testing
         #expect(try DriverConfiguration.parseEndpoint(endpoint) == path)
     }
 
-    @Test(arguments: ["tcp://127.0.0.1:10000", "csi.sock", "unix://relative/csi.sock", "/run/../csi.sock",
-                      "/" + String(repeating: "a", count: 120)])
+    @Test(arguments: [
+        "tcp://127.0.0.1:10000", "csi.sock", "unix://relative/csi.sock", "/run/../csi.sock",
+        "/" + String(repeating: "a", count: 120),
+    ])
     func badEndpoints(endpoint: String) {
         #expect(throws: ConfigurationError.self) { try DriverConfiguration.parseEndpoint(endpoint) }
         let error = #expect(throws: ConfigurationError.self) {
@@ -79,10 +82,11 @@ import Testing
     }
 
     @Test func volumeGroupSelection() throws {
-        let pattern = try DriverConfiguration(raw: Self.raw {
-            $0.volumeGroup = nil
-            $0.vgPattern = "data-vg[0-9]+"
-        })
+        let pattern = try DriverConfiguration(
+            raw: Self.raw {
+                $0.volumeGroup = nil
+                $0.vgPattern = "data-vg[0-9]+"
+            })
         #expect(pattern.volumeGroups == .pattern("data-vg[0-9]+"))
         #expect(pattern.volumeGroups.matches("data-vg12"))
         #expect(!pattern.volumeGroups.matches("xdata-vg12"), "the pattern must match the whole name")
@@ -97,10 +101,11 @@ import Testing
         }
         #expect(neither?.flag == "--volume-group")
         let regex = #expect(throws: ConfigurationError.self) {
-            try DriverConfiguration(raw: Self.raw {
-                $0.volumeGroup = nil
-                $0.vgPattern = "vg[0-"
-            })
+            try DriverConfiguration(
+                raw: Self.raw {
+                    $0.volumeGroup = nil
+                    $0.vgPattern = "vg[0-"
+                })
         }
         #expect(regex?.flag == "--vg-pattern")
         let name = #expect(throws: ConfigurationError.self) {
@@ -114,11 +119,12 @@ import Testing
     }
 
     @Test func loopfileBackendNeedsNoVolumeGroup() throws {
-        let config = try DriverConfiguration(raw: Self.raw {
-            $0.volumeGroup = nil
-            $0.backend = "loopfile"
-            $0.loopfileDir = "/srv/csi/"
-        })
+        let config = try DriverConfiguration(
+            raw: Self.raw {
+                $0.volumeGroup = nil
+                $0.backend = "loopfile"
+                $0.loopfileDir = "/srv/csi/"
+            })
         #expect(config.backend == .loopfile)
         #expect(config.loopfileDir == "/srv/csi")
     }
@@ -164,8 +170,10 @@ import Testing
         #expect(error?.description.hasPrefix(flag) == true)
     }
 
-    @Test(arguments: [("debug", DriverLogLevel.debug), ("WARN", .warning), ("0", .warning), ("2", .info),
-                      ("4", .debug), ("5", .trace)])
+    @Test(arguments: [
+        ("debug", DriverLogLevel.debug), ("WARN", .warning), ("0", .warning), ("2", .info),
+        ("4", .debug), ("5", .trace),
+    ])
     func logLevels(text: String, level: DriverLogLevel) {
         #expect(DriverLogLevel(parsing: text) == level)
     }

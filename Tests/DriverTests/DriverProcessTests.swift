@@ -1,7 +1,8 @@
-@testable import Driver
 import Glibc
 import H2
 import Testing
+
+@testable import Driver
 
 @Suite struct DriverProcessTests {
     /// A fresh directory under /tmp, removed by the caller.

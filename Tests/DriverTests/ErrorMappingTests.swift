@@ -1,7 +1,8 @@
-@testable import Driver
 import H2
 import Storage
 import Testing
+
+@testable import Driver
 
 @Suite struct ErrorMappingTests {
     @Test(arguments: [
@@ -89,8 +90,10 @@ import Testing
         #expect(error?.code == .invalidArgument)
     }
 
-    @Test(arguments: [("pvc-1", true), ("csi-0123abcd", true), ("", false), ("-rf", false), ("a b", false),
-                      ("../etc", false), ("vg/lv", false), ("..", false), (String(repeating: "a", count: 128), false)])
+    @Test(arguments: [
+        ("pvc-1", true), ("csi-0123abcd", true), ("", false), ("-rf", false), ("a b", false),
+        ("../etc", false), ("vg/lv", false), ("..", false), (String(repeating: "a", count: 128), false),
+    ])
     func plausibleIDs(id: String, plausible: Bool) {
         #expect(Rules.isPlausibleID(id) == plausible)
     }

@@ -792,6 +792,7 @@ def test_node_path_end_to_end(loopfile_driver, fs_type, size, grown):
         d.node.NodeUnpublishVolume(unpublish)
         d.node.NodeUnpublishVolume(unpublish)
         assert not is_mounted(target)
+        assert not os.path.exists(target), "the plugin deletes the target it created"
         d.node.NodePublishVolume(publish)
         with open(os.path.join(target, "data.txt")) as f:
             assert f.read() == "kept across publishes\n"
@@ -844,6 +845,7 @@ def test_node_path_end_to_end(loopfile_driver, fs_type, size, grown):
         d.node.NodeUnstageVolume(unstage)
         d.node.NodeUnstageVolume(unstage)
         assert not is_mounted(staging)
+        assert os.path.isdir(staging), "the staging directory belongs to the CO and stays"
         assert "s3cr3t-value" not in d.output(), "a secret reached the log"
         assert "secrets" in d.output()
     finally:
@@ -1002,6 +1004,51 @@ def test_sigterm_lets_an_in_flight_call_finish(binary, csi):
         assert d.process.wait(timeout=30) == 0, d.output()
         assert is_mounted(staging)
         assert not os.path.exists(d.socket)
+    finally:
+        d.stop()
+        unmount_all_under(workdir)
+        listing = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+        for line in listing.splitlines():
+            if workdir in line:
+                subprocess.run(["losetup", "-d", line.split(":")[0]], check=False)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_killed_driver_restarts_from_what_is_on_disk(binary, csi):
+    """No state only in memory: after SIGKILL, a new driver on the same directories answers
+    repeats of every call from the backend's records and /proc/self/mountinfo."""
+    workdir = tempfile.mkdtemp(prefix="csi-restart-")
+    args = ["--backend", "loopfile", "--loopfile-dir", os.path.join(workdir, "v")]
+    pb = csi.pb
+    cap = mount_cap(csi)
+    d = Driver(binary, csi, workdir, args)
+    try:
+        volume = create(d, size=16 * MIB, cap=cap, vol_name="pvc-restart")
+        vid = volume.volume_id
+        staging = d.path("plugins", "staging", vid)
+        target = d.path("pods", "restart", vid)
+        stage = pb.NodeStageVolumeRequest(volume_id=vid, staging_target_path=staging, volume_capability=cap)
+        publish = pb.NodePublishVolumeRequest(volume_id=vid, staging_target_path=staging, target_path=target,
+                                              volume_capability=cap)
+        d.node.NodeStageVolume(stage)
+        d.node.NodePublishVolume(publish)
+        with open(os.path.join(target, "before-crash"), "w") as f:
+            f.write("x")
+        d.process.kill()
+        d.process.wait()
+        d.stop()
+        # The socket of a killed driver is stale: the next driver replaces it.
+        d = Driver(binary, csi, workdir, args)
+        assert create(d, size=16 * MIB, cap=cap, vol_name="pvc-restart").volume_id == vid
+        d.node.NodeStageVolume(stage)
+        d.node.NodePublishVolume(publish)
+        assert os.path.exists(os.path.join(target, "before-crash"))
+        stats = d.node.NodeGetVolumeStats(pb.NodeGetVolumeStatsRequest(volume_id=vid, volume_path=target))
+        assert not stats.volume_condition.abnormal
+        d.node.NodeUnpublishVolume(pb.NodeUnpublishVolumeRequest(volume_id=vid, target_path=target))
+        d.node.NodeUnstageVolume(pb.NodeUnstageVolumeRequest(volume_id=vid, staging_target_path=staging))
+        delete(d, vid)
+        assert d.stop() == 0, d.output()
     finally:
         d.stop()
         unmount_all_under(workdir)

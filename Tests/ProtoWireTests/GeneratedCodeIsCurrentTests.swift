@@ -99,7 +99,7 @@ func generateInProcess(_ protoFiles: [String], includes: [String], options: Stri
         #expect(!descriptor.contains("import H2"))
         let structFile = files["struct.pb.swift"] ?? ""
         #expect(!structFile.contains("public enum GP: Sendable {}"))  // declared once per run
-        #expect(structFile.contains("public var fields: [String: GP.Value] = [:]"))
+        #expect(structFile.contains("public var fields: [String: GP.Value] = [String: GP.Value]()"))
         #expect(structFile.contains("case structValue(GP.Struct)"))
     }
 

@@ -53,10 +53,24 @@ func withVolumeGroup<T>(megabytes: Int = 256, _ body: (_ vg: String, _ loop: Loo
         _ = try? lvmTool(["vgremove", "-f", vg])
         _ = try? lvmTool(["pvremove", "-ff", "-y", loop.device])
         loop.destroy()
+        removeMetadataCopies(of: vg)
     }
     try lvmTool(["pvcreate", "-y", loop.device])
     try lvmTool(["vgcreate", "-s", "4m", vg, loop.device])
     return try await body(vg, loop)
+}
+
+/// Removes the metadata backup and archive files LVM keeps for a removed volume group.
+func removeMetadataCopies(of vg: String) {
+    let lvmDirectory = getenvString("LVM_SYSTEM_DIR") ?? "/etc/lvm"
+    unlink(lvmDirectory + "/backup/" + vg)
+    guard let dir = opendir(lvmDirectory + "/archive") else { return }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+        names.append(withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) })
+    }
+    closedir(dir)
+    for name in names where name.hasPrefix(vg + "_") && name.hasSuffix(".vg") { unlink(lvmDirectory + "/archive/" + name) }
 }
 
 extension String {

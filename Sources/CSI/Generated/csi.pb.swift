@@ -113,7 +113,7 @@ public struct GetPluginInfoResponse: ProtoCodable, CustomStringConvertible, Cust
     /// Free-form extra facts; opaque to the CO.
     ///
     /// Field 3 `manifest`.
-    public var manifest: [String: String] = [:]
+    public var manifest: [String: String] = [String: String]()
     /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
     public var unknownFields = UnknownFields()
 
@@ -124,7 +124,7 @@ public struct GetPluginInfoResponse: ProtoCodable, CustomStringConvertible, Cust
     public init(
         name: String = "",
         vendorVersion: String = "",
-        manifest: [String: String] = [:]
+        manifest: [String: String] = [String: String]()
     ) {
         self.name = name
         self.vendorVersion = vendorVersion
@@ -769,9 +769,9 @@ public struct CreateVolumeRequest: ProtoCodable, CustomStringConvertible, Custom
     /// Driver-specific parameters (for example from a StorageClass).
     ///
     /// Field 4 `parameters`.
-    public var parameters: [String: String] = [:]
+    public var parameters: [String: String] = [String: String]()
     /// Field 5 `secrets` (secret).
-    public var secrets: [String: String] = [:]
+    public var secrets: [String: String] = [String: String]()
     /// Pre-populate the volume from a snapshot or another volume.
     ///
     /// Field 6 `volume_content_source`.
@@ -783,7 +783,7 @@ public struct CreateVolumeRequest: ProtoCodable, CustomStringConvertible, Custom
     /// Parameters that ControllerModifyVolume may change later.
     ///
     /// Field 8 `mutable_parameters`.
-    public var mutableParameters: [String: String] = [:]
+    public var mutableParameters: [String: String] = [String: String]()
     /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
     public var unknownFields = UnknownFields()
 
@@ -795,11 +795,11 @@ public struct CreateVolumeRequest: ProtoCodable, CustomStringConvertible, Custom
         name: String = "",
         capacityRange: CapacityRange? = nil,
         volumeCapabilities: [VolumeCapability] = [],
-        parameters: [String: String] = [:],
-        secrets: [String: String] = [:],
+        parameters: [String: String] = [String: String](),
+        secrets: [String: String] = [String: String](),
         volumeContentSource: VolumeContentSource? = nil,
         accessibilityRequirements: TopologyRequirement? = nil,
-        mutableParameters: [String: String] = [:]
+        mutableParameters: [String: String] = [String: String]()
     ) {
         self.name = name
         self.capacityRange = capacityRange
@@ -1728,7 +1728,7 @@ public struct Volume: ProtoCodable, CustomStringConvertible, CustomDebugStringCo
     /// Static facts the CO passes back on later calls.
     ///
     /// Field 3 `volume_context`.
-    public var volumeContext: [String: String] = [:]
+    public var volumeContext: [String: String] = [String: String]()
     /// Field 4 `content_source`.
     public var contentSource: VolumeContentSource? = nil
     /// Topologies the volume can be reached from.
@@ -1745,7 +1745,7 @@ public struct Volume: ProtoCodable, CustomStringConvertible, CustomDebugStringCo
     public init(
         capacityBytes: Int64 = 0,
         volumeID: String = "",
-        volumeContext: [String: String] = [:],
+        volumeContext: [String: String] = [String: String](),
         contentSource: VolumeContentSource? = nil,
         accessibleTopology: [Topology] = []
     ) {
@@ -1928,7 +1928,7 @@ public struct Topology: ProtoCodable, CustomStringConvertible, CustomDebugString
     public static let protoMessageName = "csi.v1.Topology"
 
     /// Field 1 `segments`.
-    public var segments: [String: String] = [:]
+    public var segments: [String: String] = [String: String]()
     /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
     public var unknownFields = UnknownFields()
 
@@ -1937,7 +1937,7 @@ public struct Topology: ProtoCodable, CustomStringConvertible, CustomDebugString
 
     /// A message with the given fields; the rest at their defaults.
     public init(
-        segments: [String: String] = [:]
+        segments: [String: String] = [String: String]()
     ) {
         self.segments = segments
     }
@@ -2010,7 +2010,7 @@ public struct DeleteVolumeRequest: ProtoCodable, CustomStringConvertible, Custom
     /// Field 1 `volume_id`.
     public var volumeID: String = ""
     /// Field 2 `secrets` (secret).
-    public var secrets: [String: String] = [:]
+    public var secrets: [String: String] = [String: String]()
     /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
     public var unknownFields = UnknownFields()
 
@@ -2020,7 +2020,7 @@ public struct DeleteVolumeRequest: ProtoCodable, CustomStringConvertible, Custom
     /// A message with the given fields; the rest at their defaults.
     public init(
         volumeID: String = "",
-        secrets: [String: String] = [:]
+        secrets: [String: String] = [String: String]()
     ) {
         self.volumeID = volumeID
         self.secrets = secrets
@@ -2159,9 +2159,9 @@ public struct ControllerPublishVolumeRequest: ProtoCodable, CustomStringConverti
     /// Field 4 `readonly`.
     public var readonly: Bool = false
     /// Field 5 `secrets` (secret).
-    public var secrets: [String: String] = [:]
+    public var secrets: [String: String] = [String: String]()
     /// Field 6 `volume_context`.
-    public var volumeContext: [String: String] = [:]
+    public var volumeContext: [String: String] = [String: String]()
     /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
     public var unknownFields = UnknownFields()
 
@@ -2174,8 +2174,8 @@ public struct ControllerPublishVolumeRequest: ProtoCodable, CustomStringConverti
         nodeID: String = "",
         volumeCapability: VolumeCapability? = nil,
         readonly: Bool = false,
-        secrets: [String: String] = [:],
-        volumeContext: [String: String] = [:]
+        secrets: [String: String] = [String: String](),
+        volumeContext: [String: String] = [String: String]()
     ) {
         self.volumeID = volumeID
         self.nodeID = nodeID
@@ -2316,7 +2316,7 @@ public struct ControllerPublishVolumeResponse: ProtoCodable, CustomStringConvert
     /// Passed on to NodeStageVolume/NodePublishVolume.
     ///
     /// Field 1 `publish_context`.
-    public var publishContext: [String: String] = [:]
+    public var publishContext: [String: String] = [String: String]()
     /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
     public var unknownFields = UnknownFields()
 
@@ -2325,7 +2325,7 @@ public struct ControllerPublishVolumeResponse: ProtoCodable, CustomStringConvert
 
     /// A message with the given fields; the rest at their defaults.
     public init(
-        publishContext: [String: String] = [:]
+        publishContext: [String: String] = [String: String]()
     ) {
         self.publishContext = publishContext
     }
@@ -2400,7 +2400,7 @@ public struct ControllerUnpublishVolumeRequest: ProtoCodable, CustomStringConver
     /// Field 2 `node_id`.
     public var nodeID: String = ""
     /// Field 3 `secrets` (secret).
-    public var secrets: [String: String] = [:]
+    public var secrets: [String: String] = [String: String]()
     /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
     public var unknownFields = UnknownFields()
 
@@ -2411,7 +2411,7 @@ public struct ControllerUnpublishVolumeRequest: ProtoCodable, CustomStringConver
     public init(
         volumeID: String = "",
         nodeID: String = "",
-        secrets: [String: String] = [:]
+        secrets: [String: String] = [String: String]()
     ) {
         self.volumeID = volumeID
         self.nodeID = nodeID
@@ -2551,15 +2551,15 @@ public struct ValidateVolumeCapabilitiesRequest: ProtoCodable, CustomStringConve
     /// Field 1 `volume_id`.
     public var volumeID: String = ""
     /// Field 2 `volume_context`.
-    public var volumeContext: [String: String] = [:]
+    public var volumeContext: [String: String] = [String: String]()
     /// Field 3 `volume_capabilities`.
     public var volumeCapabilities: [VolumeCapability] = []
     /// Field 4 `parameters`.
-    public var parameters: [String: String] = [:]
+    public var parameters: [String: String] = [String: String]()
     /// Field 5 `secrets` (secret).
-    public var secrets: [String: String] = [:]
+    public var secrets: [String: String] = [String: String]()
     /// Field 6 `mutable_parameters`.
-    public var mutableParameters: [String: String] = [:]
+    public var mutableParameters: [String: String] = [String: String]()
     /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
     public var unknownFields = UnknownFields()
 
@@ -2569,11 +2569,11 @@ public struct ValidateVolumeCapabilitiesRequest: ProtoCodable, CustomStringConve
     /// A message with the given fields; the rest at their defaults.
     public init(
         volumeID: String = "",
-        volumeContext: [String: String] = [:],
+        volumeContext: [String: String] = [String: String](),
         volumeCapabilities: [VolumeCapability] = [],
-        parameters: [String: String] = [:],
-        secrets: [String: String] = [:],
-        mutableParameters: [String: String] = [:]
+        parameters: [String: String] = [String: String](),
+        secrets: [String: String] = [String: String](),
+        mutableParameters: [String: String] = [String: String]()
     ) {
         self.volumeID = volumeID
         self.volumeContext = volumeContext
@@ -2821,13 +2821,13 @@ public struct ValidateVolumeCapabilitiesResponse: ProtoCodable, CustomStringConv
         public static let protoMessageName = "csi.v1.ValidateVolumeCapabilitiesResponse.Confirmed"
 
         /// Field 1 `volume_context`.
-        public var volumeContext: [String: String] = [:]
+        public var volumeContext: [String: String] = [String: String]()
         /// Field 2 `volume_capabilities`.
         public var volumeCapabilities: [VolumeCapability] = []
         /// Field 3 `parameters`.
-        public var parameters: [String: String] = [:]
+        public var parameters: [String: String] = [String: String]()
         /// Field 4 `mutable_parameters`.
-        public var mutableParameters: [String: String] = [:]
+        public var mutableParameters: [String: String] = [String: String]()
         /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
         public var unknownFields = UnknownFields()
 
@@ -2836,10 +2836,10 @@ public struct ValidateVolumeCapabilitiesResponse: ProtoCodable, CustomStringConv
 
         /// A message with the given fields; the rest at their defaults.
         public init(
-            volumeContext: [String: String] = [:],
+            volumeContext: [String: String] = [String: String](),
             volumeCapabilities: [VolumeCapability] = [],
-            parameters: [String: String] = [:],
-            mutableParameters: [String: String] = [:]
+            parameters: [String: String] = [String: String](),
+            mutableParameters: [String: String] = [String: String]()
         ) {
             self.volumeContext = volumeContext
             self.volumeCapabilities = volumeCapabilities
@@ -3472,11 +3472,11 @@ public struct ControllerModifyVolumeRequest: ProtoCodable, CustomStringConvertib
     /// Field 1 `volume_id`.
     public var volumeID: String = ""
     /// Field 2 `secrets` (secret).
-    public var secrets: [String: String] = [:]
+    public var secrets: [String: String] = [String: String]()
     /// New values of mutable parameters.
     ///
     /// Field 3 `mutable_parameters`.
-    public var mutableParameters: [String: String] = [:]
+    public var mutableParameters: [String: String] = [String: String]()
     /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
     public var unknownFields = UnknownFields()
 
@@ -3486,8 +3486,8 @@ public struct ControllerModifyVolumeRequest: ProtoCodable, CustomStringConvertib
     /// A message with the given fields; the rest at their defaults.
     public init(
         volumeID: String = "",
-        secrets: [String: String] = [:],
-        mutableParameters: [String: String] = [:]
+        secrets: [String: String] = [String: String](),
+        mutableParameters: [String: String] = [String: String]()
     ) {
         self.volumeID = volumeID
         self.secrets = secrets
@@ -3643,7 +3643,7 @@ public struct GetCapacityRequest: ProtoCodable, CustomStringConvertible, CustomD
     /// Field 1 `volume_capabilities`.
     public var volumeCapabilities: [VolumeCapability] = []
     /// Field 2 `parameters`.
-    public var parameters: [String: String] = [:]
+    public var parameters: [String: String] = [String: String]()
     /// Ask about capacity reachable from this topology only.
     ///
     /// Field 3 `accessible_topology`.
@@ -3657,7 +3657,7 @@ public struct GetCapacityRequest: ProtoCodable, CustomStringConvertible, CustomD
     /// A message with the given fields; the rest at their defaults.
     public init(
         volumeCapabilities: [VolumeCapability] = [],
-        parameters: [String: String] = [:],
+        parameters: [String: String] = [String: String](),
         accessibleTopology: Topology? = nil
     ) {
         self.volumeCapabilities = volumeCapabilities
@@ -4207,9 +4207,9 @@ public struct CreateSnapshotRequest: ProtoCodable, CustomStringConvertible, Cust
     /// Field 2 `name`.
     public var name: String = ""
     /// Field 3 `secrets` (secret).
-    public var secrets: [String: String] = [:]
+    public var secrets: [String: String] = [String: String]()
     /// Field 4 `parameters`.
-    public var parameters: [String: String] = [:]
+    public var parameters: [String: String] = [String: String]()
     /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
     public var unknownFields = UnknownFields()
 
@@ -4220,8 +4220,8 @@ public struct CreateSnapshotRequest: ProtoCodable, CustomStringConvertible, Cust
     public init(
         sourceVolumeID: String = "",
         name: String = "",
-        secrets: [String: String] = [:],
-        parameters: [String: String] = [:]
+        secrets: [String: String] = [String: String](),
+        parameters: [String: String] = [String: String]()
     ) {
         self.sourceVolumeID = sourceVolumeID
         self.name = name
@@ -4530,7 +4530,7 @@ public struct DeleteSnapshotRequest: ProtoCodable, CustomStringConvertible, Cust
     /// Field 1 `snapshot_id`.
     public var snapshotID: String = ""
     /// Field 2 `secrets` (secret).
-    public var secrets: [String: String] = [:]
+    public var secrets: [String: String] = [String: String]()
     /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
     public var unknownFields = UnknownFields()
 
@@ -4540,7 +4540,7 @@ public struct DeleteSnapshotRequest: ProtoCodable, CustomStringConvertible, Cust
     /// A message with the given fields; the rest at their defaults.
     public init(
         snapshotID: String = "",
-        secrets: [String: String] = [:]
+        secrets: [String: String] = [String: String]()
     ) {
         self.snapshotID = snapshotID
         self.secrets = secrets
@@ -4681,7 +4681,7 @@ public struct ListSnapshotsRequest: ProtoCodable, CustomStringConvertible, Custo
     /// Field 4 `snapshot_id`.
     public var snapshotID: String = ""
     /// Field 5 `secrets` (secret).
-    public var secrets: [String: String] = [:]
+    public var secrets: [String: String] = [String: String]()
     /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
     public var unknownFields = UnknownFields()
 
@@ -4694,7 +4694,7 @@ public struct ListSnapshotsRequest: ProtoCodable, CustomStringConvertible, Custo
         startingToken: String = "",
         sourceVolumeID: String = "",
         snapshotID: String = "",
-        secrets: [String: String] = [:]
+        secrets: [String: String] = [String: String]()
     ) {
         self.maxEntries = maxEntries
         self.startingToken = startingToken
@@ -4942,7 +4942,7 @@ public struct GetSnapshotRequest: ProtoCodable, CustomStringConvertible, CustomD
     /// Field 1 `snapshot_id`.
     public var snapshotID: String = ""
     /// Field 2 `secrets` (secret).
-    public var secrets: [String: String] = [:]
+    public var secrets: [String: String] = [String: String]()
     /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
     public var unknownFields = UnknownFields()
 
@@ -4952,7 +4952,7 @@ public struct GetSnapshotRequest: ProtoCodable, CustomStringConvertible, CustomD
     /// A message with the given fields; the rest at their defaults.
     public init(
         snapshotID: String = "",
-        secrets: [String: String] = [:]
+        secrets: [String: String] = [String: String]()
     ) {
         self.snapshotID = snapshotID
         self.secrets = secrets
@@ -5103,7 +5103,7 @@ public struct ControllerExpandVolumeRequest: ProtoCodable, CustomStringConvertib
     /// Field 2 `capacity_range`.
     public var capacityRange: CapacityRange? = nil
     /// Field 3 `secrets` (secret).
-    public var secrets: [String: String] = [:]
+    public var secrets: [String: String] = [String: String]()
     /// Field 4 `volume_capability`.
     public var volumeCapability: VolumeCapability? = nil
     /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
@@ -5116,7 +5116,7 @@ public struct ControllerExpandVolumeRequest: ProtoCodable, CustomStringConvertib
     public init(
         volumeID: String = "",
         capacityRange: CapacityRange? = nil,
-        secrets: [String: String] = [:],
+        secrets: [String: String] = [String: String](),
         volumeCapability: VolumeCapability? = nil
     ) {
         self.volumeID = volumeID
@@ -5298,7 +5298,7 @@ public struct NodeStageVolumeRequest: ProtoCodable, CustomStringConvertible, Cus
     /// Field 1 `volume_id`.
     public var volumeID: String = ""
     /// Field 2 `publish_context`.
-    public var publishContext: [String: String] = [:]
+    public var publishContext: [String: String] = [String: String]()
     /// Node-global directory the volume is staged at.
     ///
     /// Field 3 `staging_target_path`.
@@ -5306,9 +5306,9 @@ public struct NodeStageVolumeRequest: ProtoCodable, CustomStringConvertible, Cus
     /// Field 4 `volume_capability`.
     public var volumeCapability: VolumeCapability? = nil
     /// Field 5 `secrets` (secret).
-    public var secrets: [String: String] = [:]
+    public var secrets: [String: String] = [String: String]()
     /// Field 6 `volume_context`.
-    public var volumeContext: [String: String] = [:]
+    public var volumeContext: [String: String] = [String: String]()
     /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
     public var unknownFields = UnknownFields()
 
@@ -5318,11 +5318,11 @@ public struct NodeStageVolumeRequest: ProtoCodable, CustomStringConvertible, Cus
     /// A message with the given fields; the rest at their defaults.
     public init(
         volumeID: String = "",
-        publishContext: [String: String] = [:],
+        publishContext: [String: String] = [String: String](),
         stagingTargetPath: String = "",
         volumeCapability: VolumeCapability? = nil,
-        secrets: [String: String] = [:],
-        volumeContext: [String: String] = [:]
+        secrets: [String: String] = [String: String](),
+        volumeContext: [String: String] = [String: String]()
     ) {
         self.volumeID = volumeID
         self.publishContext = publishContext
@@ -5639,7 +5639,7 @@ public struct NodePublishVolumeRequest: ProtoCodable, CustomStringConvertible, C
     /// Field 1 `volume_id`.
     public var volumeID: String = ""
     /// Field 2 `publish_context`.
-    public var publishContext: [String: String] = [:]
+    public var publishContext: [String: String] = [String: String]()
     /// Set when the plugin has STAGE_UNSTAGE_VOLUME.
     ///
     /// Field 3 `staging_target_path`.
@@ -5653,9 +5653,9 @@ public struct NodePublishVolumeRequest: ProtoCodable, CustomStringConvertible, C
     /// Field 6 `readonly`.
     public var readonly: Bool = false
     /// Field 7 `secrets` (secret).
-    public var secrets: [String: String] = [:]
+    public var secrets: [String: String] = [String: String]()
     /// Field 8 `volume_context`.
-    public var volumeContext: [String: String] = [:]
+    public var volumeContext: [String: String] = [String: String]()
     /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
     public var unknownFields = UnknownFields()
 
@@ -5665,13 +5665,13 @@ public struct NodePublishVolumeRequest: ProtoCodable, CustomStringConvertible, C
     /// A message with the given fields; the rest at their defaults.
     public init(
         volumeID: String = "",
-        publishContext: [String: String] = [:],
+        publishContext: [String: String] = [String: String](),
         stagingTargetPath: String = "",
         targetPath: String = "",
         volumeCapability: VolumeCapability? = nil,
         readonly: Bool = false,
-        secrets: [String: String] = [:],
-        volumeContext: [String: String] = [:]
+        secrets: [String: String] = [String: String](),
+        volumeContext: [String: String] = [String: String]()
     ) {
         self.volumeID = volumeID
         self.publishContext = publishContext
@@ -6842,7 +6842,7 @@ public struct NodeExpandVolumeRequest: ProtoCodable, CustomStringConvertible, Cu
     /// Field 5 `volume_capability`.
     public var volumeCapability: VolumeCapability? = nil
     /// Field 6 `secrets` (secret).
-    public var secrets: [String: String] = [:]
+    public var secrets: [String: String] = [String: String]()
     /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
     public var unknownFields = UnknownFields()
 
@@ -6856,7 +6856,7 @@ public struct NodeExpandVolumeRequest: ProtoCodable, CustomStringConvertible, Cu
         capacityRange: CapacityRange? = nil,
         stagingTargetPath: String = "",
         volumeCapability: VolumeCapability? = nil,
-        secrets: [String: String] = [:]
+        secrets: [String: String] = [String: String]()
     ) {
         self.volumeID = volumeID
         self.volumePath = volumePath
@@ -7337,9 +7337,9 @@ public struct CreateVolumeGroupSnapshotRequest: ProtoCodable, CustomStringConver
     /// Field 2 `source_volume_ids`.
     public var sourceVolumeIds: [String] = []
     /// Field 3 `secrets` (secret).
-    public var secrets: [String: String] = [:]
+    public var secrets: [String: String] = [String: String]()
     /// Field 4 `parameters`.
-    public var parameters: [String: String] = [:]
+    public var parameters: [String: String] = [String: String]()
     /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
     public var unknownFields = UnknownFields()
 
@@ -7350,8 +7350,8 @@ public struct CreateVolumeGroupSnapshotRequest: ProtoCodable, CustomStringConver
     public init(
         name: String = "",
         sourceVolumeIds: [String] = [],
-        secrets: [String: String] = [:],
-        parameters: [String: String] = [:]
+        secrets: [String: String] = [String: String](),
+        parameters: [String: String] = [String: String]()
     ) {
         self.name = name
         self.sourceVolumeIds = sourceVolumeIds
@@ -7634,7 +7634,7 @@ public struct DeleteVolumeGroupSnapshotRequest: ProtoCodable, CustomStringConver
     /// Field 2 `snapshot_ids`.
     public var snapshotIds: [String] = []
     /// Field 3 `secrets` (secret).
-    public var secrets: [String: String] = [:]
+    public var secrets: [String: String] = [String: String]()
     /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
     public var unknownFields = UnknownFields()
 
@@ -7645,7 +7645,7 @@ public struct DeleteVolumeGroupSnapshotRequest: ProtoCodable, CustomStringConver
     public init(
         groupSnapshotID: String = "",
         snapshotIds: [String] = [],
-        secrets: [String: String] = [:]
+        secrets: [String: String] = [String: String]()
     ) {
         self.groupSnapshotID = groupSnapshotID
         self.snapshotIds = snapshotIds
@@ -7787,7 +7787,7 @@ public struct GetVolumeGroupSnapshotRequest: ProtoCodable, CustomStringConvertib
     /// Field 2 `snapshot_ids`.
     public var snapshotIds: [String] = []
     /// Field 3 `secrets` (secret).
-    public var secrets: [String: String] = [:]
+    public var secrets: [String: String] = [String: String]()
     /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
     public var unknownFields = UnknownFields()
 
@@ -7798,7 +7798,7 @@ public struct GetVolumeGroupSnapshotRequest: ProtoCodable, CustomStringConvertib
     public init(
         groupSnapshotID: String = "",
         snapshotIds: [String] = [],
-        secrets: [String: String] = [:]
+        secrets: [String: String] = [String: String]()
     ) {
         self.groupSnapshotID = groupSnapshotID
         self.snapshotIds = snapshotIds
@@ -8032,7 +8032,7 @@ public struct GetMetadataAllocatedRequest: ProtoCodable, CustomStringConvertible
     /// Field 3 `max_results`.
     public var maxResults: Int32 = 0
     /// Field 4 `secrets` (secret).
-    public var secrets: [String: String] = [:]
+    public var secrets: [String: String] = [String: String]()
     /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
     public var unknownFields = UnknownFields()
 
@@ -8044,7 +8044,7 @@ public struct GetMetadataAllocatedRequest: ProtoCodable, CustomStringConvertible
         snapshotID: String = "",
         startingOffset: Int64 = 0,
         maxResults: Int32 = 0,
-        secrets: [String: String] = [:]
+        secrets: [String: String] = [String: String]()
     ) {
         self.snapshotID = snapshotID
         self.startingOffset = startingOffset
@@ -8241,7 +8241,7 @@ public struct GetMetadataDeltaRequest: ProtoCodable, CustomStringConvertible, Cu
     /// Field 4 `max_results`.
     public var maxResults: Int32 = 0
     /// Field 5 `secrets` (secret).
-    public var secrets: [String: String] = [:]
+    public var secrets: [String: String] = [String: String]()
     /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
     public var unknownFields = UnknownFields()
 
@@ -8254,7 +8254,7 @@ public struct GetMetadataDeltaRequest: ProtoCodable, CustomStringConvertible, Cu
         targetSnapshotID: String = "",
         startingOffset: Int64 = 0,
         maxResults: Int32 = 0,
-        secrets: [String: String] = [:]
+        secrets: [String: String] = [String: String]()
     ) {
         self.baseSnapshotID = baseSnapshotID
         self.targetSnapshotID = targetSnapshotID

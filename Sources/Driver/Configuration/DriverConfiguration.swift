@@ -72,7 +72,10 @@ public enum DriverLogLevel: Int, Sendable, Hashable, Comparable, CaseIterable, C
             self = level
             return
         }
-        if lowered == "warn" { self = .warning; return }
+        if lowered == "warn" {
+            self = .warning
+            return
+        }
         guard let number = Int(lowered), number >= 0 else { return nil }
         switch number {
         case 0: self = .warning
@@ -141,22 +144,39 @@ public struct DriverConfiguration: Sendable, Hashable {
 
     /// The raw command-line values, before validation.
     public struct Raw: Sendable, Hashable {
+        /// `--endpoint`; nil for the default under the kubelet directory.
         public var endpoint: String?
+        /// `--driver-name`.
         public var driverName: String = DriverConfiguration.defaultDriverName
+        /// `--node-id`; nil for the host name.
         public var nodeID: String?
+        /// `--volume-group`.
         public var volumeGroup: String?
+        /// `--vg-pattern`.
         public var vgPattern: String?
+        /// `--thin-pool`.
         public var thinPool: String?
+        /// `--lvm-scan-device`, once per device.
         public var lvmScanDevices: [String] = []
+        /// `--overprovision-ratio`.
         public var overprovisionRatio: Double = 1.0
+        /// `--topology-key`; nil for topology.<driver-name>/node.
         public var topologyKey: String?
+        /// `--max-volumes-per-node`.
         public var maxVolumesPerNode: Int64 = 0
+        /// `--mode`.
         public var mode: String = "all"
+        /// `--kubelet-dir`.
         public var kubeletDir: String = DriverConfiguration.defaultKubeletDir
+        /// `--log-level`.
         public var logLevel: String = "info"
+        /// `--backend`.
         public var backend: String = "lvm"
+        /// `--loopfile-dir`; nil for /var/lib/<driver-name>/loopfile.
         public var loopfileDir: String?
+        /// `--socket-mode`, octal.
         public var socketMode: String = "0660"
+        /// `--shutdown-grace`, in seconds.
         public var shutdownGraceSeconds: Double = 10
         /// The host name, the default node id.
         public var hostName: String = ""
@@ -215,7 +235,8 @@ public struct DriverConfiguration: Sendable, Hashable {
         topologyKey = key
 
         guard raw.maxVolumesPerNode >= 0 else {
-            throw ConfigurationError(flag: "--max-volumes-per-node", "expected 0 (no limit) or a positive number, found \(raw.maxVolumesPerNode)")
+            throw ConfigurationError(
+                flag: "--max-volumes-per-node", "expected 0 (no limit) or a positive number, found \(raw.maxVolumesPerNode)")
         }
         maxVolumesPerNode = raw.maxVolumesPerNode
 
@@ -266,7 +287,8 @@ public struct DriverConfiguration: Sendable, Hashable {
         let clean = try cleanAbsolutePath(String(path), flag: "--endpoint")
         // sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
         guard clean.utf8.count < 108 else {
-            throw ConfigurationError(flag: "--endpoint", "socket path \(clean) is \(clean.utf8.count) bytes; Unix sockets allow at most 107")
+            throw ConfigurationError(
+                flag: "--endpoint", "socket path \(clean) is \(clean.utf8.count) bytes; Unix sockets allow at most 107")
         }
         return clean
     }
@@ -309,11 +331,13 @@ public struct DriverConfiguration: Sendable, Hashable {
         case 2:
             let prefix = parts[0]
             let labels = prefix.split(separator: ".", omittingEmptySubsequences: false)
-            let validPrefix = !prefix.isEmpty && prefix.utf8.count <= 253 && labels.allSatisfy { label in
-                let b = Array(label.utf8)
-                return !b.isEmpty && b.count <= 63 && isAlnum(b.first!) && isAlnum(b.last!)
-                    && b.allSatisfy { isAlnum($0) || $0 == UInt8(ascii: "-") } && b.allSatisfy { !(65...90).contains($0) }
-            }
+            let validPrefix =
+                !prefix.isEmpty && prefix.utf8.count <= 253
+                && labels.allSatisfy { label in
+                    let b = Array(label.utf8)
+                    return !b.isEmpty && b.count <= 63 && isAlnum(b.first!) && isAlnum(b.last!)
+                        && b.allSatisfy { isAlnum($0) || $0 == UInt8(ascii: "-") } && b.allSatisfy { !(65...90).contains($0) }
+                }
             guard validPrefix else {
                 throw ConfigurationError(flag: "--topology-key", "'\(key)': the prefix '\(prefix)' is not a lower-case DNS subdomain")
             }
@@ -331,8 +355,11 @@ public struct DriverConfiguration: Sendable, Hashable {
     /// An LVM name: 1…127 of `a-z A-Z 0-9 + _ . -`, not starting with `-`, not `.` or `..`.
     public static func validateLVMName(_ name: String, flag: String) throws(ConfigurationError) {
         let b = Array(name.utf8)
-        let ok = !b.isEmpty && b.count <= 127 && b[0] != UInt8(ascii: "-") && name != "." && name != ".."
-            && b.allSatisfy { isAlnum($0) || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }
+        let ok =
+            !b.isEmpty && b.count <= 127 && b[0] != UInt8(ascii: "-") && name != "." && name != ".."
+            && b.allSatisfy {
+                isAlnum($0) || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-")
+            }
         guard ok else {
             throw ConfigurationError(
                 flag: flag, "'\(name)' is not an LVM name: expected 1…127 of a-z A-Z 0-9 + _ . - and no leading '-'")

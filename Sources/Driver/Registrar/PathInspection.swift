@@ -57,7 +57,9 @@ package enum PathInspection {
     package static func identity(of path: String) -> FileIdentity? {
         var st = stat()
         guard lstat(path, &st) == 0 else { return nil }
-        return FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+        return FileIdentity(
+            device: UInt64(st.st_dev), inode: UInt64(st.st_ino),
+            changed: Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec))
     }
 
     /// The target written in the symbolic link at `path`.
@@ -159,8 +161,11 @@ package enum PathInspection {
     }
 }
 
-/// The device and inode that identify one file, to tell "our" socket from one that replaced it.
+/// The device, inode and status-change time that identify one file, to tell "our" socket from one that
+/// replaced it (a new file may reuse a freed inode number, but not its change time).
 package struct FileIdentity: Sendable, Hashable {
     package var device: UInt64
     package var inode: UInt64
+    /// `st_ctim` in nanoseconds.
+    package var changed: Int64
 }

@@ -87,12 +87,28 @@ public final class Registrar: Sendable {
             $0.socketPath = socketPath
         }
         try PathInspection.makeDirectories(configuration.registrationDirectory)
+        // A link of ours that dangles now (our socket is gone) was left by a registrar that did not exit
+        // cleanly; say so when it is replaced below.
+        var leftOver: String?
+        if let directory = configuration.registryLinkDirectory {
+            let link = RegistryLink(directory: directory, target: socketPath)
+            if link.isPlaced {
+                switch PathInspection.resolvedKind(of: socketPath) {
+                case .missing: leftOver = "dangling"
+                case .socket where !PathInspection.socketAnswers(socketPath): leftOver = "stale"
+                default: break
+                }
+            }
+        }
         try await openSocket(socketPath, state: state)
 
         if let directory = configuration.registryLinkDirectory {
             let link = RegistryLink(directory: directory, target: socketPath)
             live.withLock { $0.link = link }
             try placeLink(link, fresh: true)
+            if let leftOver {
+                logger.warning("replaced \(leftOver) link \(link.path) -> \(link.target) (left by a registrar that did not exit cleanly)")
+            }
         }
     }
 
@@ -180,7 +196,11 @@ public final class Registrar: Sendable {
                 refusedReason = reason
                 logger.warning("the kubelet reported the registration of \"\(state.announcement.name)\" failed: \(reason); recreating \(socketPath) in \(DriverWatcher.seconds(delay))")
             }
-            if state.acknowledgement == .registered { refusals = 0 }
+            if state.acknowledgement == .registered {
+                // The kubelet retried on its own and succeeded: no recreation is due.
+                refusals = 0
+                refusedRetryAt = nil
+            }
             if let at = refusedRetryAt, clock.now >= at {
                 refusedRetryAt = nil
                 recreateReason = "the kubelet refused the registration (\(refusedReason))"
@@ -217,7 +237,10 @@ public final class Registrar: Sendable {
             }
             // 5. The driver restarted: make sure it is still the same driver.
             let nowDriver = PathInspection.identity(of: configuration.driverSocket)
-            if nowDriver != driverIdentity, nowDriver != nil, PathInspection.socketAnswers(configuration.driverSocket) {
+            if nowDriver == nil, driverIdentity != nil {
+                logger.warning("driver socket \(configuration.driverSocket) disappeared (driver stopped?); the registration stays, as it does in the kubelet")
+                driverIdentity = nil
+            } else if nowDriver != driverIdentity, nowDriver != nil, PathInspection.socketAnswers(configuration.driverSocket) {
                 driverIdentity = nowDriver
                 await recheckDriver(driver, state: state)
             }

@@ -47,13 +47,13 @@ package struct RegistryLink: Sendable, Hashable {
         }
         switch PathInspection.kind(of: path) {
         case .missing:
-            try createAtomically()
+            try create(replacing: false)
             return .created
         case .symlink(let existing):
             if existing == target { return .alreadyPresent }
             let resolved = existing.hasPrefix("/") ? existing : directory + "/" + existing
             if case .missing = PathInspection.resolvedKind(of: resolved) {
-                try createAtomically()
+                try create(replacing: true)
                 return .replacedDangling(existing)
             }
             throw RegistrarError(
@@ -76,17 +76,11 @@ package struct RegistryLink: Sendable, Hashable {
         return unlink(path) == 0
     }
 
-    /// Creates the link under a hidden temporary name, then renames it over ``path``: the kubelet (which
-    /// ignores names starting with a dot) never sees a half-made link, and a dangling one is swapped in one step.
-    private func createAtomically() throws(RegistrarError) {
-        let directory = PathInspection.directoryName(of: path)
-        let temporary = directory + "/." + PathInspection.baseName(of: path) + ".\(getpid()).tmp"
-        _ = unlink(temporary)
-        guard symlink(target, temporary) == 0 else { throw PathInspection.systemError("symlink", temporary) }
-        guard rename(temporary, path) == 0 else {
-            let error = PathInspection.systemError("rename", "\(temporary) -> \(path)")
-            _ = unlink(temporary)
-            throw error
-        }
+    /// Creates the link in one step (a dangling one is unlinked first). No temporary name: the kubelet's
+    /// watcher stats every new entry, a hidden one included, and would log an error for a temporary
+    /// link that is already gone.
+    private func create(replacing: Bool) throws(RegistrarError) {
+        if replacing && unlink(path) != 0 && errno != ENOENT { throw PathInspection.systemError("unlink", path) }
+        guard symlink(target, path) == 0 else { throw PathInspection.systemError("symlink", "\(path) -> \(target)") }
     }
 }

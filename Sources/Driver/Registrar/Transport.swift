@@ -116,6 +116,7 @@ enum Transport {
         socketPath: String, method: String, _ body: (GRPCChannel) async throws -> R
     ) async throws -> R {
         let channel = GRPCChannel(target: "unix://" + socketPath)
+        defer { channel.close() }
         do {
             return try await body(channel)
         } catch let error as RPCError {

@@ -41,7 +41,11 @@ public struct ControllerServer: ControllerService {
             let (required, limit) = try Self.capacity(request.capacityRange)
             let placement = try placement(request.parameters)
             if let fsType = request.parameters[Parameter.fsType], !CapabilityRules.filesystems.contains(fsType) {
-                throw RPCError(code: .invalidArgument, message: "parameters.fsType: '\(fsType)' is not supported; expected one of \(CapabilityRules.filesystems.sorted().joined(separator: ", "))")
+                throw RPCError(
+                    code: .invalidArgument,
+                    message:
+                        "parameters.fsType: '\(fsType)' is not supported; expected one of \(CapabilityRules.filesystems.sorted().joined(separator: ", "))"
+                )
             }
             try checkTopology(request.accessibilityRequirements)
 
@@ -52,7 +56,8 @@ public struct ControllerServer: ControllerService {
             case .snapshot(let source)?:
                 try Rules.require(source.snapshotID, "volume_content_source.snapshot.snapshot_id")
                 guard Rules.isPlausibleID(source.snapshotID),
-                    let snapshot = try await ErrorMapping.mapping("looking up the source snapshot", { try await store.snapshot(id: source.snapshotID) })
+                    let snapshot = try await ErrorMapping.mapping(
+                        "looking up the source snapshot", { try await store.snapshot(id: source.snapshotID) })
                 else {
                     throw RPCError(code: .notFound, message: "source snapshot \(source.snapshotID) does not exist")
                 }
@@ -62,7 +67,9 @@ public struct ControllerServer: ControllerService {
             }
             if let snapshot = sourceSnapshot {
                 if limit > 0 && snapshot.sizeBytes > limit {
-                    throw RPCError(code: .outOfRange, message: "snapshot \(snapshot.id) holds \(snapshot.sizeBytes) bytes, more than limit_bytes \(limit)")
+                    throw RPCError(
+                        code: .outOfRange,
+                        message: "snapshot \(snapshot.id) holds \(snapshot.sizeBytes) bytes, more than limit_bytes \(limit)")
                 }
             }
             // Repeats of one name are serialized; the store derives the id from the name and
@@ -205,7 +212,9 @@ public struct ControllerServer: ControllerService {
                     }
                 }
                 if limit > 0 && result.capacityBytes > limit {
-                    throw RPCError(code: .outOfRange, message: "volume \(request.volumeID) is \(result.capacityBytes) bytes, more than limit_bytes \(limit)")
+                    throw RPCError(
+                        code: .outOfRange,
+                        message: "volume \(request.volumeID) is \(result.capacityBytes) bytes, more than limit_bytes \(limit)")
                 }
                 var response = ControllerExpandVolumeResponse()
                 response.capacityBytes = result.capacityBytes
@@ -215,7 +224,9 @@ public struct ControllerServer: ControllerService {
         }
     }
 
-    public func controllerGetVolume(_ request: ControllerGetVolumeRequest, context: ServerContext) async throws -> ControllerGetVolumeResponse {
+    public func controllerGetVolume(_ request: ControllerGetVolumeRequest, context: ServerContext) async throws
+        -> ControllerGetVolumeResponse
+    {
         try await log.call("ControllerGetVolume", request) {
             try Rules.require(request.volumeID, "volume_id")
             let volume = try await existingVolume(request.volumeID)
@@ -251,7 +262,8 @@ public struct ControllerServer: ControllerService {
                 guard snapshot.sourceVolumeID == request.sourceVolumeID else {
                     throw RPCError(
                         code: .alreadyExists,
-                        message: "snapshot \(request.name) already exists for volume \(snapshot.sourceVolumeID), not \(request.sourceVolumeID)")
+                        message:
+                            "snapshot \(request.name) already exists for volume \(snapshot.sourceVolumeID), not \(request.sourceVolumeID)")
                 }
                 return Self.snapshotResponse(snapshot)
             }
@@ -293,9 +305,11 @@ public struct ControllerServer: ControllerService {
         try await log.call("GetSnapshot", request) {
             try Rules.require(request.snapshotID, "snapshot_id")
             guard Rules.isPlausibleID(request.snapshotID),
-                let snapshot = try await ErrorMapping.mapping("looking up snapshot \(request.snapshotID)", {
-                    try await store.snapshot(id: request.snapshotID)
-                })
+                let snapshot = try await ErrorMapping.mapping(
+                    "looking up snapshot \(request.snapshotID)",
+                    {
+                        try await store.snapshot(id: request.snapshotID)
+                    })
             else { throw RPCError(code: .notFound, message: "snapshot \(request.snapshotID) does not exist") }
             var response = GetSnapshotResponse()
             response.snapshot = Self.csiSnapshot(snapshot)
@@ -318,7 +332,9 @@ public struct ControllerServer: ControllerService {
         let required = range?.requiredBytes ?? 0
         let limit = range?.limitBytes ?? 0
         guard required >= 0, limit >= 0 else {
-            throw RPCError(code: .invalidArgument, message: "capacity_range: sizes must not be negative (required_bytes \(required), limit_bytes \(limit))")
+            throw RPCError(
+                code: .invalidArgument,
+                message: "capacity_range: sizes must not be negative (required_bytes \(required), limit_bytes \(limit))")
         }
         if limit > 0 && required > limit {
             throw RPCError(code: .invalidArgument, message: "capacity_range: required_bytes \(required) is more than limit_bytes \(limit)")
@@ -334,7 +350,9 @@ public struct ControllerServer: ControllerService {
         if existing.capacityBytes < required || (limit > 0 && existing.capacityBytes > limit) {
             throw RPCError(
                 code: .alreadyExists,
-                message: "volume \(name) already exists with \(existing.capacityBytes) bytes, outside the requested range \(required)…\(limit == 0 ? "∞" : String(limit))")
+                message:
+                    "volume \(name) already exists with \(existing.capacityBytes) bytes, outside the requested range \(required)…\(limit == 0 ? "∞" : String(limit))"
+            )
         }
         if existing.sourceSnapshotID != snapshot {
             throw RPCError(
@@ -392,7 +410,9 @@ public struct ControllerServer: ControllerService {
         guard requirement.requisite.contains(where: matchesThisNode) else {
             throw RPCError(
                 code: .resourceExhausted,
-                message: "accessibility_requirements: no requisite topology includes this node (\(configuration.topologyKey)=\(configuration.nodeID))")
+                message:
+                    "accessibility_requirements: no requisite topology includes this node (\(configuration.topologyKey)=\(configuration.nodeID))"
+            )
         }
     }
 

@@ -52,7 +52,8 @@ public struct IdentityServer: IdentityService {
             do {
                 try await store.probe()
             } catch {
-                throw RPCError(code: .failedPrecondition, message: "not ready: \(ErrorMapping.rpcError(error, while: "probing the storage").message)")
+                throw RPCError(
+                    code: .failedPrecondition, message: "not ready: \(ErrorMapping.rpcError(error, while: "probing the storage").message)")
             }
             var response = ProbeResponse()
             response.ready = true

@@ -3,7 +3,7 @@ public import H2
 package import Storage
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// csi.v1.Node: staging (format + mount), publishing (bind mounts), stats and online expansion.
@@ -44,7 +44,9 @@ public struct NodeServer: NodeService {
         }
     }
 
-    public func nodeGetCapabilities(_ request: NodeGetCapabilitiesRequest, context: ServerContext) async throws -> NodeGetCapabilitiesResponse {
+    public func nodeGetCapabilities(_ request: NodeGetCapabilitiesRequest, context: ServerContext) async throws
+        -> NodeGetCapabilitiesResponse
+    {
         try await log.call("NodeGetCapabilities", request) {
             let types: [NodeServiceCapability.RPC.TypeEnum] = [
                 .stageUnstageVolume, .getVolumeStats, .expandVolume, .volumeCondition, .singleNodeMultiWriter,
@@ -82,12 +84,16 @@ public struct NodeServer: NodeService {
                     guard (existing.major, existing.minor) == number else {
                         throw RPCError(
                             code: .alreadyExists,
-                            message: "staging_target_path \(staging) already has \(existing.source) mounted, not volume \(request.volumeID) (\(device))")
+                            message:
+                                "staging_target_path \(staging) already has \(existing.source) mounted, not volume \(request.volumeID) (\(device))"
+                        )
                     }
                     guard existing.readOnly == readOnly, asked.isEmpty || existing.fsType == asked else {
                         throw RPCError(
                             code: .alreadyExists,
-                            message: "volume \(request.volumeID) is already staged at \(staging) as \(existing.fsType)\(existing.readOnly ? " read-only" : ""), which the requested capability does not match")
+                            message:
+                                "volume \(request.volumeID) is already staged at \(staging) as \(existing.fsType)\(existing.readOnly ? " read-only" : ""), which the requested capability does not match"
+                        )
                     }
                     return NodeStageVolumeResponse()
                 }
@@ -96,14 +102,17 @@ public struct NodeServer: NodeService {
                     if !asked.isEmpty && found != asked {
                         throw RPCError(
                             code: .failedPrecondition,
-                            message: "volume \(request.volumeID) already holds \(found); the capability asks for \(asked), and it is never formatted over")
+                            message:
+                                "volume \(request.volumeID) already holds \(found); the capability asks for \(asked), and it is never formatted over"
+                        )
                     }
                     fsType = found
                 } else {
                     if fsType.isEmpty { fsType = CapabilityRules.defaultFilesystem }
                     if readOnly {
                         throw RPCError(
-                            code: .failedPrecondition, message: "volume \(request.volumeID) has no filesystem, and a read-only stage cannot make one")
+                            code: .failedPrecondition,
+                            message: "volume \(request.volumeID) has no filesystem, and a read-only stage cannot make one")
                     }
                     _ = try await mapped("formatting volume \(request.volumeID) as \(fsType)") {
                         try await mounter.makeFilesystem(on: device, fsType: fsType)
@@ -130,7 +139,8 @@ public struct NodeServer: NodeService {
             try Rules.require(request.stagingTargetPath, "staging_target_path")
             let staging = try checked(request.stagingTargetPath, field: "staging_target_path")
             return try await locks.withLock(request.volumeID) {
-                try await unmount(staging, volumeID: request.volumeID)
+                // The staging directory belongs to the CO, which made it: only the mount goes.
+                try await unmount(staging, volumeID: request.volumeID, remove: false)
                 return NodeUnstageVolumeResponse()
             }
         }
@@ -160,10 +170,12 @@ public struct NodeServer: NodeService {
                 } else {
                     guard let staged = try await mountInfo(at: staging) else {
                         throw RPCError(
-                            code: .failedPrecondition, message: "volume \(request.volumeID) is not staged at \(staging): call NodeStageVolume first")
+                            code: .failedPrecondition,
+                            message: "volume \(request.volumeID) is not staged at \(staging): call NodeStageVolume first")
                     }
                     guard (staged.major, staged.minor) == number else {
-                        throw RPCError(code: .failedPrecondition, message: "\(staging) holds \(staged.source), not volume \(request.volumeID)")
+                        throw RPCError(
+                            code: .failedPrecondition, message: "\(staging) holds \(staged.source), not volume \(request.volumeID)")
                     }
                     source = staging
                 }
@@ -176,12 +188,15 @@ public struct NodeServer: NodeService {
                         ? existing.root.hasSuffix("/" + Self.basename(Self.resolved(device))) : (existing.major, existing.minor) == number
                     guard same else {
                         throw RPCError(
-                            code: .alreadyExists, message: "target_path \(target) already has \(existing.source) mounted, not volume \(request.volumeID)")
+                            code: .alreadyExists,
+                            message: "target_path \(target) already has \(existing.source) mounted, not volume \(request.volumeID)")
                     }
                     guard existing.readOnly == readOnly else {
                         throw RPCError(
                             code: .alreadyExists,
-                            message: "volume \(request.volumeID) is already published at \(target) \(existing.readOnly ? "read-only" : "read-write"), not \(readOnly ? "read-only" : "read-write")")
+                            message:
+                                "volume \(request.volumeID) is already published at \(target) \(existing.readOnly ? "read-only" : "read-write"), not \(readOnly ? "read-only" : "read-write")"
+                        )
                     }
                     return NodePublishVolumeResponse()
                 }
@@ -197,19 +212,23 @@ public struct NodeServer: NodeService {
         }
     }
 
-    public func nodeUnpublishVolume(_ request: NodeUnpublishVolumeRequest, context: ServerContext) async throws -> NodeUnpublishVolumeResponse {
+    public func nodeUnpublishVolume(_ request: NodeUnpublishVolumeRequest, context: ServerContext) async throws
+        -> NodeUnpublishVolumeResponse
+    {
         try await log.call("NodeUnpublishVolume", request) {
             try Rules.require(request.volumeID, "volume_id")
             try Rules.require(request.targetPath, "target_path")
             let target = try checked(request.targetPath, field: "target_path")
             return try await locks.withLock(request.volumeID) {
-                try await unmount(target, volumeID: request.volumeID)
+                // The spec asks the plugin to delete the target it created.
+                try await unmount(target, volumeID: request.volumeID, remove: true)
                 return NodeUnpublishVolumeResponse()
             }
         }
     }
 
-    public func nodeGetVolumeStats(_ request: NodeGetVolumeStatsRequest, context: ServerContext) async throws -> NodeGetVolumeStatsResponse {
+    public func nodeGetVolumeStats(_ request: NodeGetVolumeStatsRequest, context: ServerContext) async throws -> NodeGetVolumeStatsResponse
+    {
         try await log.call("NodeGetVolumeStats", request) {
             try Rules.require(request.volumeID, "volume_id")
             try Rules.require(request.volumePath, "volume_path")
@@ -283,7 +302,8 @@ public struct NodeServer: NodeService {
                 if kind != S_IFBLK && !CapabilityRules.isBlock(request.volumeCapability) {
                     guard try await mountInfo(at: path) != nil else {
                         throw RPCError(
-                            code: .failedPrecondition, message: "volume \(request.volumeID) is not mounted at \(path); expansion is online only")
+                            code: .failedPrecondition,
+                            message: "volume \(request.volumeID) is not mounted at \(path); expansion is online only")
                     }
                     try await mapped("growing the filesystem of volume \(request.volumeID) at \(path)") {
                         try await mounter.resizeFilesystem(on: device, mountedAt: path)
@@ -293,7 +313,9 @@ public struct NodeServer: NodeService {
                 if required > 0 && size < required {
                     throw RPCError(
                         code: .outOfRange,
-                        message: "volume \(request.volumeID) is \(size) bytes on this node, less than required_bytes \(required): expand it with ControllerExpandVolume first")
+                        message:
+                            "volume \(request.volumeID) is \(size) bytes on this node, less than required_bytes \(required): expand it with ControllerExpandVolume first"
+                    )
                 }
                 var response = NodeExpandVolumeResponse()
                 response.capacityBytes = size
@@ -338,14 +360,14 @@ public struct NodeServer: NodeService {
         return try await ErrorMapping.mapping("finding the device of volume \(id)") { try await store.devicePath(volumeID: id) }
     }
 
-    /// Unmounts and removes `path`. When nothing is there, the call succeeds if the volume exists
-    /// (a repeat) and is NOT_FOUND when it does not.
-    func unmount(_ path: String, volumeID: String) async throws {
+    /// Unmounts `path` and, when `remove` is set, deletes it. When nothing is there, the call
+    /// succeeds if the volume exists (a repeat) and is NOT_FOUND when it does not.
+    func unmount(_ path: String, volumeID: String, remove: Bool) async throws {
         if Self.fileKind(path) == nil, try await mountInfo(at: path) == nil {
             _ = try await knownVolume(volumeID)
             return
         }
-        try await mapped("unmounting \(path) of volume \(volumeID)") { try await mounter.unmount(path, removeTarget: true) }
+        try await mapped("unmounting \(path) of volume \(volumeID)") { try await mounter.unmount(path, removeTarget: remove) }
     }
 
     func mapped<T>(_ action: String, _ body: () async throws -> T) async throws(RPCError) -> T {

@@ -32,15 +32,19 @@ public struct DriverLogger: Sendable {
     /// Whether records at `level` are written.
     public func isEnabled(_ level: DriverLogLevel) -> Bool { level >= self.level }
 
+    /// Writes a debug record.
     public func debug(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> [(String, String)] = []) {
         log(.debug, message(), fields())
     }
+    /// Writes an info record.
     public func info(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> [(String, String)] = []) {
         log(.info, message(), fields())
     }
+    /// Writes a warning record.
     public func warning(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> [(String, String)] = []) {
         log(.warning, message(), fields())
     }
+    /// Writes an error record.
     public func error(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> [(String, String)] = []) {
         log(.error, message(), fields())
     }

@@ -149,6 +149,8 @@ class HTTP2Connection: LoopSelectable, LoopFlushable, @unchecked Sendable {
             case .done(let n):
                 let rv = nghttp2_session_mem_recv(session, buffer.baseAddress!.assumingMemoryBound(to: UInt8.self), n)
                 if rv < 0 {
+                    // nghttp2 has queued GOAWAY for most errors: try to deliver it, then close.
+                    flush()
                     close(reason: "HTTP/2 protocol error from \(peerName): \(String(cString: nghttp2_strerror(Int32(rv))))")
                     return
                 }

@@ -206,6 +206,7 @@ final class EventLoop: TaskExecutor, @unchecked Sendable {
     // MARK: The loop
 
     private func run() {
+        h2_set_thread_name(String(name.prefix(15)))
         let capacity = 256
         let events = UnsafeMutableRawPointer.allocate(byteCount: h2_epoll_event_size() * capacity, alignment: 16)
         defer { events.deallocate() }

@@ -189,8 +189,12 @@ final class LVM: Sendable {
             }
             # Scan /dev itself: a long-lived handle must see a device that udev has not processed
             # yet (a PV just attached), and containers often have no udev database at all.
+            # LVM's hints file (/run/lvm/hints) is a cache shared between processes; while other
+            # processes create and remove PVs a long-lived handle can read an empty list and miss
+            # every volume group. Scanning costs the same here.
             devices {
                 obtain_device_list_from_udev = 0
+                hints = "none"
             }
 
             """

@@ -126,7 +126,13 @@ struct LVMState: Sendable {
     /// Reads the state with two report commands. (One `vgs` with LV fields would do for volume
     /// groups that hold LVs, but LVM leaves out the rows of empty volume groups then.)
     static func load(_ lvm: LVM) async throws(StorageError) -> LVMState {
-        let vgs = try await lvm.report(LVMCommand([LVMWord("vgs"), LVMWord("-o"), LVMWord(VGRow.fields)]), key: "vg", as: VGRow.self)
+        // A long-lived handle keeps its device filter's verdicts: a device it once saw empty (a
+        // loop device before attachment, a disk before its PV label) stays skipped. Any
+        // --config makes LVM rebuild its filters after the command; this one repeats the
+        // handle's own setting (~1 ms).
+        let vgs = try await lvm.report(
+            LVMCommand([LVMWord("vgs"), LVMWord("--config"), LVMWord("global/use_aio=0"), LVMWord("-o"), LVMWord(VGRow.fields)]),
+            key: "vg", as: VGRow.self)
         let lvs = try await lvm.report(LVMCommand([LVMWord("lvs"), LVMWord("-o"), LVMWord(LVRow.fields)]), key: "lv", as: LVRow.self)
         return LVMState(volumeGroups: vgs.map { $0.model() }, logicalVolumes: lvs.map { $0.model() })
     }

@@ -126,11 +126,19 @@ public struct LinuxMounter: Mounter {
 
     public func unmount(_ target: String, removeTarget: Bool) async throws(StorageError) {
         try await offload { () throws(StorageError) in
+            // EBUSY is often brief (a process walking the tree, a file being closed): retry for
+            // about a second before reporting it.
+            var busyRetries = 20
             while try Self.mountAt(target) != nil {
                 if umount2(target, 8 /* UMOUNT_NOFOLLOW */) != 0 {
                     let err = errno
                     if err == EINVAL || err == ENOENT { break }
                     if err == EINTR { continue }
+                    if err == EBUSY && busyRetries > 0 {
+                        busyRetries -= 1
+                        usleep(50_000)
+                        continue
+                    }
                     throw StorageError(errnoCode(err), "umount2(\(target)) failed: \(errnoText(err))")
                 }
             }

@@ -549,15 +549,15 @@ extension TestProtos {
         public static let protoMessageName = "protowire.test.Maps"
 
         /// Field 1 `string_string`.
-        public var stringString: [String: String] = [:]
+        public var stringString: [String: String] = [String: String]()
         /// Field 2 `int_string`.
-        public var intString: [Int32: String] = [:]
+        public var intString: [Int32: String] = [Int32: String]()
         /// Field 3 `string_message`.
-        public var stringMessage: [String: TestProtos.Scalars] = [:]
+        public var stringMessage: [String: TestProtos.Scalars] = [String: TestProtos.Scalars]()
         /// Field 4 `bool_enum`.
-        public var boolEnum: [Bool: TestProtos.Color] = [:]
+        public var boolEnum: [Bool: TestProtos.Color] = [Bool: TestProtos.Color]()
         /// Field 5 `uint_bytes`.
-        public var uintBytes: [UInt64: [UInt8]] = [:]
+        public var uintBytes: [UInt64: [UInt8]] = [UInt64: [UInt8]]()
         /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
         public var unknownFields = UnknownFields()
 
@@ -566,11 +566,11 @@ extension TestProtos {
 
         /// A message with the given fields; the rest at their defaults.
         public init(
-            stringString: [String: String] = [:],
-            intString: [Int32: String] = [:],
-            stringMessage: [String: TestProtos.Scalars] = [:],
-            boolEnum: [Bool: TestProtos.Color] = [:],
-            uintBytes: [UInt64: [UInt8]] = [:]
+            stringString: [String: String] = [String: String](),
+            intString: [Int32: String] = [Int32: String](),
+            stringMessage: [String: TestProtos.Scalars] = [String: TestProtos.Scalars](),
+            boolEnum: [Bool: TestProtos.Color] = [Bool: TestProtos.Color](),
+            uintBytes: [UInt64: [UInt8]] = [UInt64: [UInt8]]()
         ) {
             self.stringString = stringString
             self.intString = intString

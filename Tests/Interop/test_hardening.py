@@ -1,0 +1,268 @@
+"""Hostile HTTP/2 peers against the Swift server, speaking raw frames over the Unix socket.
+
+Each test checks that the server stays up, still answers another client, and that its RSS
+does not grow without bound. Loops are bounded and take seconds."""
+import os
+import socket
+import struct
+import time
+
+import grpc
+import hpack
+import pytest
+
+from conftest import identity, wait_for
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 0, 1, 3, 4, 6, 7, 8, 9
+END_STREAM, END_HEADERS, ACK = 0x1, 0x4, 0x1
+
+
+def frame(kind, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+
+def request_headers(path="/interop.Test/Echo", extra=()):
+    return [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "localhost"),
+            ("content-type", "application/grpc"), ("te", "trailers"), *extra]
+
+
+def grpc_message(payload):
+    return b"\x00" + struct.pack(">I", len(payload)) + payload
+
+
+def connect(server):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(server.address[len("unix://"):])
+    s.sendall(PREFACE + frame(SETTINGS, 0, 0))
+    return s
+
+
+def read_frames(sock, timeout=2.0, until=None):
+    """Reads frames until `until(kind, flags, stream, payload)` is true, EOF or timeout."""
+    sock.settimeout(timeout)
+    buf = b""
+    frames = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            break
+        except ConnectionResetError:
+            frames.append(("EOF",))
+            break
+        if not chunk:
+            frames.append(("EOF",))
+            break
+        buf += chunk
+        while len(buf) >= 9:
+            length = int.from_bytes(buf[:3], "big")
+            if len(buf) < 9 + length:
+                break
+            kind, flags = buf[3], buf[4]
+            stream = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+            f = (kind, flags, stream, buf[9:9 + length])
+            frames.append(f)
+            buf = buf[9 + length:]
+            if until and until(*f):
+                return frames
+    return frames
+
+
+def assert_healthy(server):
+    assert server.alive(), "the server died"
+    with grpc.insecure_channel(server.address) as ch:
+        call = ch.unary_unary("/interop.Test/Echo", request_serializer=identity, response_deserializer=identity)
+        assert call(b"still here", timeout=5) == b"still here"
+
+
+def settle_rss(server, baseline, limit_kib):
+    # Memory freed by the allocator may take a moment to show; allow a bounded margin.
+    ok = wait_for(lambda: server.rss_kib() - baseline < limit_kib, timeout=3)
+    assert ok, f"RSS grew from {baseline} KiB to {server.rss_kib()} KiB"
+
+
+def test_ping_is_answered(server):
+    s = connect(server)
+    s.sendall(frame(PING, 0, 0, b"12345678"))
+    frames = read_frames(s, until=lambda k, f, st, p: k == PING and f & ACK)
+    assert any(f[0] == PING and f[1] & ACK and f[3] == b"12345678" for f in frames if len(f) == 4)
+    s.close()
+
+
+def test_rapid_reset(server):
+    baseline = server.rss_kib()
+    enc = hpack.Encoder()
+    block = enc.encode(request_headers("/interop.Test/Sleep"))
+    for _ in range(3):
+        s = connect(server)
+        out = bytearray()
+        sid = 1
+        for _ in range(5000):
+            out += frame(HEADERS, END_HEADERS, sid, block)
+            out += frame(RST_STREAM, 0, sid, struct.pack(">I", 8))
+            sid += 2
+        try:
+            s.sendall(bytes(out))
+            frames = read_frames(s, timeout=2, until=lambda k, f, st, p: k == GOAWAY)
+        except (BrokenPipeError, ConnectionResetError):
+            frames = [("EOF",)]
+        s.close()
+        assert any(f[0] in (GOAWAY, "EOF") for f in frames), "the server tolerated 5,000 resets in a burst"
+        block = hpack.Encoder().encode(request_headers("/interop.Test/Sleep"))
+    assert_healthy(server)
+    settle_rss(server, baseline, 16 * 1024)
+
+
+def test_ping_flood(server):
+    baseline = server.rss_kib()
+    s = connect(server)
+    payload = frame(PING, 0, 0, b"floodflo") * 10000
+    closed = False
+    try:
+        for _ in range(20):  # 200,000 PINGs, never reading the ACKs
+            s.sendall(payload)
+    except (BrokenPipeError, ConnectionResetError, socket.timeout):
+        closed = True
+    s.close()
+    assert_healthy(server)
+    settle_rss(server, baseline, 16 * 1024)
+
+
+def test_settings_flood(server):
+    baseline = server.rss_kib()
+    s = connect(server)
+    payload = frame(SETTINGS, 0, 0, struct.pack(">HI", 3, 100)) * 5000
+    try:
+        for _ in range(20):
+            s.sendall(payload)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    s.close()
+    assert_healthy(server)
+    settle_rss(server, baseline, 16 * 1024)
+
+
+def test_hpack_header_bomb(server):
+    baseline = server.rss_kib()
+    s = connect(server)
+    enc = hpack.Encoder()
+    # One 4 KiB header enters the dynamic table, then is referenced thousands of times (1 byte each).
+    first = enc.encode(request_headers(extra=[("x-bomb", "b" * 4000)]))
+    s.sendall(frame(HEADERS, END_HEADERS, 1, first))
+    index = enc.header_table.dynamic_entries and 62
+    bomb = enc.encode(request_headers()) + bytes([0x80 | index]) * 16000
+    s.sendall(frame(HEADERS, 0, 3, bomb[:16000]) + frame(CONTINUATION, END_HEADERS, 3, bomb[16000:]))
+    frames = read_frames(s, timeout=2, until=lambda k, f, st, p: (k == RST_STREAM and st == 3) or k == GOAWAY)
+    assert any(f[0] in (RST_STREAM, GOAWAY, "EOF") for f in frames), f"no reset for a 64 MiB header list: {frames}"
+    s.close()
+    assert_healthy(server)
+    settle_rss(server, baseline, 16 * 1024)
+
+
+def test_continuation_flood(server):
+    s = connect(server)
+    enc = hpack.Encoder()
+    block = enc.encode(request_headers())
+    out = frame(HEADERS, 0, 1, block) + frame(CONTINUATION, 0, 1, b"") * 10000
+    try:
+        s.sendall(out)
+        frames = read_frames(s, timeout=2, until=lambda k, f, st, p: k == GOAWAY)
+    except (BrokenPipeError, ConnectionResetError):
+        frames = [("EOF",)]
+    s.close()
+    assert any(f[0] in (GOAWAY, "EOF") for f in frames)
+    assert_healthy(server)
+
+
+def test_slow_reader_does_not_buffer_unboundedly(server):
+    baseline = server.rss_kib()
+    socks = []
+    enc = hpack.Encoder()
+    for _ in range(4):
+        s = connect(server)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        # Ask for 256 MiB on each of 8 streams and never read (no WINDOW_UPDATE either).
+        for sid in range(1, 17, 2):
+            block = enc.encode(request_headers("/interop.Test/ServerStream"))
+            s.sendall(frame(HEADERS, END_HEADERS, sid, block) + frame(DATA, END_STREAM, sid, grpc_message(b"256 1048576")))
+        socks.append(s)
+        enc = hpack.Encoder()
+    time.sleep(1.5)
+    assert_healthy(server)
+    settle_rss(server, baseline, 48 * 1024)
+    for s in socks:
+        s.close()
+    assert_healthy(server)
+
+
+def test_slow_writer_does_not_block_others(server):
+    # A client dribbles one request a byte at a time; others are served meanwhile.
+    s = connect(server)
+    enc = hpack.Encoder()
+    wire = frame(HEADERS, END_HEADERS, 1, enc.encode(request_headers())) + frame(DATA, END_STREAM, 1, grpc_message(b"slow"))
+    for i, b in enumerate(wire):
+        s.sendall(bytes([b]))
+        if i % 10 == 0:
+            assert_healthy(server)
+    frames = read_frames(s, timeout=3, until=lambda k, f, st, p: k == HEADERS and st == 1 and f & END_STREAM)
+    assert any(f[0] == DATA and f[3].endswith(b"slow") for f in frames if len(f) == 4)
+    s.close()
+
+
+def test_many_idle_connections_are_limited(start_server):
+    server = start_server("--max-connections", "32")
+    baseline = server.rss_kib()
+    socks = []
+    for _ in range(200):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(server.address[len("unix://"):])
+        socks.append(s)
+    time.sleep(0.3)
+    open_count = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            if s.recv(1) != b"":
+                open_count += 1  # SETTINGS arrived: the server kept it
+        except BlockingIOError:
+            open_count += 1
+        except ConnectionResetError:
+            pass
+    assert open_count <= 33, f"{open_count} connections were kept"
+    for s in socks:
+        s.close()
+    time.sleep(0.3)
+    assert_healthy(server)
+    settle_rss(server, baseline, 16 * 1024)
+
+
+def test_idle_connection_is_closed(start_server):
+    server = start_server("--idle-timeout-ms", "300")
+    s = connect(server)
+    frames = read_frames(s, timeout=3, until=lambda k, f, st, p: k == GOAWAY)
+    assert any(f[0] == GOAWAY for f in frames)
+    s.close()
+    assert_healthy(server)
+
+
+def test_garbage_preface_closes_only_that_connection(server):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(server.address[len("unix://"):])
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 10)
+    frames = read_frames(s, timeout=2)
+    s.close()
+    assert_healthy(server)
+
+
+def test_non_grpc_requests_get_http_errors(server):
+    s = connect(server)
+    enc = hpack.Encoder()
+    s.sendall(frame(HEADERS, END_HEADERS | END_STREAM, 1, enc.encode([(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "x")])))
+    s.sendall(frame(HEADERS, END_HEADERS | END_STREAM, 3, enc.encode(request_headers(extra=[]) [:4] + [("content-type", "text/plain")])))
+    frames = read_frames(s, timeout=2, until=lambda k, f, st, p: k == HEADERS and st == 3)
+    dec = hpack.Decoder()
+    statuses = {f[2]: dict(dec.decode(f[3])).get(":status") for f in frames if len(f) == 4 and f[0] == HEADERS}
+    assert statuses == {1: "405", 3: "415"}
+    s.close()
