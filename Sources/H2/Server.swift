@@ -64,7 +64,11 @@ final class SessionOptions: @unchecked Sendable {
         nghttp2_option_set_max_settings(option, 32)
         nghttp2_option_set_max_deflate_dynamic_table_size(option, 4096)
         nghttp2_option_set_max_continuations(option, 8)
-        if server { nghttp2_option_set_stream_reset_rate_limit(option, 1000, 33) }
+        if server {
+            nghttp2_option_set_stream_reset_rate_limit(option, 1000, 33)
+            // Request DATA is acknowledged as handlers take messages (see ServerConnection.data).
+            nghttp2_option_set_no_auto_window_update(option, 1)
+        }
     }
     deinit { nghttp2_option_del(option) }
 }
