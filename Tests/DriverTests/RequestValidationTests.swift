@@ -183,4 +183,31 @@ struct EmptyStore: VolumeStore {
         #expect(sink.text.contains("2 mount flags"))
         #expect(!sink.text.contains("hunter2-flag"))
     }
+
+    @Test func probeFailsWhileTheBackendDoesNotAnswer() async throws {
+        struct DownStore: VolumeStore {
+            func probe() async throws { throw StoreError(.failed, "volume group vg0 does not answer") }
+            func volume(id: String) async throws -> StoredVolume? { nil }
+            func volumes() async throws -> [StoredVolume] { [] }
+            func createVolume(_ spec: VolumeSpec) async throws -> StoredVolume { throw StoreError(.failed, "down") }
+            func deleteVolume(id: String) async throws {}
+            func expandVolume(id: String, to bytes: Int64) async throws -> StoredVolume { throw StoreError(.failed, "down") }
+            func availableCapacity(parameters: [String: String]) async throws -> Int64 { 0 }
+            func snapshot(id: String) async throws -> StoredSnapshot? { nil }
+            func snapshots() async throws -> [StoredSnapshot] { [] }
+            func createSnapshot(name: String, sourceVolumeID: String) async throws -> StoredSnapshot { throw StoreError(.failed, "down") }
+            func deleteSnapshot(id: String) async throws {}
+            func devicePath(volumeID: String) async throws -> String { throw StoreError(.failed, "down") }
+        }
+        let log = RequestLog(logger: .disabled)
+        let down = IdentityServer(configuration: Self.configuration, store: DownStore(), log: log)
+        let error = await #expect(throws: RPCError.self) { try await down.probe(ProbeRequest(), context: Self.context("Probe")) }
+        #expect(error?.code == .failedPrecondition)
+        #expect(error?.message.contains("vg0 does not answer") == true)
+        let up = IdentityServer(configuration: Self.configuration, store: EmptyStore(), log: log)
+        #expect(try await up.probe(ProbeRequest(), context: Self.context("Probe")).ready == true)
+        let info = try await up.getPluginInfo(GetPluginInfoRequest(), context: Self.context("GetPluginInfo"))
+        #expect(info.name == "lvm.csi.swift-csi.io")
+        #expect(info.vendorVersion == DriverConfiguration.version)
+    }
 }
