@@ -13,6 +13,7 @@ includes="${PROTOC_INCLUDE:-/usr/include}"
 sets=(
     "Sources/CSI/Protos Sources/CSI/Generated Namespace.pluginregistration=PluginRegistration"
     "Tests/ProtoWireTests/Protos Tests/ProtoWireTests/Generated Namespace.protowire.test=TestProtos"
+    "Sources/H2/Protos Sources/H2/Generated Services=false,Namespace.grpc.health.v1=GRPCHealth,Namespace.grpc.reflection.v1=GRPCReflection"
 )
 
 check=0

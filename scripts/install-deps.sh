@@ -5,7 +5,7 @@ set -euo pipefail
 
 apt_packages=(libnghttp2-dev liblvm2-dev lvm2 protobuf-compiler libprotobuf-dev e2fsprogs xfsprogs
               nghttp2-client util-linux pkg-config)
-pip_packages=(grpcio grpcio-tools protobuf h2 pytest pyyaml)
+pip_packages=(grpcio grpcio-tools protobuf h2 pytest grpcio-health-checking grpcio-reflection pyyaml)
 
 missing=()
 for p in "${apt_packages[@]}"; do

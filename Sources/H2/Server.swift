@@ -30,6 +30,10 @@ public struct GRPCServerConfiguration: Sendable {
     public var maxConnections: Int = 1024
     /// A connection without calls for this long is closed with GOAWAY; nil keeps it open.
     public var idleTimeout: Duration? = .seconds(600)
+    /// Serve `grpc.health.v1.Health` (see ``GRPCServer/health``) unless the router has it.
+    public var enableHealthService = true
+    /// Serve `grpc.reflection.v1.ServerReflection` (list services) unless the router has it.
+    public var enableReflection = true
 
     /// A configuration listening on `address` with the defaults above.
     public init(address: String) { self.address = address }
@@ -60,7 +64,11 @@ final class SessionOptions: @unchecked Sendable {
         nghttp2_option_set_max_settings(option, 32)
         nghttp2_option_set_max_deflate_dynamic_table_size(option, 4096)
         nghttp2_option_set_max_continuations(option, 8)
-        if server { nghttp2_option_set_stream_reset_rate_limit(option, 1000, 33) }
+        if server {
+            nghttp2_option_set_stream_reset_rate_limit(option, 1000, 33)
+            // Request DATA is acknowledged as handlers take messages (see ServerConnection.data).
+            nghttp2_option_set_no_auto_window_update(option, 1)
+        }
     }
     deinit { nghttp2_option_del(option) }
 }
@@ -171,9 +179,20 @@ public final class GRPCServer: Sendable {
 
     /// Creates a server for `router`'s methods; it listens once started.
     public init(router: GRPCRouter, configuration: GRPCServerConfiguration) {
+        var router = router
+        if configuration.enableHealthService && router.handlers[HealthService.check.path] == nil {
+            router.register(HealthService(status: health))
+        }
+        if configuration.enableReflection && router.handlers[ReflectionService.info.path] == nil {
+            router.register(ReflectionService(services: router.methods.map(\.service)))
+        }
         self.router = router
         self.configuration = configuration
     }
+
+    /// The statuses the built-in health service reports; the server as a whole starts SERVING
+    /// and turns NOT_SERVING when shutdown begins.
+    public let health = HealthStatus()
 
     /// The address actually listened on (with the chosen port for `host:0`), once started.
     public var listeningAddress: String? { bound.withLock { $0 } }
@@ -257,6 +276,7 @@ public final class GRPCServer: Sendable {
                 return (nil, false)
             }
         }
+        health.markAllNotServing()
         guard let (core, listener) = running else {
             if wasIdle { finishWaiters() } else { await waitUntilStopped() }
             return

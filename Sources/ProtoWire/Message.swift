@@ -88,10 +88,10 @@ extension ProtoCodable {
     /// Encodes the message into `buffer`, whose size must be exactly ``protoEncodedSize``
     /// (for example a slice of a transport's output buffer after a frame header).
     ///
-    /// Traps if the buffer's size is not the message's encoded size.
+    /// Traps if the buffer's size is not the message's encoded size (checked while writing,
+    /// so the message is not sized a second time).
     @inlinable
     public func serialize(into buffer: UnsafeMutableRawBufferPointer) {
-        precondition(buffer.count == protoEncodedSize, "serialize(into:) needs a buffer of exactly protoEncodedSize bytes")
         var writer = ProtoWriter(buffer)
         protoWrite(to: &writer)
         writer.finish()

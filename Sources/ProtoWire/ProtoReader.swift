@@ -250,9 +250,13 @@ public struct ProtoReader {
         if count == 0 { return "" }
         let bytes = UnsafeBufferPointer(
             start: base.unsafelyUnwrapped.advanced(by: start).assumingMemoryBound(to: UInt8.self), count: count)
-        // The stdlib's decoding initializer is specialized here (no generic metadata lookups);
-        // it repairs invalid input, so the result equals the input exactly when the input was valid.
-        var string = String(decoding: bytes, as: UTF8.self)
+        // Copy into a new string; the stdlib validates as it creates it (no generic metadata lookups,
+        // unlike String(validating:)) but repairs invalid input, so the result equals the input
+        // exactly when the input was valid: ASCII input always is, anything else is compared.
+        var string = String(unsafeUninitializedCapacity: count) { buffer in
+            buffer.baseAddress.unsafelyUnwrapped.update(from: bytes.baseAddress.unsafelyUnwrapped, count: count)
+            return count
+        }
         if ProtoReader.isASCII(bytes) { return string }
         let valid = string.withUTF8 { decoded in decoded.count == count && decoded.elementsEqual(bytes) }
         guard valid else { throw invalidUTF8(at: start) }

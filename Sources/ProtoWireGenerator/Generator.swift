@@ -284,7 +284,9 @@ public struct Generator {
         out.line("    }")
         out.line("}")
         out.line()
+        out.line("/// Equal when the wire values are (`.unrecognized(1)` equals the case numbered 1).")
         out.line("public static func == (a: \(name), b: \(name)) -> Bool { a.rawValue == b.rawValue }")
+        out.line("/// Hashes the wire value.")
         out.line("public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }")
         out.indent -= 1
         out.line("}")

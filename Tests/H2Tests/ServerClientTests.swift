@@ -142,3 +142,25 @@ func socketPath() -> String { "/tmp/h2-tests-\(getpid())-\(UInt32.random(in: 0..
         }
     }
 }
+
+@Suite struct BuiltinServiceTests {
+    @Test func healthCheckAndWatchFollowStatusChanges() async throws {
+        let path = socketPath()
+        try await withGRPCServer(router: router(), configuration: GRPCServerConfiguration(address: path)) { server in
+            let channel = GRPCChannel(target: path)
+            defer { channel.close() }
+            let whole: GRPCHealth.HealthCheckResponse = try await channel.unary(HealthService.check, request: GRPCHealth.HealthCheckRequest())
+            #expect(whole.status == .serving)
+            server.health.setStatus(.notServing, forService: "test.Svc")
+            let svc: GRPCHealth.HealthCheckResponse = try await channel.unary(HealthService.check, request: GRPCHealth.HealthCheckRequest(service: "test.Svc"))
+            #expect(svc.status == .notServing)
+
+            let updates: AsyncThrowingStream<GRPCHealth.HealthCheckResponse, any Error> =
+                channel.serverStreaming(HealthService.watch, request: GRPCHealth.HealthCheckRequest(service: "test.Svc"))
+            var iterator = updates.makeAsyncIterator()
+            #expect(try await iterator.next()?.status == .notServing)
+            server.health.setStatus(.serving, forService: "test.Svc")
+            #expect(try await iterator.next()?.status == .serving)
+        }
+    }
+}

@@ -266,3 +266,24 @@ def test_non_grpc_requests_get_http_errors(server):
     statuses = {f[2]: dict(dec.decode(f[3])).get(":status") for f in frames if len(f) == 4 and f[0] == HEADERS}
     assert statuses == {1: "405", 3: "415"}
     s.close()
+
+
+def test_streaming_requests_are_flow_controlled(server):
+    # The client pushes 128 MiB on a bidirectional call but never reads the echoes: the handler
+    # blocks on writing, stops taking requests, and the server stops granting window.
+    baseline = server.rss_kib()
+    sent = [0]
+
+    def requests():
+        chunk = b"r" * 65536
+        for _ in range(2048):
+            sent[0] += 1
+            yield chunk
+
+    with grpc.insecure_channel(server.address) as ch:
+        call = ch.stream_stream("/interop.Test/Bidi", request_serializer=identity, response_deserializer=identity)(requests())
+        time.sleep(2)
+        assert sent[0] < 2048, "the whole request stream was accepted without being read"
+        settle_rss(server, baseline, 48 * 1024)
+        call.cancel()
+    assert_healthy(server)

@@ -199,3 +199,27 @@ struct VarintVector: Sendable, CustomStringConvertible {
         #expect(error?.code == .malformed)
     }
 }
+
+@Suite struct UTF8ValidationTests {
+    @Test(arguments: [
+        [UInt8]([0xc3, 0x28]), [0xf0, 0x90, 0x80], [0xf0, 0x90, 0x80, 0x41], [0xed, 0xa0, 0x80], [0xc0, 0x80],
+        [0xff], [0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x80], [0xe2, 0x82],
+    ])
+    func rejectsInvalidUTF8(_ body: [UInt8]) {
+        let error = expectError([0x0a, UInt8(body.count)] + body) { reader throws(ProtoWireError) in
+            _ = try reader.nextTag()
+            _ = try reader.readString()
+        }
+        #expect(error?.code == .invalidUTF8)
+    }
+
+    @Test(arguments: ["é", "€", "𝄞", "plain ascii, longer than sixteen bytes", "mixed ✓ text with a tail"])
+    func acceptsValidUTF8(_ text: String) throws {
+        let body = Array(text.utf8)
+        let value = try withReader([0x0a, UInt8(body.count)] + body) { reader throws(ProtoWireError) in
+            _ = try reader.nextTag()
+            return try reader.readString()
+        }
+        #expect(value == text)
+    }
+}

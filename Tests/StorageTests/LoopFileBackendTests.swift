@@ -233,6 +233,16 @@ struct LoopFileBackendTests {
             await #expect { try await backend.expandVolume(id: "nope", toBytes: 1) } throws: { ($0 as? StorageError)?.code == .notFound }
             await #expect { try await backend.device(forVolume: "../etc") } throws: { ($0 as? StorageError)?.code == .notFound }
             try await backend.probe()
+            // A restored volume holds at least the snapshot's data: a smaller limit is refused.
+            let snap = try await backend.createSnapshot(name: "snap-cap", sourceVolumeID: volume.id)
+            await #expect {
+                try await backend.createVolume(
+                    VolumeRequest(name: "small-restore", requiredBytes: 1 << 20, limitBytes: 2 << 20, sourceSnapshotID: snap.id))
+            } throws: { ($0 as? StorageError)?.code == .invalidArgument }
+            let restored = try await backend.createVolume(VolumeRequest(name: "restore", requiredBytes: 1 << 20, sourceSnapshotID: snap.id))
+            #expect(restored.capacityBytes == 1 << 30)
+            try await backend.deleteVolume(id: restored.id)
+            try await backend.deleteSnapshot(id: snap.id)
             try await backend.deleteVolume(id: volume.id)
         }
     }

@@ -51,7 +51,9 @@ public enum BlockMetadataType: RawRepresentable, Hashable, Sendable, CustomStrin
         }
     }
 
+    /// Equal when the wire values are (`.unrecognized(1)` equals the case numbered 1).
     public static func == (a: BlockMetadataType, b: BlockMetadataType) -> Bool { a.rawValue == b.rawValue }
+    /// Hashes the wire value.
     public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
 }
 
@@ -528,7 +530,9 @@ public struct PluginCapability: ProtoCodable, CustomStringConvertible, CustomDeb
                 }
             }
 
+            /// Equal when the wire values are (`.unrecognized(1)` equals the case numbered 1).
             public static func == (a: TypeEnum, b: TypeEnum) -> Bool { a.rawValue == b.rawValue }
+            /// Hashes the wire value.
             public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
         }
     }
@@ -639,7 +643,9 @@ public struct PluginCapability: ProtoCodable, CustomStringConvertible, CustomDeb
                 }
             }
 
+            /// Equal when the wire values are (`.unrecognized(1)` equals the case numbered 1).
             public static func == (a: TypeEnum, b: TypeEnum) -> Bool { a.rawValue == b.rawValue }
+            /// Hashes the wire value.
             public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
         }
     }
@@ -1634,7 +1640,9 @@ public struct VolumeCapability: ProtoCodable, CustomStringConvertible, CustomDeb
                 }
             }
 
+            /// Equal when the wire values are (`.unrecognized(1)` equals the case numbered 1).
             public static func == (a: Mode, b: Mode) -> Bool { a.rawValue == b.rawValue }
+            /// Hashes the wire value.
             public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
         }
     }
@@ -4187,7 +4195,9 @@ public struct ControllerServiceCapability: ProtoCodable, CustomStringConvertible
                 }
             }
 
+            /// Equal when the wire values are (`.unrecognized(1)` equals the case numbered 1).
             public static func == (a: TypeEnum, b: TypeEnum) -> Bool { a.rawValue == b.rawValue }
+            /// Hashes the wire value.
             public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
         }
     }
@@ -6296,7 +6306,9 @@ public struct VolumeUsage: ProtoCodable, CustomStringConvertible, CustomDebugStr
             }
         }
 
+        /// Equal when the wire values are (`.unrecognized(1)` equals the case numbered 1).
         public static func == (a: Unit, b: Unit) -> Bool { a.rawValue == b.rawValue }
+        /// Hashes the wire value.
         public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
     }
 }
@@ -6686,7 +6698,9 @@ public struct NodeServiceCapability: ProtoCodable, CustomStringConvertible, Cust
                 }
             }
 
+            /// Equal when the wire values are (`.unrecognized(1)` equals the case numbered 1).
             public static func == (a: TypeEnum, b: TypeEnum) -> Bool { a.rawValue == b.rawValue }
+            /// Hashes the wire value.
             public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
         }
     }
@@ -7319,7 +7333,9 @@ public struct GroupControllerServiceCapability: ProtoCodable, CustomStringConver
                 }
             }
 
+            /// Equal when the wire values are (`.unrecognized(1)` equals the case numbered 1).
             public static func == (a: TypeEnum, b: TypeEnum) -> Bool { a.rawValue == b.rawValue }
+            /// Hashes the wire value.
             public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
         }
     }

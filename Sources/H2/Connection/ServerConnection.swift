@@ -58,7 +58,13 @@ final class ServerStream: @unchecked Sendable {
     var deframer: GRPCMessageDeframer
     /// Request messages received before the handler started.
     var pending: [[UInt8]] = []
-    var inbound: AsyncThrowingStream<[UInt8], any Error>.Continuation? = nil
+    /// A streaming handler runs and pulls messages from `pending`.
+    var streaming = false
+    var inboundEnded = false
+    var inboundError: (any Error)? = nil
+    var waiter: CheckedContinuation<[UInt8]?, any Error>? = nil
+    /// DATA bytes behind queued messages, acknowledged (WINDOW_UPDATE) once the handler takes them.
+    var unconsumed = 0
     var requestEnded = false
     var handlerStarted = false
     var task: Task<Void, Never>? = nil
@@ -187,19 +193,66 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
     }
 
     func data(_ id: Int32, _ chunk: UnsafeRawBufferPointer) {
-        guard let stream = streams[id], !stream.done else { return }
+        guard let stream = streams[id], !stream.done else {
+            consumed.append((id, chunk.count))
+            return
+        }
         do {
             try stream.deframer.process(chunk) { message in
-                if stream.handlerStarted, let inbound = stream.inbound {
-                    inbound.yield(message)
+                if let w = stream.waiter {
+                    stream.waiter = nil
+                    w.resume(returning: message)
                 } else {
-                    // Before the headers were acted on (same read) or a unary request.
+                    // Streaming: queued for the handler. Unary: kept until the request ends.
                     stream.pending.append(message)
-                    if stream.pending.count == 2 { ready.append(stream) }
+                    if !stream.streaming && stream.pending.count == 2 { ready.append(stream) }
                 }
             }
         } catch {
             fail(stream, error)
+        }
+        if stream.streaming && !stream.pending.isEmpty {
+            stream.unconsumed += chunk.count
+        } else {
+            consumed.append((id, chunk.count))
+        }
+    }
+
+    /// DATA bytes to acknowledge after `mem_recv` returns (flow control is manual).
+    private var consumed: [(Int32, Int)] = []
+
+    /// The next request message for a streaming handler; nil at the end. Loop thread only.
+    private func takeMessage(_ stream: ServerStream) -> Result<[UInt8]?, any Error>? {
+        if !stream.pending.isEmpty {
+            let m = stream.pending.removeFirst()
+            if stream.pending.isEmpty && stream.unconsumed > 0 {
+                nghttp2_session_consume(session, stream.id, stream.unconsumed)
+                stream.unconsumed = 0
+                scheduleFlush()
+            }
+            return .success(m)
+        }
+        if let e = stream.inboundError { return .failure(e) }
+        if stream.inboundEnded || stream.done { return .success(nil) }
+        return nil
+    }
+
+    /// Pulls the next request message, waiting for the client when none is queued.
+    private func nextMessage(_ stream: ServerStream) async throws -> [UInt8]? {
+        if loop.inEventLoop, let r = takeMessage(stream) { return try r.get() }
+        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<[UInt8]?, any Error>) in
+            self.onLoop {
+                if let r = self.takeMessage(stream) { c.resume(with: r) } else { stream.waiter = c }
+            }
+        }
+    }
+
+    /// Ends the handler's request stream: normally (nil) or with `error`.
+    private func endInbound(_ stream: ServerStream, _ error: (any Error)?) {
+        if let error { stream.inboundError = error } else { stream.inboundEnded = true }
+        if let w = stream.waiter, stream.pending.isEmpty {
+            stream.waiter = nil
+            if let error { w.resume(throwing: error) } else { w.resume(returning: nil) }
         }
     }
 
@@ -212,6 +265,10 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
     func streamClosed(_ id: Int32, errorCode: UInt32) {
         guard let stream = streams.removeValue(forKey: id) else { return }
         stream.closed = true
+        if stream.unconsumed > 0 {
+            consumed.append((id, stream.unconsumed))
+            stream.unconsumed = 0
+        }
         stream.timer?.cancel()
         if !stream.done {
             abort(stream, RPCError(code: .cancelled, message: "the client reset the stream (HTTP/2 error \(errorCode))"))
@@ -222,6 +279,10 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
     // MARK: Acting on events
 
     override func afterReceive() {
+        if !consumed.isEmpty {
+            for (id, n) in consumed { nghttp2_session_consume(session, id, n) }
+            consumed.removeAll(keepingCapacity: true)
+        }
         guard !ready.isEmpty else { return }
         let batch = ready
         ready.removeAll(keepingCapacity: true)
@@ -240,8 +301,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
                 continue
             }
             if stream.handlerStarted {
-                stream.inbound?.finish()
-                stream.inbound = nil
+                if stream.streaming { endInbound(stream, nil) }
             } else if case .unary(let h) = stream.handler {
                 guard stream.pending.count == 1, let request = stream.pending.popLast() else {
                     fail(stream, RPCError(code: .internalError, message: "\(stream.descriptor!.path) is unary but the client sent no request message"))
@@ -327,10 +387,8 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         _ context: ServerContext
     ) {
         stream.handlerStarted = true
-        let (requests, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
-        stream.inbound = continuation
-        for message in stream.pending { continuation.yield(message) }
-        stream.pending = []
+        stream.streaming = true
+        let requests = AsyncThrowingStream<[UInt8], any Error>(unfolding: { [self] in try await self.nextMessage(stream) })
         stream.task = Task(executorPreference: loop) { [self] in
             do {
                 try await handler(requests, { bytes in try await self.send(stream, bytes) }, context)
@@ -401,8 +459,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         guard !stream.done, !stream.closed else { return }
         stream.done = true
         stream.timer?.cancel()
-        stream.inbound?.finish()
-        stream.inbound = nil
+        if stream.streaming { endInbound(stream, nil) }
         resumeWaiters(stream, error: RPCError(code: .cancelled, message: "the call ended"))
         stream.trailers = status ?? RPCError(code: .ok, message: "")
         if !stream.responseSubmitted {
@@ -479,8 +536,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
 
     private func abortHandler(_ stream: ServerStream) {
         stream.task?.cancel()
-        stream.inbound?.finish(throwing: CancellationError())
-        stream.inbound = nil
+        if stream.streaming { endInbound(stream, CancellationError()) }
     }
 
     /// The peer went away or reset: cancel the handler, answer nothing.

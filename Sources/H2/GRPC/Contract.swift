@@ -295,14 +295,19 @@ public struct GRPCRouter: Sendable {
     private static func decodeStream<M: ProtoMessage>(
         _ raw: AsyncThrowingStream<[UInt8], any Error>, _: M.Type, _ method: GRPCMethodDescriptor
     ) -> RequestStream<M> {
-        let (stream, continuation) = AsyncThrowingStream<M, any Error>.makeStream()
-        let task = Task {
-            do {
-                for try await bytes in raw { continuation.yield(try decode(M.self, bytes, method)) }
-                continuation.finish()
-            } catch { continuation.finish(throwing: error) }
-        }
-        continuation.onTermination = { _ in task.cancel() }
-        return RequestStream(stream)
+        // Pull-based: a message is taken from the transport only when the handler asks for it,
+        // on the handler's own task (no extra task, no thread hop).
+        let source = IteratorBox(raw.makeAsyncIterator())
+        return RequestStream(AsyncThrowingStream(unfolding: {
+            guard let bytes = try await source.next() else { return nil }
+            return try decode(M.self, bytes, method)
+        }))
     }
+}
+
+/// Holds an iterator for a pull-based stream. Only the one task iterating the stream calls `next`.
+private final class IteratorBox: @unchecked Sendable {
+    private var iterator: AsyncThrowingStream<[UInt8], any Error>.AsyncIterator
+    init(_ iterator: AsyncThrowingStream<[UInt8], any Error>.AsyncIterator) { self.iterator = iterator }
+    func next() async throws -> [UInt8]? { try await iterator.next() }
 }

@@ -217,7 +217,16 @@ public final class LVMBackend: VolumeBackend {
         guard let group = groups.max(by: { $0.freeBytes < $1.freeBytes }) else {
             throw StorageError(.notFound, "no volume group matches \(selectionDescription(request.parameters))")
         }
-        let size = try roundedSize(request, extent: group.extentBytes, id: id)
+        var size = try roundedSize(request, extent: group.extentBytes, id: id)
+        if let source, source.sizeBytes > size {
+            // A volume restored from a snapshot holds at least the snapshot's data.
+            size = roundUp(source.sizeBytes, to: group.extentBytes)
+            if let limit = request.limitBytes, limit > 0, size > limit {
+                throw StorageError(
+                    .invalidArgument,
+                    "volume \(id): snapshot \(source.path) holds \(source.sizeBytes) bytes, above the limit of \(limit) bytes")
+            }
+        }
         let vg = try LVMName(group.name, kind: .volumeGroup)
         var tags = [ownerTag, try LVMTag(Self.tagPrefix + "kind=volume"), try nameTag(request.name)]
         if let fsTag { tags.append(fsTag) }

@@ -114,6 +114,12 @@ public final class LoopFileBackend: VolumeBackend {
                 }
                 sourceRecord = snap
             }
+            if let sourceRecord, let limit = request.limitBytes, limit > 0, sourceRecord.capacityBytes > limit {
+                throw StorageError(
+                    .invalidArgument,
+                    "volume \(id): snapshot \(sourceRecord.id) holds \(sourceRecord.capacityBytes) bytes, above the limit of \(limit) bytes"
+                )
+            }
             let available = try availableBytes()
             guard size <= available else {
                 throw StorageError(

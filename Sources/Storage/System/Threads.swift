@@ -2,12 +2,80 @@ import Dispatch
 import Glibc
 import Synchronization
 
-/// Where blocking system work (subprocesses, mount, ioctl, file copies) runs: Dispatch threads, not
-/// the Swift cooperative pool.
-struct BlockingPool: Sendable {
+/// Where blocking system work (subprocesses, mount, ioctl, file copies) runs: threads of its own.
+///
+/// Not Dispatch's global queues: on Linux the Swift concurrency pool runs on them and they are
+/// as wide as the machine has cores, so a few blocked calls (mkfs takes seconds) would stall
+/// every task in the process. Idle workers are reused; a new one is started when none is idle
+/// (up to 64, then jobs wait for a worker).
+final class BlockingPool: Sendable {
     static let shared = BlockingPool()
-    private let queue = DispatchQueue(label: "swift-csi.storage.blocking", attributes: .concurrent)
-    func submit(_ job: @escaping @Sendable () -> Void) { queue.async(execute: job) }
+    static let maximumThreads = 64
+
+    private struct State {
+        var jobs: [@Sendable () -> Void] = []
+        var idle = 0
+        var threads = 0
+    }
+    private let state = Mutex(State())
+    private let wakeup = DispatchSemaphore(value: 0)
+
+    /// Runs `job` on a worker thread.
+    func submit(_ job: @escaping @Sendable () -> Void) {
+        enum Action { case wake, spawn, wait }
+        let action = state.withLock { s -> Action in
+            s.jobs.append(job)
+            if s.idle > 0 {
+                s.idle -= 1
+                return .wake
+            }
+            if s.threads < Self.maximumThreads {
+                s.threads += 1
+                return .spawn
+            }
+            return .wait
+        }
+        switch action {
+        case .wake: wakeup.signal()
+        case .spawn: startWorker()
+        case .wait: break
+        }
+    }
+
+    private func startWorker() {
+        let box = Unmanaged.passRetained(self)
+        var thread = pthread_t()
+        let rc = pthread_create(
+            &thread, nil,
+            { raw in
+                Unmanaged<BlockingPool>.fromOpaque(raw!).takeRetainedValue().work()
+            }, box.toOpaque())
+        if rc == 0 {
+            pthread_detach(thread)
+        } else {
+            // No thread could be made (resource limit): a running worker will take the job later,
+            // or, with none running, it runs here.
+            box.release()
+            let job = state.withLock { s -> (@Sendable () -> Void)? in
+                s.threads -= 1
+                return s.threads == 0 && !s.jobs.isEmpty ? s.jobs.removeFirst() : nil
+            }
+            job?()
+        }
+    }
+
+    private func work() -> Never {
+        while true {
+            let job = state.withLock { s -> (@Sendable () -> Void)? in
+                if s.jobs.isEmpty {
+                    s.idle += 1
+                    return nil
+                }
+                return s.jobs.removeFirst()
+            }
+            if let job { job() } else { wakeup.wait() }
+        }
+    }
 }
 
 /// One dedicated operating-system thread that runs submitted jobs in order. Everything a C library

@@ -55,7 +55,9 @@ extension TestProtos {
             }
         }
 
+        /// Equal when the wire values are (`.unrecognized(1)` equals the case numbered 1).
         public static func == (a: Color, b: Color) -> Bool { a.rawValue == b.rawValue }
+        /// Hashes the wire value.
         public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
     }
 
