@@ -127,7 +127,9 @@ final class Listener: LoopSelectable, @unchecked Sendable {
         while !closed {
             let result: IOResult<Int32>
             do { result = try Sys.accept(fd) } catch {
-                // EMFILE and friends: stop for this turn; the loop retries on the next event.
+                // Out of descriptors (EMFILE, ENFILE) or memory: the pending connection stays
+                // queued and would wake the loop at once, so stop listening for a moment.
+                pause()
                 return
             }
             guard case .done(let client) = result else { return }
@@ -149,6 +151,14 @@ final class Listener: LoopSelectable, @unchecked Sendable {
                 do { try conn.start() } catch { conn.close(reason: "\(error)") }
             }
             if target === loop { start() } else { target.execute(start) }
+        }
+    }
+
+    private func pause() {
+        loop.modify(fd, token: token, events: 0)
+        loop.schedule(after: .milliseconds(100)) { [weak self] in
+            guard let self, !self.closed else { return }
+            self.loop.modify(self.fd, token: self.token, events: Epoll.readable)
         }
     }
 

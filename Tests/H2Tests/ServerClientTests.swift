@@ -164,3 +164,60 @@ func socketPath() -> String { "/tmp/h2-tests-\(getpid())-\(UInt32.random(in: 0..
         }
     }
 }
+
+@Suite struct KeepaliveTests {
+    @Test func keepaliveKeepsAHealthyConnection() async throws {
+        let path = socketPath()
+        try await withGRPCServer(router: router(), configuration: GRPCServerConfiguration(address: path)) { _ in
+            var config = GRPCChannelConfiguration()
+            config.keepaliveInterval = .milliseconds(20)
+            config.keepaliveTimeout = .milliseconds(200)
+            let channel = GRPCChannel(target: path, configuration: config)
+            defer { channel.close() }
+            for i in 0..<5 {
+                let r: Raw = try await channel.unary(echo, request: Raw("\(i)"))
+                #expect(r.text == "\(i)")
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+    }
+
+    @Test func unansweredKeepaliveClosesTheConnection() async throws {
+        // A peer that accepts and reads but never writes a single byte.
+        let path = socketPath()
+        let dir = String(path[..<path.lastIndex(of: "/")!])
+        mkdir(dir, 0o755)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in raw.copyBytes(from: Array(path.utf8) + [0]) }
+        let bound = withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(bound == 0)
+        listen(fd, 4)
+        let silent = Task {
+            try await offload { () -> Int32 in
+                let c = accept(fd, nil, nil)
+                var buf = [UInt8](repeating: 0, count: 4096)
+                while read(c, &buf, buf.count) > 0 {}
+                return c
+            }
+        }
+        var config = GRPCChannelConfiguration()
+        config.keepaliveInterval = .milliseconds(50)
+        config.keepaliveTimeout = .milliseconds(100)
+        let channel = GRPCChannel(target: path, configuration: config)
+        do {
+            let _: Raw = try await channel.unary(echo, request: Raw("x"))
+            Issue.record("expected UNAVAILABLE")
+        } catch let e as RPCError {
+            #expect(e.code == .unavailable)
+            #expect(e.message.contains("keepalive"))
+        }
+        channel.close()
+        close(fd)
+        unlink(path)
+        if let c = try? await silent.value { close(c) }
+    }
+}

@@ -269,7 +269,22 @@ final class EventLoop: TaskExecutor, @unchecked Sendable {
                 flushQueue.removeAll(keepingCapacity: true)
             }
         }
-        // Drop everything still registered; their owners close their descriptors.
+        // Let tasks that were cancelled on the way down finish, then drop everything registered.
+        for _ in 0..<8 {
+            inbox.withLock { inbox in
+                local.append(contentsOf: inbox.work)
+                inbox.work.removeAll()
+            }
+            if local.isEmpty { break }
+            swap(&local, &spare)
+            for work in spare {
+                switch work {
+                case .job(let job): job.runSynchronously(on: asUnownedTaskExecutor())
+                case .closure(let body): body()
+                }
+            }
+            spare.removeAll()
+        }
         selectables.removeAll()
         timers = TimerHeap()
     }
