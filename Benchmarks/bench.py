@@ -392,6 +392,13 @@ def codec(args):
                      f"| {ratio(sp, 'encode')} | {ratio(sp, 'decode')} "
                      f"| {ratio(table.get(upb), 'encode')} | {ratio(table.get(upb), 'decode')} |")
     lines.append("")
+    ours = table.get("ProtoWire")
+    if ours and "encode" in ours and "decode" in ours:
+        checks = [("encode <= 500 ns", ours["encode"] <= 500), ("decode <= 1000 ns", ours["decode"] <= 1000)]
+        if upb:
+            checks.append(("faster than upb both ways",
+                           ours["encode"] < table[upb]["encode"] and ours["decode"] < table[upb]["decode"]))
+        lines += ["ProtoWire targets: " + "; ".join(f"{c}: {'met' if ok else 'NOT met'}" for c, ok in checks), ""]
     return lines
 
 

@@ -10,12 +10,17 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
+_built = []
+
+
 def interop_binary() -> str:
-    for config in ("debug", "release"):
-        p = ROOT / ".build" / config / "h2-interop"
-        if p.exists():
-            return str(p)
-    pytest.fail("h2-interop is not built: run `swift build --product h2-interop`")
+    """The debug build of h2-interop, built (or brought up to date) on first use:
+    `swift build --build-tests` compiles executables' modules but does not always link them."""
+    if not _built:
+        subprocess.run(["swift", "build", "--product", "h2-interop"], cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL)
+        _built.append(str(ROOT / ".build" / "debug" / "h2-interop"))
+    return _built[0]
 
 
 class SwiftServer:
