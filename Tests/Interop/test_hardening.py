@@ -11,7 +11,7 @@ import grpc
 import hpack
 import pytest
 
-from conftest import identity, wait_for
+from h2_interop_support import identity, wait_for
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 0, 1, 3, 4, 6, 7, 8, 9
