@@ -5,9 +5,8 @@ PYTHON ?= python3
 .PHONY: demo test deps build swift-test py-test generate check-generated fuzz bench bench-lvm clean
 
 ## Run the main job on its embedded default.
-demo: deps
-	$(SWIFT) build -c release --product protowire
-	.build/release/protowire demo
+demo:
+	bash scripts/demo.sh
 
 ## Run every test (installs what it needs first).
 test: deps

@@ -370,7 +370,7 @@ public struct NodeServer: NodeService {
         try await mapped("unmounting \(path) of volume \(volumeID)") { try await mounter.unmount(path, removeTarget: remove) }
     }
 
-    func mapped<T>(_ action: String, _ body: () async throws -> T) async throws(RPCError) -> T {
+    func mapped<T>(_ action: String, _ body: () async throws -> T) async throws -> T {
         try await ErrorMapping.mapping(action, body)
     }
 

@@ -30,7 +30,9 @@ package enum ErrorMapping {
     }
 
     /// Runs `body`, mapping whatever it throws.
-    package static func mapping<T>(_ action: String, _ body: () async throws -> T) async throws(RPCError) -> T {
+    /// (Untyped `throws` on purpose: the typed-throws form of this generic async helper crashes
+    /// Swift 6.3's optimizer while splitting its callers' coroutines in release builds.)
+    package static func mapping<T>(_ action: String, _ body: () async throws -> T) async throws -> T {
         do { return try await body() } catch { throw rpcError(error, while: action) }
     }
 }
