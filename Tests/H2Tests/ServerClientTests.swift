@@ -109,6 +109,17 @@ func socketPath() -> String { "/tmp/h2-tests-\(getpid())-\(UInt32.random(in: 0..
         #expect(access(path, F_OK) != 0, "the socket file is removed on shutdown")
     }
 
+    @Test func loopbackTCP() async throws {
+        try await withGRPCServer(router: router(), configuration: GRPCServerConfiguration(address: "127.0.0.1:0")) { server in
+            let address = try #require(server.listeningAddress)
+            #expect(address.hasPrefix("127.0.0.1:") && !address.hasSuffix(":0"))
+            let channel = GRPCChannel(target: address)
+            defer { channel.close() }
+            let r: Raw = try await channel.unary(echo, request: Raw("tcp"))
+            #expect(r.text == "tcp")
+        }
+    }
+
     @Test func handlerErrorsReachTheClient() async throws {
         let path = socketPath()
         try await withGRPCServer(router: router(), configuration: GRPCServerConfiguration(address: path)) { _ in
