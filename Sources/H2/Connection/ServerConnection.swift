@@ -122,8 +122,10 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
     }
 
     private func armIdleTimer(_ idle: Duration) {
-        idleTimer = loop.schedule(after: idle / 2) { [weak self] in
-            guard let self, !self.isClosed else { return }
+        // Strong captures: a weak reference would give the connection a side table and make every
+        // retain in the nghttp2 callbacks take the slow path. Timers are cancelled on close.
+        idleTimer = loop.schedule(after: idle / 2) { [self] in
+            guard !self.isClosed else { return }
             if self.streams.isEmpty && monotonicNanos() &- self.lastActive >= idle.nanoseconds {
                 self.beginShutdown(reason: "idle")
             } else {
@@ -341,8 +343,8 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
             var deadline: ContinuousClock.Instant? = nil
             if let timeout {
                 deadline = ContinuousClock.now + timeout
-                stream.timer = loop.schedule(after: timeout) { [weak self, stream] in
-                    self?.deadlineExceeded(stream)
+                stream.timer = loop.schedule(after: timeout) { [self, stream] in
+                    self.deadlineExceeded(stream)
                 }
             }
             stream.head.timeout = nil
