@@ -33,6 +33,8 @@ let package = Package(
             pkgConfig: "libnghttp2",
             providers: [.apt(["libnghttp2-dev"])]
         ),
+        // Linux system calls the event loop needs that Glibc's module does not export.
+        .target(name: "CH2Sys"),
         .systemLibrary(
             name: "CLVM2Cmd",
             providers: [.apt(["liblvm2-dev"])]
@@ -41,7 +43,7 @@ let package = Package(
         // Libraries.
         .target(name: "ProtoWire", swiftSettings: strict),
         .target(name: "ProtoWireGenerator", dependencies: ["ProtoWire"], swiftSettings: strict),
-        .target(name: "H2", dependencies: ["CNGHTTP2", "ProtoWire"], exclude: ["Protos"], swiftSettings: strict),
+        .target(name: "H2", dependencies: ["CNGHTTP2", "CH2Sys", "ProtoWire"], exclude: ["Protos"], swiftSettings: strict),
         .target(
             name: "CSI",
             dependencies: ["ProtoWire", "H2"],

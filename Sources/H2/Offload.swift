@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CNGHTTP2
 
 /// Runs a blocking closure on a small pool of worker threads and resumes the caller when it is done.
 ///
@@ -63,6 +64,7 @@ final class OffloadPool: @unchecked Sendable {
     }
 
     private func work() {
+        h2_set_thread_name("h2-offload")
         while true {
             pthread_mutex_lock(mutex)
             while head == queue.count {

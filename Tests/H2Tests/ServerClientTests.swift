@@ -31,8 +31,12 @@ func router() -> GRPCRouter {
     // Reports whether the handler ran on the same thread before and after a suspension.
     r.registerUnary(thread) { (_: Raw, _: ServerContext) in
         let before = pthread_self()
+        let name = currentThreadName()
         await Task.yield()
-        return Raw(pthread_equal(before, pthread_self()) != 0 ? "same" : "different")
+        // Blocking work hops to a worker and comes back to the loop.
+        let worker = try await offload { currentThreadName() }
+        guard currentThreadName() == name, worker != name else { return Raw("offload did not return to \(name)") }
+        return Raw((pthread_equal(before, pthread_self()) != 0 ? "same " : "different ") + name)
     }
     r.registerUnary(fail) { (req: Raw, _: ServerContext) -> Raw in
         throw RPCError(code: .notFound, message: "no volume \(req.text)")
@@ -49,6 +53,24 @@ func router() -> GRPCRouter {
         for try await m in reqs { try await w.write(Raw(m.text.uppercased())) }
     }
     return r
+}
+
+/// The calling thread's name, from /proc.
+func currentThreadName() -> String {
+    let fd = open("/proc/thread-self/comm", O_RDONLY)
+    guard fd >= 0 else { return "?" }
+    defer { close(fd) }
+    var buf = [UInt8](repeating: 0, count: 32)
+    let n = read(fd, &buf, buf.count)
+    return String(decoding: buf.prefix(max(0, n)), as: UTF8.self).trimmingSuffix()
+}
+
+extension String {
+    func trimmingSuffix() -> String {
+        var s = self
+        while s.last == "\n" { s.removeLast() }
+        return s
+    }
 }
 
 func socketPath() -> String { "/tmp/h2-tests-\(getpid())-\(UInt32.random(in: 0...UInt32.max))/s.sock" }
@@ -111,7 +133,8 @@ func socketPath() -> String { "/tmp/h2-tests-\(getpid())-\(UInt32.random(in: 0..
             let channel = GRPCChannel(target: path)
             defer { channel.close() }
             let r: Raw = try await channel.unary(thread, request: Raw())
-            #expect(r.text == "same")
+            // The handler ran on the server's event-loop thread and stayed there across a suspension.
+            #expect(r.text == "same h2-server-0")
         }
     }
 

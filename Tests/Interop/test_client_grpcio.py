@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import interop_binary
+from h2_interop_support import interop_binary
 
 sys.path.insert(0, os.path.dirname(__file__))
 import py_server  # noqa: E402

@@ -11,7 +11,7 @@ import grpc
 import hpack
 import pytest
 
-from conftest import identity, wait_for
+from h2_interop_support import identity, wait_for
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 0, 1, 3, 4, 6, 7, 8, 9
@@ -286,4 +286,34 @@ def test_streaming_requests_are_flow_controlled(server):
         assert sent[0] < 2048, "the whole request stream was accepted without being read"
         settle_rss(server, baseline, 48 * 1024)
         call.cancel()
+    assert_healthy(server)
+
+
+def test_random_frames_never_crash_the_server(server):
+    # Seeded random frames after a valid preface: valid-looking HEADERS and DATA mixed with
+    # arbitrary types, flags, stream ids and payloads. The server may reset or close; it must
+    # not die.
+    import random
+    rng = random.Random(20231010)
+    enc_block = hpack.Encoder().encode(request_headers())
+    for _ in range(150):
+        s = connect(server)
+        out = bytearray()
+        for _ in range(rng.randint(1, 12)):
+            choice = rng.random()
+            sid = rng.choice([0, 1, 3, 5, rng.randint(0, 2**31 - 1)])
+            if choice < 0.3:
+                out += frame(HEADERS, rng.choice([END_HEADERS, END_HEADERS | END_STREAM, 0]), sid | 1, enc_block)
+            elif choice < 0.6:
+                payload = grpc_message(rng.randbytes(rng.randint(0, 40)))
+                cut = rng.randint(0, len(payload))
+                out += frame(DATA, rng.choice([0, END_STREAM, 0x8]), sid, payload[:cut])
+            else:
+                out += frame(rng.randint(0, 12), rng.randint(0, 255), sid, rng.randbytes(rng.randint(0, 64)))
+        try:
+            s.sendall(bytes(out))
+            read_frames(s, timeout=0.02)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        s.close()
     assert_healthy(server)

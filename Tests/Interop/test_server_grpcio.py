@@ -8,7 +8,7 @@ import subprocess
 import grpc
 import pytest
 
-from conftest import SwiftServer, identity, interop_binary, wait_for
+from h2_interop_support import SwiftServer, identity, interop_binary, wait_for
 
 
 def stub(channel, name, kind="unary_unary"):

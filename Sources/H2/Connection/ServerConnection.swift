@@ -292,7 +292,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
                 if stream.done { continue }
             }
             if case .unary = stream.handler, stream.pending.count > 1 {
-                fail(stream, RPCError(code: .internalError, message: "\(stream.descriptor!.path) is unary but the client sent more than one request message"))
+                fail(stream, RPCError(code: .internalError, message: "\(stream.head.path ?? "the method") is unary but the client sent more than one request message"))
                 continue
             }
             guard stream.requestEnded else { continue }
@@ -304,7 +304,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
                 if stream.streaming { endInbound(stream, nil) }
             } else if case .unary(let h) = stream.handler {
                 guard stream.pending.count == 1, let request = stream.pending.popLast() else {
-                    fail(stream, RPCError(code: .internalError, message: "\(stream.descriptor!.path) is unary but the client sent no request message"))
+                    fail(stream, RPCError(code: .internalError, message: "\(stream.head.path ?? "the method") is unary but the client sent no request message"))
                     continue
                 }
                 startUnary(stream, h, request)
@@ -369,8 +369,11 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         _ stream: ServerStream, _ handler: @escaping @Sendable ([UInt8], ServerContext) async throws -> [UInt8],
         _ request: [UInt8]
     ) {
+        guard let context = pendingContext.removeValue(forKey: stream.id) else {
+            fail(stream, RPCError(code: .internalError, message: "\(stream.head.path ?? "the call") lost its context"))
+            return
+        }
         stream.handlerStarted = true
-        let context = pendingContext.removeValue(forKey: stream.id)!
         stream.task = Task(executorPreference: loop) { [self] in
             do {
                 let response = try await handler(request, context)

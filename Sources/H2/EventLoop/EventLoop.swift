@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import Synchronization
-import CNGHTTP2
+import CH2Sys
 
 /// Something registered with an ``EventLoop`` for readiness events on a descriptor.
 protocol LoopSelectable: AnyObject {

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CNGHTTP2
+import CH2Sys
 
 /// A failed system call: the call's name, `errno`, and what it was operating on.
 public struct SystemError: Error, Sendable, CustomStringConvertible {
@@ -121,14 +121,14 @@ enum Epoll {
     }
 
     static func add(_ epfd: Int32, _ fd: Int32, events: UInt32, token: UInt64) throws(SystemError) {
-        _ = try Sys.retrying("epoll_ctl(ADD)") { Int(h2_epoll_ctl(epfd, EPOLL_CTL_ADD, fd, events, token)) }
+        _ = try Sys.retrying("epoll_ctl(ADD)") { Int(h2_epoll_ctl(epfd, h2_epoll_ctl_add(), fd, events, token)) }
     }
 
     static func modify(_ epfd: Int32, _ fd: Int32, events: UInt32, token: UInt64) throws(SystemError) {
-        _ = try Sys.retrying("epoll_ctl(MOD)") { Int(h2_epoll_ctl(epfd, EPOLL_CTL_MOD, fd, events, token)) }
+        _ = try Sys.retrying("epoll_ctl(MOD)") { Int(h2_epoll_ctl(epfd, h2_epoll_ctl_mod(), fd, events, token)) }
     }
 
     static func remove(_ epfd: Int32, _ fd: Int32) {
-        _ = h2_epoll_ctl(epfd, EPOLL_CTL_DEL, fd, 0, 0)
+        _ = h2_epoll_ctl(epfd, h2_epoll_ctl_del(), fd, 0, 0)
     }
 }
