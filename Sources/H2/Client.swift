@@ -176,57 +176,46 @@ public final class GRPCChannel: Sendable {
         _ method: GRPCMethodDescriptor, _ options: CallOptions, _: Response.Type,
         _ produce: @escaping @Sendable (RequestSink) async -> Void
     ) -> AsyncThrowingStream<Response, any Error> {
-        let (stream, continuation) = AsyncThrowingStream<Response, any Error>.makeStream()
         guard let core else {
-            continuation.finish(throwing: setupError!)
-            return stream
+            let error = setupError!
+            return AsyncThrowingStream { $0.finish(throwing: error) }
         }
         let target = self.target
-        let task = Task {
+        let handle = CallHandle()
+        let source = ResponseSource(core: core, handle: handle, description: "\(method.path) on \(target)")
+        let sink = RequestSink(core: core, handle: handle)
+        let starter = Task {
             if options.waitForReady {
                 do { try await self.waitUntilReady(timeout: options.timeout ?? .seconds(86400)) } catch {
-                    continuation.finish(throwing: error)
+                    core.loop.execute { handle.end(error) }
                     return
                 }
             }
-            let handle = CallHandle()
-            let sink = RequestSink(core: core, handle: handle)
             core.loop.execute {
                 if handle.cancelled {
-                    continuation.finish(throwing: RPCError(code: .cancelled, message: "\(method.path) was cancelled"))
+                    handle.end(RPCError(code: .cancelled, message: "\(method.path) on \(target) was cancelled"))
                     return
                 }
                 let call = core.makeCall(
                     method.path, options,
-                    onMessage: { bytes in
-                        do { continuation.yield(try Self.decode(Response.self, bytes, method)) } catch {
-                            handle.call.map { core.cancel($0, error as? RPCError ?? RPCError(code: .internalError, message: "\(error)")) }
-                        }
-                    },
+                    onMessage: { handle.deliver($0) },
                     onClose: { error in
                         handle.pump?.cancel()
-                        if let error { continuation.finish(throwing: error) } else { continuation.finish() }
+                        handle.end(error)
                     })
+                call.holdsMessages = { [unowned handle] in !handle.queue.isEmpty }
                 handle.call = call
                 core.start(call, timeout: options.timeout)
             }
-            continuation.onTermination = { reason in
-                if case .cancelled = reason {
-                    core.loop.execute {
-                        handle.cancelled = true
-                        handle.pump?.cancel()
-                        if let call = handle.call { core.cancel(call, RPCError(code: .cancelled, message: "\(method.path) on \(target) was cancelled")) }
-                    }
-                }
-            }
-            await withTaskCancellationHandler {
-                await produce(sink)
-            } onCancel: {
-                core.loop.execute { handle.pump?.cancel() }
-            }
+            await produce(sink)
         }
-        _ = task
-        return stream
+        core.loop.execute { handle.pump = starter }
+        // Pull-based: each message is taken when the caller asks for it, and only then is its
+        // DATA acknowledged to the server. Dropping the stream cancels the call.
+        return AsyncThrowingStream(unfolding: {
+            guard let bytes = try await source.next() else { return nil }
+            return try Self.decode(Response.self, bytes, method)
+        })
     }
 
     private static func decode<M: ProtoMessage>(_: M.Type, _ bytes: [UInt8], _ method: GRPCMethodDescriptor) throws -> M {
@@ -236,11 +225,86 @@ public final class GRPCChannel: Sendable {
     }
 }
 
-/// Loop-confined references of one call, shared with the closures that cancel it.
+/// Loop-confined references of one call, shared with the closures that cancel it, and the
+/// response messages waiting for the caller.
 final class CallHandle: @unchecked Sendable {
     var call: ClientCall? = nil
     var cancelled = false
     var pump: Task<Void, Never>? = nil
+    var queue: [[UInt8]] = []
+    private var waiter: CheckedContinuation<[UInt8]?, any Error>? = nil
+    private var ended = false
+    private var error: (any Error)? = nil
+
+    func deliver(_ message: [UInt8]) {
+        if let w = waiter {
+            waiter = nil
+            w.resume(returning: message)
+        } else {
+            queue.append(message)
+        }
+    }
+
+    func end(_ error: (any Error)?) {
+        if ended { return }
+        ended = true
+        self.error = error
+        if let w = waiter {
+            waiter = nil
+            if let error { w.resume(throwing: error) } else { w.resume(returning: nil) }
+        }
+    }
+
+    /// The next message, the end (nil), an error, or nothing yet (outer nil).
+    func take() -> Result<[UInt8]?, any Error>? {
+        if !queue.isEmpty {
+            let m = queue.removeFirst()
+            if queue.isEmpty, let call, let conn = call.connection { conn.messagesTaken(call) }
+            return .success(m)
+        }
+        if ended { return error.map { .failure($0) } ?? .success(nil) }
+        return nil
+    }
+
+    func wait(_ c: CheckedContinuation<[UInt8]?, any Error>) { waiter = c }
+}
+
+/// The caller's side of a call's responses; dropping it cancels the call.
+final class ResponseSource: Sendable {
+    let core: ChannelCore
+    let handle: CallHandle
+    let description: String
+
+    init(core: ChannelCore, handle: CallHandle, description: String) {
+        self.core = core
+        self.handle = handle
+        self.description = description
+    }
+
+    deinit {
+        let core = self.core, handle = self.handle, description = self.description
+        core.loop.execute { Self.cancel(core, handle, description) }
+    }
+
+    private static func cancel(_ core: ChannelCore, _ handle: CallHandle, _ description: String) {
+        handle.cancelled = true
+        handle.pump?.cancel()
+        let error = RPCError(code: .cancelled, message: "\(description) was cancelled")
+        if let call = handle.call, !call.finished { core.cancel(call, error) } else { handle.end(error) }
+    }
+
+    func next() async throws -> [UInt8]? {
+        let core = self.core, handle = self.handle, description = self.description
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<[UInt8]?, any Error>) in
+                core.loop.execute {
+                    if let r = handle.take() { c.resume(with: r) } else { handle.wait(c) }
+                }
+            }
+        } onCancel: {
+            core.loop.execute { Self.cancel(core, handle, description) }
+        }
+    }
 }
 
 /// Feeds request messages into a call from the caller's task, with back-pressure.

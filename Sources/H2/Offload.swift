@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CNGHTTP2
+import CH2Sys
 
 /// Runs a blocking closure on a small pool of worker threads and resumes the caller when it is done.
 ///

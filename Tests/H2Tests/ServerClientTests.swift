@@ -109,6 +109,17 @@ func socketPath() -> String { "/tmp/h2-tests-\(getpid())-\(UInt32.random(in: 0..
         #expect(access(path, F_OK) != 0, "the socket file is removed on shutdown")
     }
 
+    @Test func loopbackTCP() async throws {
+        try await withGRPCServer(router: router(), configuration: GRPCServerConfiguration(address: "127.0.0.1:0")) { server in
+            let address = try #require(server.listeningAddress)
+            #expect(address.hasPrefix("127.0.0.1:") && !address.hasSuffix(":0"))
+            let channel = GRPCChannel(target: address)
+            defer { channel.close() }
+            let r: Raw = try await channel.unary(echo, request: Raw("tcp"))
+            #expect(r.text == "tcp")
+        }
+    }
+
     @Test func handlerErrorsReachTheClient() async throws {
         let path = socketPath()
         try await withGRPCServer(router: router(), configuration: GRPCServerConfiguration(address: path)) { _ in
@@ -242,5 +253,71 @@ func socketPath() -> String { "/tmp/h2-tests-\(getpid())-\(UInt32.random(in: 0..
         close(fd)
         unlink(path)
         if let c = try? await silent.value { close(c) }
+    }
+}
+
+import Synchronization
+
+@Suite struct ClientFlowControlTests {
+    final class Progress: Sendable {
+        let written = Atomic<Int>(0)
+        let cancelled = Atomic<Bool>(false)
+    }
+
+    static let big = GRPCMethodDescriptor(service: "test.Flow", method: "Big", kind: .serverStreaming)
+
+    func flowRouter(_ progress: Progress) -> GRPCRouter {
+        var r = GRPCRouter()
+        r.registerServerStreaming(Self.big) { (req: Raw, w: ResponseStreamWriter<Raw>, _: ServerContext) in
+            let chunk = Raw(String(repeating: "x", count: 1 << 20))
+            do {
+                for _ in 0..<(Int(req.text) ?? 0) {
+                    try await w.write(chunk)
+                    progress.written.add(1, ordering: .relaxed)
+                }
+            } catch {
+                progress.cancelled.store(true, ordering: .relaxed)
+                throw error
+            }
+        }
+        return r
+    }
+
+    @Test func slowConsumerHoldsBackTheServer() async throws {
+        let path = socketPath()
+        let progress = Progress()
+        try await withGRPCServer(router: flowRouter(progress), configuration: GRPCServerConfiguration(address: path)) { _ in
+            let channel = GRPCChannel(target: path)
+            defer { channel.close() }
+            let stream: AsyncThrowingStream<Raw, any Error> = channel.serverStreaming(Self.big, request: Raw("256"))
+            var iterator = stream.makeAsyncIterator()
+            _ = try await iterator.next()
+            try await Task.sleep(for: .milliseconds(300))
+            // Windows (1 MiB per stream, 16 MiB per connection) bound what may be in flight.
+            let written = progress.written.load(ordering: .relaxed)
+            #expect(written < 40)
+            var count = 1
+            while try await iterator.next() != nil { count += 1 }
+            #expect(count == 256)
+        }
+    }
+
+    @Test func droppingTheStreamCancelsTheCall() async throws {
+        let path = socketPath()
+        let progress = Progress()
+        try await withGRPCServer(router: flowRouter(progress), configuration: GRPCServerConfiguration(address: path)) { _ in
+            let channel = GRPCChannel(target: path)
+            defer { channel.close() }
+            do {
+                let stream: AsyncThrowingStream<Raw, any Error> = channel.serverStreaming(Self.big, request: Raw("100000"))
+                var iterator = stream.makeAsyncIterator()
+                _ = try await iterator.next()
+            }
+            for _ in 0..<200 where !progress.cancelled.load(ordering: .relaxed) {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            let cancelled = progress.cancelled.load(ordering: .relaxed)
+            #expect(cancelled)
+        }
     }
 }

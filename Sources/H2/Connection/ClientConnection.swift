@@ -20,6 +20,10 @@ final class ClientCall: @unchecked Sendable {
     var timer: LoopTimer? = nil
     var writeWaiters: [CheckedContinuation<Void, any Error>] = []
     weak var connection: ClientConnection? = nil
+    /// Response DATA not yet acknowledged because messages wait in `holdsMessages`' queue.
+    var unconsumed = 0
+    /// True while response messages wait for the caller (then DATA is acknowledged later).
+    var holdsMessages: () -> Bool = { false }
     /// Each response message, as it arrives.
     let onMessage: ([UInt8]) -> Void
     /// Once, with nil for OK or the error.
@@ -183,6 +187,10 @@ final class ClientConnection: HTTP2Connection, @unchecked Sendable {
     /// Resets the stream (cancellation or local deadline) and completes the call with `error`.
     func cancel(_ call: ClientCall, _ error: RPCError) {
         if call.streamID > 0 && !isClosed && calls[call.streamID] != nil {
+            if call.unconsumed > 0 {
+                nghttp2_session_consume_connection(session, call.unconsumed)
+                call.unconsumed = 0
+            }
             nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), call.streamID, NGHTTP2_CANCEL.rawValue)
             calls[call.streamID] = nil
             scheduleFlush()
@@ -207,16 +215,45 @@ final class ClientConnection: HTTP2Connection, @unchecked Sendable {
     }
 
     func data(_ id: Int32, _ chunk: UnsafeRawBufferPointer) {
-        guard let call = calls[id], !call.finished else { return }
+        guard let call = calls[id], !call.finished else {
+            consumed.append((id, chunk.count))
+            return
+        }
         do {
             try call.deframer.process(chunk) { call.onMessage($0) }
         } catch {
             cancel(call, RPCError(code: error.code, message: "response from \(target) for \(call.path): \(error.message)"))
         }
+        if !call.finished && call.holdsMessages() {
+            call.unconsumed += chunk.count
+        } else {
+            consumed.append((id, chunk.count))
+        }
+    }
+
+    /// DATA bytes to acknowledge after `mem_recv` returns (flow control is manual).
+    private var consumed: [(Int32, Int)] = []
+
+    override func afterReceive() {
+        if consumed.isEmpty { return }
+        for (id, n) in consumed { nghttp2_session_consume(session, id, n) }
+        consumed.removeAll(keepingCapacity: true)
+    }
+
+    /// The caller took the last queued response message of `call`: acknowledge its DATA.
+    func messagesTaken(_ call: ClientCall) {
+        guard call.unconsumed > 0, !isClosed else { return }
+        nghttp2_session_consume(session, call.streamID, call.unconsumed)
+        call.unconsumed = 0
+        scheduleFlush()
     }
 
     func streamClosed(_ id: Int32, errorCode: UInt32) {
         guard let call = calls.removeValue(forKey: id) else { return }
+        if call.unconsumed > 0 {
+            consumed.append((id, call.unconsumed))
+            call.unconsumed = 0
+        }
         call.complete(call.status(resetCode: errorCode, target: target))
     }
 
@@ -279,7 +316,12 @@ enum ClientCallbacks {
         }
     }
     static let shared = Box()
-    static let options = SessionOptions(server: false)
+    static let options: SessionOptions = {
+        let o = SessionOptions(server: false)
+        // Response DATA is acknowledged as callers take messages (see ClientConnection.data).
+        nghttp2_option_set_no_auto_window_update(o.option, 1)
+        return o
+    }()
 
     static let read: nghttp2_data_source_read_callback = { _, id, buf, length, flags, _, user in
         connection(user, as: ClientConnection.self).read(id, buf!, length, flags!)

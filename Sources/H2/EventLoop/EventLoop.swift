@@ -76,10 +76,9 @@ final class EventLoop: TaskExecutor, @unchecked Sendable {
     private var timers = TimerHeap()            // loop thread only
     private var flushQueue: [any LoopFlushable] = []  // loop thread only
     private var stopping = false                // loop thread only
-    private let threadID = Mutex<pthread_t?>(nil)
-    private var thread: pthread_t? = nil        // set before start returns
-    private let finished = Mutex(false)
-    private var startWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Written once by the loop thread before `started` is set; read after.
+    private var thread: pthread_t? = nil
+    private let started = Atomic<Bool>(false)
 
     private static let wakeToken: UInt64 = 0
 
@@ -104,8 +103,8 @@ final class EventLoop: TaskExecutor, @unchecked Sendable {
             Unmanaged<EventLoop>.fromOpaque(box).release()
             throw SystemError(call: "pthread_create", errno: rc)
         }
-        thread = tid
-        threadID.withLock { $0 = tid }
+        // Wait until the thread has recorded its identity, so `inEventLoop` is exact from now on.
+        while !started.load(ordering: .acquiring) { sched_yield() }
     }
 
     deinit {
@@ -206,6 +205,8 @@ final class EventLoop: TaskExecutor, @unchecked Sendable {
     // MARK: The loop
 
     private func run() {
+        thread = pthread_self()
+        started.store(true, ordering: .releasing)
         h2_set_thread_name(String(name.prefix(15)))
         let capacity = 256
         let events = UnsafeMutableRawPointer.allocate(byteCount: h2_epoll_event_size() * capacity, alignment: 16)
