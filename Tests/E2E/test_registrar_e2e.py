@@ -232,3 +232,20 @@ def test_inspect_flags_non_sockets_and_names_the_directory(world):
     r = subprocess.run([str(REGISTRAR_BIN), "inspect", "--registry-dir", str(world.base / "missing")],
                        capture_output=True, text=True, timeout=10)
     assert r.returncode == 2 and str(world.base / "missing") in r.stderr
+
+
+def test_link_directory_created_later_is_waited_for(world):
+    port = free_port()
+    endpoint = world.driver_socket(world.custom_plugins)
+    registry = world.base / "late-kubelet" / "plugins_registry"
+    world.start_driver(world.custom_plugins)
+    registrar = world.start_registrar(endpoint, endpoint, world.custom_registry, link_dir=registry,
+                                      extra=(f"--http-endpoint=127.0.0.1:{port}",))
+    registrar.wait_log(f"the kubelet registry directory {registry} does not exist")
+    status, body = wait_until(lambda: (lambda r: r[0] == 503 and r)(healthz(port)), 5, what="healthz 503")
+    assert str(registry) in body and registrar.running()
+    # The kubelet starts and makes its registry: the link follows and the driver registers.
+    registry.mkdir(parents=True)
+    sim = world.start_kubelet(registry)
+    wait_until(lambda: registered(sim), 10, what=f"registration once the registry exists\n{world.dump_logs()}")
+    wait_until(lambda: healthz(port)[0] == 200, 5, what="healthz 200")
