@@ -210,3 +210,14 @@ def test_tcp_loopback(start_server):
     s = start_server(path="127.0.0.1:0")
     with grpc.insecure_channel(s.listening) as ch:
         assert stub(ch, "Echo")(b"tcp") == b"tcp"
+
+
+def test_shutdown_leaves_a_replaced_socket_file_alone(sockdir):
+    path = f"{sockdir}/replaced.sock"
+    srv = SwiftServer(f"unix://{path}")
+    os.unlink(path)
+    with open(path, "w") as f:
+        f.write("someone else's file")
+    out = srv.stop()
+    assert "STOPPED" in out
+    assert open(path).read() == "someone else's file"
