@@ -116,6 +116,8 @@ final class Listener: LoopSelectable, @unchecked Sendable {
     let fd: Int32
     var token: UInt64 = 0
     var closed = false
+    /// Device and inode of the socket file created by bind.
+    var socketFile: (dev_t, ino_t)? = nil
 
     init(core: ServerCore, loop: EventLoop, fd: Int32) {
         self.core = core
@@ -234,6 +236,10 @@ public final class GRPCServer: Sendable {
         let core = ServerCore(configuration: configuration, router: router, address: actual, group: group)
         let loop = group.loops[0]
         let listener = Listener(core: core, loop: loop, fd: fd)
+        if case .unix(let path) = address {
+            var st = stat()
+            if lstat(path, &st) == 0 { listener.socketFile = (st.st_dev, st.st_ino) }
+        }
         let ok = state.withLock { s -> Bool in
             guard case .idle = s else { return false }
             s = .running(core, listener)
@@ -294,7 +300,11 @@ public final class GRPCServer: Sendable {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             listener.loop.execute {
                 listener.close()
-                if case .unix(let path) = core.address { unlink(path) }
+                // Remove the socket file only if it is still the one this server created.
+                if case .unix(let path) = core.address, let mine = listener.socketFile {
+                    var st = stat()
+                    if lstat(path, &st) == 0 && st.st_dev == mine.0 && st.st_ino == mine.1 { unlink(path) }
+                }
                 c.resume()
             }
         }

@@ -20,6 +20,25 @@ import Testing
         #expect(!d.hasPartialMessage)
     }
 
+    /// Seeded random messages cut at random points: what comes out is what went in.
+    @Test(arguments: [1, 2, 3, 42, 1234])
+    func randomSplits(seed: UInt64) throws {
+        var rng = SplitMix(seed: seed)
+        let payloads: [[UInt8]] = (0..<50).map { _ in
+            (0..<Int(rng.next() % 3000)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        }
+        let wire = frames(payloads)
+        var d = GRPCMessageDeframer(maxMessageSize: 4000)
+        var got: [[UInt8]] = []
+        var i = 0
+        while i < wire.count {
+            let end = min(wire.count, i + 1 + Int(rng.next() % 700))
+            try wire[i..<end].withUnsafeBytes { chunk in try d.process(chunk) { got.append($0) } }
+            i = end
+        }
+        #expect(got == payloads)
+    }
+
     @Test func partialPrefixIsReported() throws {
         var d = GRPCMessageDeframer(maxMessageSize: 10)
         try [UInt8]([0, 0, 0]).withUnsafeBytes { try d.process($0) { _ in } }
@@ -173,5 +192,18 @@ import Testing
             #expect(ok)
         }
         #expect(back == m)
+    }
+}
+
+/// A small deterministic generator for reproducible random tests.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }

@@ -210,3 +210,26 @@ def test_tcp_loopback(start_server):
     s = start_server(path="127.0.0.1:0")
     with grpc.insecure_channel(s.listening) as ch:
         assert stub(ch, "Echo")(b"tcp") == b"tcp"
+
+
+def test_shutdown_leaves_a_replaced_socket_file_alone(sockdir):
+    path = f"{sockdir}/replaced.sock"
+    srv = SwiftServer(f"unix://{path}")
+    os.unlink(path)
+    with open(path, "w") as f:
+        f.write("someone else's file")
+    out = srv.stop()
+    assert "STOPPED" in out
+    assert open(path).read() == "someone else's file"
+
+
+def test_several_event_loops(start_server):
+    s = start_server("--loops", "3")
+    def one(i):
+        with grpc.insecure_channel(s.address, options=[("grpc.primary_user_agent", f"loops{i}")]) as ch:
+            return [stub(ch, "Echo")(f"{i}-{j}".encode()) for j in range(20)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(12)))
+    assert results == [[f"{i}-{j}".encode() for j in range(20)] for i in range(12)]
+    threads = {open(f"/proc/{s.pid}/task/{t}/comm").read().strip() for t in os.listdir(f"/proc/{s.pid}/task")}
+    assert {"h2-server-0", "h2-server-1", "h2-server-2"} <= threads

@@ -20,6 +20,7 @@ public final class Registrar: Sendable {
         var health: HealthServer?
         var pendingActions: [RegistrationState.Action] = []
         var conflict: String?
+        var linkProblem: String?
     }
     private let live = Mutex(Live())
 
@@ -105,7 +106,19 @@ public final class Registrar: Sendable {
         if let directory = configuration.registryLinkDirectory {
             let link = RegistryLink(directory: directory, target: socketPath)
             live.withLock { $0.link = link }
-            try placeLink(link, fresh: true)
+            let problem: RegistrarError?
+            do {
+                try placeLink(link, fresh: true)
+                problem = nil
+            } catch {
+                problem = error
+            }
+            if let problem {
+                // The kubelet makes its registry when it starts; wait for it rather than exit.
+                guard case .missing = PathInspection.resolvedKind(of: directory) else { throw problem }
+                logger.warning("\(problem); placing the link once the directory exists")
+                live.withLock { $0.linkProblem = problem.message }
+            }
             if let leftOver {
                 logger.warning("replaced \(leftOver) link \(link.path) -> \(link.target) (left by a registrar that did not exit cleanly)")
             }
@@ -207,6 +220,7 @@ public final class Registrar: Sendable {
             }
             // 2. No word from the kubelet in time.
             if recreateReason == nil, refusedRetryAt == nil, state.acknowledgement == .pending,
+                live.withLock({ $0.linkProblem == nil }),
                 clock.now - socketSince >= configuration.registrationAckTimeout
             {
                 recreateReason = "the kubelet has not called NotifyRegistrationStatus within \(DriverWatcher.seconds(configuration.registrationAckTimeout)) (--registration-ack-timeout); is \(configuration.registryLinkDirectory ?? configuration.registrationDirectory) the kubelet's plugins_registry?"
@@ -230,9 +244,12 @@ public final class Registrar: Sendable {
             }
             // 4. The link, when asked for, must stay in place.
             if let link = live.withLock({ $0.link }), !link.isPlaced {
-                do { try placeLink(link) } catch {
-                    if live.withLock({ $0.conflict == nil }) { logger.error("\(error)") }
-                    live.withLock { $0.conflict = error.message }
+                do {
+                    try placeLink(link)
+                    live.withLock { $0.linkProblem = nil }
+                } catch {
+                    let previous = live.withLock { l in defer { l.linkProblem = error.message }; return l.linkProblem }
+                    if previous != error.message { logger.error("\(error)") }
                 }
             }
             // 5. The driver restarted: make sure it is still the same driver.
@@ -299,6 +316,7 @@ public final class Registrar: Sendable {
             return HealthReport(healthy: false, reason: "waiting for the driver at \(configuration.driverSocket); not registered yet")
         }
         if let conflict { return HealthReport(healthy: false, reason: conflict) }
+        if let problem = live.withLock({ $0.linkProblem }) { return HealthReport(healthy: false, reason: problem) }
         guard let current = PathInspection.identity(of: socketPath) else {
             return HealthReport(healthy: false, reason: "registration socket \(socketPath) does not exist")
         }

@@ -19,7 +19,8 @@ final class ClientCall: @unchecked Sendable {
     var finished = false
     var timer: LoopTimer? = nil
     var writeWaiters: [CheckedContinuation<Void, any Error>] = []
-    weak var connection: ClientConnection? = nil
+    /// Strong on purpose (a weak reference would slow every retain of the connection).
+    var connection: ClientConnection? = nil
     /// Response DATA not yet acknowledged because messages wait in `holdsMessages`' queue.
     var unconsumed = 0
     /// True while response messages wait for the caller (then DATA is acknowledged later).
@@ -42,6 +43,7 @@ final class ClientCall: @unchecked Sendable {
         if finished { return }
         finished = true
         timer?.cancel()
+        connection = nil
         let waiters = writeWaiters
         writeWaiters.removeAll()
         for w in waiters { w.resume(throwing: error ?? RPCError(code: .cancelled, message: "the call ended")) }
@@ -105,14 +107,14 @@ final class ClientConnection: HTTP2Connection, @unchecked Sendable {
     }
 
     private func armKeepalive(_ k: (interval: Duration, timeout: Duration)) {
-        pingTimer = loop.schedule(after: k.interval) { [weak self] in
-            guard let self, !self.isClosed else { return }
+        pingTimer = loop.schedule(after: k.interval) { [self] in
+            guard !self.isClosed else { return }
             if !self.pingOutstanding {
                 self.pingOutstanding = true
                 nghttp2_submit_ping(self.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil)
                 self.scheduleFlush()
-                self.pingDeadline = self.loop.schedule(after: k.timeout) { [weak self] in
-                    guard let self, self.pingOutstanding else { return }
+                self.pingDeadline = self.loop.schedule(after: k.timeout) { [self] in
+                    guard self.pingOutstanding, !self.isClosed else { return }
                     self.close(reason: "\(self.target) did not answer a keepalive ping within \(k.timeout)")
                 }
             }

@@ -54,6 +54,8 @@ final class ServerStream: @unchecked Sendable {
     var head = GRPCRequestHead()
     var headerBytes = 0
     var descriptor: GRPCMethodDescriptor? = nil
+    /// The context for a unary handler, kept until the request ends.
+    var context: ServerContext? = nil
     var handler: GRPCRouter.Handler? = nil
     var deframer: GRPCMessageDeframer
     /// Request messages received before the handler started.
@@ -92,6 +94,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
     /// Streams whose request headers or body completed during the last `mem_recv`.
     private var ready: [ServerStream] = []
     private var shuttingDown = false
+    private var lastRoute: (path: String, route: (GRPCMethodDescriptor, GRPCRouter.Handler))? = nil
     private var idleTimer: LoopTimer? = nil
     private var lastActive: UInt64 = monotonicNanos()
 
@@ -122,8 +125,10 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
     }
 
     private func armIdleTimer(_ idle: Duration) {
-        idleTimer = loop.schedule(after: idle / 2) { [weak self] in
-            guard let self, !self.isClosed else { return }
+        // Strong captures: a weak reference would give the connection a side table and make every
+        // retain in the nghttp2 callbacks take the slow path. Timers are cancelled on close.
+        idleTimer = loop.schedule(after: idle / 2) { [self] in
+            guard !self.isClosed else { return }
             if self.streams.isEmpty && monotonicNanos() &- self.lastActive >= idle.nanoseconds {
                 self.beginShutdown(reason: "idle")
             } else {
@@ -332,7 +337,15 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
                     return
                 }
             }
-            guard let (descriptor, handler) = core.router.handlers[path] else {
+            // Most connections call one method over and over: skip the hash for a repeat.
+            let found: (GRPCMethodDescriptor, GRPCRouter.Handler)?
+            if let last = lastRoute, last.path == path {
+                found = last.route
+            } else {
+                found = core.router.handlers[path]
+                if let found { lastRoute = (path, found) }
+            }
+            guard let (descriptor, handler) = found else {
                 fail(stream, RPCError(code: .unimplemented, message: "unknown method \(path)"))
                 return
             }
@@ -341,8 +354,8 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
             var deadline: ContinuousClock.Instant? = nil
             if let timeout {
                 deadline = ContinuousClock.now + timeout
-                stream.timer = loop.schedule(after: timeout) { [weak self, stream] in
-                    self?.deadlineExceeded(stream)
+                stream.timer = loop.schedule(after: timeout) { [self, stream] in
+                    self.deadlineExceeded(stream)
                 }
             }
             stream.head.timeout = nil
@@ -351,12 +364,11 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
             if case .streaming(let h) = handler {
                 startStreaming(stream, h, context)
             } else {
-                pendingContext[stream.id] = context
+                stream.context = context
             }
         }
     }
 
-    private var pendingContext: [Int32: ServerContext] = [:]
 
     private func deadlineExceeded(_ stream: ServerStream) {
         guard !stream.done, !stream.closed else { return }
@@ -369,7 +381,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         _ stream: ServerStream, _ handler: @escaping @Sendable ([UInt8], ServerContext) async throws -> [UInt8],
         _ request: [UInt8]
     ) {
-        guard let context = pendingContext.removeValue(forKey: stream.id) else {
+        guard let context = stream.context else {
             fail(stream, RPCError(code: .internalError, message: "\(stream.head.path ?? "the call") lost its context"))
             return
         }
@@ -485,7 +497,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         if let e = error as? RPCError { rpc = e }
         else if error is CancellationError { rpc = RPCError(code: .cancelled, message: "the handler was cancelled") }
         else { rpc = RPCError(code: .unknown, message: "\(error)") }
-        if !stream.handlerStarted { pendingContext[stream.id] = nil }
+        stream.context = nil
         finish(stream, status: rpc)
     }
 
@@ -548,7 +560,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         stream.timer?.cancel()
         abortHandler(stream)
         resumeWaiters(stream, error: error)
-        pendingContext[stream.id] = nil
+        stream.context = nil
     }
 }
 

@@ -333,6 +333,7 @@ package struct GRPCRequestHead: Sendable {
 
     /// `application/grpc`, optionally followed by `+format` or `;parameters`.
     package static func isGRPCContentType(_ value: String) -> Bool {
+        if value == "application/grpc" || value == "application/grpc+proto" { return true }
         let v = value.lowercased()
         return v == "application/grpc" || v.hasPrefix("application/grpc+") || v.hasPrefix("application/grpc;")
     }
