@@ -267,6 +267,7 @@ def rpc(args):
                 continue
             time.sleep(0.5)
             s["rss_idle_kib"] = proc_status(s["proc"].pid, "VmRSS")
+            s["anon_idle_kib"] = proc_status(s["proc"].pid, "RssAnon")
             started.append(s)
         servers[:] = started
 
@@ -306,12 +307,13 @@ def rpc(args):
         return statistics.median(vals) if vals else float("nan")
 
     with open(os.path.join(args.out, "rpc-raw.json"), "w") as f:
-        json.dump({"results": results, "rss_idle_kib": {s["name"]: s["rss_idle_kib"] for s in servers}}, f, indent=1)
+        json.dump({"results": results, "rss_idle_kib": {s["name"]: s["rss_idle_kib"] for s in servers},
+                   "anon_idle_kib": {s["name"]: s["anon_idle_kib"] for s in servers}}, f, indent=1)
 
     others = [r["other_cpu_share"] for n in results for t in results[n] for r in results[n][t]]
     lines = [f"## RPC: unary `{PATH_}` over a Unix socket (medians of {args.rounds} alternating rounds)", "",
              "| server | 1x1 req/s | 1x1 p50 µs | 1x1 p99 µs | 4x32 req/s | 4x32 p50 µs | 4x32 p99 µs "
-             "| CPU µs/req 1x1 | CPU µs/req 4x32 | ctx sw/req 4x32 | RSS idle MiB | RSS load MiB | client CPU 4x32 |",
+             "| CPU µs/req 1x1 | CPU µs/req 4x32 | ctx sw/req 4x32 | RSS idle MiB (anon) | RSS load MiB | client CPU 4x32 |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in servers:
         n = s["name"]
@@ -320,11 +322,12 @@ def rpc(args):
             f"| {n} | {fmt(med(n, '1x1', 'rps'))} | {fmt(med(n, '1x1', 'p50_us'))} | {fmt(med(n, '1x1', 'p99_us'))} "
             f"| {fmt(med(n, '4x32', 'rps'))} | {fmt(med(n, '4x32', 'p50_us'))} | {fmt(med(n, '4x32', 'p99_us'))} "
             f"| {fmt(med(n, '1x1', 'cpu_us_per_req'), 1)} | {fmt(med(n, '4x32', 'cpu_us_per_req'), 1)} "
-            f"| {fmt(med(n, '4x32', 'ctx_per_req'), 2)} | {fmt(s['rss_idle_kib'] / 1024, 1)} | {fmt(peak / 1024, 1)} "
+            f"| {fmt(med(n, '4x32', 'ctx_per_req'), 2)} | {fmt(s['rss_idle_kib'] / 1024, 1)} ({fmt(s['anon_idle_kib'] / 1024, 1)}) | {fmt(peak / 1024, 1)} "
             f"| {med(n, '4x32', 'client_cpu_share') * 100:.0f}% |")
     lines += ["", "The raw UDS floor is the C echo client and server with 64-byte messages (no HTTP/2, no gRPC); "
               "every other row is h2load (1 thread) against a gRPC server. Client CPU is the load generator's "
-              "CPU time over wall time (100% = one vCPU busy: the client, not the server, may then be the limit).",
+              "CPU time over wall time (100% = one vCPU busy: the client, not the server, may then be the limit). "
+              "RSS idle counts the mapped pages of shared libraries too; (anon) is the process's own memory (RssAnon).",
               f"Other processes used a median {statistics.median(others) * 100:.0f}% "
               f"(max {max(others) * 100:.0f}%) of the machine's CPUs during the measurements."
               if others else "", ""]

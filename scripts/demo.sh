@@ -99,7 +99,7 @@ if dmsetup version >/dev/null 2>&1; then
     pvcreate -q "$LOOP" >/dev/null
     vgcreate -q "$VG" "$LOOP" >/dev/null
     note "LVM: volume group $VG on $LOOP (2 GiB sparse file)"
-    BACKEND_FLAGS=(--backend=lvm "--volume-group=$VG")
+    BACKEND_FLAGS=(--backend=lvm "--volume-group=$VG" "--lvm-scan-device=$LOOP")
 else
     mkdir -p "$WS/loopfiles"
     note "device-mapper is not available in this kernel, so LVM cannot give a device node;"

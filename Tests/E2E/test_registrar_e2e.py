@@ -28,7 +28,7 @@ def custom_setup(world, *, extra=(), link=True, reject=()):
     """Driver and registrar in /vdata/storage, the link into the kubelet's registry, the kubelet watching it."""
     endpoint = world.driver_socket(world.custom_plugins)
     sim = world.start_kubelet(world.kubelet_registry, reject=reject)
-    driver = world.start_driver(world.custom_plugins)
+    driver = world.start_driver(world.custom_plugins, extra=("--shutdown-grace=2",))
     registrar = world.start_registrar(endpoint, endpoint, world.custom_registry,
                                       link_dir=world.kubelet_registry if link else None, extra=extra)
     return endpoint, sim, driver, registrar
@@ -154,7 +154,7 @@ def test_driver_name_mismatch_after_a_driver_restart(world):
 
     # The driver comes back under another name on the same socket.
     driver.signal(signal.SIGTERM)
-    driver.wait_exit(10)
+    driver.wait_exit(15)
     renamed = world.start_driver(socket_path=endpoint, name="other.csi.example.com")
     registrar.wait_log('now reports the name "other.csi.example.com"', timeout=10)
     assert f'registered "{DRIVER}"' in registrar.log()
@@ -190,13 +190,13 @@ def test_healthz_follows_the_registration(world):
     status, body = healthz(port)
     assert status == 503 and "waiting for the driver" in body, body
     sim = world.start_kubelet(world.kubelet_registry)
-    driver = world.start_driver(world.custom_plugins)
+    driver = world.start_driver(world.custom_plugins, extra=("--shutdown-grace=2",))
     wait_until(lambda: registered(sim), 10, what=f"registration\n{world.dump_logs()}")
     status, body = wait_until(lambda: (lambda r: r[0] == 200 and r)(healthz(port)), 5, what="healthz 200")
     assert DRIVER in body
     # The driver stops: Probe fails, the registration stays.
     driver.signal(signal.SIGTERM)
-    driver.wait_exit(10)
+    driver.wait_exit(15)
     status, body = wait_until(lambda: (lambda r: r[0] == 503 and r)(healthz(port)), 5, what="healthz 503")
     assert "Probe" in body and str(endpoint) in body
     assert registered(sim)
