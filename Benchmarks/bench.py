@@ -49,6 +49,7 @@ def server_commands(sockdir, with_python, with_driver):
     if with_driver:
         # The real driver, loop-file backend (nothing is created: NodeGetInfo only reads its flags).
         state = os.path.join(sockdir, "driver")
+        os.makedirs(os.path.join(state, "kubelet"), exist_ok=True)  # the driver resolves it at start
         servers.append(("csi-lvm-driver", [os.path.join(RELEASE, "csi-lvm-driver"), "--backend", "loopfile",
                                            "--loopfile-dir", os.path.join(state, "loopfile"),
                                            "--kubelet-dir", os.path.join(state, "kubelet"), "--node-id", "node-1",
