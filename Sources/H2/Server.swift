@@ -26,6 +26,9 @@ public struct GRPCServerConfiguration: Sendable {
     public var maxFrameSize: UInt32 = 16 * 1024
     /// SETTINGS_MAX_HEADER_LIST_SIZE; calls with larger header lists are reset.
     public var maxHeaderListSize: UInt32 = 16 * 1024
+    /// Request bytes one connection may buffer across its calls (partial messages and messages
+    /// not yet taken by handlers); the call that goes over fails with RESOURCE_EXHAUSTED.
+    public var maxBufferedRequestBytesPerConnection: Int = 64 * 1024 * 1024
     /// Connections beyond this many are closed as soon as they are accepted.
     public var maxConnections: Int = 1024
     /// A connection without calls for this long is closed with GOAWAY; nil keeps it open.

@@ -107,6 +107,7 @@ func serve(_ args: [String]) async throws {
         case "--loops": config.eventLoopCount = Int(args[i + 1])!; i += 1
         case "--mode": config.socketMode = UInt32(args[i + 1], radix: 8)!; i += 1
         case "--max-connections": config.maxConnections = Int(args[i + 1])!; i += 1
+        case "--max-buffered": config.maxBufferedRequestBytesPerConnection = Int(args[i + 1])!; i += 1
         case "--idle-timeout-ms": config.idleTimeout = .milliseconds(Int(args[i + 1])!); i += 1
         default: fatalError("unknown option \(args[i])")
         }

@@ -3,6 +3,7 @@
 Each test checks that the server stays up, still answers another client, and that its RSS
 does not grow without bound. Loops are bounded and take seconds."""
 import os
+import select
 import socket
 import struct
 import time
@@ -317,3 +318,61 @@ def test_random_frames_never_crash_the_server(server):
             pass
         s.close()
     assert_healthy(server)
+
+
+def test_partial_messages_are_capped_per_connection(start_server):
+    # 24 calls each announce a 4 MiB message and send 2 MiB of it (respecting flow control):
+    # 48 MiB of unfinished requests against a 16 MiB cap. Calls over the cap fail with
+    # RESOURCE_EXHAUSTED, the buffers are freed and the server keeps serving.
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    server = start_server("--max-buffered", str(16 << 20))
+    baseline = server.rss_kib()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(server.address[len("unix://"):])
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    sock.sendall(conn.data_to_send())
+    streams = {}
+    for _ in range(24):
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, request_headers())
+        streams[sid] = b"\x00" + struct.pack(">I", 4 << 20) + b"p" * (2 << 20)
+    sock.sendall(conn.data_to_send())
+    statuses = {}
+    deadline = time.monotonic() + 20
+    drain_until = None
+    while time.monotonic() < deadline:
+        if not streams:
+            drain_until = drain_until or time.monotonic() + 1.0
+            if time.monotonic() > drain_until:
+                break
+        progressed = False
+        for sid in list(streams):
+            if sid in statuses:
+                streams.pop(sid)
+                continue
+            window = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
+            if window > 0:
+                chunk, streams[sid] = streams[sid][:window], streams[sid][window:]
+                conn.send_data(sid, chunk)
+                progressed = True
+                if not streams[sid]:
+                    streams.pop(sid)
+        sock.sendall(conn.data_to_send())
+        readable, _, _ = select.select([sock], [], [], 0 if progressed else 0.2)
+        data = sock.recv(65536) if readable else b""
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.TrailersReceived) or isinstance(ev, h2.events.ResponseReceived):
+                st = dict(ev.headers).get("grpc-status")
+                if st is not None:
+                    statuses[ev.stream_id] = st
+            elif isinstance(ev, h2.events.StreamReset):
+                statuses.setdefault(ev.stream_id, "reset")
+        sock.sendall(conn.data_to_send())
+    assert "8" in statuses.values(), f"no call failed with RESOURCE_EXHAUSTED: {statuses}"
+    sock.close()
+    assert_healthy(server)
+    settle_rss(server, baseline, 40 * 1024)

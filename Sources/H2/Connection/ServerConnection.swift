@@ -54,6 +54,10 @@ final class ServerStream: @unchecked Sendable {
     var head = GRPCRequestHead()
     var headerBytes = 0
     var descriptor: GRPCMethodDescriptor? = nil
+    /// Bytes of `pending` messages.
+    var pendingBytes = 0
+    /// This stream's share of the connection's buffered request bytes.
+    var held = 0
     /// The context for a unary handler, kept until the request ends.
     var context: ServerContext? = nil
     var handler: GRPCRouter.Handler? = nil
@@ -198,7 +202,11 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
     }
 
     func data(_ id: Int32, _ chunk: UnsafeRawBufferPointer) {
-        guard let stream = streams[id], !stream.done else {
+        guard let stream = streams[id], !stream.done,
+            // An unsupported grpc-encoding is answered with UNIMPLEMENTED once the headers are
+            // acted on; its messages (compressed) are not looked at.
+            stream.head.encoding == nil || stream.head.encoding == "identity"
+        else {
             consumed.append((id, chunk.count))
             return
         }
@@ -210,11 +218,18 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
                 } else {
                     // Streaming: queued for the handler. Unary: kept until the request ends.
                     stream.pending.append(message)
+                    stream.pendingBytes += message.count
                     if !stream.streaming && stream.pending.count == 2 { ready.append(stream) }
                 }
             }
         } catch {
             fail(stream, error)
+        }
+        updateHeld(stream)
+        if held > core.configuration.maxBufferedRequestBytesPerConnection && !stream.done {
+            fail(stream, RPCError(
+                code: .resourceExhausted,
+                message: "the connection holds more than \(core.configuration.maxBufferedRequestBytesPerConnection) bytes of unfinished requests"))
         }
         if stream.streaming && !stream.pending.isEmpty {
             stream.unconsumed += chunk.count
@@ -226,10 +241,29 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
     /// DATA bytes to acknowledge after `mem_recv` returns (flow control is manual).
     private var consumed: [(Int32, Int)] = []
 
+    /// Request bytes buffered across all calls (partial messages and messages not yet taken).
+    private var held = 0
+
+    private func updateHeld(_ stream: ServerStream) {
+        let now = stream.deframer.bufferedBytes + stream.pendingBytes
+        held += now - stream.held
+        stream.held = now
+    }
+
+    /// Drops what a finished or reset call still buffers.
+    private func release(_ stream: ServerStream) {
+        stream.pending = []
+        stream.pendingBytes = 0
+        if stream.deframer.bufferedBytes > 0 { stream.deframer = GRPCMessageDeframer(maxMessageSize: 0) }
+        updateHeld(stream)
+    }
+
     /// The next request message for a streaming handler; nil at the end. Loop thread only.
     private func takeMessage(_ stream: ServerStream) -> Result<[UInt8]?, any Error>? {
         if !stream.pending.isEmpty {
             let m = stream.pending.removeFirst()
+            stream.pendingBytes -= m.count
+            updateHeld(stream)
             if stream.pending.isEmpty && stream.unconsumed > 0 {
                 nghttp2_session_consume(session, stream.id, stream.unconsumed)
                 stream.unconsumed = 0
@@ -270,6 +304,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
     func streamClosed(_ id: Int32, errorCode: UInt32) {
         guard let stream = streams.removeValue(forKey: id) else { return }
         stream.closed = true
+        release(stream)
         if stream.unconsumed > 0 {
             consumed.append((id, stream.unconsumed))
             stream.unconsumed = 0
@@ -312,6 +347,8 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
                     fail(stream, RPCError(code: .internalError, message: "\(stream.head.path ?? "the method") is unary but the client sent no request message"))
                     continue
                 }
+                stream.pendingBytes = 0
+                updateHeld(stream)
                 startUnary(stream, h, request)
             }
         }
@@ -475,6 +512,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         stream.done = true
         stream.timer?.cancel()
         if stream.streaming { endInbound(stream, nil) }
+        release(stream)
         resumeWaiters(stream, error: RPCError(code: .cancelled, message: "the call ended"))
         stream.trailers = status ?? RPCError(code: .ok, message: "")
         if !stream.responseSubmitted {
@@ -506,6 +544,9 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         var block = HeaderBlock()
         block.add(":status", "200")
         block.add("content-type", "application/grpc")
+        if let encoding = stream.head.encoding, encoding != "identity" {
+            block.add("grpc-accept-encoding", "identity")  // what the client may use instead
+        }
         addStatus(&block, status)
         block.withNV { nva, n in _ = nghttp2_submit_response(session, stream.id, nva, n, nil) }
     }
@@ -559,6 +600,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         stream.done = true
         stream.timer?.cancel()
         abortHandler(stream)
+        release(stream)
         resumeWaiters(stream, error: error)
         stream.context = nil
     }

@@ -22,6 +22,9 @@ package struct GRPCMessageDeframer: Sendable {
         self.compressionAllowed = compressionAllowed
     }
 
+    /// Bytes of the message being assembled.
+    package var bufferedBytes: Int { message.count }
+
     /// Whether a message is partly received (a prefix or body is incomplete).
     package var hasPartialMessage: Bool { prefixCount > 0 || inMessage }
 
