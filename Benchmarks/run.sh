@@ -35,7 +35,8 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
             return 1
         fi
     }
-    for p in grpc-swift-bench-server uds-pingpong codec-bench; do build "$p"; done
+    # protowire (from the main package) carries ProtoWire's own codec benchmark.
+    for p in grpc-swift-bench-server uds-pingpong codec-bench protowire; do build "$p"; done
     if grep -q '"rpc-bench-server"' Package.swift; then build rpc-bench-server; fi
     # The real driver (loop-file backend) joins the table when it builds in release.
     build csi-lvm-driver || {

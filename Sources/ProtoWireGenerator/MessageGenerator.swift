@@ -623,6 +623,10 @@ extension Generator {
                 }
             case .repeated:
                 out.line("case \(String(format: plan.tag(plan.value.wireType))):")
+                if plan.value.wireType == 2 {
+                    // Size the array for the whole run of this field at once instead of regrowing.
+                    out.line("    if \(ref).isEmpty { \(ref).reserveCapacity(reader.countFieldRun()) }")
+                }
                 out.line("    \(ref).append(\(plan.value.read("reader")))")
                 if plan.value.packable {
                     out.line("case \(String(format: plan.tag(2))):")

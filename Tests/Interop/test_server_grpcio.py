@@ -233,3 +233,11 @@ def test_several_event_loops(start_server):
     assert results == [[f"{i}-{j}".encode() for j in range(20)] for i in range(12)]
     threads = {open(f"/proc/{s.pid}/task/{t}/comm").read().strip() for t in os.listdir(f"/proc/{s.pid}/task")}
     assert {"h2-server-0", "h2-server-1", "h2-server-2"} <= threads
+
+
+def test_compressed_requests_are_unimplemented(channel):
+    with pytest.raises(grpc.RpcError) as e:
+        stub(channel, "Echo")(b"x" * 1000, compression=grpc.Compression.Gzip)
+    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "gzip" in e.value.details()
+    assert stub(channel, "Echo")(b"plain") == b"plain"

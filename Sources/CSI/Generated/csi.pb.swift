@@ -290,6 +290,7 @@ public struct GetPluginCapabilitiesResponse: ProtoCodable, CustomStringConvertib
         while let tag = try reader.nextTag() {
             switch tag.rawValue {
             case 0xa:
+                if self.capabilities.isEmpty { self.capabilities.reserveCapacity(reader.countFieldRun()) }
                 self.capabilities.append(try reader.readMessage(PluginCapability.self))
             default:
                 try reader.skipField(into: &self.unknownFields)
@@ -905,6 +906,7 @@ public struct CreateVolumeRequest: ProtoCodable, CustomStringConvertible, Custom
             case 0x12:
                 try reader.mergeMessage(into: &self.capacityRange)
             case 0x1a:
+                if self.volumeCapabilities.isEmpty { self.volumeCapabilities.reserveCapacity(reader.countFieldRun()) }
                 self.volumeCapabilities.append(try reader.readMessage(VolumeCapability.self))
             case 0x22:
                 if self.parameters.isEmpty { self.parameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
@@ -1486,6 +1488,7 @@ public struct VolumeCapability: ProtoCodable, CustomStringConvertible, CustomDeb
                 case 0xa:
                     self.fsType = try reader.readString()
                 case 0x12:
+                    if self.mountFlags.isEmpty { self.mountFlags.reserveCapacity(reader.countFieldRun()) }
                     self.mountFlags.append(try reader.readString())
                 case 0x1a:
                     self.volumeMountGroup = try reader.readString()
@@ -1831,6 +1834,7 @@ public struct Volume: ProtoCodable, CustomStringConvertible, CustomDebugStringCo
             case 0x22:
                 try reader.mergeMessage(into: &self.contentSource)
             case 0x2a:
+                if self.accessibleTopology.isEmpty { self.accessibleTopology.reserveCapacity(reader.countFieldRun()) }
                 self.accessibleTopology.append(try reader.readMessage(Topology.self))
             default:
                 try reader.skipField(into: &self.unknownFields)
@@ -1908,8 +1912,10 @@ public struct TopologyRequirement: ProtoCodable, CustomStringConvertible, Custom
         while let tag = try reader.nextTag() {
             switch tag.rawValue {
             case 0xa:
+                if self.requisite.isEmpty { self.requisite.reserveCapacity(reader.countFieldRun()) }
                 self.requisite.append(try reader.readMessage(Topology.self))
             case 0x12:
+                if self.preferred.isEmpty { self.preferred.reserveCapacity(reader.countFieldRun()) }
                 self.preferred.append(try reader.readMessage(Topology.self))
             default:
                 try reader.skipField(into: &self.unknownFields)
@@ -2687,6 +2693,7 @@ public struct ValidateVolumeCapabilitiesRequest: ProtoCodable, CustomStringConve
                 }
                 self.volumeContext[key] = value
             case 0x1a:
+                if self.volumeCapabilities.isEmpty { self.volumeCapabilities.reserveCapacity(reader.countFieldRun()) }
                 self.volumeCapabilities.append(try reader.readMessage(VolumeCapability.self))
             case 0x22:
                 if self.parameters.isEmpty { self.parameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
@@ -2925,6 +2932,7 @@ public struct ValidateVolumeCapabilitiesResponse: ProtoCodable, CustomStringConv
                     }
                     self.volumeContext[key] = value
                 case 0x12:
+                    if self.volumeCapabilities.isEmpty { self.volumeCapabilities.reserveCapacity(reader.countFieldRun()) }
                     self.volumeCapabilities.append(try reader.readMessage(VolumeCapability.self))
                 case 0x1a:
                     if self.parameters.isEmpty { self.parameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
@@ -3100,6 +3108,7 @@ public struct ListVolumesResponse: ProtoCodable, CustomStringConvertible, Custom
         while let tag = try reader.nextTag() {
             switch tag.rawValue {
             case 0xa:
+                if self.entries.isEmpty { self.entries.reserveCapacity(reader.countFieldRun()) }
                 self.entries.append(try reader.readMessage(ListVolumesResponse.Entry.self))
             case 0x12:
                 self.nextToken = try reader.readString()
@@ -3171,6 +3180,7 @@ public struct ListVolumesResponse: ProtoCodable, CustomStringConvertible, Custom
             while let tag = try reader.nextTag() {
                 switch tag.rawValue {
                 case 0xa:
+                    if self.publishedNodeIds.isEmpty { self.publishedNodeIds.reserveCapacity(reader.countFieldRun()) }
                     self.publishedNodeIds.append(try reader.readString())
                 case 0x12:
                     try reader.mergeMessage(into: &self.volumeCondition)
@@ -3447,6 +3457,7 @@ public struct ControllerGetVolumeResponse: ProtoCodable, CustomStringConvertible
             while let tag = try reader.nextTag() {
                 switch tag.rawValue {
                 case 0xa:
+                    if self.publishedNodeIds.isEmpty { self.publishedNodeIds.reserveCapacity(reader.countFieldRun()) }
                     self.publishedNodeIds.append(try reader.readString())
                 case 0x12:
                     try reader.mergeMessage(into: &self.volumeCondition)
@@ -3711,6 +3722,7 @@ public struct GetCapacityRequest: ProtoCodable, CustomStringConvertible, CustomD
         while let tag = try reader.nextTag() {
             switch tag.rawValue {
             case 0xa:
+                if self.volumeCapabilities.isEmpty { self.volumeCapabilities.reserveCapacity(reader.countFieldRun()) }
                 self.volumeCapabilities.append(try reader.readMessage(VolumeCapability.self))
             case 0x12:
                 if self.parameters.isEmpty { self.parameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
@@ -3920,6 +3932,7 @@ public struct ControllerGetCapabilitiesResponse: ProtoCodable, CustomStringConve
         while let tag = try reader.nextTag() {
             switch tag.rawValue {
             case 0xa:
+                if self.capabilities.isEmpty { self.capabilities.reserveCapacity(reader.countFieldRun()) }
                 self.capabilities.append(try reader.readMessage(ControllerServiceCapability.self))
             default:
                 try reader.skipField(into: &self.unknownFields)
@@ -4860,6 +4873,7 @@ public struct ListSnapshotsResponse: ProtoCodable, CustomStringConvertible, Cust
         while let tag = try reader.nextTag() {
             switch tag.rawValue {
             case 0xa:
+                if self.entries.isEmpty { self.entries.reserveCapacity(reader.countFieldRun()) }
                 self.entries.append(try reader.readMessage(ListSnapshotsResponse.Entry.self))
             case 0x12:
                 self.nextToken = try reader.readString()
@@ -6142,6 +6156,7 @@ public struct NodeGetVolumeStatsResponse: ProtoCodable, CustomStringConvertible,
         while let tag = try reader.nextTag() {
             switch tag.rawValue {
             case 0xa:
+                if self.usage.isEmpty { self.usage.reserveCapacity(reader.countFieldRun()) }
                 self.usage.append(try reader.readMessage(VolumeUsage.self))
             case 0x12:
                 try reader.mergeMessage(into: &self.volumeCondition)
@@ -6468,6 +6483,7 @@ public struct NodeGetCapabilitiesResponse: ProtoCodable, CustomStringConvertible
         while let tag = try reader.nextTag() {
             switch tag.rawValue {
             case 0xa:
+                if self.capabilities.isEmpty { self.capabilities.reserveCapacity(reader.countFieldRun()) }
                 self.capabilities.append(try reader.readMessage(NodeServiceCapability.self))
             default:
                 try reader.skipField(into: &self.unknownFields)
@@ -7128,6 +7144,7 @@ public struct GroupControllerGetCapabilitiesResponse: ProtoCodable, CustomString
         while let tag = try reader.nextTag() {
             switch tag.rawValue {
             case 0xa:
+                if self.capabilities.isEmpty { self.capabilities.reserveCapacity(reader.countFieldRun()) }
                 self.capabilities.append(try reader.readMessage(GroupControllerServiceCapability.self))
             default:
                 try reader.skipField(into: &self.unknownFields)
@@ -7434,6 +7451,7 @@ public struct CreateVolumeGroupSnapshotRequest: ProtoCodable, CustomStringConver
             case 0xa:
                 self.name = try reader.readString()
             case 0x12:
+                if self.sourceVolumeIds.isEmpty { self.sourceVolumeIds.reserveCapacity(reader.countFieldRun()) }
                 self.sourceVolumeIds.append(try reader.readString())
             case 0x1a:
                 if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
@@ -7612,6 +7630,7 @@ public struct VolumeGroupSnapshot: ProtoCodable, CustomStringConvertible, Custom
             case 0xa:
                 self.groupSnapshotID = try reader.readString()
             case 0x12:
+                if self.snapshots.isEmpty { self.snapshots.reserveCapacity(reader.countFieldRun()) }
                 self.snapshots.append(try reader.readMessage(Snapshot.self))
             case 0x1a:
                 try reader.mergeMessage(into: &self.creationTime)
@@ -7715,6 +7734,7 @@ public struct DeleteVolumeGroupSnapshotRequest: ProtoCodable, CustomStringConver
             case 0xa:
                 self.groupSnapshotID = try reader.readString()
             case 0x12:
+                if self.snapshotIds.isEmpty { self.snapshotIds.reserveCapacity(reader.countFieldRun()) }
                 self.snapshotIds.append(try reader.readString())
             case 0x1a:
                 if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
@@ -7868,6 +7888,7 @@ public struct GetVolumeGroupSnapshotRequest: ProtoCodable, CustomStringConvertib
             case 0xa:
                 self.groupSnapshotID = try reader.readString()
             case 0x12:
+                if self.snapshotIds.isEmpty { self.snapshotIds.reserveCapacity(reader.countFieldRun()) }
                 self.snapshotIds.append(try reader.readString())
             case 0x1a:
                 if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
@@ -8220,6 +8241,7 @@ public struct GetMetadataAllocatedResponse: ProtoCodable, CustomStringConvertibl
             case 0x10:
                 self.volumeCapacityBytes = try reader.readInt64()
             case 0x1a:
+                if self.blockMetadata.isEmpty { self.blockMetadata.reserveCapacity(reader.countFieldRun()) }
                 self.blockMetadata.append(try reader.readMessage(BlockMetadata.self))
             default:
                 try reader.skipField(into: &self.unknownFields)
@@ -8439,6 +8461,7 @@ public struct GetMetadataDeltaResponse: ProtoCodable, CustomStringConvertible, C
             case 0x10:
                 self.volumeCapacityBytes = try reader.readInt64()
             case 0x1a:
+                if self.blockMetadata.isEmpty { self.blockMetadata.reserveCapacity(reader.countFieldRun()) }
                 self.blockMetadata.append(try reader.readMessage(BlockMetadata.self))
             default:
                 try reader.skipField(into: &self.unknownFields)

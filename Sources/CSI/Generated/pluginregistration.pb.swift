@@ -91,6 +91,7 @@ extension PluginRegistration {
                 case 0x1a:
                     self.endpoint = try reader.readString()
                 case 0x22:
+                    if self.supportedVersions.isEmpty { self.supportedVersions.reserveCapacity(reader.countFieldRun()) }
                     self.supportedVersions.append(try reader.readString())
                 default:
                     try reader.skipField(into: &self.unknownFields)

@@ -15,6 +15,7 @@ final class ClientCall: @unchecked Sendable {
     var httpStatus: Int? = nil
     var grpcStatus: Int? = nil
     var grpcMessage: String? = nil
+    var contentType: String? = nil
     var metadata = Metadata()
     var finished = false
     var timer: LoopTimer? = nil
@@ -58,6 +59,9 @@ final class ClientCall: @unchecked Sendable {
         }
         if let h = httpStatus, h != 200 {
             return RPCError(code: GRPCStatusMapping.code(forHTTPStatus: h), message: "\(path) on \(target): HTTP status \(h)")
+        }
+        if httpStatus != nil, let ct = contentType, !GRPCRequestHead.isGRPCContentType(ct) {
+            return RPCError(code: .unknown, message: "\(path) on \(target): the response's content-type is \(ct), not application/grpc")
         }
         switch resetCode {
         case NGHTTP2_REFUSED_STREAM.rawValue:
@@ -208,6 +212,8 @@ final class ClientConnection: HTTP2Connection, @unchecked Sendable {
             call.httpStatus = Int(String(decoding: value, as: UTF8.self))
         } else if name.elementsEqual("grpc-status".utf8) {
             call.grpcStatus = Int(String(decoding: value, as: UTF8.self)) ?? RPCError.Code.unknown.rawValue
+        } else if name.elementsEqual("content-type".utf8) {
+            call.contentType = String(decoding: value, as: UTF8.self)
         } else if name.elementsEqual("grpc-message".utf8) {
             call.grpcMessage = GRPCPercentEncoding.decode(value)
         } else if name.first != UInt8(ascii: ":") {

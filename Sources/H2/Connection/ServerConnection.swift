@@ -202,7 +202,11 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
     }
 
     func data(_ id: Int32, _ chunk: UnsafeRawBufferPointer) {
-        guard let stream = streams[id], !stream.done else {
+        guard let stream = streams[id], !stream.done,
+            // An unsupported grpc-encoding is answered with UNIMPLEMENTED once the headers are
+            // acted on; its messages (compressed) are not looked at.
+            stream.head.encoding == nil || stream.head.encoding == "identity"
+        else {
             consumed.append((id, chunk.count))
             return
         }
@@ -540,6 +544,9 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         var block = HeaderBlock()
         block.add(":status", "200")
         block.add("content-type", "application/grpc")
+        if let encoding = stream.head.encoding, encoding != "identity" {
+            block.add("grpc-accept-encoding", "identity")  // what the client may use instead
+        }
         addStatus(&block, status)
         block.withNV { nva, n in _ = nghttp2_submit_response(session, stream.id, nva, n, nil) }
     }

@@ -181,7 +181,9 @@ extension GRPCHealth {
                 }
             }
 
+            /// Equal when the wire values are (`.unrecognized(1)` equals the case numbered 1).
             public static func == (a: ServingStatus, b: ServingStatus) -> Bool { a.rawValue == b.rawValue }
+            /// Hashes the wire value.
             public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
         }
     }
@@ -236,7 +238,7 @@ extension GRPCHealth {
         /// Status of every service the server knows, keyed by service name.
         ///
         /// Field 1 `statuses`.
-        public var statuses: [String: GRPCHealth.HealthCheckResponse] = [:]
+        public var statuses: [String: GRPCHealth.HealthCheckResponse] = [String: GRPCHealth.HealthCheckResponse]()
         /// Fields this version does not know, kept as raw bytes and re-emitted unchanged.
         public var unknownFields = UnknownFields()
 
@@ -245,7 +247,7 @@ extension GRPCHealth {
 
         /// A message with the given fields; the rest at their defaults.
         public init(
-            statuses: [String: GRPCHealth.HealthCheckResponse] = [:]
+            statuses: [String: GRPCHealth.HealthCheckResponse] = [String: GRPCHealth.HealthCheckResponse]()
         ) {
             self.statuses = statuses
         }

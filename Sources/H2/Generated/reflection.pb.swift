@@ -478,6 +478,7 @@ extension GRPCReflection {
             while let tag = try reader.nextTag() {
                 switch tag.rawValue {
                 case 0xa:
+                    if self.fileDescriptorProto.isEmpty { self.fileDescriptorProto.reserveCapacity(reader.countFieldRun()) }
                     self.fileDescriptorProto.append(try reader.readBytes())
                 default:
                     try reader.skipField(into: &self.unknownFields)
@@ -622,6 +623,7 @@ extension GRPCReflection {
             while let tag = try reader.nextTag() {
                 switch tag.rawValue {
                 case 0xa:
+                    if self.service.isEmpty { self.service.reserveCapacity(reader.countFieldRun()) }
                     self.service.append(try reader.readMessage(GRPCReflection.ServiceResponse.self))
                 default:
                     try reader.skipField(into: &self.unknownFields)

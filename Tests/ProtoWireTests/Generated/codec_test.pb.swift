@@ -507,10 +507,13 @@ extension TestProtos {
                     self.rBool.reserveCapacity(self.rBool.count &+ (try packed.countFixed(width: 1)))
                     while !packed.isAtEnd { self.rBool.append(try packed.readBool()) }
                 case 0x3a:
+                    if self.rString.isEmpty { self.rString.reserveCapacity(reader.countFieldRun()) }
                     self.rString.append(try reader.readString())
                 case 0x42:
+                    if self.rBytes.isEmpty { self.rBytes.reserveCapacity(reader.countFieldRun()) }
                     self.rBytes.append(try reader.readBytes())
                 case 0x4a:
+                    if self.rMessage.isEmpty { self.rMessage.reserveCapacity(reader.countFieldRun()) }
                     self.rMessage.append(try reader.readMessage(TestProtos.Scalars.self))
                 case 0x50:
                     self.rUnpacked.append(try reader.readInt32())
@@ -1022,6 +1025,7 @@ extension TestProtos {
                 while let tag = try reader.nextTag() {
                     switch tag.rawValue {
                     case 0xa:
+                        if self.children.isEmpty { self.children.reserveCapacity(reader.countFieldRun()) }
                         self.children.append(try reader.readMessage(TestProtos.Choice.Inner.self))
                     case 0x10:
                         self.id = try reader.readInt32()
@@ -1154,6 +1158,7 @@ extension TestProtos {
                     try reader.readMessage(into: &value)
                     self.link = .edge(value)
                 case 0x2a:
+                    if self.children.isEmpty { self.children.reserveCapacity(reader.countFieldRun()) }
                     self.children.append(try reader.readMessage(TestProtos.Node.self))
                 default:
                     try reader.skipField(into: &self.unknownFields)
