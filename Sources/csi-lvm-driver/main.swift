@@ -69,6 +69,8 @@ struct CSILVMDriver: AsyncParsableCommand {
     var logLevel: String = "info"
 
     func run() async throws {
+        // Two malloc arenas: every arena keeps its own free memory resident.
+        limitMallocArenas()
         var raw = DriverConfiguration.Raw()
         raw.endpoint = endpoint
         raw.driverName = driverName

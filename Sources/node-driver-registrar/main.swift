@@ -40,6 +40,8 @@ struct NodeDriverRegistrar: AsyncParsableCommand {
     }
 
     static func main() async {
+        // Two malloc arenas: every arena keeps its own free memory resident.
+        limitMallocArenas()
         let arguments = normalizedArguments(Array(CommandLine.arguments.dropFirst()))
         do {
             var command = try parseAsRoot(arguments)

@@ -53,7 +53,10 @@ import Testing
                 line.withCString { collector.log(level: Int32(rng.next() % 8), message: $0) }
             }
             let output = collector.finish(returnCode: 1)
-            struct Row: Decodable { var vg_name: String }
+            struct Row: LVMReportRow {
+                var vg_name: String
+                init(fields: [String: String]) throws(JSONError) { vg_name = try fields.field("vg_name") }
+            }
             _ = try? output.rows(key: "vg", as: Row.self, command: "vgs")
         }
     }

@@ -121,9 +121,13 @@ import Testing
                 "WARNING: Device /dev/loop9 not initialized in udev database.", "WARNING: after the report",
             ])
         #expect(output.errors == ["Volume group \"x\" not found"])
-        struct Row: Decodable {
+        struct Row: LVMReportRow {
             var lv_name: String
             var lv_size: String
+            init(fields: [String: String]) throws(JSONError) {
+                lv_name = try fields.field("lv_name")
+                lv_size = try fields.field("lv_size")
+            }
         }
         let rows = try? output.rows(key: "lv", as: Row.self, command: "lvs")
         #expect(rows?.map(\.lv_name) == ["a}b", "c"])

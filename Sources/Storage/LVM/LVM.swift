@@ -1,6 +1,5 @@
 internal import CLVM2Cmd
 import Dispatch
-import FoundationEssentials
 import Glibc
 import Synchronization
 
@@ -65,6 +64,8 @@ final class LVM: Sendable {
     private let thread = SerialThread(name: "lvm")
     /// The `lvm2_init` handle as a bit pattern; only touched on `thread`.
     private let handle: UInt
+    /// Why liblvm2cmd could not be loaded, if it could not.
+    private let loadError: String?
     /// The process's umask before LVM's: liblvm2cmd sets its own (0077) process-wide at
     /// initialisation and for each command, and it is put back afterwards.
     private let processUmask: mode_t
@@ -80,7 +81,7 @@ final class LVM: Sendable {
         systemDirectory = directory
         let thread = self.thread
         // lvm2_init reads LVM_SYSTEM_DIR once and keeps the path; set it only around the call.
-        let box = Mutex<UInt>(0)
+        let box = Mutex<(UInt, String?)>((0, nil))
         let done = DispatchSemaphore(value: 0)
         let mask = umask(0o022)
         umask(mask)
@@ -92,19 +93,25 @@ final class LVM: Sendable {
             if let directory { setenv("LVM_SYSTEM_DIR", directory, 1) }
             // lvm2_init and commands call setlocale and set umask 0077 for the whole process;
             // both are put back after each call so the rest of the process is not affected.
-            lvm2_log_fn(lvmLogCallback)
-            let h = lvm2_init()
+            let api = clvm2_load().pointee
+            var h: UnsafeMutableRawPointer?
+            if let initialise = api.initialize, let setLog = api.log_fn {
+                setLog(lvmLogCallback)
+                h = initialise()
+            }
             umask(mask)
             if let locale { _ = setlocale(LC_ALL, locale) }
             if directory != nil {
                 if let previous { setenv("LVM_SYSTEM_DIR", previous, 1) } else { unsetenv("LVM_SYSTEM_DIR") }
             }
-            if let h { lvm2_log_level(h, 4) }
-            box.withLock { $0 = UInt(bitPattern: h) }
+            if let h { api.log_level?(h, 4) }
+            _ = malloc_trim(0)
+            let failure = api.error.map { "liblvm2cmd could not be loaded: " + String(cString: $0) }
+            box.withLock { $0 = (UInt(bitPattern: h), failure) }
             done.signal()
         }
         done.wait()
-        handle = box.withLock { $0 }
+        (handle, loadError) = box.withLock { $0 }
     }
 
     /// Runs `body` on the LVM thread between commands (where process-wide state is the
@@ -125,17 +132,22 @@ final class LVM: Sendable {
         if !deviceMapperAvailable && !words.isEmpty { words.insert(contentsOf: [LVMWord("--driverloaded"), LVMWord("n")], at: 1) }
         let line = LVMCommand(words).line
         let handle = self.handle
+        let loadError = self.loadError
         let mask = processUmask
         let locale = processLocale
         return try await thread.run { () throws(StorageError) -> LVMOutput in
-            guard handle != 0, let h = UnsafeMutableRawPointer(bitPattern: handle) else {
-                throw StorageError(.failed, "liblvm2cmd could not be initialised (lvm2_init returned NULL)", command: line)
+            guard handle != 0, let h = UnsafeMutableRawPointer(bitPattern: handle), let run = clvm2_load().pointee.run else {
+                throw StorageError(
+                    .failed, loadError ?? "liblvm2cmd could not be initialised (lvm2_init returned NULL)", command: line)
             }
             lvmCollector.reset()
-            let rc = lvm2_run(h, line)
+            let rc = run(h, line)
             umask(mask)
             if let locale, let current = setlocale(LC_ALL, nil), strcmp(current, locale) != 0 { _ = setlocale(LC_ALL, locale) }
             let output = lvmCollector.finish(returnCode: rc)
+            // liblvm2cmd allocates and frees megabytes per command (device scan, metadata
+            // buffers); give the freed heap back to the kernel instead of keeping it resident.
+            _ = malloc_trim(0)
             if rc != LVM2_COMMAND_SUCCEEDED { throw output.error(command: line) }
             return output
         }
@@ -143,7 +155,7 @@ final class LVM: Sendable {
 
     /// Runs a report command (`lvs`, `vgs`, `pvs`) with JSON output in plain bytes and decodes the
     /// rows of the report named `key` (`"lv"`, `"vg"`, `"pv"`).
-    func report<Row: Decodable & Sendable>(_ command: LVMCommand, key: String, as: Row.Type) async throws(StorageError) -> [Row] {
+    func report<Row: LVMReportRow>(_ command: LVMCommand, key: String, as: Row.Type) async throws(StorageError) -> [Row] {
         var words = command.words
         words.insert(
             contentsOf: [LVMWord("--reportformat"), LVMWord("json"), LVMWord("--units"), LVMWord("b"), LVMWord("--nosuffix")], at: 1)

@@ -1,4 +1,3 @@
-import FoundationEssentials
 import Glibc
 
 /// A ``VolumeBackend`` that keeps each volume in an LVM logical volume, driven in-process through
@@ -374,7 +373,7 @@ public final class LVMBackend: VolumeBackend {
             }
             return snapshot(existing)
         }
-        let created = String(Int64(Date().timeIntervalSince1970))
+        let created = String(Int64(time(nil)))
         let tags = [
             ownerTag, try LVMTag(Self.tagPrefix + "kind=snapshot"), try nameTag(name),
             try LVMTag(Self.tagPrefix + "source=" + LVMTag.encode(origin.name)),

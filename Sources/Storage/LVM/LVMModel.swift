@@ -73,7 +73,7 @@ struct LogicalVolume: Sendable, Hashable {
 }
 
 /// Rows of `lvs` with the fields ``LVMState`` asks for; LVM reports every value as a string.
-struct LVRow: Decodable, Sendable {
+struct LVRow: LVMReportRow {
     var lv_name: String
     var vg_name: String
     var lv_uuid: String
@@ -85,6 +85,20 @@ struct LVRow: Decodable, Sendable {
     var data_percent: String
     var lv_health_status: String
     var segtype: String
+
+    init(fields f: [String: String]) throws(JSONError) {
+        lv_name = try f.field("lv_name")
+        vg_name = try f.field("vg_name")
+        lv_uuid = try f.field("lv_uuid")
+        lv_size = try f.field("lv_size")
+        lv_attr = try f.field("lv_attr")
+        lv_tags = try f.field("lv_tags")
+        origin = try f.field("origin")
+        pool_lv = try f.field("pool_lv")
+        data_percent = try f.field("data_percent")
+        lv_health_status = try f.field("lv_health_status")
+        segtype = try f.field("segtype")
+    }
 
     static let fields: StaticString = "lv_name,vg_name,lv_uuid,lv_size,lv_attr,lv_tags,origin,pool_lv,data_percent,lv_health_status,segtype"
 
@@ -98,13 +112,22 @@ struct LVRow: Decodable, Sendable {
 }
 
 /// Rows of `vgs`.
-struct VGRow: Decodable, Sendable {
+struct VGRow: LVMReportRow {
     var vg_name: String
     var vg_size: String
     var vg_free: String
     var vg_extent_size: String
     var vg_seqno: String
     var vg_missing_pv_count: String
+
+    init(fields f: [String: String]) throws(JSONError) {
+        vg_name = try f.field("vg_name")
+        vg_size = try f.field("vg_size")
+        vg_free = try f.field("vg_free")
+        vg_extent_size = try f.field("vg_extent_size")
+        vg_seqno = try f.field("vg_seqno")
+        vg_missing_pv_count = try f.field("vg_missing_pv_count")
+    }
 
     static let fields: StaticString = "vg_name,vg_size,vg_free,vg_extent_size,vg_seqno,vg_missing_pv_count"
 

@@ -1,5 +1,4 @@
 internal import CLVM2Cmd
-import FoundationEssentials
 
 /// What one LVM command reported: the JSON report text, its other printed lines (warnings, notices)
 /// and its error lines.
@@ -14,16 +13,29 @@ struct LVMOutput: Sendable {
     var errors: [String]
 
     /// Decodes the rows of report `key` from the JSON report.
-    func rows<Row: Decodable>(key: String, as: Row.Type, command: String) throws(StorageError) -> [Row] {
+    func rows<Row: LVMReportRow>(key: String, as: Row.Type, command: String) throws(StorageError) -> [Row] {
         let text = reportLines.joined(separator: "\n")
-        do {
-            let report = try JSONDecoder().decode(LVMReport<Row>.self, from: Data(text.utf8))
-            return report.report.flatMap { $0.rows(key: key) }
-        } catch {
-            throw StorageError(
-                .failed, "LVM's JSON report could not be decoded as \(key) rows: \(error)", command: command,
+        func failure(_ reason: String) -> StorageError {
+            StorageError(
+                .failed, "LVM's JSON report could not be decoded as \(key) rows: \(reason)", command: command,
                 details: [String(text.prefix(2000))] + messages)
         }
+        let document: JSONValue
+        do { document = try JSON.parse(text) } catch { throw failure(error.description) }
+        guard let sections = document["report"]?.arrayValue else { throw failure("no \"report\" array") }
+        var rows: [Row] = []
+        for section in sections {
+            guard let items = section[key]?.arrayValue else { continue }
+            for item in items {
+                guard let members = item.objectValue else { throw failure("a row is not an object") }
+                var fields: [String: String] = [:]
+                for (name, value) in members {
+                    if let s = value.stringValue { fields[name] = s } else if let n = value.numberText { fields[name] = n }
+                }
+                do { rows.append(try Row(fields: fields)) } catch { throw failure(error.description) }
+            }
+        }
+        return rows
     }
 
     /// The typed error for a failed command.
@@ -66,26 +78,18 @@ struct LVMOutput: Sendable {
     }
 }
 
-/// `{"report": [{"lv": [...]}, ...]}`.
-struct LVMReport<Row: Decodable>: Decodable {
-    var report: [Section]
-    struct Section: Decodable {
-        var sections: [String: [Row]]
-        init(from decoder: any Decoder) throws {
-            let container = try decoder.container(keyedBy: AnyKey.self)
-            var sections: [String: [Row]] = [:]
-            for key in container.allKeys {
-                if let rows = try? container.decode([Row].self, forKey: key) { sections[key.stringValue] = rows }
-            }
-            self.sections = sections
-        }
-        func rows(key: String) -> [Row] { sections[key] ?? [] }
-    }
-    struct AnyKey: CodingKey {
-        var stringValue: String
-        var intValue: Int? { nil }
-        init(stringValue: String) { self.stringValue = stringValue }
-        init?(intValue: Int) { nil }
+/// A row of an LVM JSON report (`{"report": [{"lv": [{...}, ...]}, ...]}`); LVM reports every value
+/// as a string.
+protocol LVMReportRow: Sendable {
+    /// Builds the row from its fields; throws naming the first field it needs that is missing.
+    init(fields: [String: String]) throws(JSONError)
+}
+
+extension [String: String] {
+    /// The value of report field `name`, or an error naming it.
+    func field(_ name: String) throws(JSONError) -> String {
+        guard let value = self[name] else { throw JSONError(message: "field \(name) is missing", offset: 0) }
+        return value
     }
 }
 

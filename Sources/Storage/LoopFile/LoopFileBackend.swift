@@ -1,4 +1,3 @@
-import FoundationEssentials
 import Glibc
 
 /// A ``VolumeBackend`` for machines without LVM: each volume is a sparse file attached to a loop
@@ -62,7 +61,7 @@ public final class LoopFileBackend: VolumeBackend {
         }
     }
 
-    struct Record: Codable, Sendable {
+    struct Record: Sendable, Equatable {
         var id: String
         var name: String
         var owner: String
@@ -71,6 +70,55 @@ public final class LoopFileBackend: VolumeBackend {
         var fsType: String?
         var source: String?
         var createdAt: Int64
+
+        /// The record as a JSON object, keys sorted (the format of the files written so far).
+        var json: JSONValue {
+            var members: [(String, JSONValue)] = [
+                ("capacityBytes", .number(String(capacityBytes))), ("createdAt", .number(String(createdAt))),
+            ]
+            if let fsType { members.append(("fsType", .string(fsType))) }
+            members += [("id", .string(id)), ("kind", .string(kind)), ("name", .string(name)), ("owner", .string(owner))]
+            if let source { members.append(("source", .string(source))) }
+            return .object(members)
+        }
+
+        /// Reads a record from its JSON object; throws naming the field that is missing or mistyped.
+        init(json: JSONValue) throws(JSONError) {
+            guard json.objectValue != nil else { throw JSONError(message: "the record is not a JSON object", offset: 0) }
+            func string(_ key: String) throws(JSONError) -> String {
+                guard let s = json[key]?.stringValue else { throw JSONError(message: "field \(key) is missing or not a string", offset: 0) }
+                return s
+            }
+            func optionalString(_ key: String) throws(JSONError) -> String? {
+                guard let v = json[key], v != .null else { return nil }
+                guard let s = v.stringValue else { throw JSONError(message: "field \(key) is not a string", offset: 0) }
+                return s
+            }
+            func integer<T: FixedWidthInteger>(_ key: String, _: T.Type) throws(JSONError) -> T {
+                guard let text = json[key]?.numberText, let n = T(text) else {
+                    throw JSONError(message: "field \(key) is missing or not an integer in range", offset: 0)
+                }
+                return n
+            }
+            self.init(
+                id: try string("id"), name: try string("name"), owner: try string("owner"), kind: try string("kind"),
+                capacityBytes: try integer("capacityBytes", UInt64.self), fsType: try optionalString("fsType"),
+                source: try optionalString("source"), createdAt: try integer("createdAt", Int64.self))
+        }
+
+        init(
+            id: String, name: String, owner: String, kind: String, capacityBytes: UInt64, fsType: String?, source: String?,
+            createdAt: Int64
+        ) {
+            self.id = id
+            self.name = name
+            self.owner = owner
+            self.kind = kind
+            self.capacityBytes = capacityBytes
+            self.fsType = fsType
+            self.source = source
+            self.createdAt = createdAt
+        }
     }
 
     // MARK: VolumeBackend
@@ -258,8 +306,8 @@ public final class LoopFileBackend: VolumeBackend {
             if errno == ENOENT { return nil }
             throw StorageError(errnoCode(errno), "cannot read \(path): \(errnoText(errno))")
         }
-        do { return try JSONDecoder().decode(Record.self, from: Data(text.utf8)) } catch {
-            throw StorageError(.failed, "\(path) is not a valid volume record: \(error)")
+        do { return try Record(json: JSON.parse(text)) } catch {
+            throw StorageError(.failed, "\(path) is not a valid volume record: \(error.description)")
         }
     }
 
@@ -281,14 +329,7 @@ public final class LoopFileBackend: VolumeBackend {
 
     private func write(_ record: Record) throws(StorageError) {
         let path = recordPath(record.kind, record.id)
-        let text: String
-        do {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            text = String(decoding: try encoder.encode(record), as: UTF8.self)
-        } catch {
-            throw StorageError(.failed, "cannot encode the record of \(record.kind) \(record.id): \(error)")
-        }
+        let text = JSON.print(record.json)
         guard writeWholeFile(path, text + "\n", mode: 0o600) else {
             throw StorageError(errnoCode(errno), "cannot write \(path): \(errnoText(errno))")
         }
@@ -378,7 +419,7 @@ public final class LoopFileBackend: VolumeBackend {
         }
     }
 
-    static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
+    static func now() -> Int64 { Int64(time(nil)) }
 
     private func volume(_ r: Record) -> Volume {
         Volume(
