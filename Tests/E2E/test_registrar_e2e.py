@@ -165,6 +165,30 @@ def test_driver_name_mismatch_after_a_driver_restart(world):
     assert renamed.running() and registrar.running()
 
 
+def test_a_restarted_driver_that_answers_late_is_asked_again(world):
+    """The restarted driver accepts connections but does not answer GetPluginInfo at first (here: stopped
+    with SIGSTOP right after it listens); the registrar must keep asking the same socket until it does."""
+    endpoint, sim, driver, registrar = custom_setup(world)
+    wait_until(lambda: registered(sim), 10, what=f"registration\n{world.dump_logs()}")
+    driver.signal(signal.SIGTERM)
+    driver.wait_exit(15)
+    # Hold the registrar while the new driver comes up, so it first meets the new socket while the
+    # driver cannot answer.
+    registrar.signal(signal.SIGSTOP)
+    try:
+        renamed = world.start_driver(socket_path=endpoint, name="other.csi.example.com")
+        wait_until(lambda: socket_answers(endpoint), 15, what=f"the restarted driver to listen\n{world.dump_logs()}")
+        renamed.signal(signal.SIGSTOP)
+    finally:
+        registrar.signal(signal.SIGCONT)
+    try:
+        registrar.wait_log("restarted but did not answer GetPluginInfo", timeout=15)
+    finally:
+        renamed.signal(signal.SIGCONT)
+    registrar.wait_log('now reports the name "other.csi.example.com"', timeout=15)
+    assert renamed.running() and registrar.running()
+
+
 def test_kubelet_that_rejects_the_registration(world):
     endpoint, sim, driver, registrar = custom_setup(world, reject=(DRIVER,))
     registrar.wait_log("Received NotifyRegistrationStatus call", timeout=10)

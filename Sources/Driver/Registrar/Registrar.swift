@@ -33,12 +33,15 @@ public final class Registrar: Sendable {
     /// Runs until SIGTERM or SIGINT, then cleans up and returns.
     /// - Throws: what ``run()`` throws before a signal arrives.
     public func runUntilSignal() async throws {
+        // Handlers first: a SIGTERM that arrives once the registrar has started (and said so in its log)
+        // must neither kill it outright nor be lost.
+        let termination = try RegistrarSignals()
         try await withThrowingTaskGroup(of: String?.self) { group in
             group.addTask {
                 try await self.run()
                 return nil
             }
-            group.addTask { await Self.waitForTermination() }
+            group.addTask { await termination.wait() }
             let first = try await group.next()!
             if let signal = first {
                 logger.info("received \(signal), removing the registration socket and exiting")
@@ -188,6 +191,8 @@ public final class Registrar: Sendable {
         let clock = ContinuousClock()
         var socketSince = clock.now
         var driverIdentity = PathInspection.identity(of: configuration.driverSocket)
+        // A restarted driver's socket whose GetPluginInfo has not answered yet: asked again every tick.
+        var unansweredIdentity: FileIdentity?
         let driver = DriverClient(socketPath: configuration.driverSocket, timeout: configuration.callTimeout)
         // Recreations because the kubelet refused: 0.5 s doubling to 30 s, so a kubelet that keeps
         // refusing is not hammered; reset once it registers the driver.
@@ -258,8 +263,14 @@ public final class Registrar: Sendable {
                 logger.warning("driver socket \(configuration.driverSocket) disappeared (driver stopped?); the registration stays, as it does in the kubelet")
                 driverIdentity = nil
             } else if nowDriver != driverIdentity, nowDriver != nil, PathInspection.socketAnswers(configuration.driverSocket) {
-                driverIdentity = nowDriver
-                await recheckDriver(driver, state: state)
+                // The new socket counts as checked only once the driver answered: one that accepts before
+                // it serves (starting, or slow on a loaded node) is asked again on the next tick.
+                if await recheckDriver(driver, state: state, quiet: nowDriver == unansweredIdentity) {
+                    driverIdentity = nowDriver
+                    unansweredIdentity = nil
+                } else {
+                    unansweredIdentity = nowDriver
+                }
             }
 
             if let watch {
@@ -289,7 +300,8 @@ public final class Registrar: Sendable {
         }
     }
 
-    private func recheckDriver(_ driver: DriverClient, state: RegistrationState) async {
+    /// Asks a restarted driver its name; false when it did not answer (the warning is logged unless `quiet`).
+    private func recheckDriver(_ driver: DriverClient, state: RegistrationState, quiet: Bool) async -> Bool {
         let registered = state.announcement.name
         do {
             let info = try await driver.pluginInfo()
@@ -301,8 +313,12 @@ public final class Registrar: Sendable {
                 logger.error(problem)
                 state.setDriverProblem(problem)
             }
+            return true
         } catch {
-            logger.warning("driver at \(configuration.driverSocket) restarted but did not answer GetPluginInfo: \(error)")
+            if !quiet {
+                logger.warning("driver at \(configuration.driverSocket) restarted but did not answer GetPluginInfo: \(error); asking again")
+            }
+            return false
         }
     }
 
@@ -373,22 +389,67 @@ public final class Registrar: Sendable {
         }
         await endpoint?.stop()
     }
+}
 
-    /// Suspends until SIGTERM or SIGINT arrives and returns its name.
-    static func waitForTermination() async -> String {
-        let (stream, continuation) = AsyncStream<String>.makeStream()
-        let queue = DispatchQueue(label: "node-driver-registrar.signals")
-        var sources: [any DispatchSourceSignal] = []
-        for (number, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler { continuation.yield(name) }
-            source.resume()
-            sources.append(source)
+/// Where the SIGTERM/SIGINT handler writes; set before the handler is installed, never changed after.
+nonisolated(unsafe) private var terminationSignalFD: Int32 = -1
+
+/// SIGTERM and SIGINT caught from the moment this is made: the handler (async-signal-safe) writes the
+/// signal number to a pipe that ``wait()`` reads, so a signal is never lost nor takes its default action.
+final class RegistrarSignals: Sendable {
+    private let readFD: Int32
+    private let writeFD: Int32
+
+    init() throws(RegistrarError) {
+        if terminationSignalFD >= 0 {
+            // Installed already (a second registrar in this process): share the pipe.
+            readFD = -1
+            writeFD = terminationSignalFD
+            return
         }
-        var iterator = stream.makeAsyncIterator()
-        let name = await iterator.next() ?? "cancellation"
-        withExtendedLifetime(sources) {}
-        return name
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw PathInspection.systemError("pipe", "termination signals") }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        _ = fcntl(fds[1], F_SETFL, O_NONBLOCK)
+        readFD = fds[0]
+        writeFD = fds[1]
+        terminationSignalFD = fds[1]
+        for number in [SIGTERM, SIGINT] {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { number in
+                var byte = UInt8(truncatingIfNeeded: number)
+                _ = write(terminationSignalFD, &byte, 1)
+            }
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = Int32(SA_RESTART)
+            sigaction(number, &action, nil)
+        }
+    }
+
+    /// Suspends until SIGTERM or SIGINT arrives and returns its name ("cancellation" when cancelled).
+    func wait() async -> String {
+        let readFD = readFD, writeFD = writeFD
+        guard readFD >= 0 else {
+            while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+            return "cancellation"
+        }
+        return await withTaskCancellationHandler {
+            await BlockingThread.run {
+                var byte: UInt8 = 0
+                while true {
+                    let n = read(readFD, &byte, 1)
+                    if n < 0 && errno == EINTR { continue }
+                    break
+                }
+                switch Int32(byte) {
+                case SIGTERM: return "SIGTERM"
+                case SIGINT: return "SIGINT"
+                default: return "cancellation"
+                }
+            }
+        } onCancel: {
+            var zero: UInt8 = 0
+            _ = write(writeFD, &zero, 1)
+        }
     }
 }
