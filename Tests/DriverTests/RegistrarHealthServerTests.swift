@@ -32,10 +32,14 @@ func blockingHTTPExchange(port: Int, _ request: String) -> String {
     return String(decoding: response, as: UTF8.self)
 }
 
+/// How long these tests let a check run: the checks return at once, but a loaded machine may not run a
+/// task of this process for seconds, and the default 10 s would then answer 503.
+let generousCheckTimeout: Duration = .seconds(60)
+
 @Suite struct RegistrarHealthServerTests {
     @Test func answersHealthzFromTheCheck() async throws {
         let healthy = Atomic<Bool>(true)
-        let server = try HealthServer(endpoint: "127.0.0.1:0") {
+        let server = try HealthServer(endpoint: "127.0.0.1:0", checkTimeout: generousCheckTimeout) {
             healthy.load(ordering: .relaxed)
                 ? HealthReport(healthy: true, reason: "registered")
                 : HealthReport(healthy: false, reason: "kubelet has not acknowledged")
@@ -62,14 +66,14 @@ func blockingHTTPExchange(port: Int, _ request: String) -> String {
         ("\u{16}\u{3}\u{1}\r\n\r\n", "HTTP/1.1 400"),
     ])
     func rejectsWhatIsNotAHealthCheck(request: String, expected: String) async throws {
-        let server = try HealthServer(endpoint: "127.0.0.1:0") { HealthReport(healthy: true, reason: "ok") }
+        let server = try HealthServer(endpoint: "127.0.0.1:0", checkTimeout: generousCheckTimeout) { HealthReport(healthy: true, reason: "ok") }
         defer { server.stop() }
         let response = await httpExchange(port: server.port, request)
         #expect(response.hasPrefix(expected))
     }
 
     @Test func survivesAClientThatSendsNothing() async throws {
-        let server = try HealthServer(endpoint: ":0") { HealthReport(healthy: true, reason: "ok") }
+        let server = try HealthServer(endpoint: ":0", checkTimeout: generousCheckTimeout) { HealthReport(healthy: true, reason: "ok") }
         defer { server.stop() }
         // A silent client is cut off after the read deadline; others are served meanwhile.
         let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -83,6 +87,17 @@ func blockingHTTPExchange(port: Int, _ request: String) -> String {
         defer { close(silent) }
         let response = await httpExchange(port: server.port, "GET /healthz HTTP/1.1\r\n\r\n")
         #expect(response.hasPrefix("HTTP/1.1 200"))
+    }
+
+    @Test func aCheckThatDoesNotFinishIsAnswered503() async throws {
+        let server = try HealthServer(endpoint: "127.0.0.1:0", checkTimeout: .milliseconds(200)) {
+            try? await Task.sleep(for: .seconds(3600))
+            return HealthReport(healthy: true, reason: "too late")
+        }
+        defer { server.stop() }
+        let response = await httpExchange(port: server.port, "GET /healthz HTTP/1.1\r\n\r\n")
+        #expect(response.hasPrefix("HTTP/1.1 503"))
+        #expect(response.hasSuffix("health check did not finish within 200 ms\n"))
     }
 
     @Test(arguments: ["9809", "host", "127.0.0.1:http", ":70000"])

@@ -14,9 +14,16 @@ func uniqueSuffix() -> String {
 }
 
 /// Runs the `lvm` executable (the way other tools do), with `--driverloaded n` when this machine has
-/// no device-mapper.
+/// no device-mapper. It waits on a thread of its own: an lvm command takes seconds on a loaded machine,
+/// and a test that blocked a cooperative thread that long would stall every other test in the process.
 @discardableResult
-func lvmTool(_ arguments: [String]) throws -> ProcessResult {
+func lvmTool(_ arguments: [String]) async throws -> ProcessResult {
+    try await offload { () throws(StorageError) in try lvmToolBlocking(arguments) }
+}
+
+/// ``lvmTool(_:)`` on the calling thread; only for code already off the cooperative pool.
+@discardableResult
+func lvmToolBlocking(_ arguments: [String]) throws(StorageError) -> ProcessResult {
     var args = arguments
     if !LVM.shared.deviceMapperAvailable { args.insert(contentsOf: ["--driverloaded", "n"], at: 1) }
     return try runChecked("lvm", args, what: "lvm \(arguments.first ?? "")")
@@ -27,7 +34,12 @@ struct LoopFile {
     var image: String
     var device: String
 
-    static func make(megabytes: Int, prefix: String) throws -> LoopFile {
+    /// Makes the image and attaches it, on a thread outside the cooperative pool.
+    static func make(megabytes: Int, prefix: String) async throws -> LoopFile {
+        try await offload { () throws(StorageError) in try makeBlocking(megabytes: megabytes, prefix: prefix) }
+    }
+
+    static func makeBlocking(megabytes: Int, prefix: String) throws(StorageError) -> LoopFile {
         let image = "/var/tmp/\(prefix)-\(uniqueSuffix()).img"
         try runChecked("truncate", ["-s", "\(megabytes)M", image], what: "truncate")
         do {
@@ -39,25 +51,38 @@ struct LoopFile {
         }
     }
 
-    func destroy() {
+    /// Detaches the loop device and removes the image, on a thread outside the cooperative pool.
+    func destroy() async {
+        let loop = self
+        _ = try? await offload { () throws(StorageError) in loop.destroyBlocking() }
+    }
+
+    func destroyBlocking() {
         _ = try? runProgram("losetup", ["-d", device])
         unlink(image)
     }
 }
 
 /// A volume group on its own loop device, removed afterwards whatever happens.
+/// Setup and teardown run outside the cooperative pool (see ``lvmTool(_:)``).
 func withVolumeGroup<T>(megabytes: Int = 256, _ body: (_ vg: String, _ loop: LoopFile) async throws -> T) async throws -> T {
-    let loop = try LoopFile.make(megabytes: megabytes, prefix: "storagetest")
+    let loop = try await LoopFile.make(megabytes: megabytes, prefix: "storagetest")
     let vg = "stvg" + uniqueSuffix()
-    defer {
-        _ = try? lvmTool(["vgremove", "-f", vg])
-        _ = try? lvmTool(["pvremove", "-ff", "-y", loop.device])
-        loop.destroy()
+    let result: Result<T, any Error>
+    do {
+        try await lvmTool(["pvcreate", "-y", loop.device])
+        try await lvmTool(["vgcreate", "-s", "4m", vg, loop.device])
+        result = .success(try await body(vg, loop))
+    } catch {
+        result = .failure(error)
+    }
+    _ = try? await offload { () throws(StorageError) in
+        _ = try? lvmToolBlocking(["vgremove", "-f", vg])
+        _ = try? lvmToolBlocking(["pvremove", "-ff", "-y", loop.device])
+        loop.destroyBlocking()
         removeMetadataCopies(of: vg)
     }
-    try lvmTool(["pvcreate", "-y", loop.device])
-    try lvmTool(["vgcreate", "-s", "4m", vg, loop.device])
-    return try await body(vg, loop)
+    return try result.get()
 }
 
 /// Removes the metadata backup and archive files LVM keeps for a removed volume group.

@@ -29,7 +29,7 @@ struct LVMBackendTests {
                 ($0 as? StorageError)?.code == .alreadyExists
             }
             // Tags record ownership and the request; the lvm tool sees them.
-            let tags = try lvmTool(["lvs", "--noheadings", "-o", "lv_tags", "\(vg)/pvc-create-1"]).output
+            let tags = try await lvmTool(["lvs", "--noheadings", "-o", "lv_tags", "\(vg)/pvc-create-1"]).output
             #expect(tags.contains("csi.swift-csi.io/owner=lvm.csi.swift-csi.io"))
             #expect(tags.contains("csi.swift-csi.io/name=pvc-create-1"))
             #expect(tags.contains("csi.swift-csi.io/fs=ext4"))
@@ -75,7 +75,7 @@ struct LVMBackendTests {
             try await lvm.deleteVolume(id: volume.id)
             try await lvm.deleteVolume(id: "never-existed")
             #expect(try await lvm.volume(id: volume.id) == nil)
-            #expect(try lvmTool(["lvs", "--noheadings", "-o", "lv_name", vg]).output.trimmed() == "")
+            #expect(try await lvmTool(["lvs", "--noheadings", "-o", "lv_name", vg]).output.trimmed() == "")
         }
     }
 
@@ -86,7 +86,7 @@ struct LVMBackendTests {
             _ = try await mine.createVolume(VolumeRequest(name: "mine-b", requiredBytes: 1))
             _ = try await mine.createVolume(VolumeRequest(name: "mine-a", requiredBytes: 1))
             _ = try await theirs.createVolume(VolumeRequest(name: "theirs", requiredBytes: 1))
-            try lvmTool(["lvcreate", "-an", "-Zn", "-L", "4m", "-n", "untagged", vg])
+            try await lvmTool(["lvcreate", "-an", "-Zn", "-L", "4m", "-n", "untagged", vg])
             #expect(try await mine.listVolumes().map(\.id) == ["mine-a", "mine-b"])
             #expect(try await theirs.listVolumes().map(\.id) == ["theirs"])
             #expect(try await mine.volume(id: "theirs") == nil)
@@ -140,7 +140,7 @@ struct LVMBackendTests {
             #expect(snap.creationTime > 1_700_000_000)
             #expect(try await lvm.createSnapshot(name: "snapshot-1", sourceVolumeID: volume.id) == snap)
             #expect(try await lvm.listSnapshots() == [snap])
-            #expect(try lvmTool(["lvs", "--noheadings", "-o", "origin", "\(vg)/\(snap.id)"]).output.trimmed() == volume.id)
+            #expect(try await lvmTool(["lvs", "--noheadings", "-o", "origin", "\(vg)/\(snap.id)"]).output.trimmed() == volume.id)
             let other = try await lvm.createVolume(VolumeRequest(name: "pvc-other", requiredBytes: 4 << 20))
             await #expect { try await lvm.createSnapshot(name: "snapshot-1", sourceVolumeID: other.id) } throws: {
                 ($0 as? StorageError)?.code == .alreadyExists
@@ -169,14 +169,14 @@ struct LVMBackendTests {
             let lvm = try backend(vg)
             let volume = try await lvm.createVolume(VolumeRequest(name: "pvc-int", requiredBytes: 4 << 20))
             // The first half of the two-step creation, as if the driver died after it.
-            try lvmTool([
+            try await lvmTool([
                 "lvcreate", "-an", "-Zn", "-L", "4m", "-n", "snap-int",
                 "--addtag", "csi.swift-csi.io/owner=lvm.csi.swift-csi.io", "--addtag", "csi.swift-csi.io/kind=snapshot",
                 "--addtag", "csi.swift-csi.io/name=snap-int", "--addtag", "csi.swift-csi.io/source=\(volume.id)", vg,
             ])
             let snap = try await lvm.createSnapshot(name: "snap-int", sourceVolumeID: volume.id)
             #expect(snap.readyToUse)
-            #expect(try lvmTool(["lvs", "--noheadings", "-o", "origin", "\(vg)/snap-int"]).output.trimmed() == volume.id)
+            #expect(try await lvmTool(["lvs", "--noheadings", "-o", "origin", "\(vg)/snap-int"]).output.trimmed() == volume.id)
         }
     }
 
@@ -234,7 +234,7 @@ struct LVMBackendTests {
             let lvm = try backend(vg)
             _ = try await lvm.listVolumes()
             let tags = ["--addtag", "csi.swift-csi.io/owner=lvm.csi.swift-csi.io", "--addtag", "csi.swift-csi.io/kind=volume"]
-            try lvmTool(["lvcreate", "-an", "-Zn", "-L", "4m", "-n", "oob"] + tags + [vg])
+            try await lvmTool(["lvcreate", "-an", "-Zn", "-L", "4m", "-n", "oob"] + tags + [vg])
             let created = ContinuousClock.now
             while try await lvm.volume(id: "oob") == nil {
                 #expect(ContinuousClock.now - created < .seconds(1), "lvcreate not visible after 1 s")
@@ -243,7 +243,7 @@ struct LVMBackendTests {
             }
             #expect(ContinuousClock.now - created < .seconds(1))
             let freeBefore = try await lvm.capacity(parameters: [:])
-            try lvmTool(["lvremove", "-f", "\(vg)/oob"])
+            try await lvmTool(["lvremove", "-f", "\(vg)/oob"])
             let removed = ContinuousClock.now
             while try await lvm.volume(id: "oob") != nil {
                 if ContinuousClock.now - removed > .seconds(2) { break }
@@ -266,7 +266,7 @@ struct LVMBackendTests {
                 "--addtag", "csi.swift-csi.io/name=pvc-stale",
             ]
             // No backup and no archive: no inotify notice reaches the cache.
-            try lvmTool(
+            try await lvmTool(
                 ["lvcreate", "--config", "backup { backup = 0 archive = 0 }", "-an", "-Zn", "-L", "8m", "-n", "pvc-stale"] + tags + [vg])
             #expect(try await lvm.volume(id: "pvc-stale") == nil)  // stale, as intended
             let volume = try await lvm.createVolume(VolumeRequest(name: "pvc-stale", requiredBytes: 8 << 20))
@@ -283,7 +283,7 @@ struct LVMBackendTests {
             let lvm = try backend(vg)
             _ = try await lvm.listVolumes()
             let tags = ["--addtag", "csi.swift-csi.io/owner=lvm.csi.swift-csi.io", "--addtag", "csi.swift-csi.io/kind=volume"]
-            try lvmTool(
+            try await lvmTool(
                 ["lvcreate", "--config", "backup { backup = 0 archive = 0 }", "-an", "-Zn", "-L", "4m", "-n", "quiet"] + tags + [vg])
             let created = ContinuousClock.now
             while try await lvm.volume(id: "quiet") == nil {

@@ -27,15 +27,20 @@ package final class HealthServer: Sendable {
     package let port: Int
     private let listenFD: Int32
     private let check: @Sendable () async -> HealthReport
+    private let checkTimeout: Duration
     private let stopped = Atomic<Bool>(false)
     private let active = Atomic<Int>(0)
     private static let maxConnections = 32
     private static let maxRequestBytes = 8192
 
-    /// Listens on `endpoint` (`host:port`, `:port`, `[v6]:port`) and serves until ``stop()``.
-    package init(endpoint: String, check: @escaping @Sendable () async -> HealthReport) throws(RegistrarError) {
+    /// Listens on `endpoint` (`host:port`, `:port`, `[v6]:port`) and serves until ``stop()``; a `check`
+    /// that has not finished after `checkTimeout` is answered with 503.
+    package init(
+        endpoint: String, checkTimeout: Duration = .seconds(10), check: @escaping @Sendable () async -> HealthReport
+    ) throws(RegistrarError) {
         self.endpoint = endpoint
         self.check = check
+        self.checkTimeout = checkTimeout
         let (host, portText) = try Self.split(endpoint)
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
@@ -161,14 +166,14 @@ package final class HealthServer: Sendable {
             Self.respond(fd, status: 405, reason: "Method Not Allowed", body: "use GET or HEAD on /healthz, not \(method)\n", head: false, extra: "Allow: GET, HEAD\r\n")
             return
         }
-        let report = Self.runBlocking(check)
+        let report = Self.runBlocking(check, timeout: checkTimeout)
         Self.respond(
             fd, status: report.healthy ? 200 : 503, reason: report.healthy ? "OK" : "Service Unavailable",
             body: report.reason + "\n", head: method == "HEAD")
     }
 
     /// Runs an async check from a plain thread and waits for it.
-    private static func runBlocking(_ check: @escaping @Sendable () async -> HealthReport) -> HealthReport {
+    private static func runBlocking(_ check: @escaping @Sendable () async -> HealthReport, timeout: Duration) -> HealthReport {
         let box = Mutex<HealthReport?>(nil)
         let done = DispatchSemaphore(value: 0)
         Task {
@@ -176,8 +181,9 @@ package final class HealthServer: Sendable {
             box.withLock { $0 = report }
             done.signal()
         }
-        if done.wait(timeout: .now() + .seconds(10)) == .timedOut {
-            return HealthReport(healthy: false, reason: "health check did not finish within 10 s")
+        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        if done.wait(timeout: .now() + .nanoseconds(Int(clamping: nanoseconds))) == .timedOut {
+            return HealthReport(healthy: false, reason: "health check did not finish within \(DriverWatcher.seconds(timeout))")
         }
         return box.withLock { $0 } ?? HealthReport(healthy: false, reason: "health check produced no result")
     }
