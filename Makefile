@@ -2,7 +2,7 @@
 SWIFT ?= swift
 PYTHON ?= python3
 
-.PHONY: demo test deps build swift-test py-test generate check-generated fuzz bench bench-lvm clean
+.PHONY: demo test deps build release bench-memory swift-test py-test generate check-generated fuzz bench bench-lvm clean
 
 ## Run the main job on its embedded default.
 demo:
@@ -19,6 +19,15 @@ deps:
 
 build: deps
 	$(SWIFT) build
+
+## Release binaries for deployment, Swift runtime linked in (README, "Memory").
+release: deps
+	$(SWIFT) build -c release --static-swift-stdlib --product csi-lvm-driver
+	$(SWIFT) build -c release --static-swift-stdlib --product node-driver-registrar
+
+## Idle memory of the release binaries (root for the LVM case).
+bench-memory: release
+	$(PYTHON) Benchmarks/Memory/measure.py
 
 py-test:
 	@if ls Tests/Interop/test_*.py Tests/E2E/test_*.py >/dev/null 2>&1; then \
