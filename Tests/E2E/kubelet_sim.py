@@ -505,6 +505,8 @@ class KubeletSim:
         self._probe_failures: dict[str, int] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        # Registration and unregistration threads, joined by stop() so none outlives its test's directories.
+        self._ops: list[threading.Thread] = []
         self._inotify: Optional[_Inotify] = None
         self._poll_seen: dict[str, tuple[int, int]] = {}
 
@@ -564,6 +566,10 @@ class KubeletSim:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=max(self.dial_timeout, 2.0) + 1)
+        with self._lock:
+            ops, self._ops = self._ops, []
+        for t in ops:
+            t.join(timeout=self.dial_timeout + 2 * self.csi_timeout + 1)
         if self._inotify:
             self._inotify.close()
             self._inotify = None
@@ -708,7 +714,11 @@ class KubeletSim:
                 with self._lock:
                     self._pending.discard(key)
 
-        threading.Thread(target=run, name="kubelet-sim-op", daemon=True).start()
+        t = threading.Thread(target=run, name="kubelet-sim-op", daemon=True)
+        with self._lock:
+            self._ops = [o for o in self._ops if o.is_alive()]
+            self._ops.append(t)
+        t.start()
 
     def _unregister(self, plugin: RegisteredPlugin):
         with self._lock:
