@@ -258,8 +258,11 @@ struct LVMBackendTests {
     /// is checked against LVM before it answers.
     @Test func createFromAStaleCacheIsVerified() async throws {
         try await withVolumeGroup { vg, _ in
+            // Notices from a directory nobody writes: LVM activity elsewhere on the machine (other tests'
+            // volume groups) writes /etc/lvm/backup and would refresh the cache this test needs stale.
             let lvm = try LVMBackend(
-                configuration: .init(driverName: "lvm.csi.swift-csi.io", volumeGroup: vg, cacheMaximumAge: .seconds(60)))
+                configuration: .init(driverName: "lvm.csi.swift-csi.io", volumeGroup: vg, cacheMaximumAge: .seconds(60)),
+                metadataDirectory: "/nonexistent-\(uniqueSuffix())")
             #expect(try await lvm.listVolumes().isEmpty)
             let tags = [
                 "--addtag", "csi.swift-csi.io/owner=lvm.csi.swift-csi.io", "--addtag", "csi.swift-csi.io/kind=volume",

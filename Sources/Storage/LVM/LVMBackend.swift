@@ -68,7 +68,13 @@ public final class LVMBackend: VolumeBackend {
     /// Creates a backend; the configuration is checked here.
     /// - Throws: `.invalidName` for a bad driver, VG or pool name, `.invalidArgument` for a bad
     ///   pattern or ratio.
-    public init(configuration: Configuration) throws(StorageError) {
+    public convenience init(configuration: Configuration) throws(StorageError) {
+        try self.init(configuration: configuration, metadataDirectory: nil)
+    }
+
+    /// As ``init(configuration:)``, with the cache's change notices read from `metadataDirectory`
+    /// (nil: `LVM_SYSTEM_DIR` or /etc/lvm); tests name a directory no other LVM user writes.
+    init(configuration: Configuration, metadataDirectory: String?) throws(StorageError) {
         if let vg = configuration.volumeGroup { _ = try LVMName(vg, kind: .volumeGroup) }
         if let pool = configuration.thinPool { _ = try LVMName(pool) }
         if let pattern = configuration.volumeGroupPattern { _ = try Self.compile(pattern) }
@@ -82,7 +88,7 @@ public final class LVMBackend: VolumeBackend {
         self.configuration = configuration
         self.ownerTag = try LVMTag(Self.tagPrefix + "owner=" + LVMTag.encode(configuration.driverName))
         self.lvm = try LVM.client(scanning: configuration.scanDevices)
-        let lvmDirectory = getenvString("LVM_SYSTEM_DIR") ?? "/etc/lvm"
+        let lvmDirectory = metadataDirectory ?? getenvString("LVM_SYSTEM_DIR") ?? "/etc/lvm"
         self.cache = LVMStateCache(lvm: lvm, lvmDirectory: lvmDirectory, maximumAge: configuration.cacheMaximumAge)
     }
 
