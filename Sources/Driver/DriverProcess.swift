@@ -28,7 +28,10 @@ public struct DriverProcess: Sendable {
         // A peer that hangs up mid-write must cost an EPIPE on that connection, not the process.
         signal(SIGPIPE, SIG_IGN)
         // Catch SIGTERM/SIGINT from here on, so one arriving during start-up is not fatal.
-        let termination = TerminationSignals()
+        let termination: TerminationSignals
+        do { termination = try TerminationSignals() } catch {
+            throw DriverStartError(message: "cannot catch SIGTERM and SIGINT: \(error)")
+        }
         var serverConfiguration = GRPCServerConfiguration(address: configuration.socketPath)
         serverConfiguration.socketMode = configuration.socketMode
         let server = GRPCServer(router: try makeRouter(), configuration: serverConfiguration)
@@ -137,45 +140,4 @@ public struct DriverStartError: Error, Sendable, CustomStringConvertible {
     /// What went wrong.
     public var message: String
     public var description: String { message }
-}
-
-/// SIGTERM and SIGINT, caught from creation on: ``wait()`` returns the name of the first one.
-final class TerminationSignals: Sendable {
-    private let state = Mutex<(fired: String?, waiter: CheckedContinuation<String, Never>?)>((nil, nil))
-    /// Kept so the sources stay installed for the life of the process.
-    private let sources: Mutex<[any DispatchSourceSignal]>
-
-    init() {
-        let queue = DispatchQueue(label: "csi-lvm-driver.signals")
-        sources = Mutex([])
-        for (number, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
-            signal(number, SIG_IGN)
-            sources.withLock { list in
-                let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-                source.setEventHandler { [weak self] in self?.fire(name) }
-                source.resume()
-                list.append(source)
-            }
-        }
-    }
-
-    private func fire(_ name: String) {
-        let waiter = state.withLock { s -> CheckedContinuation<String, Never>? in
-            if s.fired == nil { s.fired = name }
-            defer { s.waiter = nil }
-            return s.waiter
-        }
-        waiter?.resume(returning: name)
-    }
-
-    /// Suspends until a signal has arrived and returns its name.
-    func wait() async -> String {
-        await withCheckedContinuation { continuation in
-            let fired = state.withLock { s -> String? in
-                if s.fired == nil { s.waiter = continuation }
-                return s.fired
-            }
-            if let fired { continuation.resume(returning: fired) }
-        }
-    }
 }
