@@ -55,16 +55,7 @@ final class LVMStateCache: Sendable {
             let started = ContinuousClock.now
             let generation = e.generation
             let task = Task<LVMState, any Error> { [self] in
-                let state = try await LVMState.load(lvm)
-                loads.add(1, ordering: .relaxed)
-                entry.withLock { e in
-                    if e.generation == generation {
-                        e.state = state
-                        e.loadedAt = started
-                    }
-                    if e.inflight?.generation == generation { e.inflight = nil }
-                }
-                return state
+                try await loadAndCache(generation: generation, startedAt: started, finishesInflight: true)
             }
             let load = Load(task: task, generation: generation)
             e.inflight = load
@@ -83,15 +74,23 @@ final class LVMStateCache: Sendable {
     /// Loads the state from LVM now, bypassing the cache and any load under way, and caches it.
     func fresh() async throws(StorageError) -> LVMState {
         let generation = entry.withLock { $0.generation }
-        let started = ContinuousClock.now
+        return try await loadAndCache(generation: generation, startedAt: .now, finishesInflight: false)
+    }
+
+    /// Loads the state from LVM and caches it as of `startedAt`, unless a write or change notice
+    /// arrived while loading (that makes this answer suspect); the shared in-flight load, when this
+    /// is it, is cleared.
+    private func loadAndCache(
+        generation: UInt64, startedAt started: ContinuousClock.Instant, finishesInflight: Bool
+    ) async throws(StorageError) -> LVMState {
         let state = try await LVMState.load(lvm)
         loads.add(1, ordering: .relaxed)
         entry.withLock { e in
-            // A write or change notice that arrived while loading makes this answer suspect.
             if e.generation == generation {
                 e.state = state
                 e.loadedAt = started
             }
+            if finishesInflight, e.inflight?.generation == generation { e.inflight = nil }
         }
         return state
     }
