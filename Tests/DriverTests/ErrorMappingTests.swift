@@ -25,6 +25,7 @@ import Testing
         (StorageError.Code.notFound, RPCError.Code.notFound),
         (.alreadyExists, .alreadyExists),
         (.insufficientCapacity, .resourceExhausted),
+        (.outOfRange, .outOfRange),
         (.invalidName, .invalidArgument),
         (.invalidArgument, .invalidArgument),
         (.busy, .failedPrecondition),

@@ -24,7 +24,7 @@ struct EmptyStore: VolumeStore {
     func volumes() async throws -> [StoredVolume] { [] }
     func createVolume(_ spec: VolumeSpec) async throws -> StoredVolume { throw Reached() }
     func deleteVolume(id: String) async throws {}
-    func expandVolume(id: String, to bytes: Int64) async throws -> StoredVolume { throw Reached() }
+    func expandVolume(id: String, to bytes: Int64, limit: Int64) async throws -> StoredVolume { throw Reached() }
     func availableCapacity(parameters: [String: String]) async throws -> Int64 { 1 << 30 }
     func snapshot(id: String) async throws -> StoredSnapshot? { nil }
     func snapshots() async throws -> [StoredSnapshot] { [] }
@@ -191,7 +191,7 @@ struct EmptyStore: VolumeStore {
             func volumes() async throws -> [StoredVolume] { [] }
             func createVolume(_ spec: VolumeSpec) async throws -> StoredVolume { throw StoreError(.failed, "down") }
             func deleteVolume(id: String) async throws {}
-            func expandVolume(id: String, to bytes: Int64) async throws -> StoredVolume { throw StoreError(.failed, "down") }
+            func expandVolume(id: String, to bytes: Int64, limit: Int64) async throws -> StoredVolume { throw StoreError(.failed, "down") }
             func availableCapacity(parameters: [String: String]) async throws -> Int64 { 0 }
             func snapshot(id: String) async throws -> StoredSnapshot? { nil }
             func snapshots() async throws -> [StoredSnapshot] { [] }

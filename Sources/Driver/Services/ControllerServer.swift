@@ -208,7 +208,7 @@ public struct ControllerServer: ControllerService {
                 var result = volume
                 if volume.capacityBytes < required {
                     result = try await ErrorMapping.mapping("expanding volume \(request.volumeID) to \(required) bytes") {
-                        try await store.expandVolume(id: request.volumeID, to: required)
+                        try await store.expandVolume(id: request.volumeID, to: required, limit: limit)
                     }
                 }
                 if limit > 0 && result.capacityBytes > limit {

@@ -27,8 +27,9 @@ package struct BackendVolumeStore: VolumeStore {
 
     package func deleteVolume(id: String) async throws { try await backend.deleteVolume(id: id) }
 
-    package func expandVolume(id: String, to bytes: Int64) async throws -> StoredVolume {
-        Self.stored(try await backend.expandVolume(id: id, toBytes: UInt64(max(bytes, 0))))
+    package func expandVolume(id: String, to bytes: Int64, limit: Int64) async throws -> StoredVolume {
+        Self.stored(
+            try await backend.expandVolume(id: id, toBytes: UInt64(max(bytes, 0)), limitBytes: limit > 0 ? UInt64(limit) : nil))
     }
 
     package func availableCapacity(parameters: [String: String]) async throws -> Int64 {

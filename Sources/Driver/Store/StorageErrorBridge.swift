@@ -11,6 +11,7 @@ package enum StorageErrorBridge {
         case .notFound: kind = .notFound
         case .alreadyExists: kind = .alreadyExists
         case .insufficientCapacity: kind = .insufficientSpace
+        case .outOfRange: kind = .outOfRange
         case .invalidName, .invalidArgument: kind = .invalidArgument
         case .busy: kind = .inUse
         case .unsupported: kind = .unavailable

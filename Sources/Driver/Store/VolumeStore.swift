@@ -129,8 +129,9 @@ package protocol VolumeStore: Sendable {
     func createVolume(_ spec: VolumeSpec) async throws -> StoredVolume
     /// Deletes a volume; no error when it does not exist.
     func deleteVolume(id: String) async throws
-    /// Grows a volume to at least `bytes` (rounded up); returns the new state.
-    func expandVolume(id: String, to bytes: Int64) async throws -> StoredVolume
+    /// Grows a volume to at least `bytes` (rounded up) but not past `limit` (0: no limit); returns the new state.
+    /// - Throws: `StoreError` `.outOfRange` when the rounded size is above `limit`.
+    func expandVolume(id: String, to bytes: Int64, limit: Int64) async throws -> StoredVolume
     /// Free bytes for a new volume with these placement parameters (for a thin pool: its free
     /// space times the overprovision ratio).
     func availableCapacity(parameters: [String: String]) async throws -> Int64
