@@ -4,7 +4,6 @@ import H2
 import Testing
 
 @testable import Driver
-@testable import Storage
 
 /// The controller as a CSI caller sees it: the driver's own router over the loop-file backend in a
 /// temporary directory, served on a Unix socket, called through the generated client.
@@ -15,7 +14,7 @@ import Testing
     /// the directory (volume files, socket) is removed afterwards.
     static func withController(_ body: (ControllerClient) async throws -> Void) async throws {
         let dir = DriverProcessTests.temporaryDirectory()
-        defer { _ = try? runProgram("rm", ["-rf", dir]) }
+        defer { removeTree(dir) }
         let process = DriverProcess(
             configuration: try DriverProcessTests.configuration(mode: "controller", kubeletDir: dir, loopfileDir: dir + "/loop"),
             logger: .disabled)
