@@ -1,3 +1,4 @@
+import CSI
 import Dispatch
 package import H2
 package import Storage
@@ -34,6 +35,7 @@ public struct DriverProcess: Sendable {
         }
         var serverConfiguration = GRPCServerConfiguration(address: configuration.socketPath)
         serverConfiguration.socketMode = configuration.socketMode
+        serverConfiguration.reflectionFiles = [CsiProtoFile.descriptor]
         let server = GRPCServer(router: try makeRouter(), configuration: serverConfiguration)
         do { try Self.makeDirectory(parentOf: configuration.socketPath) } catch {
             throw DriverStartError(message: "--endpoint \(configuration.socketPath): \(error)")
