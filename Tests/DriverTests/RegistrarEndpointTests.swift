@@ -1,6 +1,7 @@
 import CSI
 import Glibc
 import H2
+import ProtoWire
 import Storage
 import Testing
 
@@ -44,6 +45,31 @@ import Testing
         _ = try await client.notifyRegistrationStatus(accepted)
         #expect(state.acknowledgement == .registered)
         #expect(actions.withLock { seen } == [.recreateSocket(reason: "plugin validation failed"), .none])
+    }
+
+    @Test func reflectionDescribesTheRegistrationService() async throws {
+        let scratch = ScratchDirectory()
+        defer { scratch.remove() }
+        let path = scratch.path + "/lvm.csi.swift-csi.io-reg.sock"
+        let endpoint = try await RegistrationEndpoint.start(
+            socketPath: path, state: RegistrationState(announcement: Self.announcement), logger: .disabled
+        ) { _ in }
+        defer { Task { await endpoint.stop() } }
+        let channel = GRPCChannel(target: "unix://" + path)
+        defer { channel.close() }
+        let (requests, continuation) = AsyncStream<GRPCReflection.ServerReflectionRequest>.makeStream()
+        continuation.yield(GRPCReflection.ServerReflectionRequest(messageRequest: .fileContainingSymbol("pluginregistration.Registration.GetInfo")))
+        continuation.yield(GRPCReflection.ServerReflectionRequest(messageRequest: .fileContainingSymbol("csi.v1.Identity")))
+        continuation.finish()
+        var answers: [GRPCReflection.ServerReflectionResponse] = []
+        for try await answer in channel.bidirectionalStreaming(ReflectionService.info, requests: requests, options: CallOptions(timeout: .seconds(30)))
+            as AsyncThrowingStream<GRPCReflection.ServerReflectionResponse, any Error>
+        {
+            answers.append(answer)
+        }
+        #expect(answers.count == 2)
+        #expect(answers.first?.fileDescriptorResponse?.fileDescriptorProto == [PluginRegistration.PluginregistrationProtoFile.descriptor.serializedBytes])
+        #expect(answers.last?.errorResponse?.errorCode == 5)  // the registrar does not serve CSI
     }
 
     @Test func clientErrorsNameTheSocketAndMethod() async throws {
