@@ -22,10 +22,6 @@ let package = Package(
         .executable(name: "protoc-gen-protowire", targets: ["protoc-gen-protowire"]),
         .executable(name: "protowire", targets: ["protowire"]),
     ],
-    dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
-    ],
     targets: [
         // C libraries, each behind one thin system-library shim.
         .systemLibrary(
@@ -58,8 +54,6 @@ let package = Package(
             name: "csi-lvm-driver",
             dependencies: [
                 "Driver", "CSI", "H2", "Storage",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -67,8 +61,6 @@ let package = Package(
             name: "node-driver-registrar",
             dependencies: [
                 "Driver", "CSI", "H2",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),

@@ -1,6 +1,7 @@
+import CSI
 import Dispatch
 package import H2
-import Storage
+package import Storage
 import Synchronization
 
 #if canImport(Glibc)
@@ -34,6 +35,7 @@ public struct DriverProcess: Sendable {
         }
         var serverConfiguration = GRPCServerConfiguration(address: configuration.socketPath)
         serverConfiguration.socketMode = configuration.socketMode
+        serverConfiguration.reflectionFiles = [CsiProtoFile.descriptor]
         let server = GRPCServer(router: try makeRouter(), configuration: serverConfiguration)
         do { try Self.makeDirectory(parentOf: configuration.socketPath) } catch {
             throw DriverStartError(message: "--endpoint \(configuration.socketPath): \(error)")
@@ -61,13 +63,13 @@ public struct DriverProcess: Sendable {
 
     /// A router with the services the mode asks for, over the configured backend.
     package func makeRouter() throws -> GRPCRouter {
-        let store = try makeStore()
+        let backend = try makeBackend()
         let log = RequestLog(logger: logger)
         let locks = VolumeLocks()
         var router = GRPCRouter()
-        router.register(IdentityServer(configuration: configuration, store: store, log: log))
+        router.register(IdentityServer(configuration: configuration, backend: backend, log: log))
         if configuration.mode.servesController {
-            router.register(ControllerServer(configuration: configuration, store: store, locks: locks, log: log))
+            router.register(ControllerServer(configuration: configuration, backend: backend, locks: locks, log: log))
         }
         if configuration.mode.servesNode {
             let paths: KubeletPathPolicy
@@ -76,13 +78,13 @@ public struct DriverProcess: Sendable {
             }
             router.register(
                 NodeServer(
-                    configuration: configuration, store: store, mounter: LinuxMounter(), paths: paths, locks: locks, log: log))
+                    configuration: configuration, backend: backend, mounter: LinuxMounter(), paths: paths, locks: locks, log: log))
         }
         return router
     }
 
-    /// The volume store of the configured backend.
-    package func makeStore() throws -> any VolumeStore {
+    /// The configured storage backend (LVM or loop files).
+    package func makeBackend() throws -> any VolumeBackend {
         switch configuration.backend {
         case .lvm:
             var group: String?
@@ -101,13 +103,11 @@ public struct DriverProcess: Sendable {
             } catch {
                 throw DriverStartError(message: "LVM backend (--volume-group/--vg-pattern/--thin-pool): \(error)")
             }
-            return BackendVolumeStore(backend: backend)
+            return backend
         case .loopfile:
             do {
                 try Self.makeDirectory(configuration.loopfileDir)
-                return BackendVolumeStore(
-                    backend: try LoopFileBackend(
-                        directory: configuration.loopfileDir, driverName: configuration.driverName))
+                return try LoopFileBackend(directory: configuration.loopfileDir, driverName: configuration.driverName)
             } catch let error as DriverStartError {
                 throw DriverStartError(message: "--loopfile-dir: \(error.message)")
             } catch {

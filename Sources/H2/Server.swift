@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CNGHTTP2
+public import ProtoWire
 import Synchronization
 
 /// How a ``GRPCServer`` listens and what it allows.
@@ -35,8 +36,12 @@ public struct GRPCServerConfiguration: Sendable {
     public var idleTimeout: Duration? = .seconds(600)
     /// Serve `grpc.health.v1.Health` (see ``GRPCServer/health``) unless the router has it.
     public var enableHealthService = true
-    /// Serve `grpc.reflection.v1.ServerReflection` (list services) unless the router has it.
+    /// Serve `grpc.reflection.v1.ServerReflection` (and `v1alpha`) unless the router has it.
     public var enableReflection = true
+    /// The `.proto` files reflection describes, usually the `<File>ProtoFile.descriptor` of each
+    /// generated file whose services the router serves (for example `CsiProtoFile.descriptor`).
+    /// The well-known files they import, and the built-in services' own files, are added.
+    public var reflectionFiles: [ProtoFileDescriptor] = []
 
     /// A configuration listening on `address` with the defaults above.
     public init(address: String) { self.address = address }
@@ -191,18 +196,30 @@ public final class GRPCServer: Sendable {
     private let state = Mutex<State>(.idle)
     private let waiters = Mutex<(done: Bool, list: [CheckedContinuation<Void, Never>])>((false, []))
     private let bound = Mutex<String?>(nil)
+    /// Why ``GRPCServerConfiguration/reflectionFiles`` could not be registered; ``start()`` throws it.
+    private let setupError: GRPCServerError?
 
     /// Creates a server for `router`'s methods; it listens once started.
     public init(router: GRPCRouter, configuration: GRPCServerConfiguration) {
         var router = router
-        if configuration.enableHealthService && router.handlers[HealthService.check.path] == nil {
+        var setupError: GRPCServerError? = nil
+        let withHealth = configuration.enableHealthService && router.handlers[HealthService.check.path] == nil
+        if withHealth {
             router.register(HealthService(status: health))
         }
         if configuration.enableReflection && router.handlers[ReflectionService.info.path] == nil {
-            router.register(ReflectionService(services: router.methods.map(\.service)))
+            var registry = ProtoDescriptorRegistry()
+            do {
+                try registry.register(configuration.reflectionFiles)
+                try registry.register(ReflectionService.protoFiles + (withHealth ? HealthService.protoFiles : []))
+            } catch {
+                setupError = GRPCServerError(message: "cannot describe the reflection files for \(configuration.address): \(error)")
+            }
+            router.register(ReflectionService(services: router.methods.map(\.service), registry: registry))
         }
         self.router = router
         self.configuration = configuration
+        self.setupError = setupError
     }
 
     /// The statuses the built-in health service reports; the server as a whole starts SERVING
@@ -215,8 +232,10 @@ public final class GRPCServer: Sendable {
     /// Binds the socket and starts serving.
     ///
     /// - Throws: ``GRPCServerError`` naming the address when the socket path is served by another
-    ///   process, is not a socket, or cannot be created.
+    ///   process, is not a socket, or cannot be created, or when ``GRPCServerConfiguration/reflectionFiles``
+    ///   are malformed, conflict or miss an import.
     public func start() throws {
+        if let setupError { throw setupError }
         let address: SocketAddress
         do { address = try SocketAddress.parse(configuration.address) } catch {
             throw GRPCServerError(message: error.description)

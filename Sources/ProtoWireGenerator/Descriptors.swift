@@ -15,8 +15,11 @@ struct CodeGeneratorRequest {
             case 1 << 3 | 2: fileToGenerate.append(try r.readString())
             case 2 << 3 | 2: parameter = try r.readString()
             case 15 << 3 | 2:
-                var sub = try r.enterMessage()
-                protoFile.append(try FileDescriptor(&sub))
+                let raw = try r.readLengthDelimited()
+                var sub = ProtoReader(raw)
+                var file = try FileDescriptor(&sub)
+                file.serialized = [UInt8](raw)
+                protoFile.append(file)
             default: try r.skipField()
             }
         }
@@ -67,6 +70,8 @@ struct FileDescriptor {
     var service: [ServiceDescriptor] = []
     var syntax = ""
     var locations: [SourceLocation] = []
+    /// The `FileDescriptorProto` exactly as protoc sent it.
+    var serialized: [UInt8] = []
 
     init(_ r: inout ProtoReader) throws(ProtoWireError) {
         while let tag = try r.nextTag() {

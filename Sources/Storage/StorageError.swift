@@ -4,7 +4,7 @@ public struct StorageError: Error, Sendable, CustomStringConvertible {
     /// What kind of failure this is. New codes may be added; switch with a `default` case.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         enum Wrapped: Hashable, Sendable {
-            case notFound, alreadyExists, insufficientCapacity, invalidName, invalidArgument
+            case notFound, alreadyExists, insufficientCapacity, outOfRange, invalidName, invalidArgument
             case busy, unsupported, failed
         }
         let wrapped: Wrapped
@@ -15,6 +15,10 @@ public struct StorageError: Error, Sendable, CustomStringConvertible {
         public static let alreadyExists = Code(wrapped: .alreadyExists)
         /// The volume group, thin pool or directory has too little free space.
         public static let insufficientCapacity = Code(wrapped: .insufficientCapacity)
+        /// No size the backend can allocate lies within the requested range: the required size
+        /// rounded up to the allocation unit (a MiB, an extent), or a source snapshot's size, is
+        /// above the limit.
+        public static let outOfRange = Code(wrapped: .outOfRange)
         /// A name, tag or id breaks LVM's naming rules or the backend's own.
         public static let invalidName = Code(wrapped: .invalidName)
         /// Another argument (size, path, mount flag, filesystem type) is not acceptable.
@@ -31,6 +35,7 @@ public struct StorageError: Error, Sendable, CustomStringConvertible {
             case .notFound: "notFound"
             case .alreadyExists: "alreadyExists"
             case .insufficientCapacity: "insufficientCapacity"
+            case .outOfRange: "outOfRange"
             case .invalidName: "invalidName"
             case .invalidArgument: "invalidArgument"
             case .busy: "busy"

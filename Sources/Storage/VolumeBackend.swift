@@ -6,9 +6,11 @@
 public protocol VolumeBackend: Sendable {
     /// Creates a volume, or returns the existing one when a volume of that name and a compatible
     /// size already exists.
-    /// - Throws: `.invalidName`/`.invalidArgument` for bad input, `.alreadyExists` when the name is
-    ///   taken with another size or source, `.insufficientCapacity` when there is no room,
-    ///   `.notFound` when the source snapshot does not exist.
+    /// - Throws: `.invalidName`/`.invalidArgument` for bad input, `.outOfRange` when the required
+    ///   size rounded up to the allocation unit (or the source snapshot's size) is above
+    ///   `limitBytes`, `.alreadyExists` when the name is taken with another size or source,
+    ///   `.insufficientCapacity` when there is no room, `.notFound` when the source snapshot does
+    ///   not exist.
     func createVolume(_ request: VolumeRequest) async throws(StorageError) -> Volume
 
     /// Deletes a volume; deleting a volume that does not exist succeeds.
@@ -17,8 +19,11 @@ public protocol VolumeBackend: Sendable {
 
     /// Grows a volume to at least `bytes` (rounded up to the backend's allocation unit); a volume
     /// already that large is returned unchanged. The filesystem on it is not resized.
-    /// - Throws: `.notFound`, `.insufficientCapacity`.
-    func expandVolume(id: String, toBytes bytes: UInt64) async throws(StorageError) -> Volume
+    /// - Parameter limitBytes: the largest acceptable size, or nil (or 0) for no limit; checked
+    ///   before anything grows.
+    /// - Throws: `.notFound`, `.outOfRange` when the rounded size is above `limitBytes`,
+    ///   `.insufficientCapacity`.
+    func expandVolume(id: String, toBytes bytes: UInt64, limitBytes: UInt64?) async throws(StorageError) -> Volume
 
     /// The volume with this id, or nil when there is none (or it belongs to another driver).
     func volume(id: String) async throws(StorageError) -> Volume?

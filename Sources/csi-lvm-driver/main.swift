@@ -1,140 +1,122 @@
 // csi-lvm-driver: flags → DriverConfiguration → wired parts → run until SIGTERM/SIGINT.
-import ArgumentParser
 import Driver
-import Logging
 
 #if canImport(Glibc)
     import Glibc
 #endif
 
-@main
-struct CSILVMDriver: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "csi-lvm-driver",
-        abstract: "A CSI driver for LVM local volumes, served on a Unix socket.",
-        version: DriverConfiguration.version
-    )
+/// The driver's flags, defaults and help.
+let program = CommandLineProgram(
+    name: "csi-lvm-driver",
+    version: DriverConfiguration.version,
+    abstract: "A CSI driver for LVM local volumes, served on a Unix socket.",
+    commands: [
+        CommandLineCommand(
+            name: "csi-lvm-driver",
+            abstract: "A CSI driver for LVM local volumes, served on a Unix socket.",
+            flags: [
+                CommandLineFlag(
+                    "endpoint", value: "url",
+                    help: "The socket to serve: unix:///path or /path (default: unix://<kubelet-dir>/plugins/<driver-name>/csi.sock)."),
+                CommandLineFlag(
+                    "driver-name", value: "name", default: DriverConfiguration.defaultDriverName, help: "The CSI driver name."),
+                CommandLineFlag("node-id", value: "id", help: "This node's id (default: the host name)."),
+                CommandLineFlag("volume-group", value: "name", help: "The volume group new volumes go to."),
+                CommandLineFlag(
+                    "vg-pattern", value: "regex",
+                    help: "A regular expression; new volumes go to the matching volume group with the most free space."),
+                CommandLineFlag("thin-pool", value: "name", help: "The default thin pool for new volumes (LVM backend)."),
+                CommandLineFlag(
+                    "lvm-scan-device", value: "device", repeats: true,
+                    help: "A block device LVM may scan (repeat for each physical volume); by default LVM scans every device."),
+                CommandLineFlag(
+                    "overprovision-ratio", value: "ratio", kind: .number, default: "1.0",
+                    help: "GetCapacity of a thin pool reports its free space times this ratio."),
+                CommandLineFlag(
+                    "topology-key", value: "key",
+                    help: "The topology key whose value is the node id (default: topology.<driver-name>/node)."),
+                CommandLineFlag(
+                    "max-volumes-per-node", value: "count", kind: .integer, default: "0",
+                    help: "The most volumes this node takes; 0 means no limit."),
+                CommandLineFlag("mode", value: "mode", default: "all", help: "Which services to serve: all, node or controller."),
+                CommandLineFlag(
+                    "kubelet-dir", value: "path", default: DriverConfiguration.defaultKubeletDir,
+                    help: "The kubelet root directory; staging and target paths must lie under it."),
+                CommandLineFlag("backend", value: "backend", default: "lvm", help: "Where volumes live: lvm or loopfile."),
+                CommandLineFlag(
+                    "loopfile-dir", value: "path",
+                    help: "The directory of the loop-file backend (default: /var/lib/<driver-name>/loopfile)."),
+                CommandLineFlag("socket-mode", value: "octal", default: "0660", help: "Permission bits of the socket, in octal."),
+                CommandLineFlag(
+                    "shutdown-grace", value: "seconds", kind: .number, default: "10",
+                    help: "Seconds in-flight calls may take to finish after SIGTERM."),
+                CommandLineFlag(
+                    "log-level", short: "v", value: "level", default: "info",
+                    help: "Log verbosity: trace, debug, info, notice, warning, error, critical, or 0…5."),
+            ])
+    ])
 
-    @Option(help: "The socket to serve: unix:///path or /path (default: unix://<kubelet-dir>/plugins/<driver-name>/csi.sock).")
-    var endpoint: String?
-
-    @Option(help: "The CSI driver name.")
-    var driverName: String = DriverConfiguration.defaultDriverName
-
-    @Option(help: "This node's id (default: the host name).")
-    var nodeID: String?
-
-    @Option(help: "The volume group new volumes go to.")
-    var volumeGroup: String?
-
-    @Option(help: "A regular expression; new volumes go to the matching volume group with the most free space.")
-    var vgPattern: String?
-
-    @Option(help: "The default thin pool for new volumes (LVM backend).")
-    var thinPool: String?
-
-    @Option(help: "A block device LVM may scan (repeat for each physical volume); by default LVM scans every device.")
-    var lvmScanDevice: [String] = []
-
-    @Option(help: "GetCapacity of a thin pool reports its free space times this ratio.")
-    var overprovisionRatio: Double = 1.0
-
-    @Option(help: "The topology key whose value is the node id (default: topology.<driver-name>/node).")
-    var topologyKey: String?
-
-    @Option(help: "The most volumes this node takes; 0 means no limit.")
-    var maxVolumesPerNode: Int64 = 0
-
-    @Option(help: "Which services to serve: all, node or controller.")
-    var mode: String = "all"
-
-    @Option(help: "The kubelet root directory; staging and target paths must lie under it.")
-    var kubeletDir: String = DriverConfiguration.defaultKubeletDir
-
-    @Option(help: "Where volumes live: lvm or loopfile.")
-    var backend: String = "lvm"
-
-    @Option(help: "The directory of the loop-file backend (default: /var/lib/<driver-name>/loopfile).")
-    var loopfileDir: String?
-
-    @Option(help: "Permission bits of the socket, in octal.")
-    var socketMode: String = "0660"
-
-    @Option(help: "Seconds in-flight calls may take to finish after SIGTERM.")
-    var shutdownGrace: Double = 10
-
-    @Option(
-        name: [.customShort("v"), .customLong("log-level")],
-        help: "Log verbosity: trace, debug, info, notice, warning, error, critical, or 0…5.")
-    var logLevel: String = "info"
-
-    func run() async throws {
-        // Two malloc arenas: every arena keeps its own free memory resident.
-        limitMallocArenas()
-        var raw = DriverConfiguration.Raw()
-        raw.endpoint = endpoint
-        raw.driverName = driverName
-        raw.nodeID = nodeID
-        raw.volumeGroup = volumeGroup
-        raw.vgPattern = vgPattern
-        raw.thinPool = thinPool
-        raw.lvmScanDevices = lvmScanDevice
-        raw.overprovisionRatio = overprovisionRatio
-        raw.topologyKey = topologyKey
-        raw.maxVolumesPerNode = maxVolumesPerNode
-        raw.mode = mode
-        raw.kubeletDir = kubeletDir
-        raw.logLevel = logLevel
-        raw.backend = backend
-        raw.loopfileDir = loopfileDir
-        raw.socketMode = socketMode
-        raw.shutdownGraceSeconds = shutdownGrace
-        raw.hostName = Self.hostName()
-
-        let config: DriverConfiguration
-        do { config = try DriverConfiguration(raw: raw) } catch {
-            throw ValidationError(error.description)
+/// Parses the command line, validates it into a configuration and runs the driver.
+/// Exit status: 0 after SIGTERM/SIGINT or for help and version, 64 for a usage error, 1 when
+/// the driver cannot start or fails.
+func runDriver() async -> Int32 {
+    let parsed: ParsedCommandLine
+    do throws(CommandLineError) {
+        switch try program.parse(Array(CommandLine.arguments.dropFirst())) {
+        case .help(let text):
+            print(text, terminator: "")
+            return 0
+        case .version(let version):
+            print(version)
+            return 0
+        case .run(let values): parsed = values
         }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .trace
-            return handler
-        }
-        let logger = DriverLogger(sink: SwiftLogSink(logger: Logger(label: "csi-lvm-driver")), level: config.logLevel)
-        do {
-            try await DriverProcess(configuration: config, logger: logger).run()
-        } catch {
-            logger.error("csi-lvm-driver: \(error)")
-            throw ExitCode.failure
-        }
+    } catch {
+        writeStandardError(program.usageError(error))
+        return CommandLineError.exitStatus
     }
+    // Two malloc arenas: every arena keeps its own free memory resident.
+    limitMallocArenas()
+    var raw = DriverConfiguration.Raw()
+    raw.endpoint = parsed.string("endpoint")
+    raw.driverName = parsed.string("driver-name")!
+    raw.nodeID = parsed.string("node-id")
+    raw.volumeGroup = parsed.string("volume-group")
+    raw.vgPattern = parsed.string("vg-pattern")
+    raw.thinPool = parsed.string("thin-pool")
+    raw.lvmScanDevices = parsed.strings("lvm-scan-device")
+    raw.overprovisionRatio = parsed.double("overprovision-ratio")!
+    raw.topologyKey = parsed.string("topology-key")
+    raw.maxVolumesPerNode = parsed.int64("max-volumes-per-node")!
+    raw.mode = parsed.string("mode")!
+    raw.kubeletDir = parsed.string("kubelet-dir")!
+    raw.logLevel = parsed.string("log-level")!
+    raw.backend = parsed.string("backend")!
+    raw.loopfileDir = parsed.string("loopfile-dir")
+    raw.socketMode = parsed.string("socket-mode")!
+    raw.shutdownGraceSeconds = parsed.double("shutdown-grace")!
+    raw.hostName = hostName()
 
-    static func hostName() -> String {
-        var buffer = [CChar](repeating: 0, count: 256)
-        guard gethostname(&buffer, buffer.count) == 0 else { return "" }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let config: DriverConfiguration
+    do throws(ConfigurationError) { config = try DriverConfiguration(raw: raw) } catch {
+        writeStandardError(program.usageError(error.description))
+        return CommandLineError.exitStatus
+    }
+    let logger = DriverLogger(sink: StandardErrorLogSink(style: .timestamped(label: "csi-lvm-driver")), level: config.logLevel)
+    do {
+        try await DriverProcess(configuration: config, logger: logger).run()
+        return 0
+    } catch {
+        logger.error("csi-lvm-driver: \(error)")
+        return 1
     }
 }
 
-/// Hands the driver's records to swift-log.
-struct SwiftLogSink: DriverLogSink {
-    let logger: Logger
-
-    func write(level: DriverLogLevel, message: String, fields: [(String, String)]) {
-        var metadata: Logger.Metadata = [:]
-        for (key, value) in fields { metadata[key] = .string(value) }
-        logger.log(level: Self.map(level), "\(message)", metadata: metadata.isEmpty ? nil : metadata)
-    }
-
-    static func map(_ level: DriverLogLevel) -> Logger.Level {
-        switch level {
-        case .trace: .trace
-        case .debug: .debug
-        case .info: .info
-        case .notice: .notice
-        case .warning: .warning
-        case .error: .error
-        case .critical: .critical
-        }
-    }
+/// This machine's host name, or "" when it cannot be read.
+func hostName() -> String {
+    var buffer = [CChar](repeating: 0, count: 256)
+    guard gethostname(&buffer, buffer.count) == 0 else { return "" }
+    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
+
+exit(await runDriver())

@@ -5,26 +5,28 @@ import Testing
 @testable import Driver
 
 @Suite struct ErrorMappingTests {
+    /// Without details, the message is exactly the action and the backend's own message.
     @Test(arguments: [
-        (StoreError.Kind.notFound, RPCError.Code.notFound),
-        (.alreadyExists, .alreadyExists),
-        (.insufficientSpace, .resourceExhausted),
-        (.outOfRange, .outOfRange),
-        (.invalidArgument, .invalidArgument),
-        (.inUse, .failedPrecondition),
-        (.unavailable, .failedPrecondition),
-        (.failed, .internalError),
+        StorageError.Code.notFound, .alreadyExists, .insufficientCapacity, .outOfRange, .invalidName, .invalidArgument, .busy,
+        .unsupported, .failed,
     ])
-    func storeKinds(kind: StoreError.Kind, code: RPCError.Code) {
-        let error = ErrorMapping.rpcError(StoreError(kind, "volume pvc-1 in vg0"), while: "creating volume pvc-1")
-        #expect(error.code == code)
+    func messagesNameTheActionAndTheObject(code: StorageError.Code) {
+        let error = ErrorMapping.rpcError(StorageError(code, "volume pvc-1 in vg0"), while: "creating volume pvc-1")
+        #expect(error.code == ErrorMapping.code(for: code))
         #expect(error.message == "creating volume pvc-1: volume pvc-1 in vg0")
+    }
+
+    @Test func volumeWithoutDeviceNodeIsAFailedPrecondition() {
+        let error = ErrorMapping.deviceUnavailable(volumeID: "pvc-1", reason: "device-mapper is not available")
+        #expect(error.code == .failedPrecondition)
+        #expect(error.message.contains("pvc-1") && error.message.hasSuffix("device-mapper is not available"))
     }
 
     @Test(arguments: [
         (StorageError.Code.notFound, RPCError.Code.notFound),
         (.alreadyExists, .alreadyExists),
         (.insufficientCapacity, .resourceExhausted),
+        (.outOfRange, .outOfRange),
         (.invalidName, .invalidArgument),
         (.invalidArgument, .invalidArgument),
         (.busy, .failedPrecondition),

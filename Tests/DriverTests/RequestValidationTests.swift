@@ -1,5 +1,7 @@
 import CSI
+import Glibc
 import H2
+import Storage
 import Synchronization
 import Testing
 
@@ -15,36 +17,46 @@ final class MemoryLogSink: DriverLogSink {
     var text: String { records.withLock { $0.joined(separator: "\n") } }
 }
 
-/// A store with nothing in it: every lookup finds nothing, so validation and NOT_FOUND paths
-/// can be checked without storage. Mutations fail loudly, so a test reaching one is a defect.
-struct EmptyStore: VolumeStore {
-    struct Reached: Error {}
-    func probe() async throws {}
-    func volume(id: String) async throws -> StoredVolume? { nil }
-    func volumes() async throws -> [StoredVolume] { [] }
-    func createVolume(_ spec: VolumeSpec) async throws -> StoredVolume { throw Reached() }
-    func deleteVolume(id: String) async throws {}
-    func expandVolume(id: String, to bytes: Int64) async throws -> StoredVolume { throw Reached() }
-    func availableCapacity(parameters: [String: String]) async throws -> Int64 { 1 << 30 }
-    func snapshot(id: String) async throws -> StoredSnapshot? { nil }
-    func snapshots() async throws -> [StoredSnapshot] { [] }
-    func createSnapshot(name: String, sourceVolumeID: String) async throws -> StoredSnapshot { throw Reached() }
-    func deleteSnapshot(id: String) async throws {}
-    func devicePath(volumeID: String) async throws -> String { throw Reached() }
+/// A loop-file backend, as the driver makes it, over a fresh directory that is removed afterwards
+/// with whatever the test created in it. Volumes are sparse files: no root needed until a device
+/// is attached.
+func withLoopFileBackend<T>(_ body: (LoopFileBackend, _ directory: String) async throws -> T) async throws -> T {
+    let dir = DriverProcessTests.temporaryDirectory()
+    defer { removeTree(dir) }
+    let backend = try LoopFileBackend(directory: dir + "/loop", driverName: RequestValidationTests.configuration.driverName)
+    return try await body(backend, dir)
+}
+
+/// Removes `path` and everything below it (not following symbolic links).
+func removeTree(_ path: String) {
+    var info = stat()
+    guard lstat(path, &info) == 0 else { return }
+    if info.st_mode & S_IFMT == S_IFDIR, let dir = opendir(path) {
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        closedir(dir)
+        for name in names { removeTree(path + "/" + name) }
+        rmdir(path)
+    } else {
+        unlink(path)
+    }
 }
 
 @Suite struct RequestValidationTests {
     static let configuration: DriverConfiguration = {
         var raw = DriverConfiguration.Raw()
         raw.hostName = "node0"
-        raw.volumeGroup = "vg0"
+        raw.backend = "loopfile"
         raw.kubeletDir = "/var/lib/kubelet"
         return try! DriverConfiguration(raw: raw)
     }()
 
-    static func controller(_ sink: MemoryLogSink = MemoryLogSink()) -> ControllerServer {
+    static func controller(_ backend: any VolumeBackend, _ sink: MemoryLogSink = MemoryLogSink()) -> ControllerServer {
         ControllerServer(
-            configuration: configuration, store: EmptyStore(), locks: VolumeLocks(),
+            configuration: configuration, backend: backend, locks: VolumeLocks(),
             log: RequestLog(logger: DriverLogger(sink: sink, level: .debug)))
     }
 
@@ -88,126 +100,136 @@ struct EmptyStore: VolumeStore {
         #expect(CapabilityRules.unsupportedReason(capability)?.contains("neither block nor mount") == true)
     }
 
-    @Test func createVolumeValidation() async {
-        let controller = Self.controller()
-        let good = Self.capability(.singleNodeWriter)
-        var cases: [(CreateVolumeRequest, String)] = []
-        var r = CreateVolumeRequest()
-        r.volumeCapabilities = [good]
-        cases.append((r, "name is required"))
-        r = CreateVolumeRequest()
-        r.name = "pvc-1"
-        cases.append((r, "volume_capabilities is required"))
-        r.volumeCapabilities = [Self.capability(.multiNodeMultiWriter)]
-        cases.append((r, "not supported"))
-        r.volumeCapabilities = [good]
-        r.parameters = ["color": "blue"]
-        cases.append((r, "unknown key 'color'"))
-        r.parameters = ["volumeGroup": "-vg"]
-        cases.append((r, "not an LVM name"))
-        r.parameters = ["volumeGroup": "a", "vgPattern": "b"]
-        cases.append((r, "not both"))
-        r.parameters = ["fsType": "btrfs"]
-        cases.append((r, "'btrfs' is not supported"))
-        r.parameters = [:]
-        var range = CapacityRange()
-        range.requiredBytes = 10
-        range.limitBytes = 5
-        r.capacityRange = range
-        cases.append((r, "more than limit_bytes"))
-        for (request, fragment) in cases {
-            let error = await #expect(throws: RPCError.self) {
-                try await controller.createVolume(request, context: Self.context("CreateVolume"))
+    @Test func createVolumeValidation() async throws {
+        try await withLoopFileBackend { backend, _ in
+            let controller = Self.controller(backend)
+            let good = Self.capability(.singleNodeWriter)
+            var cases: [(CreateVolumeRequest, String)] = []
+            var r = CreateVolumeRequest()
+            r.volumeCapabilities = [good]
+            cases.append((r, "name is required"))
+            r = CreateVolumeRequest()
+            r.name = "pvc-1"
+            cases.append((r, "volume_capabilities is required"))
+            r.volumeCapabilities = [Self.capability(.multiNodeMultiWriter)]
+            cases.append((r, "not supported"))
+            r.volumeCapabilities = [good]
+            r.parameters = ["color": "blue"]
+            cases.append((r, "unknown key 'color'"))
+            r.parameters = ["volumeGroup": "-vg"]
+            cases.append((r, "not an LVM name"))
+            r.parameters = ["volumeGroup": "a", "vgPattern": "b"]
+            cases.append((r, "not both"))
+            r.parameters = ["fsType": "btrfs"]
+            cases.append((r, "'btrfs' is not supported"))
+            r.parameters = [:]
+            var range = CapacityRange()
+            range.requiredBytes = 10
+            range.limitBytes = 5
+            r.capacityRange = range
+            cases.append((r, "more than limit_bytes"))
+            for (request, fragment) in cases {
+                let error = await #expect(throws: RPCError.self) {
+                    try await controller.createVolume(request, context: Self.context("CreateVolume"))
+                }
+                #expect(error?.code == .invalidArgument)
+                #expect(error?.message.contains(fragment) == true, "\(error?.message ?? "") lacks \(fragment)")
             }
-            #expect(error?.code == .invalidArgument)
-            #expect(error?.message.contains(fragment) == true, "\(error?.message ?? "") lacks \(fragment)")
+            // Refused before the backend was asked: nothing was created.
+            let volumes = try await backend.listVolumes()
+            #expect(volumes.isEmpty)
         }
     }
 
-    @Test func createVolumeOutsideRequisiteTopologyIsExhausted() async {
-        var request = CreateVolumeRequest()
-        request.name = "pvc-1"
-        request.volumeCapabilities = [Self.capability(.singleNodeWriter)]
-        var topology = Topology()
-        topology.segments = [Self.configuration.topologyKey: "node9"]
-        var requirement = TopologyRequirement()
-        requirement.requisite = [topology]
-        request.accessibilityRequirements = requirement
-        let error = await #expect(throws: RPCError.self) {
-            try await Self.controller().createVolume(request, context: Self.context("CreateVolume"))
+    @Test func createVolumeOutsideRequisiteTopologyIsExhausted() async throws {
+        try await withLoopFileBackend { backend, _ in
+            var request = CreateVolumeRequest()
+            request.name = "pvc-1"
+            request.volumeCapabilities = [Self.capability(.singleNodeWriter)]
+            var topology = Topology()
+            topology.segments = [Self.configuration.topologyKey: "node9"]
+            var requirement = TopologyRequirement()
+            requirement.requisite = [topology]
+            request.accessibilityRequirements = requirement
+            let error = await #expect(throws: RPCError.self) {
+                try await Self.controller(backend).createVolume(request, context: Self.context("CreateVolume"))
+            }
+            #expect(error?.code == .resourceExhausted)
+            let volumes = try await backend.listVolumes()
+            #expect(volumes.isEmpty)
         }
-        #expect(error?.code == .resourceExhausted)
     }
 
     @Test func unknownObjectsAreNotFoundAndDeletesSucceed() async throws {
-        let controller = Self.controller()
-        var get = ControllerGetVolumeRequest()
-        get.volumeID = "pvc-gone"
-        let error = await #expect(throws: RPCError.self) { try await controller.controllerGetVolume(get, context: Self.context("x")) }
-        #expect(error?.code == .notFound)
-        var source = CreateSnapshotRequest()
-        source.name = "snap"
-        source.sourceVolumeID = "pvc-gone"
-        let snapError = await #expect(throws: RPCError.self) { try await controller.createSnapshot(source, context: Self.context("x")) }
-        #expect(snapError?.code == .notFound)
-        var delete = DeleteVolumeRequest()
-        delete.volumeID = "--force; rm"
-        _ = try await controller.deleteVolume(delete, context: Self.context("DeleteVolume"))
+        try await withLoopFileBackend { backend, _ in
+            let controller = Self.controller(backend)
+            var get = ControllerGetVolumeRequest()
+            get.volumeID = "pvc-gone"
+            let error = await #expect(throws: RPCError.self) { try await controller.controllerGetVolume(get, context: Self.context("x")) }
+            #expect(error?.code == .notFound)
+            var source = CreateSnapshotRequest()
+            source.name = "snap"
+            source.sourceVolumeID = "pvc-gone"
+            let snapError = await #expect(throws: RPCError.self) { try await controller.createSnapshot(source, context: Self.context("x")) }
+            #expect(snapError?.code == .notFound)
+            var delete = DeleteVolumeRequest()
+            delete.volumeID = "--force; rm"
+            _ = try await controller.deleteVolume(delete, context: Self.context("DeleteVolume"))
+            #expect(try await backend.listSnapshots().isEmpty)
+        }
     }
 
     @Test func secretsNeverReachTheLog() async throws {
-        let sink = MemoryLogSink()
-        let controller = Self.controller(sink)
-        var request = DeleteVolumeRequest()
-        request.volumeID = "pvc-1"
-        request.secrets = ["password": "hunter2-very-secret", "token": "t0ken-value"]
-        _ = try await controller.deleteVolume(request, context: Self.context("DeleteVolume"))
-        #expect(!sink.text.contains("hunter2-very-secret"))
-        #expect(!sink.text.contains("t0ken-value"))
-        #expect(sink.text.contains("secrets=2"))
-        #expect(sink.text.contains("pvc-1"))
+        try await withLoopFileBackend { backend, _ in
+            let sink = MemoryLogSink()
+            let controller = Self.controller(backend, sink)
+            var request = DeleteVolumeRequest()
+            request.volumeID = "pvc-1"
+            request.secrets = ["password": "hunter2-very-secret", "token": "t0ken-value"]
+            _ = try await controller.deleteVolume(request, context: Self.context("DeleteVolume"))
+            #expect(!sink.text.contains("hunter2-very-secret"))
+            #expect(!sink.text.contains("t0ken-value"))
+            #expect(sink.text.contains("secrets=2"))
+            #expect(sink.text.contains("pvc-1"))
+        }
     }
 
-    @Test func mountFlagsNeverReachTheLog() async {
-        let sink = MemoryLogSink()
-        var capability = Self.capability(.singleNodeWriter, fsType: "ext4")
-        var mount = VolumeCapability.MountVolume()
-        mount.fsType = "ext4"
-        mount.mountFlags = ["noatime", "cred=hunter2-flag"]
-        capability.accessType = .mount(mount)
-        var request = CreateVolumeRequest()
-        request.name = "pvc-flags"
-        request.volumeCapabilities = [capability]
-        _ = try? await Self.controller(sink).createVolume(request, context: Self.context("CreateVolume"))
-        #expect(sink.text.contains("pvc-flags"))
-        #expect(sink.text.contains("2 mount flags"))
-        #expect(!sink.text.contains("hunter2-flag"))
+    @Test func mountFlagsNeverReachTheLog() async throws {
+        try await withLoopFileBackend { backend, _ in
+            let sink = MemoryLogSink()
+            var capability = Self.capability(.singleNodeWriter, fsType: "ext4")
+            var mount = VolumeCapability.MountVolume()
+            mount.fsType = "ext4"
+            mount.mountFlags = ["noatime", "cred=hunter2-flag"]
+            capability.accessType = .mount(mount)
+            var request = CreateVolumeRequest()
+            request.name = "pvc-flags"
+            request.volumeCapabilities = [capability]
+            var range = CapacityRange()
+            range.requiredBytes = 1 << 20
+            request.capacityRange = range
+            let created = try await Self.controller(backend, sink).createVolume(request, context: Self.context("CreateVolume"))
+            #expect(created.volume?.capacityBytes == 1 << 20)
+            #expect(sink.text.contains("pvc-flags"))
+            #expect(sink.text.contains("2 mount flags"))
+            #expect(!sink.text.contains("hunter2-flag"))
+        }
     }
 
     @Test func probeFailsWhileTheBackendDoesNotAnswer() async throws {
-        struct DownStore: VolumeStore {
-            func probe() async throws { throw StoreError(.failed, "volume group vg0 does not answer") }
-            func volume(id: String) async throws -> StoredVolume? { nil }
-            func volumes() async throws -> [StoredVolume] { [] }
-            func createVolume(_ spec: VolumeSpec) async throws -> StoredVolume { throw StoreError(.failed, "down") }
-            func deleteVolume(id: String) async throws {}
-            func expandVolume(id: String, to bytes: Int64) async throws -> StoredVolume { throw StoreError(.failed, "down") }
-            func availableCapacity(parameters: [String: String]) async throws -> Int64 { 0 }
-            func snapshot(id: String) async throws -> StoredSnapshot? { nil }
-            func snapshots() async throws -> [StoredSnapshot] { [] }
-            func createSnapshot(name: String, sourceVolumeID: String) async throws -> StoredSnapshot { throw StoreError(.failed, "down") }
-            func deleteSnapshot(id: String) async throws {}
-            func devicePath(volumeID: String) async throws -> String { throw StoreError(.failed, "down") }
+        try await withLoopFileBackend { backend, dir in
+            let log = RequestLog(logger: .disabled)
+            let identity = IdentityServer(configuration: Self.configuration, backend: backend, log: log)
+            #expect(try await identity.probe(ProbeRequest(), context: Self.context("Probe")).ready == true)
+            let info = try await identity.getPluginInfo(GetPluginInfoRequest(), context: Self.context("GetPluginInfo"))
+            #expect(info.name == "lvm.csi.swift-csi.io")
+            #expect(info.vendorVersion == DriverConfiguration.version)
+            #expect(info.manifest["backend"] == "loopfile")
+            // The backend's directory disappears: the driver is no longer ready, and says where.
+            removeTree(dir + "/loop")
+            let error = await #expect(throws: RPCError.self) { try await identity.probe(ProbeRequest(), context: Self.context("Probe")) }
+            #expect(error?.code == .failedPrecondition)
+            #expect(error?.message.contains(dir + "/loop") == true, "\(error?.message ?? "")")
         }
-        let log = RequestLog(logger: .disabled)
-        let down = IdentityServer(configuration: Self.configuration, store: DownStore(), log: log)
-        let error = await #expect(throws: RPCError.self) { try await down.probe(ProbeRequest(), context: Self.context("Probe")) }
-        #expect(error?.code == .failedPrecondition)
-        #expect(error?.message.contains("vg0 does not answer") == true)
-        let up = IdentityServer(configuration: Self.configuration, store: EmptyStore(), log: log)
-        #expect(try await up.probe(ProbeRequest(), context: Self.context("Probe")).ready == true)
-        let info = try await up.getPluginInfo(GetPluginInfoRequest(), context: Self.context("GetPluginInfo"))
-        #expect(info.name == "lvm.csi.swift-csi.io")
-        #expect(info.vendorVersion == DriverConfiguration.version)
     }
 }

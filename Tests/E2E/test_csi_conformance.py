@@ -373,6 +373,41 @@ def test_create_volume_too_large_is_resource_exhausted(driver):
     expect_code(C.RESOURCE_EXHAUSTED, create, driver, size=1 << 50)
 
 
+def test_capacity_range_the_backend_cannot_meet_is_out_of_range(driver):
+    """Sizes round up to the allocation unit (a MiB for loop files, a 4 MiB extent for LVM). A
+    range with no such size in it is OUT_OF_RANGE, the spec's code for an unsupported capacity
+    range, for CreateVolume and ControllerExpandVolume alike, and nothing is created or grown."""
+    pb = driver.csi.pb
+    vol_name = name()
+    details = expect_code(C.OUT_OF_RANGE, driver.controller.CreateVolume, pb.CreateVolumeRequest(
+        name=vol_name, volume_capabilities=[mount_cap(driver.csi)],
+        capacity_range=pb.CapacityRange(required_bytes=5 * MIB + 1, limit_bytes=5 * MIB + 4096)))
+    assert str(5 * MIB + 4096) in details
+    listed = driver.controller.ListVolumes(pb.ListVolumesRequest()).entries
+    assert vol_name not in {e.volume.volume_id for e in listed}  # ids are the names when those are valid LVM names
+
+    volume = create(driver, size=8 * MIB)
+    try:
+        assert volume.capacity_bytes == 8 * MIB
+        expect_code(C.OUT_OF_RANGE, driver.controller.ControllerExpandVolume, pb.ControllerExpandVolumeRequest(
+            volume_id=volume.volume_id, capacity_range=pb.CapacityRange(required_bytes=9 * MIB + 1, limit_bytes=9 * MIB + 4096)))
+        got = driver.controller.ControllerGetVolume(pb.ControllerGetVolumeRequest(volume_id=volume.volume_id))
+        assert got.volume.capacity_bytes == 8 * MIB
+
+        # A volume restored from a snapshot holds at least the snapshot: a smaller limit is OUT_OF_RANGE.
+        snapshot = driver.controller.CreateSnapshot(pb.CreateSnapshotRequest(
+            name=name("snapshot"), source_volume_id=volume.volume_id)).snapshot
+        try:
+            source = pb.VolumeContentSource(snapshot=pb.VolumeContentSource.SnapshotSource(snapshot_id=snapshot.snapshot_id))
+            expect_code(C.OUT_OF_RANGE, driver.controller.CreateVolume, pb.CreateVolumeRequest(
+                name=name(), volume_capabilities=[mount_cap(driver.csi)], volume_content_source=source,
+                capacity_range=pb.CapacityRange(required_bytes=MIB, limit_bytes=4 * MIB)))
+        finally:
+            driver.controller.DeleteSnapshot(pb.DeleteSnapshotRequest(snapshot_id=snapshot.snapshot_id))
+    finally:
+        delete(driver, volume.volume_id)
+
+
 def test_create_volume_outside_requisite_topology(driver):
     pb = driver.csi.pb
     requirement = pb.TopologyRequirement(requisite=[pb.Topology(segments={TOPOLOGY_KEY: "another-node"})])

@@ -36,6 +36,33 @@ struct LVMBackendTests {
         }
     }
 
+    /// Sizes round up to whole extents (4 MiB here); a rounded size past the limit is `.outOfRange`
+    /// and nothing is created or grown, while a limit below the required size is a bad argument.
+    @Test func extentRoundingPastTheLimitIsOutOfRange() async throws {
+        try await withVolumeGroup { vg, _ in
+            let lvm = try backend(vg)
+            let mib: UInt64 = 1 << 20
+            await #expect {
+                try await lvm.createVolume(VolumeRequest(name: "pvc-odd", requiredBytes: 5 * mib, limitBytes: 6 * mib))
+            } throws: { error in
+                guard let error = error as? StorageError else { return false }
+                return error.code == .outOfRange && error.message.contains("\(8 * mib)") && error.message.contains("\(6 * mib)")
+            }
+            #expect(try await lvm.volume(id: "pvc-odd") == nil)
+            await #expect {
+                try await lvm.createVolume(VolumeRequest(name: "pvc-odd", requiredBytes: 8 * mib, limitBytes: 6 * mib))
+            } throws: { ($0 as? StorageError)?.code == .invalidArgument }
+            let volume = try await lvm.createVolume(VolumeRequest(name: "pvc-odd", requiredBytes: 5 * mib, limitBytes: 8 * mib))
+            #expect(volume.capacityBytes == 8 * mib)
+            await #expect { try await lvm.expandVolume(id: volume.id, toBytes: 9 * mib, limitBytes: 10 * mib) } throws: {
+                ($0 as? StorageError)?.code == .outOfRange
+            }
+            #expect(try await lvm.volume(id: volume.id)?.capacityBytes == 8 * mib)
+            #expect(try await lvm.expandVolume(id: volume.id, toBytes: 9 * mib, limitBytes: 12 * mib).capacityBytes == 12 * mib)
+            try await lvm.deleteVolume(id: volume.id)
+        }
+    }
+
     @Test func requestNamesThatAreNotLVMNamesGetHashedIDs() async throws {
         try await withVolumeGroup { vg, _ in
             let lvm = try backend(vg)
@@ -56,7 +83,7 @@ struct LVMBackendTests {
             }
             #expect(try await lvm.volume(id: "too-big") == nil)
             let small = try await lvm.createVolume(VolumeRequest(name: "small", requiredBytes: 8 << 20))
-            await #expect { try await lvm.expandVolume(id: small.id, toBytes: 1 << 30) } throws: {
+            await #expect { try await lvm.expandVolume(id: small.id, toBytes: 1 << 30, limitBytes: nil) } throws: {
                 ($0 as? StorageError)?.code == .insufficientCapacity
             }
         }
@@ -66,11 +93,11 @@ struct LVMBackendTests {
         try await withVolumeGroup { vg, _ in
             let lvm = try backend(vg)
             let volume = try await lvm.createVolume(VolumeRequest(name: "pvc-grow", requiredBytes: 8 << 20))
-            let grown = try await lvm.expandVolume(id: volume.id, toBytes: 30 << 20)
+            let grown = try await lvm.expandVolume(id: volume.id, toBytes: 30 << 20, limitBytes: nil)
             #expect(grown.capacityBytes == 32 << 20)
-            let same = try await lvm.expandVolume(id: volume.id, toBytes: 16 << 20)
+            let same = try await lvm.expandVolume(id: volume.id, toBytes: 16 << 20, limitBytes: nil)
             #expect(same.capacityBytes == 32 << 20)
-            await #expect { try await lvm.expandVolume(id: "nope", toBytes: 1) } throws: { ($0 as? StorageError)?.code == .notFound }
+            await #expect { try await lvm.expandVolume(id: "nope", toBytes: 1, limitBytes: nil) } throws: { ($0 as? StorageError)?.code == .notFound }
             try await lvm.deleteVolume(id: volume.id)
             try await lvm.deleteVolume(id: volume.id)
             try await lvm.deleteVolume(id: "never-existed")

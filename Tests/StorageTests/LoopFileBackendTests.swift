@@ -90,7 +90,7 @@ struct LoopFileBackendTests {
 
             // Expand online, then grow the filesystem.
             let before = try await mounter.statistics(path: staging)
-            let grown = try await backend.expandVolume(id: volume.id, toBytes: size * 2)
+            let grown = try await backend.expandVolume(id: volume.id, toBytes: size * 2, limitBytes: nil)
             #expect(grown.capacityBytes == size * 2)
             #expect(try await mounter.blockDeviceSize(device) == size * 2)
             let after: FilesystemStatistics
@@ -209,6 +209,33 @@ struct LoopFileBackendTests {
         }
     }
 
+    /// Sizes round up to whole MiB; when the rounded size passes the limit, nothing is created or
+    /// grown and the error is `.outOfRange`.
+    @Test func roundingPastTheLimitIsOutOfRange() async throws {
+        try await withBackend { backend, base in
+            let mib: UInt64 = 1 << 20
+            await #expect {
+                try await backend.createVolume(VolumeRequest(name: "pvc-odd", requiredBytes: 5 * mib + 1, limitBytes: 5 * mib + 4096))
+            } throws: { error in
+                guard let error = error as? StorageError else { return false }
+                return error.code == .outOfRange && error.message.contains("\(6 * mib)") && error.message.contains("\(5 * mib + 4096)")
+            }
+            #expect(try await backend.listVolumes().isEmpty)
+            #expect(access(base + "/data/volumes/pvc-odd.img", F_OK) != 0)
+            // The limit itself is a whole MiB: accepted.
+            let volume = try await backend.createVolume(VolumeRequest(name: "pvc-odd", requiredBytes: 5 * mib + 1, limitBytes: 6 * mib))
+            #expect(volume.capacityBytes == 6 * mib)
+            await #expect { try await backend.expandVolume(id: volume.id, toBytes: 7 * mib + 1, limitBytes: 7 * mib + 4096) } throws: {
+                ($0 as? StorageError)?.code == .outOfRange
+            }
+            #expect(try await backend.volume(id: volume.id)?.capacityBytes == 6 * mib)
+            // Already as large as asked: unchanged, whatever the limit.
+            #expect(try await backend.expandVolume(id: volume.id, toBytes: 6 * mib, limitBytes: 6 * mib).capacityBytes == 6 * mib)
+            #expect(try await backend.expandVolume(id: volume.id, toBytes: 7 * mib + 1, limitBytes: 8 * mib).capacityBytes == 8 * mib)
+            try await backend.deleteVolume(id: volume.id)
+        }
+    }
+
     @Test func capacityAndConflicts() async throws {
         try await withBackend { backend, _ in
             let free = try await backend.capacity(parameters: [:])
@@ -230,7 +257,7 @@ struct LoopFileBackendTests {
             } throws: {
                 ($0 as? StorageError)?.code == .invalidArgument
             }
-            await #expect { try await backend.expandVolume(id: "nope", toBytes: 1) } throws: { ($0 as? StorageError)?.code == .notFound }
+            await #expect { try await backend.expandVolume(id: "nope", toBytes: 1, limitBytes: nil) } throws: { ($0 as? StorageError)?.code == .notFound }
             await #expect { try await backend.device(forVolume: "../etc") } throws: { ($0 as? StorageError)?.code == .notFound }
             try await backend.probe()
             // A restored volume holds at least the snapshot's data: a smaller limit is refused.
@@ -238,7 +265,7 @@ struct LoopFileBackendTests {
             await #expect {
                 try await backend.createVolume(
                     VolumeRequest(name: "small-restore", requiredBytes: 1 << 20, limitBytes: 2 << 20, sourceSnapshotID: snap.id))
-            } throws: { ($0 as? StorageError)?.code == .invalidArgument }
+            } throws: { ($0 as? StorageError)?.code == .outOfRange }
             let restored = try await backend.createVolume(VolumeRequest(name: "restore", requiredBytes: 1 << 20, sourceSnapshotID: snap.id))
             #expect(restored.capacityBytes == 1 << 30)
             try await backend.deleteVolume(id: restored.id)

@@ -94,6 +94,7 @@ package final class RegistrationEndpoint: Sendable {
         configuration.socketMode = 0o600
         configuration.maxConnections = 64
         configuration.maxReceiveMessageSize = 64 * 1024
+        configuration.reflectionFiles = [PluginRegistration.PluginregistrationProtoFile.descriptor]
         let server = GRPCServer(router: router, configuration: configuration)
         do {
             try server.start()

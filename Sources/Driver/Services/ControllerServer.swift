@@ -1,20 +1,24 @@
 public import CSI
 public import H2
 import ProtoWire
+package import Storage
 
 /// csi.v1.Controller for local volumes: the controller runs on the node that holds the storage,
 /// so every volume's accessible topology is this node.
 ///
 /// Mutating calls lock the volume (or snapshot) they touch; a second call on the same one while the
 /// first runs gets ABORTED. List, get, capacity and capability calls take no lock.
+///
+/// Sizes cross the CSI boundary here: the request's signed `capacity_range` is checked and becomes
+/// the backend's unsigned sizes; sizes in responses are clamped to `Int64`.
 public struct ControllerServer: ControllerService {
     let configuration: DriverConfiguration
-    let store: any VolumeStore
+    let backend: any VolumeBackend
     let locks: VolumeLocks
     let log: RequestLog
 
     /// Volumes made without a requested size get this many bytes.
-    package static let defaultVolumeBytes: Int64 = 1 << 30
+    package static let defaultVolumeBytes: UInt64 = 1 << 30
 
     /// Parameter keys CreateVolume and GetCapacity understand.
     package enum Parameter {
@@ -25,9 +29,9 @@ public struct ControllerServer: ControllerService {
         package static let all: Set<String> = [volumeGroup, vgPattern, thinPool, fsType]
     }
 
-    package init(configuration: DriverConfiguration, store: any VolumeStore, locks: VolumeLocks, log: RequestLog) {
+    package init(configuration: DriverConfiguration, backend: any VolumeBackend, locks: VolumeLocks, log: RequestLog) {
         self.configuration = configuration
-        self.store = store
+        self.backend = backend
         self.locks = locks
         self.log = log
     }
@@ -49,7 +53,7 @@ public struct ControllerServer: ControllerService {
             }
             try checkTopology(request.accessibilityRequirements)
 
-            var sourceSnapshot: StoredSnapshot?
+            var sourceSnapshot: Storage.Snapshot?
             switch request.volumeContentSource?.type {
             case nil:
                 break
@@ -57,7 +61,7 @@ public struct ControllerServer: ControllerService {
                 try Rules.require(source.snapshotID, "volume_content_source.snapshot.snapshot_id")
                 guard Rules.isPlausibleID(source.snapshotID),
                     let snapshot = try await ErrorMapping.mapping(
-                        "looking up the source snapshot", { try await store.snapshot(id: source.snapshotID) })
+                        "looking up the source snapshot", { try await backend.snapshot(id: source.snapshotID) })
                 else {
                     throw RPCError(code: .notFound, message: "source snapshot \(source.snapshotID) does not exist")
                 }
@@ -72,16 +76,16 @@ public struct ControllerServer: ControllerService {
                         message: "snapshot \(snapshot.id) holds \(snapshot.sizeBytes) bytes, more than limit_bytes \(limit)")
                 }
             }
-            // Repeats of one name are serialized; the store derives the id from the name and
+            // Repeats of one name are serialized; the backend derives the id from the name and
             // recognises a compatible repeat from what it recorded with the volume.
             return try await locks.withLock("name:" + request.name) {
                 let wanted = max(required == 0 ? Self.defaultVolumeBytes : required, sourceSnapshot?.sizeBytes ?? 0)
-                let spec = VolumeSpec(
-                    name: request.name, requiredBytes: limit > 0 ? min(wanted, limit) : wanted, limitBytes: limit,
+                let volumeRequest = VolumeRequest(
+                    name: request.name, requiredBytes: limit > 0 ? min(wanted, limit) : wanted, limitBytes: limit > 0 ? limit : nil,
                     fsType: request.parameters[Parameter.fsType] ?? Self.filesystem(of: request.volumeCapabilities),
                     sourceSnapshotID: sourceSnapshot?.id, parameters: placement)
                 let volume = try await ErrorMapping.mapping("creating volume \(request.name)") {
-                    try await store.createVolume(spec)
+                    try await backend.createVolume(volumeRequest)
                 }
                 try Self.checkCompatible(volume, name: request.name, required: required, limit: limit, snapshot: sourceSnapshot?.id)
                 var response = CreateVolumeResponse()
@@ -98,7 +102,7 @@ public struct ControllerServer: ControllerService {
             guard Rules.isPlausibleID(request.volumeID) else { return DeleteVolumeResponse() }
             return try await locks.withLock(request.volumeID) {
                 try await ErrorMapping.mapping("deleting volume \(request.volumeID)") {
-                    try await store.deleteVolume(id: request.volumeID)
+                    try await backend.deleteVolume(id: request.volumeID)
                 }
                 return DeleteVolumeResponse()
             }
@@ -142,7 +146,7 @@ public struct ControllerServer: ControllerService {
     public func listVolumes(_ request: ListVolumesRequest, context: ServerContext) async throws -> ListVolumesResponse {
         try await log.call("ListVolumes", request) {
             _ = try Rules.pageStart(request.startingToken)
-            let all = try await ErrorMapping.mapping("listing volumes") { try await store.volumes() }
+            let all = try await ErrorMapping.mapping("listing volumes") { try await backend.listVolumes() }
             let page = try Rules.page(all, id: \.id, maxEntries: request.maxEntries, token: request.startingToken)
             var response = ListVolumesResponse()
             response.entries = page.items.map { volume in
@@ -165,10 +169,10 @@ public struct ControllerServer: ControllerService {
             if request.volumeCapabilities.contains(where: { CapabilityRules.unsupportedReason($0) != nil }) { return response }
             let placement = try placement(request.parameters)
             let free = try await ErrorMapping.mapping("reading free space") {
-                try await store.availableCapacity(parameters: placement)
+                try await backend.capacity(parameters: placement)
             }
-            response.availableCapacity = free
-            response.maximumVolumeSize = free
+            response.availableCapacity = Int64(clamping: free)
+            response.maximumVolumeSize = Int64(clamping: free)
             return response
         }
     }
@@ -208,7 +212,7 @@ public struct ControllerServer: ControllerService {
                 var result = volume
                 if volume.capacityBytes < required {
                     result = try await ErrorMapping.mapping("expanding volume \(request.volumeID) to \(required) bytes") {
-                        try await store.expandVolume(id: request.volumeID, to: required)
+                        try await backend.expandVolume(id: request.volumeID, toBytes: required, limitBytes: limit > 0 ? limit : nil)
                     }
                 }
                 if limit > 0 && result.capacityBytes > limit {
@@ -217,7 +221,7 @@ public struct ControllerServer: ControllerService {
                         message: "volume \(request.volumeID) is \(result.capacityBytes) bytes, more than limit_bytes \(limit)")
                 }
                 var response = ControllerExpandVolumeResponse()
-                response.capacityBytes = result.capacityBytes
+                response.capacityBytes = Int64(clamping: result.capacityBytes)
                 response.nodeExpansionRequired = !CapabilityRules.isBlock(request.volumeCapability)
                 return response
             }
@@ -257,7 +261,7 @@ public struct ControllerServer: ControllerService {
             return try await locks.withLock("snapshot:" + request.name, request.sourceVolumeID) {
                 _ = try await existingVolume(request.sourceVolumeID)
                 let snapshot = try await ErrorMapping.mapping("snapshotting volume \(request.sourceVolumeID) as \(request.name)") {
-                    try await store.createSnapshot(name: request.name, sourceVolumeID: request.sourceVolumeID)
+                    try await backend.createSnapshot(name: request.name, sourceVolumeID: request.sourceVolumeID)
                 }
                 guard snapshot.sourceVolumeID == request.sourceVolumeID else {
                     throw RPCError(
@@ -276,7 +280,7 @@ public struct ControllerServer: ControllerService {
             guard Rules.isPlausibleID(request.snapshotID) else { return DeleteSnapshotResponse() }
             return try await locks.withLock(request.snapshotID) {
                 try await ErrorMapping.mapping("deleting snapshot \(request.snapshotID)") {
-                    try await store.deleteSnapshot(id: request.snapshotID)
+                    try await backend.deleteSnapshot(id: request.snapshotID)
                 }
                 return DeleteSnapshotResponse()
             }
@@ -286,7 +290,7 @@ public struct ControllerServer: ControllerService {
     public func listSnapshots(_ request: ListSnapshotsRequest, context: ServerContext) async throws -> ListSnapshotsResponse {
         try await log.call("ListSnapshots", request) {
             _ = try Rules.pageStart(request.startingToken)
-            var all = try await ErrorMapping.mapping("listing snapshots") { try await store.snapshots() }
+            var all = try await ErrorMapping.mapping("listing snapshots") { try await backend.listSnapshots() }
             if !request.snapshotID.isEmpty { all = all.filter { $0.id == request.snapshotID } }
             if !request.sourceVolumeID.isEmpty { all = all.filter { $0.sourceVolumeID == request.sourceVolumeID } }
             let page = try Rules.page(all, id: \.id, maxEntries: request.maxEntries, token: request.startingToken)
@@ -308,7 +312,7 @@ public struct ControllerServer: ControllerService {
                 let snapshot = try await ErrorMapping.mapping(
                     "looking up snapshot \(request.snapshotID)",
                     {
-                        try await store.snapshot(id: request.snapshotID)
+                        try await backend.snapshot(id: request.snapshotID)
                     })
             else { throw RPCError(code: .notFound, message: "snapshot \(request.snapshotID) does not exist") }
             var response = GetSnapshotResponse()
@@ -320,15 +324,16 @@ public struct ControllerServer: ControllerService {
     // MARK: - Helpers
 
     /// The volume with `id`, or NOT_FOUND.
-    func existingVolume(_ id: String) async throws -> StoredVolume {
+    func existingVolume(_ id: String) async throws -> Storage.Volume {
         guard Rules.isPlausibleID(id),
-            let volume = try await ErrorMapping.mapping("looking up volume \(id)", { try await store.volume(id: id) })
+            let volume = try await ErrorMapping.mapping("looking up volume \(id)", { try await backend.volume(id: id) })
         else { throw RPCError(code: .notFound, message: "volume \(id) does not exist") }
         return volume
     }
 
-    /// Required and limit bytes from a capacity range, checked.
-    static func capacity(_ range: CapacityRange?) throws(RPCError) -> (required: Int64, limit: Int64) {
+    /// Required and limit bytes from a capacity range, checked and converted to the backend's
+    /// unsigned sizes (0: unspecified).
+    static func capacity(_ range: CapacityRange?) throws(RPCError) -> (required: UInt64, limit: UInt64) {
         let required = range?.requiredBytes ?? 0
         let limit = range?.limitBytes ?? 0
         guard required >= 0, limit >= 0 else {
@@ -339,11 +344,13 @@ public struct ControllerServer: ControllerService {
         if limit > 0 && required > limit {
             throw RPCError(code: .invalidArgument, message: "capacity_range: required_bytes \(required) is more than limit_bytes \(limit)")
         }
-        return (required, limit)
+        return (UInt64(required), UInt64(limit))
     }
 
     /// ALREADY_EXISTS unless `existing` satisfies a repeated request.
-    static func checkCompatible(_ existing: StoredVolume, name: String, required: Int64, limit: Int64, snapshot: String?) throws(RPCError) {
+    static func checkCompatible(
+        _ existing: Storage.Volume, name: String, required: UInt64, limit: UInt64, snapshot: String?
+    ) throws(RPCError) {
         if let recorded = existing.name, recorded != name {
             throw RPCError(code: .alreadyExists, message: "volume id \(existing.id) already belongs to the name \(recorded)")
         }
@@ -361,7 +368,7 @@ public struct ControllerServer: ControllerService {
         }
     }
 
-    /// The placement parameters for the store, checked: `volumeGroup` or `vgPattern`, `thinPool`;
+    /// The placement parameters for the backend, checked: `volumeGroup` or `vgPattern`, `thinPool`;
     /// `fsType` is the driver's own and is not passed on. Unknown keys are INVALID_ARGUMENT.
     func placement(_ parameters: [String: String]) throws(RPCError) -> [String: String] {
         var out: [String: String] = [:]
@@ -421,10 +428,10 @@ public struct ControllerServer: ControllerService {
         topology.segments.allSatisfy { key, value in key != configuration.topologyKey || value == configuration.nodeID }
     }
 
-    func csiVolume(_ volume: StoredVolume) -> Volume {
-        var out = Volume()
+    func csiVolume(_ volume: Storage.Volume) -> CSI.Volume {
+        var out = CSI.Volume()
         out.volumeID = volume.id
-        out.capacityBytes = volume.capacityBytes
+        out.capacityBytes = Int64(clamping: volume.capacityBytes)
         var context = ["location": volume.location]
         if let fsType = volume.fsType { context["fsType"] = fsType }
         out.volumeContext = context
@@ -441,24 +448,24 @@ public struct ControllerServer: ControllerService {
         return out
     }
 
-    static func condition(_ volume: StoredVolume) -> VolumeCondition {
-        var condition = VolumeCondition()
-        condition.abnormal = volume.abnormal != nil
-        condition.message = volume.abnormal ?? "volume \(volume.id) is healthy"
+    static func condition(_ volume: Storage.Volume) -> CSI.VolumeCondition {
+        var condition = CSI.VolumeCondition()
+        condition.abnormal = volume.condition.abnormal
+        condition.message = volume.condition.abnormal ? volume.condition.message : "volume \(volume.id) is healthy"
         return condition
     }
 
-    static func csiSnapshot(_ snapshot: StoredSnapshot) -> Snapshot {
-        var out = Snapshot()
+    static func csiSnapshot(_ snapshot: Storage.Snapshot) -> CSI.Snapshot {
+        var out = CSI.Snapshot()
         out.snapshotID = snapshot.id
         out.sourceVolumeID = snapshot.sourceVolumeID
-        out.sizeBytes = snapshot.sizeBytes
+        out.sizeBytes = Int64(clamping: snapshot.sizeBytes)
         out.readyToUse = snapshot.readyToUse
-        out.creationTime = Timestamp(seconds: snapshot.creationSeconds)
+        out.creationTime = Timestamp(seconds: snapshot.creationTime)
         return out
     }
 
-    static func snapshotResponse(_ snapshot: StoredSnapshot) -> CreateSnapshotResponse {
+    static func snapshotResponse(_ snapshot: Storage.Snapshot) -> CreateSnapshotResponse {
         var response = CreateSnapshotResponse()
         response.snapshot = csiSnapshot(snapshot)
         return response

@@ -1,16 +1,17 @@
 public import CSI
 public import H2
+package import Storage
 
 /// csi.v1.Identity: who the driver is, what it can do, and whether its storage answers.
 /// No call takes a volume lock: nothing here changes state.
 public struct IdentityServer: IdentityService {
     let configuration: DriverConfiguration
-    let store: any VolumeStore
+    let backend: any VolumeBackend
     let log: RequestLog
 
-    package init(configuration: DriverConfiguration, store: any VolumeStore, log: RequestLog) {
+    package init(configuration: DriverConfiguration, backend: any VolumeBackend, log: RequestLog) {
         self.configuration = configuration
-        self.store = store
+        self.backend = backend
         self.log = log
     }
 
@@ -50,7 +51,7 @@ public struct IdentityServer: IdentityService {
     public func probe(_ request: ProbeRequest, context: ServerContext) async throws -> ProbeResponse {
         try await log.call("Probe", request) {
             do {
-                try await store.probe()
+                try await backend.probe()
             } catch {
                 throw RPCError(
                     code: .failedPrecondition, message: "not ready: \(ErrorMapping.rpcError(error, while: "probing the storage").message)")

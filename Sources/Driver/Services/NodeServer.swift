@@ -14,18 +14,18 @@ package import Storage
 /// request completes an interrupted one.
 public struct NodeServer: NodeService {
     let configuration: DriverConfiguration
-    let store: any VolumeStore
+    let backend: any VolumeBackend
     let mounter: any Mounter
     let paths: KubeletPathPolicy
     let locks: VolumeLocks
     let log: RequestLog
 
     package init(
-        configuration: DriverConfiguration, store: any VolumeStore, mounter: any Mounter, paths: KubeletPathPolicy,
+        configuration: DriverConfiguration, backend: any VolumeBackend, mounter: any Mounter, paths: KubeletPathPolicy,
         locks: VolumeLocks, log: RequestLog
     ) {
         self.configuration = configuration
-        self.store = store
+        self.backend = backend
         self.mounter = mounter
         self.paths = paths
         self.locks = locks
@@ -233,9 +233,9 @@ public struct NodeServer: NodeService {
             try Rules.require(request.volumeID, "volume_id")
             try Rules.require(request.volumePath, "volume_path")
             let path = try checked(request.volumePath, field: "volume_path")
-            let volume: StoredVolume? =
+            let volume: Storage.Volume? =
                 Rules.isPlausibleID(request.volumeID)
-                ? try await ErrorMapping.mapping("looking up volume \(request.volumeID)", { try await store.volume(id: request.volumeID) })
+                ? try await ErrorMapping.mapping("looking up volume \(request.volumeID)", { try await backend.volume(id: request.volumeID) })
                 : nil
             guard let kind = Self.fileKind(path) else {
                 if volume == nil { throw RPCError(code: .notFound, message: "volume \(request.volumeID) does not exist") }
@@ -247,7 +247,7 @@ public struct NodeServer: NodeService {
                 throw RPCError(code: .notFound, message: "volume \(request.volumeID) does not exist")
             }
             var response = NodeGetVolumeStatsResponse()
-            var condition = VolumeCondition()
+            var condition = CSI.VolumeCondition()
             guard mounted else {
                 condition.abnormal = true
                 condition.message = "nothing is mounted at \(path): the mount of volume \(request.volumeID) is gone"
@@ -257,25 +257,26 @@ public struct NodeServer: NodeService {
             if kind == S_IFBLK {
                 var bytes = VolumeUsage()
                 bytes.unit = .bytes
-                bytes.total = BackendVolumeStore.clamp(try await mapped("sizing \(path)") { try await mounter.blockDeviceSize(path) })
+                bytes.total = Int64(clamping: try await mapped("sizing \(path)") { try await mounter.blockDeviceSize(path) })
                 response.usage = [bytes]
             } else {
                 let stats = try await mapped("reading usage of \(path)") { try await mounter.statistics(path: path) }
                 var bytes = VolumeUsage()
                 bytes.unit = .bytes
-                bytes.total = BackendVolumeStore.clamp(stats.totalBytes)
-                bytes.available = BackendVolumeStore.clamp(stats.availableBytes)
-                bytes.used = BackendVolumeStore.clamp(stats.usedBytes)
+                bytes.total = Int64(clamping: stats.totalBytes)
+                bytes.available = Int64(clamping: stats.availableBytes)
+                bytes.used = Int64(clamping: stats.usedBytes)
                 var inodes = VolumeUsage()
                 inodes.unit = .inodes
-                inodes.total = BackendVolumeStore.clamp(stats.totalInodes)
-                inodes.available = BackendVolumeStore.clamp(stats.freeInodes)
-                inodes.used = BackendVolumeStore.clamp(stats.usedInodes)
+                inodes.total = Int64(clamping: stats.totalInodes)
+                inodes.available = Int64(clamping: stats.freeInodes)
+                inodes.used = Int64(clamping: stats.usedInodes)
                 response.usage = [bytes, inodes]
             }
             if let volume {
-                condition.abnormal = volume.abnormal != nil
-                condition.message = volume.abnormal ?? "volume \(request.volumeID) is healthy and mounted at \(path)"
+                condition.abnormal = volume.condition.abnormal
+                condition.message =
+                    volume.condition.abnormal ? volume.condition.message : "volume \(request.volumeID) is healthy and mounted at \(path)"
             } else {
                 condition.abnormal = true
                 condition.message = "volume \(request.volumeID) is mounted at \(path) but no longer exists in the backend"
@@ -309,7 +310,7 @@ public struct NodeServer: NodeService {
                         try await mounter.resizeFilesystem(on: device, mountedAt: path)
                     }
                 }
-                let size = BackendVolumeStore.clamp(try await mapped("sizing \(device)") { try await mounter.blockDeviceSize(device) })
+                let size = Int64(clamping: try await mapped("sizing \(device)") { try await mounter.blockDeviceSize(device) })
                 if required > 0 && size < required {
                     throw RPCError(
                         code: .outOfRange,
@@ -346,9 +347,9 @@ public struct NodeServer: NodeService {
     }
 
     /// The volume, or NOT_FOUND.
-    func knownVolume(_ id: String) async throws -> StoredVolume {
+    func knownVolume(_ id: String) async throws -> Storage.Volume {
         guard Rules.isPlausibleID(id),
-            let volume = try await ErrorMapping.mapping("looking up volume \(id)", { try await store.volume(id: id) })
+            let volume = try await ErrorMapping.mapping("looking up volume \(id)", { try await backend.volume(id: id) })
         else { throw RPCError(code: .notFound, message: "volume \(id) does not exist") }
         return volume
     }
@@ -357,7 +358,10 @@ public struct NodeServer: NodeService {
     /// FAILED_PRECONDITION when this machine cannot give it a device node.
     func device(of id: String) async throws -> String {
         _ = try await knownVolume(id)
-        return try await ErrorMapping.mapping("finding the device of volume \(id)") { try await store.devicePath(volumeID: id) }
+        switch try await ErrorMapping.mapping("finding the device of volume \(id)", { try await backend.device(forVolume: id) }) {
+        case .node(let path): return path
+        case .unavailable(let reason): throw ErrorMapping.deviceUnavailable(volumeID: id, reason: reason)
+        }
     }
 
     /// Unmounts `path` and, when `remove` is set, deletes it. When nothing is there, the call

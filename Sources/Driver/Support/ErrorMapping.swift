@@ -1,32 +1,45 @@
 package import H2
+package import Storage
 
-/// The one place where backend and mount errors become gRPC status codes.
+/// The one place where backend and mount errors become gRPC status codes, following the CSI
+/// spec's error tables.
 package enum ErrorMapping {
     /// Maps `error` to the `RPCError` a CSI caller receives. `RPCError`s pass through unchanged;
-    /// store errors map by kind; anything else is INTERNAL, prefixed with what was being done.
+    /// Storage errors map by code, their message and details prefixed with what was being done;
+    /// anything else is INTERNAL.
     package static func rpcError(_ error: any Error, while action: String) -> RPCError {
         if let rpc = error as? RPCError { return rpc }
-        if let store = error as? StoreError {
-            return RPCError(code: code(for: store.kind), message: "\(action): \(store.message)")
-        }
-        if let mapped = StorageErrorBridge.storeError(error) {
-            return RPCError(code: code(for: mapped.kind), message: "\(action): \(mapped.message)")
+        if let storage = error as? StorageError {
+            var message = storage.message
+            if !storage.details.isEmpty { message += " (" + storage.details.joined(separator: "; ") + ")" }
+            return RPCError(code: code(for: storage.code), message: "\(action): \(message)")
         }
         return RPCError(code: .internalError, message: "\(action): \(error)")
     }
 
-    /// The gRPC code of a store error kind.
-    package static func code(for kind: StoreError.Kind) -> RPCError.Code {
-        switch kind {
+    /// The gRPC code of a Storage error code.
+    package static func code(for code: StorageError.Code) -> RPCError.Code {
+        switch code {
         case .notFound: .notFound
         case .alreadyExists: .alreadyExists
-        case .insufficientSpace: .resourceExhausted
+        // No room in the volume group, pool or directory.
+        case .insufficientCapacity: .resourceExhausted
+        // "Unsupported capacity_range": no allocatable size lies within the range.
         case .outOfRange: .outOfRange
-        case .invalidArgument: .invalidArgument
-        case .inUse: .failedPrecondition
-        case .unavailable: .failedPrecondition
-        case .failed: .internalError
+        case .invalidName, .invalidArgument: .invalidArgument
+        // In use (mounted, has snapshots), or not possible on this machine: the caller must
+        // change something first.
+        case .busy, .unsupported: .failedPrecondition
+        default: .internalError
         }
+    }
+
+    /// FAILED_PRECONDITION for a volume that exists but has no device node on this machine (for
+    /// example LVM without device-mapper).
+    package static func deviceUnavailable(volumeID: String, reason: String) -> RPCError {
+        RPCError(
+            code: .failedPrecondition,
+            message: "finding the device of volume \(volumeID): volume \(volumeID) has no device node on this node: \(reason)")
     }
 
     /// Runs `body`, mapping whatever it throws.

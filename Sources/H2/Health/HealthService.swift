@@ -68,6 +68,9 @@ public struct HealthService: GRPCServiceRegistrable {
     /// Creates the service over `status`.
     public init(status: HealthStatus) { self.status = status }
 
+    /// The descriptor of `health.proto`, which a server serving this service describes through reflection.
+    public static let protoFiles: [ProtoFileDescriptor] = [GRPCHealth.HealthProtoFile.descriptor]
+
     /// `/grpc.health.v1.Health/Check`.
     public static let check = GRPCMethodDescriptor(service: "grpc.health.v1.Health", method: "Check", kind: .unary)
     /// `/grpc.health.v1.Health/List`.

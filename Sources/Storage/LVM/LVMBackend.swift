@@ -228,7 +228,7 @@ public final class LVMBackend: VolumeBackend {
             size = roundUp(source.sizeBytes, to: group.extentBytes)
             if let limit = request.limitBytes, limit > 0, size > limit {
                 throw StorageError(
-                    .invalidArgument,
+                    .outOfRange,
                     "volume \(id): snapshot \(source.path) holds \(source.sizeBytes) bytes, above the limit of \(limit) bytes")
             }
         }
@@ -323,13 +323,19 @@ public final class LVMBackend: VolumeBackend {
         try await remove(lv)
     }
 
-    public func expandVolume(id: String, toBytes bytes: UInt64) async throws(StorageError) -> Volume {
+    public func expandVolume(id: String, toBytes bytes: UInt64, limitBytes: UInt64?) async throws(StorageError) -> Volume {
         let state = try await cache.fresh()
         guard let lv = owned(state, id: id, kind: "volume"), let group = state.group(lv.volumeGroup) else {
             throw StorageError(.notFound, "volume \(id) not found in any volume group")
         }
         let size = roundUp(bytes, to: group.extentBytes)
         if size <= lv.sizeBytes { return volume(lv, state) }
+        if let limit = limitBytes, limit > 0, size > limit {
+            throw StorageError(
+                .outOfRange,
+                "volume \(lv.path): \(bytes) bytes rounded up to the extent size \(group.extentBytes) is \(size) bytes, above the limit of \(limit) bytes"
+            )
+        }
         if !lv.isThinVolume && size - lv.sizeBytes > group.freeBytes {
             throw StorageError(
                 .insufficientCapacity,
@@ -483,7 +489,7 @@ public final class LVMBackend: VolumeBackend {
         let size = roundUp(max(request.requiredBytes, 1), to: extent)
         if let limit = request.limitBytes, limit > 0, size > limit {
             throw StorageError(
-                .invalidArgument,
+                .outOfRange,
                 "volume \(id): \(request.requiredBytes) bytes rounded up to the extent size \(extent) is \(size) bytes, above the limit of \(limit) bytes"
             )
         }

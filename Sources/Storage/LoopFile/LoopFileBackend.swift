@@ -132,7 +132,7 @@ public final class LoopFileBackend: VolumeBackend {
         if let limit = request.limitBytes, limit > 0 {
             guard size <= limit else {
                 throw StorageError(
-                    .invalidArgument,
+                    .outOfRange,
                     "volume \(id): \(request.requiredBytes) bytes rounded up to whole MiB is \(size), above the limit of \(limit) bytes")
             }
         }
@@ -164,7 +164,7 @@ public final class LoopFileBackend: VolumeBackend {
             }
             if let sourceRecord, let limit = request.limitBytes, limit > 0, sourceRecord.capacityBytes > limit {
                 throw StorageError(
-                    .invalidArgument,
+                    .outOfRange,
                     "volume \(id): snapshot \(sourceRecord.id) holds \(sourceRecord.capacityBytes) bytes, above the limit of \(limit) bytes"
                 )
             }
@@ -190,13 +190,17 @@ public final class LoopFileBackend: VolumeBackend {
         try await delete(kind: "volume", id: id)
     }
 
-    public func expandVolume(id: String, toBytes bytes: UInt64) async throws(StorageError) -> Volume {
+    public func expandVolume(id: String, toBytes bytes: UInt64, limitBytes: UInt64?) async throws(StorageError) -> Volume {
         try await offload { [self] () throws(StorageError) -> Volume in
             guard var record = try record(kind: "volume", id: id), record.owner == owner else {
                 throw StorageError(.notFound, "volume \(id) not found in \(directory)/volumes")
             }
             let size = roundUp(bytes, to: 1 << 20)
             if size <= record.capacityBytes { return volume(record) }
+            if let limit = limitBytes, limit > 0, size > limit {
+                throw StorageError(
+                    .outOfRange, "volume \(id): \(bytes) bytes rounded up to whole MiB is \(size), above the limit of \(limit) bytes")
+            }
             let available = try availableBytes()
             guard size - record.capacityBytes <= available else {
                 throw StorageError(
