@@ -581,7 +581,8 @@ final class ChannelCore: @unchecked Sendable {
                         message: "\(call.path) on \(self.target) exceeded its deadline of \(timeout)\(connecting)"))
             }
         }
-        withConnection(ignoringBackoff: false) { result in
+        call.connectWaiter = withConnection(ignoringBackoff: false) { result in
+            call.connectWaiter = nil
             if call.finished { return }
             switch result {
             case .failure(let e):
@@ -593,6 +594,10 @@ final class ChannelCore: @unchecked Sendable {
     }
 
     func cancel(_ call: ClientCall, _ error: RPCError) {
+        if let id = call.connectWaiter {
+            call.connectWaiter = nil
+            _ = removeWaiter(id)
+        }
         if let c = call.connection { c.cancel(call, error) } else { call.complete(error) }
     }
 
