@@ -17,6 +17,10 @@ public struct GRPCChannelConfiguration: Sendable {
     public var keepaliveInterval: Duration? = nil
     /// Close the connection when a keepalive PING is not answered within this time.
     public var keepaliveTimeout: Duration = .seconds(20)
+    /// How long one TCP connection attempt may wait for the handshake before it fails with
+    /// UNAVAILABLE naming the target. The wait happens on the client loop without blocking it;
+    /// a call whose deadline is shorter fails at its deadline instead.
+    public var connectTimeout: Duration = .seconds(20)
     /// The `:authority` sent; defaults to `localhost` for Unix sockets and `host:port` for TCP.
     public var authority: String? = nil
     /// Defaults.
@@ -110,8 +114,9 @@ public final class GRPCChannel: Sendable {
         let deadline = ContinuousClock.now + timeout
         var delay = Duration.milliseconds(5)
         while true {
+            let remaining = max(deadline - ContinuousClock.now, .zero)
             let error: RPCError? = await withCheckedContinuation { (c: CheckedContinuation<RPCError?, Never>) in
-                core.loop.execute { core.connectForReady { c.resume(returning: $0) } }
+                core.loop.execute { core.connectForReady(timeout: remaining) { c.resume(returning: $0) } }
             }
             guard let error else { return }
             let now = ContinuousClock.now
@@ -358,6 +363,10 @@ final class ChannelCore: @unchecked Sendable {
     let configuration: GRPCChannelConfiguration
     let authority: String
     private var connection: ClientConnection? = nil
+    /// The TCP handshake in flight, if any, and who waits for it.
+    private var pending: PendingConnect? = nil
+    private var waiters: [(id: Int, done: (Result<ClientConnection, RPCError>) -> Void)] = []
+    private var nextWaiterID = 0
     private var failures = 0
     private var nextAttempt: UInt64 = 0
     private var lastError: RPCError? = nil
@@ -381,33 +390,92 @@ final class ChannelCore: @unchecked Sendable {
         closed = true
         connection?.close(reason: "the channel was closed")
         connection = nil
-    }
-
-    /// A usable connection, connecting when there is none (unless within the backoff pause).
-    private func currentConnection(ignoringBackoff: Bool) -> Result<ClientConnection, RPCError> {
-        if closed { return .failure(RPCError(code: .unavailable, message: "the channel to \(target) is closed")) }
-        if let c = connection, c.usable { return .success(c) }
-        connection = nil
-        if !ignoringBackoff, let e = lastError, monotonicNanos() < nextAttempt { return .failure(e) }
-        do {
-            let c = try connect()
-            failures = 0
-            lastError = nil
-            connection = c
-            return .success(c)
-        } catch {
-            failures += 1
-            var pause = configuration.initialBackoff
-            for _ in 1..<min(failures, 20) { pause = pause * 1.6 }
-            pause = min(pause, configuration.maxBackoff)
-            nextAttempt = monotonicNanos() &+ pause.nanoseconds
-            let e = RPCError(code: .unavailable, message: "cannot connect to \(target): \(error.reason)")
-            lastError = e
-            return .failure(e)
+        if let p = pending {
+            pending = nil
+            p.abandon(on: loop)
+            Sys.close(p.fd)
+            fail(waitersOf: RPCError(code: .unavailable, message: "the channel to \(target) was closed while connecting"))
         }
     }
 
-    private func connect() throws(SystemError) -> ClientConnection {
+    /// Calls `done` with a usable connection, connecting when there is none (unless within the
+    /// backoff pause). A TCP connect that does not complete at once is waited for on the loop
+    /// (writability, then `SO_ERROR`), so other calls keep running meanwhile; `done` then runs
+    /// when it finishes, fails, or exceeds ``GRPCChannelConfiguration/connectTimeout``.
+    ///
+    /// - Returns: the waiter's id when `done` has not run yet (see ``removeWaiter(_:)``).
+    @discardableResult
+    private func withConnection(
+        ignoringBackoff: Bool, _ done: @escaping (Result<ClientConnection, RPCError>) -> Void
+    ) -> Int? {
+        if closed {
+            done(.failure(RPCError(code: .unavailable, message: "the channel to \(target) is closed")))
+            return nil
+        }
+        if let c = connection, c.usable {
+            done(.success(c))
+            return nil
+        }
+        if pending == nil {
+            connection = nil
+            if !ignoringBackoff, let e = lastError, monotonicNanos() < nextAttempt {
+                done(.failure(e))
+                return nil
+            }
+            do {
+                if let c = try connect() {
+                    succeeded(c)
+                    done(.success(c))
+                    return nil
+                }
+            } catch {
+                done(.failure(failed(error)))
+                return nil
+            }
+        }
+        let id = nextWaiterID
+        nextWaiterID &+= 1
+        waiters.append((id, done))
+        return id
+    }
+
+    /// Forgets a waiter of ``withConnection(ignoringBackoff:_:)`` whose caller gave up; false when it already ran.
+    private func removeWaiter(_ id: Int) -> Bool {
+        guard let index = waiters.firstIndex(where: { $0.id == id }) else { return false }
+        waiters.remove(at: index)
+        return true
+    }
+
+    private func succeeded(_ c: ClientConnection) {
+        failures = 0
+        lastError = nil
+        connection = c
+    }
+
+    /// Counts a failed attempt, sets the pause before the next one, and returns the error calls get.
+    private func failed(_ error: SystemError) -> RPCError {
+        failures += 1
+        var pause = configuration.initialBackoff
+        for _ in 1..<min(failures, 20) { pause = pause * 1.6 }
+        pause = min(pause, configuration.maxBackoff)
+        nextAttempt = monotonicNanos() &+ pause.nanoseconds
+        let detail =
+            error.errno == ETIMEDOUT && error.call == "connect"
+            ? "no answer within \(configuration.connectTimeout) (\(error.reason))" : error.reason
+        let e = RPCError(code: .unavailable, message: "cannot connect to \(target): \(detail)")
+        lastError = e
+        return e
+    }
+
+    private func fail(waitersOf error: RPCError) {
+        let list = waiters
+        waiters.removeAll()
+        for w in list { w.done(.failure(error)) }
+    }
+
+    /// Starts connecting: the connection when the socket connected at once, nil when a TCP
+    /// handshake is in flight (``pending``).
+    private func connect() throws(SystemError) -> ClientConnection? {
         let fd = try Sys.socket(address.family, Int32(SOCK_STREAM.rawValue))
         do throws(SystemError) {
             let rc = try address.withSockAddr { (sa, len) throws(SystemError) -> Int32 in
@@ -417,31 +485,71 @@ final class ChannelCore: @unchecked Sendable {
                 }
             }
             if rc == EINPROGRESS {
-                var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                _ = poll(&p, 1, 2000)
-                let e = Sys.socketError(fd)
-                if e != 0 { throw SystemError(call: "connect", errno: e, subject: target) }
-            } else if rc != 0 {
-                throw SystemError(call: "connect", errno: rc, subject: target)
+                let p = PendingConnect(fd: fd) { [weak self] p in self?.finishConnecting(p) }
+                p.token = try loop.register(fd, events: Epoll.writable, p)
+                p.registered = true
+                p.timer = loop.schedule(after: configuration.connectTimeout) { [weak self, weak p] in
+                    guard let self, let p else { return }
+                    p.timedOut = true
+                    self.finishConnecting(p)
+                }
+                pending = p
+                return nil
             }
-            if case .tcp = address { try? Sys.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1) }
-            let conn = ClientConnection(loop: loop, fd: fd, target: target)
-            conn.onClosed = { [weak self] c in
-                if self?.connection === c { self?.connection = nil }
-            }
-            let keepalive = configuration.keepaliveInterval.map { ($0, configuration.keepaliveTimeout) }
-            try conn.start(keepalive: keepalive)
-            return conn
+            if rc != 0 { throw SystemError(call: "connect", errno: rc, subject: target) }
+            return try makeConnection(fd)
         } catch {
             Sys.close(fd)
             throw error
         }
     }
 
-    func connectForReady(_ done: @escaping (RPCError?) -> Void) {
-        switch currentConnection(ignoringBackoff: true) {
-        case .failure(let e): done(e)
-        case .success(let c): c.whenReady(done)
+    /// The handshake of ``pending`` finished (or timed out): hand the connection or the error to the waiters.
+    private func finishConnecting(_ p: PendingConnect) {
+        guard pending === p else { return }
+        pending = nil
+        p.abandon(on: loop)
+        let code = p.timedOut ? ETIMEDOUT : Sys.socketError(p.fd)
+        let result: Result<ClientConnection, RPCError>
+        do throws(SystemError) {
+            if code != 0 { throw SystemError(call: "connect", errno: code, subject: target) }
+            let c = try makeConnection(p.fd)
+            succeeded(c)
+            result = .success(c)
+        } catch {
+            Sys.close(p.fd)
+            result = .failure(failed(error))
+        }
+        let list = waiters
+        waiters.removeAll()
+        for w in list { w.done(result) }
+    }
+
+    private func makeConnection(_ fd: Int32) throws(SystemError) -> ClientConnection {
+        if case .tcp = address { try? Sys.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1) }
+        let conn = ClientConnection(loop: loop, fd: fd, target: target)
+        conn.onClosed = { [weak self] c in
+            if self?.connection === c { self?.connection = nil }
+        }
+        let keepalive = configuration.keepaliveInterval.map { ($0, configuration.keepaliveTimeout) }
+        try conn.start(keepalive: keepalive)
+        return conn
+    }
+
+    /// Calls `done` once a server answers (its SETTINGS arrived) or connecting failed; gives up
+    /// with UNAVAILABLE after `timeout` when the connect has not finished by then.
+    func connectForReady(timeout: Duration, _ done: @escaping (RPCError?) -> Void) {
+        let id = withConnection(ignoringBackoff: true) { result in
+            switch result {
+            case .failure(let e): done(e)
+            case .success(let c): c.whenReady(done)
+            }
+        }
+        guard let id else { return }
+        let target = self.target
+        loop.schedule(after: timeout) { [weak self] in
+            guard let self, self.removeWaiter(id) else { return }
+            done(RPCError(code: .unavailable, message: "connecting to \(target) did not finish within \(timeout)"))
         }
     }
 
@@ -459,25 +567,37 @@ final class ChannelCore: @unchecked Sendable {
         return ClientCall(path: path, headers: h, maxMessageSize: configuration.maxReceiveMessageSize, onMessage: onMessage, onClose: onClose)
     }
 
-    /// Sends the call's headers on the current connection and arms its deadline.
+    /// Arms the call's deadline, then sends its headers once there is a connection (which may
+    /// first have to be made; the deadline covers that wait too).
     func start(_ call: ClientCall, timeout: Duration?) {
-        switch currentConnection(ignoringBackoff: false) {
-        case .failure(let e):
-            call.complete(e)
-        case .success(let conn):
-            if let e = conn.submit(call) {
-                call.complete(e)
-                return
+        if let timeout {
+            call.timer = loop.schedule(after: timeout) { [weak self] in
+                guard let self else { return }
+                let connecting = call.connection == nil && self.pending != nil ? " while connecting to \(self.target)" : ""
+                self.cancel(
+                    call,
+                    RPCError(
+                        code: .deadlineExceeded,
+                        message: "\(call.path) on \(self.target) exceeded its deadline of \(timeout)\(connecting)"))
             }
-            if let timeout {
-                call.timer = loop.schedule(after: timeout) { [weak self] in
-                    self?.cancel(call, RPCError(code: .deadlineExceeded, message: "\(call.path) on \(self?.target ?? "") exceeded its deadline of \(timeout)"))
-                }
+        }
+        call.connectWaiter = withConnection(ignoringBackoff: false) { result in
+            call.connectWaiter = nil
+            if call.finished { return }
+            switch result {
+            case .failure(let e):
+                call.complete(e)
+            case .success(let conn):
+                if let e = conn.submit(call) { call.complete(e) }
             }
         }
     }
 
     func cancel(_ call: ClientCall, _ error: RPCError) {
+        if let id = call.connectWaiter {
+            call.connectWaiter = nil
+            _ = removeWaiter(id)
+        }
         if let c = call.connection { c.cancel(call, error) } else { call.complete(error) }
     }
 
@@ -517,6 +637,33 @@ final class ChannelCore: @unchecked Sendable {
                     self.cancel(call, RPCError(code: .cancelled, message: "\(path) on \(target) was cancelled"))
                 }
             }
+        }
+    }
+}
+
+/// A TCP connect in flight: its socket waits on the loop for writability. Loop thread only.
+final class PendingConnect: LoopSelectable, @unchecked Sendable {
+    let fd: Int32
+    var token: UInt64 = 0
+    var registered = false
+    var timer: LoopTimer? = nil
+    var timedOut = false
+    private let onEvent: (PendingConnect) -> Void
+
+    init(fd: Int32, onEvent: @escaping (PendingConnect) -> Void) {
+        self.fd = fd
+        self.onEvent = onEvent
+    }
+
+    func handleEvent(_ events: UInt32) { onEvent(self) }
+
+    /// Stops watching the socket (which stays open) and cancels the timeout.
+    func abandon(on loop: EventLoop) {
+        timer?.cancel()
+        timer = nil
+        if registered {
+            registered = false
+            loop.deregister(fd, token: token)
         }
     }
 }

@@ -3,8 +3,8 @@
 // which file defines this symbol or extension, which files does a file need.
 //
 // The registry keeps only the serialized files. Symbols are found by walking a file's
-// descriptor when asked (field numbers from google/protobuf/descriptor.proto), which costs tens
-// of microseconds per lookup and no memory between lookups.
+// descriptor when asked, comparing names in place: tens of microseconds per lookup, next to no
+// allocation, and no memory between lookups.
 
 /// One `.proto` file: its path, the paths it imports, and its `google.protobuf.FileDescriptorProto`
 /// as protoc handed it to the code generator, without `source_code_info`.
@@ -110,18 +110,19 @@ public struct ProtoDescriptorRegistry: Sendable {
     /// Adds `files` (in any order) and the well-known files they import.
     ///
     /// A file already registered with the same contents is skipped. Nothing is added when
-    /// any file fails.
+    /// any file fails. Each new file's top-level structure is read here; what lies deeper is
+    /// read by the lookups, which skip a file they cannot read.
     /// - Throws: ``ProtoDescriptorError``: a file is malformed or disagrees with its name or
     ///   dependencies, a different file of the same name is registered, two files define one
-    ///   symbol, or an import is missing.
+    ///   package-level symbol, or an import is missing.
     public mutating func register(_ newFiles: [ProtoFileDescriptor]) throws(ProtoDescriptorError) {
         var next = self
-        var added: [FileSummary] = []
+        var added: [ProtoFileDescriptor] = []
         for file in newFiles {
-            if try next.insert(file) { added.append(try Self.summary(of: file)) }
+            if try next.insert(file) { added.append(file) }
         }
         // Imports: registered, part of this batch, or well-known (added here).
-        var pending = added.map(\.file)
+        var pending = added
         while let file = pending.popLast() {
             for dependency in file.dependencies where next.indexByName[dependency] == nil {
                 guard let known = WellKnownProtoFiles.all.first(where: { $0.name == dependency }) else {
@@ -130,24 +131,19 @@ public struct ProtoDescriptorRegistry: Sendable {
                         message: "\(file.name) imports \(dependency), which is neither registered nor a well-known file")
                 }
                 _ = try next.insert(known)
-                added.append(try Self.summary(of: known))
+                added.append(known)
                 pending.append(known)
             }
         }
-        // Every symbol defined once across all files.
+        // Every package-level symbol defined once across all files (nested names live inside
+        // those, so they cannot collide unless their parents do).
         if !added.isEmpty {
             var owner: [String: String] = [:]
             for file in next.files {
-                let summary: FileSummary
-                if let known = added.first(where: { $0.file.name == file.name }) {
-                    summary = known
-                } else {
-                    summary = try Self.summary(of: file)
-                }
-                for symbol in summary.symbols {
-                    if let other = owner.updateValue(file.name, forKey: symbol.name), other != file.name {
+                for symbol in try Self.packageLevelSymbols(of: file) {
+                    if let other = owner.updateValue(file.name, forKey: symbol), other != file.name {
                         throw ProtoDescriptorError(
-                            code: .duplicateSymbol, message: "\(symbol.name) is defined in both \(other) and \(file.name)")
+                            code: .duplicateSymbol, message: "\(symbol) is defined in both \(other) and \(file.name)")
                     }
                 }
             }
@@ -177,35 +173,26 @@ public struct ProtoDescriptorRegistry: Sendable {
     /// The file defining `symbol`: a message, field, oneof, enum, enum value, service, method or
     /// extension, by its fully qualified name (`csi.v1.CreateVolumeRequest.name`; a leading `.` is allowed).
     public func file(containingSymbol symbol: String) -> ProtoFileDescriptor? {
-        kindOf(symbol).map { files[$0.file] }
+        resolve(symbol).map { files[$0.file] }
     }
 
     /// The kind of `symbol` (see ``file(containingSymbol:)``), if a registered file defines it.
     public func symbolKind(_ symbol: String) -> ProtoSymbolKind? {
-        kindOf(symbol)?.kind
+        resolve(symbol)?.kind
     }
 
     /// The file declaring extension `number` of the message `type` (fully qualified).
     public func file(containingExtension number: Int32, of type: String) -> ProtoFileDescriptor? {
-        let type = Self.unqualified(type)
-        for file in files {
-            guard let summary = try? Self.summary(of: file) else { continue }
-            if summary.extensions.contains(where: { $0.extendee == type && $0.number == number }) { return file }
-        }
-        return nil
+        let extendee = "." + Self.unqualified(type)
+        return files.first { Self.extensionNumbers(of: extendee, in: $0).contains(number) }
     }
 
     /// The extension numbers the registered files declare for the message `type` (fully
     /// qualified), ascending; nil when no registered file defines such a message.
     public func extensionNumbers(of type: String) -> [Int32]? {
-        let type = Self.unqualified(type)
-        guard kindOf(type)?.kind == .message else { return nil }
-        var numbers: [Int32] = []
-        for file in files {
-            guard let summary = try? Self.summary(of: file) else { continue }
-            numbers += summary.extensions.filter { $0.extendee == type }.map(\.number)
-        }
-        return numbers.sorted()
+        guard resolve(type)?.kind == .message else { return nil }
+        let extendee = "." + Self.unqualified(type)
+        return files.flatMap { Self.extensionNumbers(of: extendee, in: $0) }.sorted()
     }
 
     /// `file` followed by every file it imports, directly or not, each once, breadth first.
@@ -222,60 +209,172 @@ public struct ProtoDescriptorRegistry: Sendable {
         return result
     }
 
-    private func kindOf(_ symbol: String) -> (file: Int, kind: ProtoSymbolKind)? {
-        let symbol = Self.unqualified(symbol)
-        for (index, file) in files.enumerated() {
-            guard let summary = try? Self.summary(of: file) else { continue }
-            if !summary.package.isEmpty && !symbol.hasPrefix(summary.package + ".") { continue }
-            if let found = summary.symbols.first(where: { $0.name == symbol }) { return (index, found.kind) }
-        }
-        return nil
-    }
-
     private static func unqualified(_ name: String) -> String {
         name.hasPrefix(".") ? String(name.dropFirst()) : name
     }
 
-    // MARK: Reading FileDescriptorProto
+    // MARK: Walking FileDescriptorProto
+    //
+    // Field numbers from google/protobuf/descriptor.proto: FileDescriptorProto name 1, package 2,
+    // dependency 3, message_type 4, enum_type 5, service 6, extension 7; DescriptorProto name 1,
+    // field 2, nested_type 3, enum_type 4, extension 6, oneof_decl 8; EnumDescriptorProto value 2;
+    // ServiceDescriptorProto method 2; FieldDescriptorProto name 1, extendee 2, number 3.
+    // Names are compared in place, so a lookup allocates next to nothing.
 
-    /// What one file defines.
-    struct FileSummary {
-        var file: ProtoFileDescriptor
-        var package = ""
-        var symbols: [(name: String, kind: ProtoSymbolKind)] = []
-        var extensions: [(extendee: String, number: Int32)] = []
+    /// The index of the file defining `symbol`, and what the symbol is.
+    private func resolve(_ symbol: String) -> (file: Int, kind: ProtoSymbolKind)? {
+        let symbol = Self.unqualified(symbol)
+        for (index, file) in files.enumerated() {
+            let kind = file.serializedBytes.withUnsafeBytes { raw -> ProtoSymbolKind? in
+                try? Self.resolve(symbol, inFile: raw)
+            }
+            if let kind { return (index, kind) }
+        }
+        return nil
     }
 
-    /// Reads `file`'s descriptor and checks it against its name and dependencies.
-    static func summary(of file: ProtoFileDescriptor) throws(ProtoDescriptorError) -> FileSummary {
-        var summary = FileSummary(file: file)
+    private static func resolve(_ symbol: String, inFile file: UnsafeRawBufferPointer) throws(ProtoWireError) -> ProtoSymbolKind? {
+        var rest = Substring(symbol)
+        if let package = try first(2, in: file, where: { _ throws(ProtoWireError) in true }), package.count > 0 {
+            let utf8 = rest.utf8
+            guard utf8.count > package.count, utf8.starts(with: package) else { return nil }
+            let dot = utf8.index(utf8.startIndex, offsetBy: package.count)
+            guard utf8[dot] == UInt8(ascii: ".") else { return nil }
+            rest = rest[utf8.index(after: dot)...]
+        }
+        let components = rest.split(separator: ".", omittingEmptySubsequences: false)
+        guard let head = components.first, !components.contains(where: \.isEmpty) else { return nil }
+        let last = components.count == 1
+        if let message = try first(4, in: file, where: { m throws(ProtoWireError) in try named(m, head) }) {
+            return last ? .message : try resolve(components.dropFirst(), inMessage: message, depth: 1)
+        }
+        if let service = try first(6, in: file, where: { s throws(ProtoWireError) in try named(s, head) }) {
+            if last { return .service }
+            guard components.count == 2 else { return nil }
+            let method = components[components.startIndex + 1]
+            return try first(2, in: service, where: { m throws(ProtoWireError) in try named(m, method) }) != nil ? .method : nil
+        }
+        guard last else { return nil }
+        return try resolveLeaf(head, enumsField: 5, extensionsField: 7, in: file)
+    }
+
+    /// A name directly inside a message (or nested deeper, through its nested messages).
+    private static func resolve(
+        _ components: ArraySlice<Substring>, inMessage message: UnsafeRawBufferPointer, depth: Int
+    ) throws(ProtoWireError) -> ProtoSymbolKind? {
+        guard depth < ProtoReader.maximumDepth, let head = components.first else { return nil }
+        let last = components.count == 1
+        if let nested = try first(3, in: message, where: { m throws(ProtoWireError) in try named(m, head) }) {
+            return last ? .message : try resolve(components.dropFirst(), inMessage: nested, depth: depth + 1)
+        }
+        guard last else { return nil }
+        if try first(2, in: message, where: { f throws(ProtoWireError) in try named(f, head) }) != nil { return .field }
+        if try first(8, in: message, where: { o throws(ProtoWireError) in try named(o, head) }) != nil { return .oneof }
+        return try resolveLeaf(head, enumsField: 4, extensionsField: 6, in: message)
+    }
+
+    /// An enum, an enum value (named beside its enum) or an extension declared in `scope`.
+    private static func resolveLeaf(
+        _ name: Substring, enumsField: UInt32, extensionsField: UInt32, in scope: UnsafeRawBufferPointer
+    ) throws(ProtoWireError) -> ProtoSymbolKind? {
+        var kind: ProtoSymbolKind? = nil
+        _ = try first(enumsField, in: scope) { e throws(ProtoWireError) in
+            if try named(e, name) {
+                kind = .enumeration
+            } else if try first(2, in: e, where: { v throws(ProtoWireError) in try named(v, name) }) != nil {
+                kind = .enumValue
+            }
+            return kind != nil
+        }
+        if kind == nil, try first(extensionsField, in: scope, where: { x throws(ProtoWireError) in try named(x, name) }) != nil {
+            kind = .extension
+        }
+        return kind
+    }
+
+    /// The numbers of the extensions of `extendee` (`.pkg.Message`) declared anywhere in `file`.
+    private static func extensionNumbers(of extendee: String, in file: ProtoFileDescriptor) -> [Int32] {
+        var numbers: [Int32] = []
+        func scan(_ scope: UnsafeRawBufferPointer, extensionsField: UInt32, messagesField: UInt32, depth: Int) throws(ProtoWireError) {
+            guard depth < ProtoReader.maximumDepth else { return }
+            _ = try first(extensionsField, in: scope) { x throws(ProtoWireError) in
+                if let target = try first(2, in: x, where: { _ throws(ProtoWireError) in true }),
+                    target.elementsEqual(extendee.utf8)
+                {
+                    numbers.append(try number(of: x))
+                }
+                return false
+            }
+            _ = try first(messagesField, in: scope) { m throws(ProtoWireError) in
+                try scan(m, extensionsField: 6, messagesField: 3, depth: depth + 1)
+                return false
+            }
+        }
+        file.serializedBytes.withUnsafeBytes { raw in
+            do throws(ProtoWireError) { try scan(raw, extensionsField: 7, messagesField: 4, depth: 0) } catch { numbers = [] }
+        }
+        return numbers
+    }
+
+    /// The first length-delimited field `number` of `bytes` for which `match` holds.
+    private static func first(
+        _ number: UInt32, in bytes: UnsafeRawBufferPointer,
+        where match: (UnsafeRawBufferPointer) throws(ProtoWireError) -> Bool
+    ) throws(ProtoWireError) -> UnsafeRawBufferPointer? {
+        var r = ProtoReader(bytes)
+        while let tag = try r.nextTag() {
+            if tag.rawValue == number << 3 | 2 {
+                let value = try r.readLengthDelimited()
+                if try match(value) { return value }
+            } else {
+                try r.skipField()
+            }
+        }
+        return nil
+    }
+
+    /// Whether the descriptor message `bytes` has `name` (field 1).
+    private static func named(_ bytes: UnsafeRawBufferPointer, _ name: Substring) throws(ProtoWireError) -> Bool {
+        try first(1, in: bytes, where: { _ throws(ProtoWireError) in true })?.elementsEqual(name.utf8) ?? name.isEmpty
+    }
+
+    /// The `number` (field 3) of a `FieldDescriptorProto`.
+    private static func number(of field: UnsafeRawBufferPointer) throws(ProtoWireError) -> Int32 {
+        var r = ProtoReader(field)
+        var value: Int32 = 0
+        while let tag = try r.nextTag() {
+            if tag.rawValue == 3 << 3 | 0 { value = try r.readInt32() } else { try r.skipField() }
+        }
+        return value
+    }
+
+    /// Reads `file`'s top level, checks it against its name and dependencies, and returns the
+    /// fully qualified names it defines at package level (messages, enums, top-level enum
+    /// values, services, extensions).
+    static func packageLevelSymbols(of file: ProtoFileDescriptor) throws(ProtoDescriptorError) -> [String] {
         var name = ""
+        var package = ""
         var dependencies: [String] = []
+        var names: [String] = []
         let failure = file.serializedBytes.withUnsafeBytes { raw -> ProtoWireError? in
             do throws(ProtoWireError) {
                 var r = ProtoReader(raw)
-                var messages: [UnsafeRawBufferPointer] = []
-                var enums: [UnsafeRawBufferPointer] = []
-                var services: [UnsafeRawBufferPointer] = []
-                var extensions: [UnsafeRawBufferPointer] = []
                 while let tag = try r.nextTag() {
                     switch tag.rawValue {
                     case 1 << 3 | 2: name = try r.readString()
-                    case 2 << 3 | 2: summary.package = try r.readString()
+                    case 2 << 3 | 2: package = try r.readString()
                     case 3 << 3 | 2: dependencies.append(try r.readString())
-                    case 4 << 3 | 2: messages.append(try r.readLengthDelimited())
-                    case 5 << 3 | 2: enums.append(try r.readLengthDelimited())
-                    case 6 << 3 | 2: services.append(try r.readLengthDelimited())
-                    case 7 << 3 | 2: extensions.append(try r.readLengthDelimited())
+                    case 4 << 3 | 2, 6 << 3 | 2, 7 << 3 | 2: names.append(try nameString(try r.readLengthDelimited()))
+                    case 5 << 3 | 2:
+                        let e = try r.readLengthDelimited()
+                        names.append(try nameString(e))
+                        _ = try first(2, in: e) { v throws(ProtoWireError) in
+                            names.append(try nameString(v))
+                            return false
+                        }
                     default: try r.skipField()
                     }
                 }
-                // Package-level names come after the package, which may follow them on the wire.
-                let scope = summary.package
-                for bytes in messages { try readMessage(bytes, scope: scope, depth: 0, into: &summary) }
-                for bytes in enums { try readEnum(bytes, scope: scope, into: &summary) }
-                for bytes in services { try readService(bytes, scope: scope, into: &summary) }
-                for bytes in extensions { try readExtension(bytes, scope: scope, into: &summary) }
                 return nil
             } catch {
                 return error
@@ -292,88 +391,17 @@ public struct ProtoDescriptorRegistry: Sendable {
                     "\(file.name): expected a descriptor named \(file.name) importing \(file.dependencies), found one named \(name) importing \(dependencies)"
             )
         }
-        return summary
+        return package.isEmpty ? names : names.map { package + "." + $0 }
     }
 
-    private static func join(_ scope: String, _ name: String) -> String {
-        scope.isEmpty ? name : scope + "." + name
-    }
-
-    /// The `name` (field 1) of a descriptor message.
-    private static func readName(_ bytes: UnsafeRawBufferPointer) throws(ProtoWireError) -> String {
-        var r = ProtoReader(bytes)
-        while let tag = try r.nextTag() {
-            if tag.rawValue == 1 << 3 | 2 { return try r.readString() }
-            try r.skipField()
-        }
-        return ""
-    }
-
-    /// `DescriptorProto`: the message, its fields, oneofs, extensions, nested messages and enums.
-    private static func readMessage(
-        _ bytes: UnsafeRawBufferPointer, scope: String, depth: Int, into summary: inout FileSummary
-    ) throws(ProtoWireError) {
-        guard depth < ProtoReader.maximumDepth else {
-            throw ProtoWireError(code: .tooDeep, fieldNumber: 3, offset: nil, "message types nest deeper than \(ProtoReader.maximumDepth) levels")
-        }
-        let full = join(scope, try readName(bytes))
-        summary.symbols.append((full, .message))
-        var r = ProtoReader(bytes)
-        while let tag = try r.nextTag() {
-            switch tag.rawValue {
-            case 2 << 3 | 2: summary.symbols.append((join(full, try readName(try r.readLengthDelimited())), .field))
-            case 3 << 3 | 2: try readMessage(try r.readLengthDelimited(), scope: full, depth: depth + 1, into: &summary)
-            case 4 << 3 | 2: try readEnum(try r.readLengthDelimited(), scope: full, into: &summary)
-            case 6 << 3 | 2: try readExtension(try r.readLengthDelimited(), scope: full, into: &summary)
-            case 8 << 3 | 2: summary.symbols.append((join(full, try readName(try r.readLengthDelimited())), .oneof))
-            default: try r.skipField()
-            }
-        }
-    }
-
-    /// `EnumDescriptorProto`: the enum, and its values, which are scoped beside the enum (C++ rules).
-    private static func readEnum(_ bytes: UnsafeRawBufferPointer, scope: String, into summary: inout FileSummary) throws(ProtoWireError) {
-        summary.symbols.append((join(scope, try readName(bytes)), .enumeration))
-        var r = ProtoReader(bytes)
-        while let tag = try r.nextTag() {
-            if tag.rawValue == 2 << 3 | 2 {
-                summary.symbols.append((join(scope, try readName(try r.readLengthDelimited())), .enumValue))
-            } else {
-                try r.skipField()
-            }
-        }
-    }
-
-    /// `ServiceDescriptorProto`: the service and its methods.
-    private static func readService(_ bytes: UnsafeRawBufferPointer, scope: String, into summary: inout FileSummary) throws(ProtoWireError) {
-        let full = join(scope, try readName(bytes))
-        summary.symbols.append((full, .service))
-        var r = ProtoReader(bytes)
-        while let tag = try r.nextTag() {
-            if tag.rawValue == 2 << 3 | 2 {
-                summary.symbols.append((join(full, try readName(try r.readLengthDelimited())), .method))
-            } else {
-                try r.skipField()
-            }
-        }
-    }
-
-    /// An extension `FieldDescriptorProto`: its name, number and extended type.
-    private static func readExtension(_ bytes: UnsafeRawBufferPointer, scope: String, into summary: inout FileSummary) throws(ProtoWireError) {
+    /// The `name` (field 1) of a descriptor message, validated as UTF-8.
+    private static func nameString(_ bytes: UnsafeRawBufferPointer) throws(ProtoWireError) -> String {
         var r = ProtoReader(bytes)
         var name = ""
-        var extendee = ""
-        var number: Int32 = 0
         while let tag = try r.nextTag() {
-            switch tag.rawValue {
-            case 1 << 3 | 2: name = try r.readString()
-            case 2 << 3 | 2: extendee = try r.readString()
-            case 3 << 3 | 0: number = try r.readInt32()
-            default: try r.skipField()
-            }
+            if tag.rawValue == 1 << 3 | 2 { name = try r.readString() } else { try r.skipField() }
         }
-        summary.symbols.append((join(scope, name), .extension))
-        summary.extensions.append((unqualified(extendee), number))
+        return name
     }
 }
 

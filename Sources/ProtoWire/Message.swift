@@ -73,6 +73,23 @@ extension ProtoCodable {
         try protoMerge(from: &reader)
     }
 
+    /// Decodes a message from an array of bytes, rejecting malformed input with a typed error
+    /// (the same as ``ProtoMessage/init(serializedBytes:)-([UInt8])``, specialised per message).
+    @inlinable
+    public init(serializedBytes bytes: [UInt8]) throws(ProtoWireError) {
+        self.init()
+        let failure: ProtoWireError? = bytes.withUnsafeBytes { raw in
+            var reader = ProtoReader(raw)
+            do throws(ProtoWireError) {
+                try self.protoMerge(from: &reader)
+            } catch {
+                return error
+            }
+            return nil
+        }
+        if let failure { throw failure }
+    }
+
     /// Encodes the message into a new array of exactly ``protoEncodedSize`` bytes.
     @inlinable
     public func serializedBytes() -> [UInt8] {

@@ -250,16 +250,18 @@ public struct ProtoReader {
         if count == 0 { return "" }
         let bytes = UnsafeBufferPointer(
             start: base.unsafelyUnwrapped.advanced(by: start).assumingMemoryBound(to: UInt8.self), count: count)
-        // Copy into a new string; the stdlib validates as it creates it (no generic metadata lookups,
-        // unlike String(validating:)) but repairs invalid input, so the result equals the input
-        // exactly when the input was valid: ASCII input always is, anything else is compared.
-        var string = String(unsafeUninitializedCapacity: count) { buffer in
-            buffer.baseAddress.unsafelyUnwrapped.update(from: bytes.baseAddress.unsafelyUnwrapped, count: count)
-            return count
+        if ProtoReader.isASCII(bytes) {
+            // ASCII is valid UTF-8. Up to 15 bytes the string is stored inline (no allocation) and
+            // the closure form builds it cheapest; longer ones are copied once into new storage.
+            if count <= 15 {
+                return String(unsafeUninitializedCapacity: count) { buffer in
+                    buffer.baseAddress.unsafelyUnwrapped.update(from: bytes.baseAddress.unsafelyUnwrapped, count: count)
+                    return count
+                }
+            }
+            return String(decoding: bytes, as: UTF8.self)
         }
-        if ProtoReader.isASCII(bytes) { return string }
-        let valid = string.withUTF8 { decoded in decoded.count == count && decoded.elementsEqual(bytes) }
-        guard valid else { throw invalidUTF8(at: start) }
+        guard let string = String(validating: bytes, as: UTF8.self) else { throw invalidUTF8(at: start) }
         return string
     }
 
@@ -368,6 +370,54 @@ public struct ProtoReader {
         return count
     }
 
+    // MARK: Maps
+
+    /// Reads the run of map entries that starts with the current field (it and the fields right
+    /// after it with the same tag, up to 256 of them) and adds them to `map`; a later entry with an
+    /// equal key replaces the earlier one, as protobuf requires.
+    ///
+    /// The entries are decoded into temporary (stack) memory first and the dictionary is built or
+    /// extended once, with its capacity reserved for the whole run. `readEntry` decodes one
+    /// entry's body, filling in the defaults for a missing key or value. Fields that follow the
+    /// run, and longer runs, are left to the caller's loop (which calls this again).
+    ///
+    /// - Throws: what `enterMessage()` and `readEntry` throw; nothing is added to `map` then.
+    @inlinable
+    public mutating func readMapEntries<Key: Hashable, Value>(
+        into map: inout [Key: Value],
+        _ readEntry: (inout ProtoReader) throws(ProtoWireError) -> (Key, Value)
+    ) throws(ProtoWireError) {
+        let count = countFieldRun()
+        guard count > 0 else {
+            // The current entry's length is bad: let enterMessage() report it.
+            _ = try enterMessage()
+            return
+        }
+        let failure: ProtoWireError? = withUnsafeTemporaryAllocation(of: (Key, Value).self, capacity: count) { entries in
+            let first = entries.baseAddress.unsafelyUnwrapped
+            var read = 0
+            do throws(ProtoWireError) {
+                while read < count {
+                    if read > 0 { _ = try nextTag() }  // the same tag, counted above
+                    var entry = try enterMessage()
+                    (first + read).initialize(to: try readEntry(&entry))
+                    read &+= 1
+                }
+            } catch {
+                first.deinitialize(count: read)
+                return error
+            }
+            let run = ProtoMovingBuffer(first, count: read)
+            if map.isEmpty {
+                map = Dictionary(run, uniquingKeysWith: { _, last in last })
+            } else {
+                map.merge(run, uniquingKeysWith: { _, last in last })
+            }
+            return nil
+        }
+        if let failure { throw failure }
+    }
+
     // MARK: Skipping
 
     /// Skips the value of the field whose tag was just read.
@@ -473,5 +523,30 @@ public struct ProtoReader {
         var sub = try enterMessage()
         try message.protoMerge(from: &sub)
         field = message
+    }
+}
+
+/// Initialised elements in temporary memory, handed out by moving them: iterating to the end
+/// leaves the memory uninitialised, so a consumer that reads every element owns them all.
+@usableFromInline
+struct ProtoMovingBuffer<Element>: Sequence, IteratorProtocol {
+    @usableFromInline let base: UnsafeMutablePointer<Element>
+    @usableFromInline let count: Int
+    @usableFromInline var index = 0
+
+    @inlinable
+    init(_ base: UnsafeMutablePointer<Element>, count: Int) {
+        self.base = base
+        self.count = count
+    }
+
+    @inlinable
+    var underestimatedCount: Int { count &- index }
+
+    @inlinable
+    mutating func next() -> Element? {
+        guard index < count else { return nil }
+        defer { index &+= 1 }
+        return (base + index).move()
     }
 }

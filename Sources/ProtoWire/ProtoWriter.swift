@@ -125,9 +125,14 @@ public struct ProtoWriter {
     /// Writes a string's UTF-8 bytes followed by (that is, preceded on the wire by) their length.
     @inlinable
     public mutating func writeString(_ value: String) {
-        var value = value
-        value.withUTF8 { writeRaw(UnsafeRawBufferPointer($0)) }
-        writeVarint(UInt64(value.utf8.count))
+        let count = value.utf8.count
+        // Native and small strings lend their UTF-8 without a copy of the string value.
+        let written: Void? = value.utf8.withContiguousStorageIfAvailable { writeRaw(UnsafeRawBufferPointer($0)) }
+        if written == nil {
+            var copy = value
+            copy.withUTF8 { writeRaw(UnsafeRawBufferPointer($0)) }
+        }
+        writeVarint(UInt64(count))
     }
 
     /// Writes a `bytes` value with its length prefix.

@@ -639,42 +639,48 @@ extension Generator {
                     out.line("    while !packed.isAtEnd { \(ref).append(\(plan.value.read("packed"))) }")
                 }
             case .map(let key, let value):
+                // A run of entries is decoded into temporary memory and added to the dictionary at
+                // once (see ProtoReader.readMapEntries); equal keys: the last one wins.
                 out.line("case \(String(format: plan.tag(2))):")
-                out.line("    if \(ref).isEmpty { \(ref) = Dictionary(minimumCapacity: reader.countFieldRun()) }")
-                out.line("    var entry = try reader.enterMessage()")
-                out.line("    var key: \(key.swiftType) = \(key.defaultLiteral)")
+                out.line("    try reader.readMapEntries(into: &\(ref)) { entry throws(ProtoWireError) in")
+                out.line("        var key: \(key.swiftType) = \(key.defaultLiteral)")
                 let isMessage: Bool
                 switch value.kind {
                 case .message, .wrapper: isMessage = true
                 default: isMessage = false
                 }
-                out.line("    var value: \(value.swiftType)\(isMessage ? "?" : "") = \(value.defaultLiteral)")
-                out.line("    while let entryTag = try entry.nextTag() {")
-                out.line("        switch entryTag.rawValue {")
-                out.line("        case \(String(format: 1 << 3 | key.wireType)): key = \(key.read("entry"))")
+                out.line("        var value: \(value.swiftType)\(isMessage ? "?" : "") = \(value.defaultLiteral)")
+                out.line("        while let entryTag = try entry.nextTag() {")
+                out.line("            switch entryTag.rawValue {")
+                out.line("            case \(String(format: 1 << 3 | key.wireType)): key = \(key.read("entry"))")
                 switch value.kind {
-                case .message: out.line("        case \(String(format: 2 << 3 | value.wireType)): try entry.mergeMessage(into: &value)")
-                case .wrapper: out.line("        case \(String(format: 2 << 3 | value.wireType)): value = try entry.readWrapper(value)")
-                default: out.line("        case \(String(format: 2 << 3 | value.wireType)): value = \(value.read("entry"))")
+                case .message: out.line("            case \(String(format: 2 << 3 | value.wireType)): try entry.mergeMessage(into: &value)")
+                case .wrapper: out.line("            case \(String(format: 2 << 3 | value.wireType)): value = try entry.readWrapper(value)")
+                default: out.line("            case \(String(format: 2 << 3 | value.wireType)): value = \(value.read("entry"))")
                 }
-                out.line("        default: try entry.skipField()")
+                out.line("            default: try entry.skipField()")
+                out.line("            }")
                 out.line("        }")
-                out.line("    }")
                 switch value.kind {
-                case .message: out.line("    \(ref)[key] = value ?? \(value.swiftType)()")
-                case .wrapper: out.line("    \(ref)[key] = value ?? \(value.swiftType).protoDefault")
-                default: out.line("    \(ref)[key] = value")
+                case .message: out.line("        return (key, value ?? \(value.swiftType)())")
+                case .wrapper: out.line("        return (key, value ?? \(value.swiftType).protoDefault)")
+                default: out.line("        return (key, value)")
                 }
+                out.line("    }")
             case .oneof(let index):
                 let prop = "self.\(Naming.escape(oneofs[index]!))"
                 out.line("case \(String(format: plan.tag(plan.value.wireType))):")
                 switch plan.value.kind {
                 case .message:
-                    out.line("    var value = \(plan.value.swiftType)()")
-                    out.line("    if case .\(plan.name)(let existing)? = \(prop) { value = existing }")
-                    out.line("    \(prop) = nil")
-                    out.line("    try reader.readMessage(into: &value)")
-                    out.line("    \(prop) = .\(plan.name)(value)")
+                    // A repeated occurrence merges into the case's value; the oneof is cleared while
+                    // merging so that the value's storage stays uniquely referenced.
+                    out.line("    if case .\(plan.name)(var value)? = \(prop) {")
+                    out.line("        \(prop) = nil")
+                    out.line("        try reader.readMessage(into: &value)")
+                    out.line("        \(prop) = .\(plan.name)(value)")
+                    out.line("    } else {")
+                    out.line("        \(prop) = .\(plan.name)(try reader.readMessage(\(plan.value.swiftType).self))")
+                    out.line("    }")
                 case .wrapper:
                     out.line("    var current: \(plan.value.swiftType)? = nil")
                     out.line("    if case .\(plan.name)(let existing)? = \(prop) { current = existing }")

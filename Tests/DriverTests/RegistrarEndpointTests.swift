@@ -1,6 +1,8 @@
 import CSI
 import Glibc
 import H2
+import ProtoWire
+import Storage
 import Testing
 
 @testable import Driver
@@ -45,6 +47,31 @@ import Testing
         #expect(actions.withLock { seen } == [.recreateSocket(reason: "plugin validation failed"), .none])
     }
 
+    @Test func reflectionDescribesTheRegistrationService() async throws {
+        let scratch = ScratchDirectory()
+        defer { scratch.remove() }
+        let path = scratch.path + "/lvm.csi.swift-csi.io-reg.sock"
+        let endpoint = try await RegistrationEndpoint.start(
+            socketPath: path, state: RegistrationState(announcement: Self.announcement), logger: .disabled
+        ) { _ in }
+        defer { Task { await endpoint.stop() } }
+        let channel = GRPCChannel(target: "unix://" + path)
+        defer { channel.close() }
+        let (requests, continuation) = AsyncStream<GRPCReflection.ServerReflectionRequest>.makeStream()
+        continuation.yield(GRPCReflection.ServerReflectionRequest(messageRequest: .fileContainingSymbol("pluginregistration.Registration.GetInfo")))
+        continuation.yield(GRPCReflection.ServerReflectionRequest(messageRequest: .fileContainingSymbol("csi.v1.Identity")))
+        continuation.finish()
+        var answers: [GRPCReflection.ServerReflectionResponse] = []
+        for try await answer in channel.bidirectionalStreaming(ReflectionService.info, requests: requests, options: CallOptions(timeout: .seconds(30)))
+            as AsyncThrowingStream<GRPCReflection.ServerReflectionResponse, any Error>
+        {
+            answers.append(answer)
+        }
+        #expect(answers.count == 2)
+        #expect(answers.first?.fileDescriptorResponse?.fileDescriptorProto == [PluginRegistration.PluginregistrationProtoFile.descriptor.serializedBytes])
+        #expect(answers.last?.errorResponse?.errorCode == 5)  // the registrar does not serve CSI
+    }
+
     @Test func clientErrorsNameTheSocketAndMethod() async throws {
         let path = "/tmp/registrar-nothing-\(getpid())/x-reg.sock"
         await #expect {
@@ -81,7 +108,7 @@ import Testing
         var entry = Inspector.Entry(fileName: "d-reg.sock", path: "/r/d-reg.sock", kind: "socket")
         entry.announcement = RegistrarEndpointTests.announcement
         entry.nodeInfo = DriverNodeInfo(nodeID: "node0", maxVolumesPerNode: 0, topologySegments: ["openebs.io/nodename": "node0"])
-        #expect(entry.csiNodeDriver?.serialized() == #"{"name":"lvm.csi.swift-csi.io","nodeID":"node0","topologyKeys":["openebs.io/nodename"]}"#)
+        #expect(entry.csiNodeDriver.map { JSON.print($0) } == #"{"name":"lvm.csi.swift-csi.io","nodeID":"node0","topologyKeys":["openebs.io/nodename"]}"#)
         let report = Inspector.Report(registryDirectory: "/r", entries: [entry])
         #expect(report.annotation == #"{"lvm.csi.swift-csi.io":"node0"}"#)
         entry.failure = "nothing answers"
@@ -91,7 +118,7 @@ import Testing
 
     @Test func jsonEscapesControlCharactersAndQuotes() {
         let value = JSONValue.object([("a\"b", .string("line\n\u{1}\\")), ("n", .int(-3)), ("x", .array([.bool(true), .null]))])
-        #expect(value.serialized() == #"{"a\"b":"line\n\u0001\\","n":-3,"x":[true,null]}"#)
+        #expect(JSON.print(value) == #"{"a\"b":"line\n\u0001\\","n":-3,"x":[true,null]}"#)
     }
 
     @Test func emptyAndUnreadableRegistries() async throws {

@@ -209,6 +209,68 @@ let sampleNodePublishText = """
         #expect(request.publishContext == ["": "v", "j": "", "k": "b"])
     }
 
+    /// One publish_context entry's bytes: field 2, then the entry message.
+    func publishContextEntry(_ key: String, _ value: String) -> [UInt8] {
+        let body = [0x0a, UInt8(key.utf8.count)] + Array(key.utf8) + [0x12, UInt8(value.utf8.count)] + Array(value.utf8)
+        return [0x12, UInt8(body.count)] + body
+    }
+
+    @Test func mapRunsLongerThanOneBatchAndSplitRunsMergeLastKeyWins() throws {
+        // 300 entries in a row (more than one batch of 256), then volume_id, then more entries
+        // repeating keys of the first run: the later values win, the other keys stay.
+        var bytes: [UInt8] = []
+        for i in 0..<300 { bytes += publishContextEntry("key-\(i)", "first-\(i)") }
+        bytes += [0x0a, 0x02] + Array("id".utf8)
+        bytes += publishContextEntry("key-7", "second") + publishContextEntry("key-299", "second")
+        bytes += publishContextEntry("key-7", "third") + publishContextEntry("new", "x")
+        let request = try NodePublishVolumeRequest(serializedBytes: bytes)
+        #expect(request.volumeID == "id")
+        #expect(request.publishContext.count == 301)
+        #expect(request.publishContext["key-0"] == "first-0")
+        #expect(request.publishContext["key-256"] == "first-256")
+        #expect(request.publishContext["key-7"] == "third")
+        #expect(request.publishContext["key-299"] == "second")
+        #expect(request.publishContext["new"] == "x")
+        // Duplicates inside one run: the last one wins there too.
+        let run = publishContextEntry("a", "1") + publishContextEntry("b", "2") + publishContextEntry("a", "3")
+        #expect(try NodePublishVolumeRequest(serializedBytes: run).publishContext == ["a": "3", "b": "2"])
+    }
+
+    @Test func errorsInsideARunOfMapEntries() {
+        let good = publishContextEntry("devicePath", "/dev/vg0/a-volume-name-longer-than-fifteen")
+        // The third entry's value is not UTF-8: the offset is the value's first byte.
+        var bad = good + good
+        let valueStart = bad.count + 2 + 2 + 1 + 2
+        bad += [0x12, 0x07, 0x0a, 0x01, 0x6b, 0x12, 0x02, 0xc3, 0x28]
+        do {
+            _ = try NodePublishVolumeRequest(serializedBytes: bad)
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.code == .invalidUTF8)
+            #expect(error.fieldNumber == 2)
+            #expect(error.offset == valueStart)
+        }
+        // The second entry claims more bytes than are left.
+        let truncated = good + [0x12, 0x7f, 0x0a, 0x01, 0x6b]
+        do {
+            _ = try NodePublishVolumeRequest(serializedBytes: truncated)
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.code == .lengthOutOfBounds)
+            #expect(error.fieldNumber == 2)
+            #expect(error.offset == good.count + 1)
+        }
+        // An entry whose own fields run past its end.
+        let inner = good + [0x12, 0x03, 0x0a, 0x05, 0x6b]
+        do {
+            _ = try NodePublishVolumeRequest(serializedBytes: inner)
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.code == .lengthOutOfBounds)
+            #expect(error.offset == good.count + 3)
+        }
+    }
+
     @Test func errorsNameTheFieldAndOffset() {
         // volume_id (field 1) claims 10 bytes, only 2 follow.
         do {

@@ -112,6 +112,32 @@ func generateInProcess(_ protoFiles: [String], includes: [String], options: Stri
     }
 
     @Test(.enabled(if: haveProtoc))
+    func descriptorOnlyOutput() throws {
+        let includes = protoIncludes("Sources/CSI/Protos")
+        let (files, failure) = try generateInProcess(["pluginregistration.proto"], includes: includes, options: "Messages=false")
+        #expect(failure == nil)
+        let text = try #require(files["pluginregistration.pb.swift"])
+        #expect(text.contains("public import ProtoWire\n"))
+        #expect(text.contains("public enum PluginregistrationProtoFile {"))
+        #expect(text.contains("public static let descriptor = ProtoFileDescriptor("))
+        #expect(text.contains("name: \"pluginregistration.proto\","))
+        #expect(!text.contains("struct "))
+        #expect(!text.contains("import H2"))
+        let (inModule, _) = try generateInProcess(
+            ["pluginregistration.proto"], includes: includes, options: "Messages=false,Module=ProtoWire")
+        #expect(inModule["pluginregistration.pb.swift"]?.contains("import ProtoWire") == false)
+        // With messages, the descriptor is a separate extension of the file's enum.
+        let (full, _) = try generateInProcess(
+            ["pluginregistration.proto"], includes: includes, options: "Namespace.pluginregistration=PR")
+        #expect(full["pluginregistration.pb.swift"]?.contains("extension PR.PluginregistrationProtoFile {") == true)
+        for bad in ["Messages=maybe", "Module="] {
+            let (none, error) = try generateInProcess(["pluginregistration.proto"], includes: includes, options: bad)
+            #expect(none.isEmpty)
+            #expect(error?.contains(bad) == true)
+        }
+    }
+
+    @Test(.enabled(if: haveProtoc))
     func rejectsUnknownOptions() throws {
         let (files, failure) = try generateInProcess(
             ["pluginregistration.proto"], includes: protoIncludes("Sources/CSI/Protos"), options: "Bogus=1")

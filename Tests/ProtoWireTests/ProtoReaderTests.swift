@@ -204,6 +204,9 @@ struct VarintVector: Sendable, CustomStringConvertible {
     @Test(arguments: [
         [UInt8]([0xc3, 0x28]), [0xf0, 0x90, 0x80], [0xf0, 0x90, 0x80, 0x41], [0xed, 0xa0, 0x80], [0xc0, 0x80],
         [0xff], [0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x80], [0xe2, 0x82],
+        // Around the 15-byte inline-string limit, and long strings with one bad byte.
+        Array(repeating: 0x61, count: 14) + [0xc3], Array(repeating: 0x61, count: 15) + [0xc3],
+        Array(repeating: 0x61, count: 40) + [0xed, 0xa0, 0x80] + Array(repeating: 0x62, count: 20),
     ])
     func rejectsInvalidUTF8(_ body: [UInt8]) {
         let error = expectError([0x0a, UInt8(body.count)] + body) { reader throws(ProtoWireError) in
@@ -213,7 +216,10 @@ struct VarintVector: Sendable, CustomStringConvertible {
         #expect(error?.code == .invalidUTF8)
     }
 
-    @Test(arguments: ["é", "€", "𝄞", "plain ascii, longer than sixteen bytes", "mixed ✓ text with a tail"])
+    @Test(arguments: [
+        "é", "€", "𝄞", "plain ascii, longer than sixteen bytes", "mixed ✓ text with a tail",
+        "fifteen bytes!!", "sixteen bytes!!!", "fourteen bytes", "é fourteen b", "ünïcödé, longer than fifteen bytes",
+    ])
     func acceptsValidUTF8(_ text: String) throws {
         let body = Array(text.utf8)
         let value = try withReader([0x0a, UInt8(body.count)] + body) { reader throws(ProtoWireError) in

@@ -41,6 +41,31 @@ import Testing
         #expect(JSON.print(.string("a\u{01}\t")) == #""a\u0001\t""#)
     }
 
+    @Test func prettyPrintingIndentsByLevelAndKeepsEmptyContainersShort() throws {
+        let value = JSONValue.object([
+            ("dir", .string("/r")), ("entries", .array([.object([("n", .int(Int64(-3))), ("ok", .bool(true))]), .array([])])),
+            ("annotation", .null), ("empty", .object([])),
+        ])
+        let expected = """
+            {
+              "dir": "/r",
+              "entries": [
+                {
+                  "n": -3,
+                  "ok": true
+                },
+                []
+              ],
+              "annotation": null,
+              "empty": {}
+            }
+            """
+        #expect(JSON.print(value, pretty: true) == expected)
+        #expect(try JSON.parse(JSON.print(value, pretty: true)) == value)
+        #expect(JSON.print(value) == #"{"dir":"/r","entries":[{"n":-3,"ok":true},[]],"annotation":null,"empty":{}}"#)
+        #expect(JSONValue.int(UInt64.max) == .number("18446744073709551615"))
+    }
+
     @Test(arguments: [
         "", "{", "[1,]", "{\"a\" 1}", "01", "1.", "\"abc", "\"\\x\"", "\"\\ud800\"", "tru", "{} x", "\"a\u{01}\"",
         String(repeating: "[", count: 100) + String(repeating: "]", count: 100),

@@ -63,6 +63,43 @@ struct LVMBackendTests {
         }
     }
 
+    /// The size of `vg/lv` in bytes as the lvm tool reports it.
+    func lvSize(_ vg: String, _ lv: String) async throws -> UInt64? {
+        let output = try await lvmTool(["lvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "lv_size", "\(vg)/\(lv)"]).output
+        return UInt64(output.trimmed())
+    }
+
+    /// Without a required size, a limit rounds down to whole extents (4 MiB here) and the volume is
+    /// made exactly that large; a limit below one extent is `.outOfRange` naming both figures, and
+    /// with neither the default size is rounded up.
+    @Test func limitAloneRoundsDownToWholeExtents() async throws {
+        try await withVolumeGroup { vg, _ in
+            // An owner of its own: the same test running elsewhere on the machine owns other LVs of these names.
+            let lvm = try backend(vg, driver: "limit-\(uniqueSuffix()).csi.swift-csi.io")
+            let mib: UInt64 = 1 << 20
+            let request = VolumeRequest(name: "pvc-limit", requiredBytes: 0, limitBytes: 10 * mib + 4096)
+            let limited = try await lvm.createVolume(request)
+            #expect(limited.capacityBytes == 8 * mib)
+            #expect(try await lvSize(vg, limited.id) == 8 * mib)
+            #expect(try await lvm.createVolume(request) == limited)
+            // A limit of whole extents is the size itself; a limit of 0 means none.
+            let exact = try await lvm.createVolume(VolumeRequest(name: "pvc-exact", requiredBytes: 0, limitBytes: 12 * mib))
+            #expect(try await lvSize(vg, exact.id) == 12 * mib)
+            await #expect {
+                try await lvm.createVolume(VolumeRequest(name: "pvc-tiny", requiredBytes: 0, limitBytes: 4 * mib - 1))
+            } throws: { error in
+                guard let error = error as? StorageError else { return false }
+                return error.code == .outOfRange && error.message.contains("\(4 * mib - 1)") && error.message.contains("\(4 * mib)")
+            }
+            #expect(try await lvm.volume(id: "pvc-tiny") == nil)
+            let unsized = try await lvm.createVolume(
+                VolumeRequest(name: "pvc-default", requiredBytes: 0, limitBytes: 0, defaultBytes: 13 * mib))
+            #expect(unsized.capacityBytes == 16 * mib)
+            #expect(try await lvSize(vg, unsized.id) == 16 * mib)
+            for volume in [limited, exact, unsized] { try await lvm.deleteVolume(id: volume.id) }
+        }
+    }
+
     @Test func requestNamesThatAreNotLVMNamesGetHashedIDs() async throws {
         try await withVolumeGroup { vg, _ in
             let lvm = try backend(vg)

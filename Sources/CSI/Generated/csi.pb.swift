@@ -175,18 +175,18 @@ public struct GetPluginInfoResponse: ProtoCodable, CustomStringConvertible, Cust
             case 0x12:
                 self.vendorVersion = try reader.readString()
             case 0x1a:
-                if self.manifest.isEmpty { self.manifest = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.manifest) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.manifest[key] = value
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -371,17 +371,21 @@ public struct PluginCapability: ProtoCodable, CustomStringConvertible, CustomDeb
         while let tag = try reader.nextTag() {
             switch tag.rawValue {
             case 0xa:
-                var value = PluginCapability.Service()
-                if case .service(let existing)? = self.type { value = existing }
-                self.type = nil
-                try reader.readMessage(into: &value)
-                self.type = .service(value)
+                if case .service(var value)? = self.type {
+                    self.type = nil
+                    try reader.readMessage(into: &value)
+                    self.type = .service(value)
+                } else {
+                    self.type = .service(try reader.readMessage(PluginCapability.Service.self))
+                }
             case 0x12:
-                var value = PluginCapability.VolumeExpansion()
-                if case .volumeExpansion(let existing)? = self.type { value = existing }
-                self.type = nil
-                try reader.readMessage(into: &value)
-                self.type = .volumeExpansion(value)
+                if case .volumeExpansion(var value)? = self.type {
+                    self.type = nil
+                    try reader.readMessage(into: &value)
+                    self.type = .volumeExpansion(value)
+                } else {
+                    self.type = .volumeExpansion(try reader.readMessage(PluginCapability.VolumeExpansion.self))
+                }
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -909,48 +913,48 @@ public struct CreateVolumeRequest: ProtoCodable, CustomStringConvertible, Custom
                 if self.volumeCapabilities.isEmpty { self.volumeCapabilities.reserveCapacity(reader.countFieldRun()) }
                 self.volumeCapabilities.append(try reader.readMessage(VolumeCapability.self))
             case 0x22:
-                if self.parameters.isEmpty { self.parameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.parameters) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.parameters[key] = value
             case 0x2a:
-                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.secrets) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.secrets[key] = value
             case 0x32:
                 try reader.mergeMessage(into: &self.volumeContentSource)
             case 0x3a:
                 try reader.mergeMessage(into: &self.accessibilityRequirements)
             case 0x42:
-                if self.mutableParameters.isEmpty { self.mutableParameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.mutableParameters) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.mutableParameters[key] = value
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -1037,17 +1041,21 @@ public struct VolumeContentSource: ProtoCodable, CustomStringConvertible, Custom
         while let tag = try reader.nextTag() {
             switch tag.rawValue {
             case 0xa:
-                var value = VolumeContentSource.SnapshotSource()
-                if case .snapshot(let existing)? = self.type { value = existing }
-                self.type = nil
-                try reader.readMessage(into: &value)
-                self.type = .snapshot(value)
+                if case .snapshot(var value)? = self.type {
+                    self.type = nil
+                    try reader.readMessage(into: &value)
+                    self.type = .snapshot(value)
+                } else {
+                    self.type = .snapshot(try reader.readMessage(VolumeContentSource.SnapshotSource.self))
+                }
             case 0x12:
-                var value = VolumeContentSource.VolumeSource()
-                if case .volume(let existing)? = self.type { value = existing }
-                self.type = nil
-                try reader.readMessage(into: &value)
-                self.type = .volume(value)
+                if case .volume(var value)? = self.type {
+                    self.type = nil
+                    try reader.readMessage(into: &value)
+                    self.type = .volume(value)
+                } else {
+                    self.type = .volume(try reader.readMessage(VolumeContentSource.VolumeSource.self))
+                }
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -1332,17 +1340,21 @@ public struct VolumeCapability: ProtoCodable, CustomStringConvertible, CustomDeb
         while let tag = try reader.nextTag() {
             switch tag.rawValue {
             case 0xa:
-                var value = VolumeCapability.BlockVolume()
-                if case .block(let existing)? = self.accessType { value = existing }
-                self.accessType = nil
-                try reader.readMessage(into: &value)
-                self.accessType = .block(value)
+                if case .block(var value)? = self.accessType {
+                    self.accessType = nil
+                    try reader.readMessage(into: &value)
+                    self.accessType = .block(value)
+                } else {
+                    self.accessType = .block(try reader.readMessage(VolumeCapability.BlockVolume.self))
+                }
             case 0x12:
-                var value = VolumeCapability.MountVolume()
-                if case .mount(let existing)? = self.accessType { value = existing }
-                self.accessType = nil
-                try reader.readMessage(into: &value)
-                self.accessType = .mount(value)
+                if case .mount(var value)? = self.accessType {
+                    self.accessType = nil
+                    try reader.readMessage(into: &value)
+                    self.accessType = .mount(value)
+                } else {
+                    self.accessType = .mount(try reader.readMessage(VolumeCapability.MountVolume.self))
+                }
             case 0x1a:
                 try reader.mergeMessage(into: &self.accessMode)
             default:
@@ -1819,18 +1831,18 @@ public struct Volume: ProtoCodable, CustomStringConvertible, CustomDebugStringCo
             case 0x12:
                 self.volumeID = try reader.readString()
             case 0x1a:
-                if self.volumeContext.isEmpty { self.volumeContext = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.volumeContext) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.volumeContext[key] = value
             case 0x22:
                 try reader.mergeMessage(into: &self.contentSource)
             case 0x2a:
@@ -1984,18 +1996,18 @@ public struct Topology: ProtoCodable, CustomStringConvertible, CustomDebugString
         while let tag = try reader.nextTag() {
             switch tag.rawValue {
             case 0xa:
-                if self.segments.isEmpty { self.segments = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.segments) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.segments[key] = value
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -2082,18 +2094,18 @@ public struct DeleteVolumeRequest: ProtoCodable, CustomStringConvertible, Custom
             case 0xa:
                 self.volumeID = try reader.readString()
             case 0x12:
-                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.secrets) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.secrets[key] = value
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -2274,31 +2286,31 @@ public struct ControllerPublishVolumeRequest: ProtoCodable, CustomStringConverti
             case 0x20:
                 self.readonly = try reader.readBool()
             case 0x2a:
-                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.secrets) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.secrets[key] = value
             case 0x32:
-                if self.volumeContext.isEmpty { self.volumeContext = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.volumeContext) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.volumeContext[key] = value
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -2372,18 +2384,18 @@ public struct ControllerPublishVolumeResponse: ProtoCodable, CustomStringConvert
         while let tag = try reader.nextTag() {
             switch tag.rawValue {
             case 0xa:
-                if self.publishContext.isEmpty { self.publishContext = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.publishContext) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.publishContext[key] = value
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -2481,18 +2493,18 @@ public struct ControllerUnpublishVolumeRequest: ProtoCodable, CustomStringConver
             case 0x12:
                 self.nodeID = try reader.readString()
             case 0x1a:
-                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.secrets) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.secrets[key] = value
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -2680,60 +2692,60 @@ public struct ValidateVolumeCapabilitiesRequest: ProtoCodable, CustomStringConve
             case 0xa:
                 self.volumeID = try reader.readString()
             case 0x12:
-                if self.volumeContext.isEmpty { self.volumeContext = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.volumeContext) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.volumeContext[key] = value
             case 0x1a:
                 if self.volumeCapabilities.isEmpty { self.volumeCapabilities.reserveCapacity(reader.countFieldRun()) }
                 self.volumeCapabilities.append(try reader.readMessage(VolumeCapability.self))
             case 0x22:
-                if self.parameters.isEmpty { self.parameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.parameters) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.parameters[key] = value
             case 0x2a:
-                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.secrets) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.secrets[key] = value
             case 0x32:
-                if self.mutableParameters.isEmpty { self.mutableParameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.mutableParameters) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.mutableParameters[key] = value
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -2919,47 +2931,47 @@ public struct ValidateVolumeCapabilitiesResponse: ProtoCodable, CustomStringConv
             while let tag = try reader.nextTag() {
                 switch tag.rawValue {
                 case 0xa:
-                    if self.volumeContext.isEmpty { self.volumeContext = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                    var entry = try reader.enterMessage()
-                    var key: String = ""
-                    var value: String = ""
-                    while let entryTag = try entry.nextTag() {
-                        switch entryTag.rawValue {
-                        case 0xa: key = try entry.readString()
-                        case 0x12: value = try entry.readString()
-                        default: try entry.skipField()
+                    try reader.readMapEntries(into: &self.volumeContext) { entry throws(ProtoWireError) in
+                        var key: String = ""
+                        var value: String = ""
+                        while let entryTag = try entry.nextTag() {
+                            switch entryTag.rawValue {
+                            case 0xa: key = try entry.readString()
+                            case 0x12: value = try entry.readString()
+                            default: try entry.skipField()
+                            }
                         }
+                        return (key, value)
                     }
-                    self.volumeContext[key] = value
                 case 0x12:
                     if self.volumeCapabilities.isEmpty { self.volumeCapabilities.reserveCapacity(reader.countFieldRun()) }
                     self.volumeCapabilities.append(try reader.readMessage(VolumeCapability.self))
                 case 0x1a:
-                    if self.parameters.isEmpty { self.parameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                    var entry = try reader.enterMessage()
-                    var key: String = ""
-                    var value: String = ""
-                    while let entryTag = try entry.nextTag() {
-                        switch entryTag.rawValue {
-                        case 0xa: key = try entry.readString()
-                        case 0x12: value = try entry.readString()
-                        default: try entry.skipField()
+                    try reader.readMapEntries(into: &self.parameters) { entry throws(ProtoWireError) in
+                        var key: String = ""
+                        var value: String = ""
+                        while let entryTag = try entry.nextTag() {
+                            switch entryTag.rawValue {
+                            case 0xa: key = try entry.readString()
+                            case 0x12: value = try entry.readString()
+                            default: try entry.skipField()
+                            }
                         }
+                        return (key, value)
                     }
-                    self.parameters[key] = value
                 case 0x22:
-                    if self.mutableParameters.isEmpty { self.mutableParameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                    var entry = try reader.enterMessage()
-                    var key: String = ""
-                    var value: String = ""
-                    while let entryTag = try entry.nextTag() {
-                        switch entryTag.rawValue {
-                        case 0xa: key = try entry.readString()
-                        case 0x12: value = try entry.readString()
-                        default: try entry.skipField()
+                    try reader.readMapEntries(into: &self.mutableParameters) { entry throws(ProtoWireError) in
+                        var key: String = ""
+                        var value: String = ""
+                        while let entryTag = try entry.nextTag() {
+                            switch entryTag.rawValue {
+                            case 0xa: key = try entry.readString()
+                            case 0x12: value = try entry.readString()
+                            default: try entry.skipField()
+                            }
                         }
+                        return (key, value)
                     }
-                    self.mutableParameters[key] = value
                 default:
                     try reader.skipField(into: &self.unknownFields)
                 }
@@ -3567,31 +3579,31 @@ public struct ControllerModifyVolumeRequest: ProtoCodable, CustomStringConvertib
             case 0xa:
                 self.volumeID = try reader.readString()
             case 0x12:
-                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.secrets) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.secrets[key] = value
             case 0x1a:
-                if self.mutableParameters.isEmpty { self.mutableParameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.mutableParameters) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.mutableParameters[key] = value
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -3725,18 +3737,18 @@ public struct GetCapacityRequest: ProtoCodable, CustomStringConvertible, CustomD
                 if self.volumeCapabilities.isEmpty { self.volumeCapabilities.reserveCapacity(reader.countFieldRun()) }
                 self.volumeCapabilities.append(try reader.readMessage(VolumeCapability.self))
             case 0x12:
-                if self.parameters.isEmpty { self.parameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.parameters) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.parameters[key] = value
             case 0x1a:
                 try reader.mergeMessage(into: &self.accessibleTopology)
             default:
@@ -4002,11 +4014,13 @@ public struct ControllerServiceCapability: ProtoCodable, CustomStringConvertible
         while let tag = try reader.nextTag() {
             switch tag.rawValue {
             case 0xa:
-                var value = ControllerServiceCapability.RPC()
-                if case .rpc(let existing)? = self.type { value = existing }
-                self.type = nil
-                try reader.readMessage(into: &value)
-                self.type = .rpc(value)
+                if case .rpc(var value)? = self.type {
+                    self.type = nil
+                    try reader.readMessage(into: &value)
+                    self.type = .rpc(value)
+                } else {
+                    self.type = .rpc(try reader.readMessage(ControllerServiceCapability.RPC.self))
+                }
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -4313,31 +4327,31 @@ public struct CreateSnapshotRequest: ProtoCodable, CustomStringConvertible, Cust
             case 0x12:
                 self.name = try reader.readString()
             case 0x1a:
-                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.secrets) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.secrets[key] = value
             case 0x22:
-                if self.parameters.isEmpty { self.parameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.parameters) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.parameters[key] = value
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -4611,18 +4625,18 @@ public struct DeleteSnapshotRequest: ProtoCodable, CustomStringConvertible, Cust
             case 0xa:
                 self.snapshotID = try reader.readString()
             case 0x12:
-                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.secrets) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.secrets[key] = value
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -4789,18 +4803,18 @@ public struct ListSnapshotsRequest: ProtoCodable, CustomStringConvertible, Custo
             case 0x22:
                 self.snapshotID = try reader.readString()
             case 0x2a:
-                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.secrets) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.secrets[key] = value
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -5024,18 +5038,18 @@ public struct GetSnapshotRequest: ProtoCodable, CustomStringConvertible, CustomD
             case 0xa:
                 self.snapshotID = try reader.readString()
             case 0x12:
-                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.secrets) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.secrets[key] = value
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -5203,18 +5217,18 @@ public struct ControllerExpandVolumeRequest: ProtoCodable, CustomStringConvertib
             case 0x12:
                 try reader.mergeMessage(into: &self.capacityRange)
             case 0x1a:
-                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.secrets) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.secrets[key] = value
             case 0x22:
                 try reader.mergeMessage(into: &self.volumeCapability)
             default:
@@ -5432,48 +5446,48 @@ public struct NodeStageVolumeRequest: ProtoCodable, CustomStringConvertible, Cus
             case 0xa:
                 self.volumeID = try reader.readString()
             case 0x12:
-                if self.publishContext.isEmpty { self.publishContext = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.publishContext) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.publishContext[key] = value
             case 0x1a:
                 self.stagingTargetPath = try reader.readString()
             case 0x22:
                 try reader.mergeMessage(into: &self.volumeCapability)
             case 0x2a:
-                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.secrets) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.secrets[key] = value
             case 0x32:
-                if self.volumeContext.isEmpty { self.volumeContext = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.volumeContext) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.volumeContext[key] = value
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -5793,18 +5807,18 @@ public struct NodePublishVolumeRequest: ProtoCodable, CustomStringConvertible, C
             case 0xa:
                 self.volumeID = try reader.readString()
             case 0x12:
-                if self.publishContext.isEmpty { self.publishContext = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.publishContext) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.publishContext[key] = value
             case 0x1a:
                 self.stagingTargetPath = try reader.readString()
             case 0x22:
@@ -5814,31 +5828,31 @@ public struct NodePublishVolumeRequest: ProtoCodable, CustomStringConvertible, C
             case 0x30:
                 self.readonly = try reader.readBool()
             case 0x3a:
-                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.secrets) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.secrets[key] = value
             case 0x42:
-                if self.volumeContext.isEmpty { self.volumeContext = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.volumeContext) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.volumeContext[key] = value
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -6553,11 +6567,13 @@ public struct NodeServiceCapability: ProtoCodable, CustomStringConvertible, Cust
         while let tag = try reader.nextTag() {
             switch tag.rawValue {
             case 0xa:
-                var value = NodeServiceCapability.RPC()
-                if case .rpc(let existing)? = self.type { value = existing }
-                self.type = nil
-                try reader.readMessage(into: &value)
-                self.type = .rpc(value)
+                if case .rpc(var value)? = self.type {
+                    self.type = nil
+                    try reader.readMessage(into: &value)
+                    self.type = .rpc(value)
+                } else {
+                    self.type = .rpc(try reader.readMessage(NodeServiceCapability.RPC.self))
+                }
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -6966,18 +6982,18 @@ public struct NodeExpandVolumeRequest: ProtoCodable, CustomStringConvertible, Cu
             case 0x2a:
                 try reader.mergeMessage(into: &self.volumeCapability)
             case 0x32:
-                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.secrets) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.secrets[key] = value
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -7214,11 +7230,13 @@ public struct GroupControllerServiceCapability: ProtoCodable, CustomStringConver
         while let tag = try reader.nextTag() {
             switch tag.rawValue {
             case 0xa:
-                var value = GroupControllerServiceCapability.RPC()
-                if case .rpc(let existing)? = self.type { value = existing }
-                self.type = nil
-                try reader.readMessage(into: &value)
-                self.type = .rpc(value)
+                if case .rpc(var value)? = self.type {
+                    self.type = nil
+                    try reader.readMessage(into: &value)
+                    self.type = .rpc(value)
+                } else {
+                    self.type = .rpc(try reader.readMessage(GroupControllerServiceCapability.RPC.self))
+                }
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -7454,31 +7472,31 @@ public struct CreateVolumeGroupSnapshotRequest: ProtoCodable, CustomStringConver
                 if self.sourceVolumeIds.isEmpty { self.sourceVolumeIds.reserveCapacity(reader.countFieldRun()) }
                 self.sourceVolumeIds.append(try reader.readString())
             case 0x1a:
-                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.secrets) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.secrets[key] = value
             case 0x22:
-                if self.parameters.isEmpty { self.parameters = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.parameters) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.parameters[key] = value
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -7737,18 +7755,18 @@ public struct DeleteVolumeGroupSnapshotRequest: ProtoCodable, CustomStringConver
                 if self.snapshotIds.isEmpty { self.snapshotIds.reserveCapacity(reader.countFieldRun()) }
                 self.snapshotIds.append(try reader.readString())
             case 0x1a:
-                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.secrets) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.secrets[key] = value
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -7891,18 +7909,18 @@ public struct GetVolumeGroupSnapshotRequest: ProtoCodable, CustomStringConvertib
                 if self.snapshotIds.isEmpty { self.snapshotIds.reserveCapacity(reader.countFieldRun()) }
                 self.snapshotIds.append(try reader.readString())
             case 0x1a:
-                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.secrets) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.secrets[key] = value
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -8145,18 +8163,18 @@ public struct GetMetadataAllocatedRequest: ProtoCodable, CustomStringConvertible
             case 0x18:
                 self.maxResults = try reader.readInt32()
             case 0x22:
-                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.secrets) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.secrets[key] = value
             default:
                 try reader.skipField(into: &self.unknownFields)
             }
@@ -8364,18 +8382,18 @@ public struct GetMetadataDeltaRequest: ProtoCodable, CustomStringConvertible, Cu
             case 0x20:
                 self.maxResults = try reader.readInt32()
             case 0x2a:
-                if self.secrets.isEmpty { self.secrets = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                var entry = try reader.enterMessage()
-                var key: String = ""
-                var value: String = ""
-                while let entryTag = try entry.nextTag() {
-                    switch entryTag.rawValue {
-                    case 0xa: key = try entry.readString()
-                    case 0x12: value = try entry.readString()
-                    default: try entry.skipField()
+                try reader.readMapEntries(into: &self.secrets) { entry throws(ProtoWireError) in
+                    var key: String = ""
+                    var value: String = ""
+                    while let entryTag = try entry.nextTag() {
+                        switch entryTag.rawValue {
+                        case 0xa: key = try entry.readString()
+                        case 0x12: value = try entry.readString()
+                        default: try entry.skipField()
+                        }
                     }
+                    return (key, value)
                 }
-                self.secrets[key] = value
             default:
                 try reader.skipField(into: &self.unknownFields)
             }

@@ -1,4 +1,5 @@
 internal import Glibc
+package import Storage
 
 /// Walks a kubelet plugin registry directory the way the kubelet's plugin watcher does and reports, for each
 /// entry, what the kubelet will record (the CSINode driver entry and the node-id annotation) or why it will not.
@@ -69,7 +70,7 @@ package struct Inspector: Sendable {
                 guard e.registers, let name = e.announcement?.name, let id = e.nodeInfo?.nodeID else { return nil }
                 return (name, .string(id))
             }
-            return pairs.isEmpty ? nil : JSONValue.object(pairs.sorted { $0.0 < $1.0 }).serialized()
+            return pairs.isEmpty ? nil : JSON.print(.object(pairs.sorted { $0.0 < $1.0 }))
         }
 
         /// Whether every entry registers.
@@ -246,7 +247,7 @@ extension Inspector.Report {
         }
         var root: [(String, JSONValue)] = [("registryDirectory", .string(registryDirectory)), ("entries", .array(items))]
         root.append(("annotation", annotation.map { .object([(Inspector.nodeIDAnnotation, .string($0))]) } ?? .null))
-        return JSONValue.object(root).serialized(pretty: true)
+        return JSON.print(.object(root), pretty: true)
     }
 
     /// The report as text for an operator.
@@ -281,8 +282,8 @@ extension Inspector.Report {
             for warning in e.warnings { out += "  warning:         \(warning)\n" }
             if let driver = e.csiNodeDriver, let a = e.announcement, let id = e.nodeInfo?.nodeID {
                 out += "  kubelet writes:\n"
-                out += "    CSINode spec.drivers[]: \(driver.serialized())\n"
-                out += "    Node annotation \(Inspector.nodeIDAnnotation): \(JSONValue.object([(a.name, .string(id))]).serialized())\n"
+                out += "    CSINode spec.drivers[]: \(JSON.print(driver))\n"
+                out += "    Node annotation \(Inspector.nodeIDAnnotation): \(JSON.print(.object([(a.name, .string(id))])))\n"
                 out += "  verdict:         registers\n"
             } else {
                 out += "  verdict:         will NOT register: \(e.failure ?? "unknown")\n"

@@ -19,6 +19,8 @@ final class ClientCall: @unchecked Sendable {
     var metadata = Metadata()
     var finished = false
     var timer: LoopTimer? = nil
+    /// The call's place among the channel's waiters for a connect in flight.
+    var connectWaiter: Int? = nil
     var writeWaiters: [CheckedContinuation<Void, any Error>] = []
     /// Strong on purpose (a weak reference would slow every retain of the connection).
     var connection: ClientConnection? = nil

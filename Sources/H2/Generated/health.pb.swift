@@ -280,18 +280,18 @@ extension GRPCHealth {
             while let tag = try reader.nextTag() {
                 switch tag.rawValue {
                 case 0xa:
-                    if self.statuses.isEmpty { self.statuses = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                    var entry = try reader.enterMessage()
-                    var key: String = ""
-                    var value: GRPCHealth.HealthCheckResponse? = nil
-                    while let entryTag = try entry.nextTag() {
-                        switch entryTag.rawValue {
-                        case 0xa: key = try entry.readString()
-                        case 0x12: try entry.mergeMessage(into: &value)
-                        default: try entry.skipField()
+                    try reader.readMapEntries(into: &self.statuses) { entry throws(ProtoWireError) in
+                        var key: String = ""
+                        var value: GRPCHealth.HealthCheckResponse? = nil
+                        while let entryTag = try entry.nextTag() {
+                            switch entryTag.rawValue {
+                            case 0xa: key = try entry.readString()
+                            case 0x12: try entry.mergeMessage(into: &value)
+                            default: try entry.skipField()
+                            }
                         }
+                        return (key, value ?? GRPCHealth.HealthCheckResponse())
                     }
-                    self.statuses[key] = value ?? GRPCHealth.HealthCheckResponse()
                 default:
                     try reader.skipField(into: &self.unknownFields)
                 }

@@ -127,11 +127,13 @@ extension GRPCReflection {
                 case 0x22:
                     self.messageRequest = .fileContainingSymbol(try reader.readString())
                 case 0x2a:
-                    var value = GRPCReflection.ExtensionRequest()
-                    if case .fileContainingExtension(let existing)? = self.messageRequest { value = existing }
-                    self.messageRequest = nil
-                    try reader.readMessage(into: &value)
-                    self.messageRequest = .fileContainingExtension(value)
+                    if case .fileContainingExtension(var value)? = self.messageRequest {
+                        self.messageRequest = nil
+                        try reader.readMessage(into: &value)
+                        self.messageRequest = .fileContainingExtension(value)
+                    } else {
+                        self.messageRequest = .fileContainingExtension(try reader.readMessage(GRPCReflection.ExtensionRequest.self))
+                    }
                 case 0x32:
                     self.messageRequest = .allExtensionNumbersOfType(try reader.readString())
                 case 0x3a:
@@ -369,29 +371,37 @@ extension GRPCReflection {
                 case 0x12:
                     try reader.mergeMessage(into: &self.originalRequest)
                 case 0x22:
-                    var value = GRPCReflection.FileDescriptorResponse()
-                    if case .fileDescriptorResponse(let existing)? = self.messageResponse { value = existing }
-                    self.messageResponse = nil
-                    try reader.readMessage(into: &value)
-                    self.messageResponse = .fileDescriptorResponse(value)
+                    if case .fileDescriptorResponse(var value)? = self.messageResponse {
+                        self.messageResponse = nil
+                        try reader.readMessage(into: &value)
+                        self.messageResponse = .fileDescriptorResponse(value)
+                    } else {
+                        self.messageResponse = .fileDescriptorResponse(try reader.readMessage(GRPCReflection.FileDescriptorResponse.self))
+                    }
                 case 0x2a:
-                    var value = GRPCReflection.ExtensionNumberResponse()
-                    if case .allExtensionNumbersResponse(let existing)? = self.messageResponse { value = existing }
-                    self.messageResponse = nil
-                    try reader.readMessage(into: &value)
-                    self.messageResponse = .allExtensionNumbersResponse(value)
+                    if case .allExtensionNumbersResponse(var value)? = self.messageResponse {
+                        self.messageResponse = nil
+                        try reader.readMessage(into: &value)
+                        self.messageResponse = .allExtensionNumbersResponse(value)
+                    } else {
+                        self.messageResponse = .allExtensionNumbersResponse(try reader.readMessage(GRPCReflection.ExtensionNumberResponse.self))
+                    }
                 case 0x32:
-                    var value = GRPCReflection.ListServiceResponse()
-                    if case .listServicesResponse(let existing)? = self.messageResponse { value = existing }
-                    self.messageResponse = nil
-                    try reader.readMessage(into: &value)
-                    self.messageResponse = .listServicesResponse(value)
+                    if case .listServicesResponse(var value)? = self.messageResponse {
+                        self.messageResponse = nil
+                        try reader.readMessage(into: &value)
+                        self.messageResponse = .listServicesResponse(value)
+                    } else {
+                        self.messageResponse = .listServicesResponse(try reader.readMessage(GRPCReflection.ListServiceResponse.self))
+                    }
                 case 0x3a:
-                    var value = GRPCReflection.ErrorResponse()
-                    if case .errorResponse(let existing)? = self.messageResponse { value = existing }
-                    self.messageResponse = nil
-                    try reader.readMessage(into: &value)
-                    self.messageResponse = .errorResponse(value)
+                    if case .errorResponse(var value)? = self.messageResponse {
+                        self.messageResponse = nil
+                        try reader.readMessage(into: &value)
+                        self.messageResponse = .errorResponse(value)
+                    } else {
+                        self.messageResponse = .errorResponse(try reader.readMessage(GRPCReflection.ErrorResponse.self))
+                    }
                 default:
                     try reader.skipField(into: &self.unknownFields)
                 }

@@ -1,16 +1,23 @@
-/// A parsed JSON value: enough for LVM's reports and the loop file backend's records, so that
-/// Storage needs no Foundation.
-enum JSONValue: Sendable, Equatable {
+/// A JSON value: enough for LVM's reports, the loop file backend's records and the registrar's
+/// `inspect --output json` and node annotation, so that neither Storage nor Driver needs Foundation.
+package enum JSONValue: Sendable, Equatable {
+    /// `null`.
     case null
+    /// `true` or `false`.
     case bool(Bool)
     /// A number, kept as its text so that 64-bit integers survive exactly.
     case number(String)
+    /// A string (unescaped).
     case string(String)
+    /// An array.
     case array([JSONValue])
-    /// Members in document order.
+    /// Members in document order; printed in this order too.
     case object([(String, JSONValue)])
 
-    static func == (a: JSONValue, b: JSONValue) -> Bool {
+    /// An integer, as a number.
+    package static func int(_ value: some BinaryInteger) -> JSONValue { .number(String(value)) }
+
+    package static func == (a: JSONValue, b: JSONValue) -> Bool {
         switch (a, b) {
         case (.null, .null): return true
         case let (.bool(x), .bool(y)): return x == y
@@ -22,30 +29,38 @@ enum JSONValue: Sendable, Equatable {
     }
 
     /// The member `key` of an object, nil for other values or a missing key.
-    subscript(key: String) -> JSONValue? {
+    package subscript(key: String) -> JSONValue? {
         guard case .object(let members) = self else { return nil }
         return members.first { $0.0 == key }?.1
     }
 
-    var stringValue: String? { if case .string(let s) = self { return s } else { return nil } }
-    var arrayValue: [JSONValue]? { if case .array(let a) = self { return a } else { return nil } }
-    var objectValue: [(String, JSONValue)]? { if case .object(let o) = self { return o } else { return nil } }
-    var numberText: String? { if case .number(let n) = self { return n } else { return nil } }
+    /// The string, or nil for other values.
+    package var stringValue: String? { if case .string(let s) = self { return s } else { return nil } }
+    /// The items, or nil for other values.
+    package var arrayValue: [JSONValue]? { if case .array(let a) = self { return a } else { return nil } }
+    /// The members, or nil for other values.
+    package var objectValue: [(String, JSONValue)]? { if case .object(let o) = self { return o } else { return nil } }
+    /// The number's text, or nil for other values.
+    package var numberText: String? { if case .number(let n) = self { return n } else { return nil } }
 }
 
 /// Why JSON text could not be parsed: what was expected and the byte offset.
-struct JSONError: Error, CustomStringConvertible {
-    var message: String
-    var offset: Int
-    var description: String { "\(message) at byte \(offset)" }
+package struct JSONError: Error, CustomStringConvertible {
+    /// What was expected and found.
+    package var message: String
+    /// Where, in bytes from the start of the text.
+    package var offset: Int
+    package var description: String { "\(message) at byte \(offset)" }
 }
 
 /// Parses and prints JSON (RFC 8259), strictly: one value, nothing but whitespace around it.
-enum JSON {
+package enum JSON {
     /// Nesting deeper than this is refused rather than recursed into.
-    static let maxDepth = 64
+    package static let maxDepth = 64
 
-    static func parse(_ text: String) throws(JSONError) -> JSONValue {
+    /// The value of `text`.
+    /// - Throws: ``JSONError`` naming what was expected and the byte offset.
+    package static func parse(_ text: String) throws(JSONError) -> JSONValue {
         var parser = Parser(bytes: Array(text.utf8))
         parser.skipSpace()
         let value = try parser.value(depth: 0)
@@ -54,35 +69,48 @@ enum JSON {
         return value
     }
 
-    /// Compact JSON text for `value`, members in their given order.
-    static func print(_ value: JSONValue) -> String {
+    /// JSON text for `value`, members in their given order: compact, or with `pretty` one member
+    /// or item per line, indented by two spaces per level (empty arrays and objects stay `[]`, `{}`).
+    package static func print(_ value: JSONValue, pretty: Bool = false) -> String {
         var out = ""
-        write(value, to: &out)
+        write(value, to: &out, pretty: pretty, depth: 0)
         return out
     }
 
-    private static func write(_ value: JSONValue, to out: inout String) {
+    private static func write(_ value: JSONValue, to out: inout String, pretty: Bool, depth: Int) {
+        let newline = pretty ? "\n" + String(repeating: "  ", count: depth + 1) : ""
+        let close = pretty ? "\n" + String(repeating: "  ", count: depth) : ""
         switch value {
         case .null: out += "null"
         case .bool(let b): out += b ? "true" : "false"
         case .number(let n): out += n
         case .string(let s): writeString(s, to: &out)
         case .array(let items):
+            guard !items.isEmpty else {
+                out += "[]"
+                return
+            }
             out += "["
             for (i, item) in items.enumerated() {
                 if i > 0 { out += "," }
-                write(item, to: &out)
+                out += newline
+                write(item, to: &out, pretty: pretty, depth: depth + 1)
             }
-            out += "]"
+            out += close + "]"
         case .object(let members):
+            guard !members.isEmpty else {
+                out += "{}"
+                return
+            }
             out += "{"
             for (i, (key, item)) in members.enumerated() {
                 if i > 0 { out += "," }
+                out += newline
                 writeString(key, to: &out)
-                out += ":"
-                write(item, to: &out)
+                out += pretty ? ": " : ":"
+                write(item, to: &out, pretty: pretty, depth: depth + 1)
             }
-            out += "}"
+            out += close + "}"
         }
     }
 

@@ -660,70 +660,70 @@ extension TestProtos {
             while let tag = try reader.nextTag() {
                 switch tag.rawValue {
                 case 0xa:
-                    if self.stringString.isEmpty { self.stringString = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                    var entry = try reader.enterMessage()
-                    var key: String = ""
-                    var value: String = ""
-                    while let entryTag = try entry.nextTag() {
-                        switch entryTag.rawValue {
-                        case 0xa: key = try entry.readString()
-                        case 0x12: value = try entry.readString()
-                        default: try entry.skipField()
+                    try reader.readMapEntries(into: &self.stringString) { entry throws(ProtoWireError) in
+                        var key: String = ""
+                        var value: String = ""
+                        while let entryTag = try entry.nextTag() {
+                            switch entryTag.rawValue {
+                            case 0xa: key = try entry.readString()
+                            case 0x12: value = try entry.readString()
+                            default: try entry.skipField()
+                            }
                         }
+                        return (key, value)
                     }
-                    self.stringString[key] = value
                 case 0x12:
-                    if self.intString.isEmpty { self.intString = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                    var entry = try reader.enterMessage()
-                    var key: Int32 = 0
-                    var value: String = ""
-                    while let entryTag = try entry.nextTag() {
-                        switch entryTag.rawValue {
-                        case 0x8: key = try entry.readInt32()
-                        case 0x12: value = try entry.readString()
-                        default: try entry.skipField()
+                    try reader.readMapEntries(into: &self.intString) { entry throws(ProtoWireError) in
+                        var key: Int32 = 0
+                        var value: String = ""
+                        while let entryTag = try entry.nextTag() {
+                            switch entryTag.rawValue {
+                            case 0x8: key = try entry.readInt32()
+                            case 0x12: value = try entry.readString()
+                            default: try entry.skipField()
+                            }
                         }
+                        return (key, value)
                     }
-                    self.intString[key] = value
                 case 0x1a:
-                    if self.stringMessage.isEmpty { self.stringMessage = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                    var entry = try reader.enterMessage()
-                    var key: String = ""
-                    var value: TestProtos.Scalars? = nil
-                    while let entryTag = try entry.nextTag() {
-                        switch entryTag.rawValue {
-                        case 0xa: key = try entry.readString()
-                        case 0x12: try entry.mergeMessage(into: &value)
-                        default: try entry.skipField()
+                    try reader.readMapEntries(into: &self.stringMessage) { entry throws(ProtoWireError) in
+                        var key: String = ""
+                        var value: TestProtos.Scalars? = nil
+                        while let entryTag = try entry.nextTag() {
+                            switch entryTag.rawValue {
+                            case 0xa: key = try entry.readString()
+                            case 0x12: try entry.mergeMessage(into: &value)
+                            default: try entry.skipField()
+                            }
                         }
+                        return (key, value ?? TestProtos.Scalars())
                     }
-                    self.stringMessage[key] = value ?? TestProtos.Scalars()
                 case 0x22:
-                    if self.boolEnum.isEmpty { self.boolEnum = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                    var entry = try reader.enterMessage()
-                    var key: Bool = false
-                    var value: TestProtos.Color = TestProtos.Color()
-                    while let entryTag = try entry.nextTag() {
-                        switch entryTag.rawValue {
-                        case 0x8: key = try entry.readBool()
-                        case 0x10: value = TestProtos.Color(rawValue: try entry.readEnum())
-                        default: try entry.skipField()
+                    try reader.readMapEntries(into: &self.boolEnum) { entry throws(ProtoWireError) in
+                        var key: Bool = false
+                        var value: TestProtos.Color = TestProtos.Color()
+                        while let entryTag = try entry.nextTag() {
+                            switch entryTag.rawValue {
+                            case 0x8: key = try entry.readBool()
+                            case 0x10: value = TestProtos.Color(rawValue: try entry.readEnum())
+                            default: try entry.skipField()
+                            }
                         }
+                        return (key, value)
                     }
-                    self.boolEnum[key] = value
                 case 0x2a:
-                    if self.uintBytes.isEmpty { self.uintBytes = Dictionary(minimumCapacity: reader.countFieldRun()) }
-                    var entry = try reader.enterMessage()
-                    var key: UInt64 = 0
-                    var value: [UInt8] = []
-                    while let entryTag = try entry.nextTag() {
-                        switch entryTag.rawValue {
-                        case 0x8: key = try entry.readUInt64()
-                        case 0x12: value = try entry.readBytes()
-                        default: try entry.skipField()
+                    try reader.readMapEntries(into: &self.uintBytes) { entry throws(ProtoWireError) in
+                        var key: UInt64 = 0
+                        var value: [UInt8] = []
+                        while let entryTag = try entry.nextTag() {
+                            switch entryTag.rawValue {
+                            case 0x8: key = try entry.readUInt64()
+                            case 0x12: value = try entry.readBytes()
+                            default: try entry.skipField()
+                            }
                         }
+                        return (key, value)
                     }
-                    self.uintBytes[key] = value
                 default:
                     try reader.skipField(into: &self.unknownFields)
                 }
@@ -905,11 +905,13 @@ extension TestProtos {
                 case 0x10:
                     self.pick = .number(try reader.readInt64())
                 case 0x1a:
-                    var value = TestProtos.Scalars()
-                    if case .message(let existing)? = self.pick { value = existing }
-                    self.pick = nil
-                    try reader.readMessage(into: &value)
-                    self.pick = .message(value)
+                    if case .message(var value)? = self.pick {
+                        self.pick = nil
+                        try reader.readMessage(into: &value)
+                        self.pick = .message(value)
+                    } else {
+                        self.pick = .message(try reader.readMessage(TestProtos.Scalars.self))
+                    }
                 case 0x20:
                     self.pick = .color(TestProtos.Color(rawValue: try reader.readEnum()))
                 case 0x2a:
@@ -1146,17 +1148,21 @@ extension TestProtos {
                 case 0x12:
                     try reader.mergeMessage(into: &self.next)
                 case 0x1a:
-                    var value = TestProtos.Node()
-                    if case .child(let existing)? = self.link { value = existing }
-                    self.link = nil
-                    try reader.readMessage(into: &value)
-                    self.link = .child(value)
+                    if case .child(var value)? = self.link {
+                        self.link = nil
+                        try reader.readMessage(into: &value)
+                        self.link = .child(value)
+                    } else {
+                        self.link = .child(try reader.readMessage(TestProtos.Node.self))
+                    }
                 case 0x22:
-                    var value = TestProtos.Edge()
-                    if case .edge(let existing)? = self.link { value = existing }
-                    self.link = nil
-                    try reader.readMessage(into: &value)
-                    self.link = .edge(value)
+                    if case .edge(var value)? = self.link {
+                        self.link = nil
+                        try reader.readMessage(into: &value)
+                        self.link = .edge(value)
+                    } else {
+                        self.link = .edge(try reader.readMessage(TestProtos.Edge.self))
+                    }
                 case 0x2a:
                     if self.children.isEmpty { self.children.reserveCapacity(reader.countFieldRun()) }
                     self.children.append(try reader.readMessage(TestProtos.Node.self))
