@@ -70,10 +70,11 @@ public struct VolumeRequest: Sendable, Hashable {
     /// to the allocation unit, and the result must not be above `limitBytes`.
     public var requiredBytes: UInt64
     /// The largest acceptable size in bytes, or nil (or 0) for no limit. Without `requiredBytes`,
-    /// the volume gets the largest whole number of allocation units not above it.
+    /// the volume gets `defaultBytes`, or the largest whole number of allocation units not above
+    /// the limit when that is smaller.
     public var limitBytes: UInt64?
-    /// The size made when the caller gives neither `requiredBytes` nor `limitBytes`; rounded up
-    /// to the allocation unit.
+    /// The size made when the caller gives no `requiredBytes`; rounded up to the allocation unit
+    /// and capped by `limitBytes`.
     public var defaultBytes: UInt64
     /// The filesystem the volume is meant to carry, recorded with it (`ext4`, `xfs`), or nil for raw
     /// block or unspecified.
@@ -101,7 +102,8 @@ public struct VolumeRequest: Sendable, Hashable {
     var effectiveLimit: UInt64? { limitBytes.flatMap { $0 > 0 ? $0 : nil } }
 
     /// The size to create, a whole number of `unit`s (at least one): `requiredBytes` rounded up;
-    /// without it, `limitBytes` rounded down; without either, `defaultBytes` rounded up.
+    /// without it, `defaultBytes` rounded up, capped by `limitBytes` rounded down (a limit is a
+    /// ceiling, not a request: a class with a 100 GiB limit and no required size gets the default).
     /// - Parameters:
     ///   - unit: the allocation unit in bytes.
     ///   - unitName: the unit as messages name it ("one MiB", "one extent of volume group vg0").
@@ -123,7 +125,7 @@ public struct VolumeRequest: Sendable, Hashable {
                     "volume \(volume): the limit of \(limit) bytes is less than \(unitName) (\(unit) bytes), the smallest size a volume can have"
                 )
             }
-            return limit / unit * unit
+            return min(roundUp(max(defaultBytes, 1), to: unit), limit / unit * unit)
         }
         let size = roundUp(requiredBytes, to: unit)
         guard size <= limit else {

@@ -374,9 +374,9 @@ def size_on_disk(d, volume_id):
     return os.stat(os.path.join(d.workdir, "volumes", "volumes", volume_id + ".img")).st_size
 
 
-def test_create_volume_with_only_a_limit_takes_the_largest_whole_size_below_it(driver):
-    """With limit_bytes alone the plugin may choose any size up to it: the driver takes the largest
-    whole number of allocation units not above the limit, even when the limit is not one. A limit
+def test_create_volume_with_only_a_limit_caps_the_default_at_whole_units(driver):
+    """With limit_bytes alone the plugin may choose any size up to it: the driver takes its default
+    size, capped by the largest whole number of allocation units not above the limit. A limit
     below one unit is OUT_OF_RANGE, and the message names both figures."""
     pb = driver.csi.pb
     unit = allocation_unit(driver)
@@ -394,6 +394,15 @@ def test_create_volume_with_only_a_limit_takes_the_largest_whole_size_below_it(d
         assert got.volume.capacity_bytes == 2 * unit
     finally:
         delete(driver, volume.volume_id)
+
+    # A limit above the default size caps the default; it is not a request for that much.
+    roomy = driver.controller.CreateVolume(pb.CreateVolumeRequest(
+        name=name(), volume_capabilities=[mount_cap(driver.csi)], capacity_range=pb.CapacityRange(limit_bytes=1 << 40))).volume
+    try:
+        assert roomy.capacity_bytes == GIB
+        assert size_on_disk(driver, roomy.volume_id) == GIB
+    finally:
+        delete(driver, roomy.volume_id)
 
     tiny = name()
     details = expect_code(C.OUT_OF_RANGE, driver.controller.CreateVolume, pb.CreateVolumeRequest(

@@ -72,7 +72,7 @@ struct LVMBackendTests {
     /// Without a required size, a limit rounds down to whole extents (4 MiB here) and the volume is
     /// made exactly that large; a limit below one extent is `.outOfRange` naming both figures, and
     /// with neither the default size is rounded up.
-    @Test func limitAloneRoundsDownToWholeExtents() async throws {
+    @Test func limitAloneCapsTheDefaultAtWholeExtents() async throws {
         try await withVolumeGroup { vg, _ in
             // An owner of its own: the same test running elsewhere on the machine owns other LVs of these names.
             let lvm = try backend(vg, driver: "limit-\(uniqueSuffix()).csi.swift-csi.io")
@@ -96,7 +96,12 @@ struct LVMBackendTests {
                 VolumeRequest(name: "pvc-default", requiredBytes: 0, limitBytes: 0, defaultBytes: 13 * mib))
             #expect(unsized.capacityBytes == 16 * mib)
             #expect(try await lvSize(vg, unsized.id) == 16 * mib)
-            for volume in [limited, exact, unsized] { try await lvm.deleteVolume(id: volume.id) }
+            // A limit above the default size caps it and does not replace it.
+            let capped = try await lvm.createVolume(
+                VolumeRequest(name: "pvc-capped", requiredBytes: 0, limitBytes: 40 * mib, defaultBytes: 13 * mib))
+            #expect(capped.capacityBytes == 16 * mib)
+            #expect(try await lvSize(vg, capped.id) == 16 * mib)
+            for volume in [limited, exact, unsized, capped] { try await lvm.deleteVolume(id: volume.id) }
         }
     }
 

@@ -239,7 +239,7 @@ struct LoopFileBackendTests {
     /// Without a required size, a limit rounds down to whole MiB and the file is made exactly that
     /// large; a limit below one MiB is `.outOfRange` naming both figures, and with neither the
     /// default size is rounded up.
-    @Test func limitAloneRoundsDownToWholeMiB() async throws {
+    @Test func limitAloneCapsTheDefaultAtWholeMiB() async throws {
         try await withBackend { backend, base in
             let mib: UInt64 = 1 << 20
             func fileSize(_ id: String) -> UInt64? {
@@ -265,7 +265,12 @@ struct LoopFileBackendTests {
             let unsized = try await backend.createVolume(VolumeRequest(name: "pvc-default", requiredBytes: 0, defaultBytes: 2 * mib + 1))
             #expect(unsized.capacityBytes == 3 * mib)
             #expect(fileSize(unsized.id) == 3 * mib)
-            for volume in [limited, exact, unsized] { try await backend.deleteVolume(id: volume.id) }
+            // A limit above the default size caps it and does not replace it.
+            let capped = try await backend.createVolume(
+                VolumeRequest(name: "pvc-capped", requiredBytes: 0, limitBytes: 64 * mib, defaultBytes: 2 * mib + 1))
+            #expect(capped.capacityBytes == 3 * mib)
+            #expect(fileSize(capped.id) == 3 * mib)
+            for volume in [limited, exact, unsized, capped] { try await backend.deleteVolume(id: volume.id) }
         }
     }
 
