@@ -25,4 +25,6 @@ int h2_eventfd(void);
 int h2_peercred(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
 int h2_accept(int fd);
 void h2_set_thread_name(const char *name);
+/* Returns freed heap memory to the system (glibc malloc_trim; a no-op elsewhere). */
+void h2_malloc_trim(void);
 #endif

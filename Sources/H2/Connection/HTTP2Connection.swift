@@ -70,7 +70,6 @@ final class StaticHeaders: @unchecked Sendable {
 class HTTP2Connection: LoopSelectable, LoopFlushable, @unchecked Sendable {
     /// Output buffered beyond this stops pulling frames from nghttp2 and reading from the peer.
     static let outputCap = 64 * 1024
-    static let readSize = 64 * 1024
 
     let loop: EventLoop
     let fd: Int32
@@ -85,7 +84,6 @@ class HTTP2Connection: LoopSelectable, LoopFlushable, @unchecked Sendable {
     private var outCapacity = 0
     private var outStart = 0
     private var outEnd = 0
-    private var readBuffer: UnsafeMutableRawPointer? = nil
     /// Why the connection closed, when it failed.
     var closeReason: String? = nil
 
@@ -98,7 +96,6 @@ class HTTP2Connection: LoopSelectable, LoopFlushable, @unchecked Sendable {
     deinit {
         if let s = session { nghttp2_session_del(s) }
         out?.deallocate()
-        readBuffer?.deallocate()
         if !isClosed { Sys.close(fd) }
     }
 
@@ -131,8 +128,7 @@ class HTTP2Connection: LoopSelectable, LoopFlushable, @unchecked Sendable {
     }
 
     private func readAvailable() {
-        if readBuffer == nil { readBuffer = .allocate(byteCount: Self.readSize, alignment: 16) }
-        let buffer = UnsafeMutableRawBufferPointer(start: readBuffer, count: Self.readSize)
+        let buffer = loop.readBuffer
         while !isClosed {
             let result: IOResult<Int>
             do { result = try Sys.read(fd, buffer) } catch {
@@ -155,7 +151,7 @@ class HTTP2Connection: LoopSelectable, LoopFlushable, @unchecked Sendable {
                     return
                 }
                 afterReceive()
-                if n < Self.readSize || writeBlocked {
+                if n < buffer.count || writeBlocked {
                     scheduleFlush()
                     return
                 }

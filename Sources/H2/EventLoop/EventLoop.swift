@@ -79,12 +79,23 @@ final class EventLoop: TaskExecutor, @unchecked Sendable {
     /// Written once by the loop thread before `started` is set; read after.
     private var thread: pthread_t? = nil
     private let started = Atomic<Bool>(false)
+    /// After this long without events, timers or work, freed heap memory goes back to the system.
+    private let heapTrimDelay: Duration?
+    private var sharedReadBuffer: UnsafeMutableRawBufferPointer? = nil  // loop thread only
 
     private static let wakeToken: UInt64 = 0
+    /// Bytes one read takes from a socket into ``readBuffer``.
+    static let readSize = 64 * 1024
 
     /// Creates a loop and starts its thread.
-    init(name: String) throws(SystemError) {
+    ///
+    /// - Parameters:
+    ///   - name: The thread's name (15 bytes are kept).
+    ///   - heapTrimDelay: When set, the loop calls `malloc_trim` once it has been quiet this long
+    ///     after doing anything, so memory freed after a burst of calls leaves the process.
+    init(name: String, heapTrimDelay: Duration? = nil) throws(SystemError) {
         self.name = name
+        self.heapTrimDelay = heapTrimDelay
         epfd = try Epoll.create()
         let efd = h2_eventfd()
         if efd < 0 { throw SystemError(call: "eventfd", errno: errno) }
@@ -110,6 +121,17 @@ final class EventLoop: TaskExecutor, @unchecked Sendable {
     deinit {
         Sys.close(epfd)
         Sys.close(wakeFD)
+        sharedReadBuffer?.deallocate()
+    }
+
+    /// The buffer connections on this loop read into: one per loop, not one per connection, since
+    /// every read is handed to nghttp2 (which copies what it keeps) before the next one. Loop
+    /// thread only; allocated on first use.
+    var readBuffer: UnsafeMutableRawBufferPointer {
+        if let b = sharedReadBuffer { return b }
+        let b = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.readSize, alignment: 16)
+        sharedReadBuffer = b
+        return b
     }
 
     /// Whether the caller runs on this loop's thread.
@@ -211,6 +233,9 @@ final class EventLoop: TaskExecutor, @unchecked Sendable {
         let capacity = 256
         let events = UnsafeMutableRawPointer.allocate(byteCount: h2_epoll_event_size() * capacity, alignment: 16)
         defer { events.deallocate() }
+        let trimAfter = heapTrimDelay.map { Int32(clamping: max(($0.nanoseconds + 999_999) / 1_000_000, 1)) }
+        // Whether anything ran since the heap was last trimmed: a quiet loop trims once, not again.
+        var trimDue = false
         while !stopping {
             var timeout: Int32 = -1
             if !local.isEmpty || !flushQueue.isEmpty {
@@ -226,9 +251,21 @@ final class EventLoop: TaskExecutor, @unchecked Sendable {
                 }
                 if hasWork { timeout = 0 }
             }
+            // The trim waits for the delay to pass without events; a nearer timer wins.
+            var trimWait = false
+            if trimDue, timeout != 0, let trimAfter, timeout < 0 || timeout > trimAfter {
+                timeout = trimAfter
+                trimWait = true
+            }
             let n = h2_epoll_wait(epfd, events, Int32(capacity), timeout)
             if timeout != 0 {
                 inbox.withLock { $0.sleeping = false; $0.wakeSent = false }
+            }
+            if trimWait && n == 0 {
+                h2_malloc_trim()
+                trimDue = false
+            } else if n != 0 || timeout == 0 {
+                trimDue = trimAfter != nil
             }
             if n > 0 {
                 for i in 0..<Int(n) {
@@ -260,7 +297,7 @@ final class EventLoop: TaskExecutor, @unchecked Sendable {
                 spare.removeAll(keepingCapacity: true)
                 rounds += 1
             }
-            runTimers()
+            if runTimers() { trimDue = trimAfter != nil }
             if !flushQueue.isEmpty {
                 var i = 0
                 while i < flushQueue.count {  // flushing may queue more
@@ -290,16 +327,20 @@ final class EventLoop: TaskExecutor, @unchecked Sendable {
         timers = TimerHeap()
     }
 
-    private func runTimers() {
-        guard timers.peekDeadline() != nil else { return }
+    /// Runs the timers that are due; returns whether any action ran.
+    private func runTimers() -> Bool {
+        guard timers.peekDeadline() != nil else { return false }
         let now = monotonicNanos()
+        var ran = false
         while let d = timers.peekDeadline(), d <= now {
             let t = timers.pop()!
             if let action = t.action {
                 t.action = nil
                 action()
+                ran = true
             }
         }
+        return ran
     }
 }
 
@@ -349,9 +390,11 @@ final class EventLoopGroup: Sendable {
     let loops: [EventLoop]
     private let next = Atomic<Int>(0)
 
-    init(count: Int, name: String) throws(SystemError) {
+    init(count: Int, name: String, heapTrimDelay: Duration? = nil) throws(SystemError) {
         var loops: [EventLoop] = []
-        for i in 0..<max(1, count) { loops.append(try EventLoop(name: "\(name)-\(i)")) }
+        for i in 0..<max(1, count) {
+            loops.append(try EventLoop(name: "\(name)-\(i)", heapTrimDelay: heapTrimDelay))
+        }
         self.loops = loops
     }
 
