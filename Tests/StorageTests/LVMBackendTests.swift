@@ -392,6 +392,39 @@ struct LVMProcessStateTests {
         #expect(mask != 0o077 || lvm.processState.umask == 0o077)
         #expect(locale == lvm.processState.locale)
     }
+
+    /// The handle closed while idle (lvm2_exit, library unloaded) opens again for the next command,
+    /// which sees a volume group made meanwhile by another process; process-wide state survives.
+    @Test func releasedHandleReopensForTheNextCommand() async throws {
+        let lvm = LVM.shared
+        func names() async throws -> Set<String> {
+            let rows = try await lvm.report(
+                LVMCommand([LVMWord("vgs"), LVMWord("-o"), LVMWord(VGRow.fields)]), key: "vg", as: VGRow.self)
+            return Set(rows.map(\.vg_name))
+        }
+        _ = try await names()
+        let before = await lvm.handleState
+        await lvm.releaseHandle()
+        try await withVolumeGroup(megabytes: 64) { vg, _ in
+            let listed = try await names()
+            #expect(listed.contains(vg))
+            // Other suites' commands may reopen it first; either way it was opened again.
+            let reopened = await lvm.handleState
+            #expect(reopened.open)
+            #expect(reopened.opened > before.opened)
+            // Released again mid-way, the next command still finds the group.
+            await lvm.releaseHandle()
+            let again = try await names()
+            #expect(again.contains(vg))
+        }
+        let (mask, locale) = await lvm.betweenCommands { () -> (mode_t, String?) in
+            let mask = umask(0o022)
+            umask(mask)
+            return (mask, setlocale(LC_ALL, nil).map { String(cString: $0) })
+        }
+        #expect(mask == lvm.processState.umask)
+        #expect(locale == lvm.processState.locale)
+    }
 }
 
 @Suite(.serialized, .enabled(if: isRoot, rootReason))
