@@ -72,7 +72,7 @@ struct BitWriter {
         count += 1
     }
 
-    /// The bytes written, as an array; frees the buffer.
+    /// The bytes written, as an array; frees the buffer, so the writer must not be used afterwards.
     mutating func finish() -> [UInt8] {
         align()
         let n = count
@@ -82,8 +82,7 @@ struct BitWriter {
             initialized = n
         }
         base.deallocate()
-        base = .allocate(capacity: 1)
-        capacity = 1
+        capacity = 0
         count = 0
         return out
     }
@@ -225,6 +224,8 @@ struct DeflateEncoder {
     /// The block's symbols: a literal byte, or `1 << 31 | (length - 3) << 16 | (distance - 1)`.
     private let symbols: UnsafeMutablePointer<UInt32>
     private var symbolCount = 0
+    /// Symbols per block: fewer than `blockSymbols` for short inputs, which then allocate less.
+    private let blockCapacity: Int
     /// Symbol frequencies of the block: 286 literal/length codes, then 30 distance codes.
     private let freq: UnsafeMutablePointer<UInt32>
     private var literalFreq: UnsafeMutableBufferPointer<UInt32> { UnsafeMutableBufferPointer(start: freq, count: 286) }
@@ -236,7 +237,8 @@ struct DeflateEncoder {
         self.n = count
         self.level = level
         self.writer = writer
-        symbols = .allocate(capacity: Self.blockSymbols)
+        blockCapacity = min(Self.blockSymbols, count + 1)
+        symbols = .allocate(capacity: blockCapacity)
         freq = .allocate(capacity: 286 + 30)
         freq.initialize(repeating: 0, count: 286 + 30)
     }
@@ -421,7 +423,7 @@ struct DeflateEncoder {
         symbols[symbolCount] = UInt32(b)
         symbolCount += 1
         freq[Int(b)] += 1
-        if symbolCount == Self.blockSymbols { flush(at: i + 1, final: false) }
+        if symbolCount == blockCapacity { flush(at: i + 1, final: false) }
     }
 
     @inline(__always)
@@ -430,7 +432,7 @@ struct DeflateEncoder {
         symbolCount += 1
         freq[257 + Int(Self.lengthCode[length - 3])] += 1
         freq[286 + Self.distanceCode(distance)] += 1
-        if symbolCount == Self.blockSymbols { flush(at: i + length, final: false) }
+        if symbolCount == blockCapacity { flush(at: i + length, final: false) }
     }
 
     // MARK: Blocks
