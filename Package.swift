@@ -59,7 +59,8 @@ let package = Package(
         // Libraries.
         .target(name: "ProtoWire", swiftSettings: strict),
         .target(name: "ProtoWireGenerator", dependencies: ["ProtoWire"], swiftSettings: strict),
-        .target(name: "H2", dependencies: ["CNGHTTP2", "CH2Sys", "ProtoWire"], exclude: ["Protos"], swiftSettings: strict),
+        .target(name: "Deflate", swiftSettings: strict),
+        .target(name: "H2", dependencies: ["CNGHTTP2", "CH2Sys", "ProtoWire", "Deflate"], exclude: ["Protos"], swiftSettings: strict),
         .target(
             name: "CSI",
             dependencies: ["ProtoWire", "H2"],
@@ -98,6 +99,7 @@ let package = Package(
 
         // Tests.
         .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire", "ProtoWireGenerator", "CSI", "H2"], exclude: ["Protos"], swiftSettings: strict),
+        .testTarget(name: "DeflateTests", dependencies: ["Deflate"], swiftSettings: strict),
         .testTarget(name: "H2Tests", dependencies: ["H2", "ProtoWire", "CSI"], swiftSettings: strict),
         .testTarget(name: "CSITests", dependencies: ["CSI", "ProtoWire", "H2"], swiftSettings: strict),
         .testTarget(name: "StorageTests", dependencies: ["Storage"], swiftSettings: strict),

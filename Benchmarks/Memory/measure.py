@@ -1,12 +1,14 @@
 """Idle memory of the release binaries: the driver with the loop file backend, the driver with the
-LVM backend after a few calls, the registrar once registered, and (with --h2-server) the H2
-benchmark server at start, after one call and after a burst of calls. Prints VmRSS, RssAnon,
-RssFile and the thread count from /proc/PID/status; with --breakdown (always for the H2 server)
-also where the resident pages are, per mapping (Benchmarks/Memory/smaps.py). Needs root for the
-LVM case (a VG on a loop device, removed afterwards).
+LVM backend after a few calls (1.5 s after them, and 8 s after them, when the driver has closed its
+liblvm2cmd handle), the registrar once registered, and (with --h2-server) the H2 benchmark server
+at start, after one call and after a burst of calls. Prints VmRSS, RssAnon, RssFile and the thread
+count from /proc/PID/status; with --mappings (always for the H2 server) also where the resident
+pages are, per mapping (Benchmarks/Memory/smaps.py). Needs root for the LVM case (a VG on a loop
+device, removed afterwards).
 
-Usage: python3 Benchmarks/Memory/measure.py [BIN_DIR] [--h2-server PATH] [--only driver|registrar|h2]
-       [--breakdown]   (BIN_DIR default .build/release; `make bench-memory`, `make bench-memory-h2`)"""
+Usage: python3 Benchmarks/Memory/measure.py [BIN_DIR] [--mappings] [--h2-server PATH]
+       [--only driver|registrar|h2]   (BIN_DIR default .build/release; `make bench-memory`,
+       `make bench-memory-h2`)"""
 
 import argparse
 import os
@@ -27,7 +29,7 @@ parser = argparse.ArgumentParser(description="Idle memory of the release binarie
 parser.add_argument("bin_dir", nargs="?", default=str(ROOT / ".build" / "release"))
 parser.add_argument("--h2-server", help="rpc-bench-server to measure as well")
 parser.add_argument("--only", choices=["driver", "registrar", "h2"], action="append")
-parser.add_argument("--breakdown", action="store_true", help="per-mapping table for every process")
+parser.add_argument("--mappings", action="store_true", help="per-mapping table for every process")
 ARGS = parser.parse_args()
 BIN = pathlib.Path(ARGS.bin_dir).resolve()
 os.environ["SWIFT_CSI_BIN_DIR"] = str(BIN)
@@ -42,7 +44,7 @@ def status(pid):
     f = smaps.read_status(pid)
     line = "VmRSS %5.1f MiB  RssAnon %5.1f MiB  RssFile %5.1f MiB  threads %d" % (
         f["VmRSS"] / 1024, f["RssAnon"] / 1024, f["RssFile"] / 1024, f["Threads"])
-    if ARGS.breakdown:
+    if ARGS.mappings:
         line += "\n" + "\n".join(smaps.report(pid).splitlines()[1:])
     return line
 
@@ -87,13 +89,19 @@ def csi_stubs():
     return next(gen), gen
 
 
-def driver_case(csi, args, calls):
+def driver_case(csi, args, calls, later=None):
+    """Status 1.5 s after the calls, and again `later` seconds after them when given."""
     workdir = tempfile.mkdtemp(prefix="mem-")
     driver = conf.Driver(str(BIN / "csi-lvm-driver"), csi, workdir, args)
     try:
         calls(driver)
         time.sleep(1.5)
-        return status(driver.process.pid)
+        pid = driver.process.pid
+        out = status(pid)
+        if later:
+            time.sleep(later - 1.5)
+            out += "\n  %4.1f s after the calls:              %s" % (later, status(pid))
+        return out
     finally:
         driver.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -131,8 +139,9 @@ def main():
         loop = subprocess.run(["losetup", "-f", "--show", image], capture_output=True, text=True, check=True).stdout.strip()
         try:
             conf.lvm("vgcreate", "-qq", name, loop)
+            # The driver closes its liblvm2cmd handle 5 s after the last command (LVM.idleRelease).
             print("driver, LVM backend, after 9 calls:  ", driver_case(
-                csi, ["--backend", "lvm", "--volume-group", name, "--lvm-scan-device", loop], lvm_calls))
+                csi, ["--backend", "lvm", "--volume-group", name, "--lvm-scan-device", loop], lvm_calls, later=8))
         finally:
             conf.lvm("vgremove", "-ff", "-y", name)
             conf.lvm("pvremove", "-y", loop)

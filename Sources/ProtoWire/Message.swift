@@ -94,6 +94,21 @@ extension ProtoCodable {
     @inlinable
     public func serializedBytes() -> [UInt8] {
         let size = protoEncodedSize
+        if size <= 1024 {
+            // Small messages: encode on the stack, then copy into an array reserved at the exact
+            // size. This allocation path is specialised for [UInt8]; the unsafeUninitializedCapacity
+            // one below looks the array's storage type up at run time on every call (measured at
+            // ~160 more instructions than the copy for a 509-byte message).
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(size)
+            withUnsafeTemporaryAllocation(byteCount: size, alignment: 1) { buffer in
+                var writer = ProtoWriter(buffer)
+                protoWrite(to: &writer)
+                writer.finish()
+                bytes.append(contentsOf: UnsafeRawBufferPointer(buffer))
+            }
+            return bytes
+        }
         return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
             var writer = ProtoWriter(UnsafeMutableRawBufferPointer(buffer))
             protoWrite(to: &writer)

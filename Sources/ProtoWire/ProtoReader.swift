@@ -373,13 +373,13 @@ public struct ProtoReader {
     // MARK: Maps
 
     /// Reads the run of map entries that starts with the current field (it and the fields right
-    /// after it with the same tag, up to 256 of them) and adds them to `map`; a later entry with an
-    /// equal key replaces the earlier one, as protobuf requires.
+    /// after it with the same tag, up to 16 of them) and adds them to `map`; a later
+    /// entry with an equal key replaces the earlier one, as protobuf requires.
     ///
     /// The entries are decoded into temporary (stack) memory first and the dictionary is built or
-    /// extended once, with its capacity reserved for the whole run. `readEntry` decodes one
+    /// extended once, with its capacity reserved for the whole batch. `readEntry` decodes one
     /// entry's body, filling in the defaults for a missing key or value. Fields that follow the
-    /// run, and longer runs, are left to the caller's loop (which calls this again).
+    /// batch, and the rest of longer runs, are left to the caller's loop (which calls this again).
     ///
     /// - Throws: what `enterMessage()` and `readEntry` throw; nothing is added to `map` then.
     @inlinable
@@ -387,35 +387,50 @@ public struct ProtoReader {
         into map: inout [Key: Value],
         _ readEntry: (inout ProtoReader) throws(ProtoWireError) -> (Key, Value)
     ) throws(ProtoWireError) {
-        let count = countFieldRun()
-        guard count > 0 else {
-            // The current entry's length is bad: let enterMessage() report it.
-            _ = try enterMessage()
-            return
-        }
-        let failure: ProtoWireError? = withUnsafeTemporaryAllocation(of: (Key, Value).self, capacity: count) { entries in
+        let tag = currentTag
+        let failure: ProtoWireError? = withUnsafeTemporaryAllocation(
+            of: (Key, Value).self, capacity: ProtoReader.mapBatchSize
+        ) { entries in
             let first = entries.baseAddress.unsafelyUnwrapped
             var read = 0
             do throws(ProtoWireError) {
-                while read < count {
-                    if read > 0 { _ = try nextTag() }  // the same tag, counted above
+                while true {
                     var entry = try enterMessage()
                     (first + read).initialize(to: try readEntry(&entry))
                     read &+= 1
+                    guard read < ProtoReader.mapBatchSize, nextTagIs(tag) else { break }
+                    _ = try nextTag()
                 }
             } catch {
                 first.deinitialize(count: read)
                 return error
             }
-            let run = ProtoMovingBuffer(first, count: read)
+            let batch = ProtoMovingBuffer(first, count: read)
             if map.isEmpty {
-                map = Dictionary(run, uniquingKeysWith: { _, last in last })
+                map = Dictionary(batch, uniquingKeysWith: { _, last in last })
             } else {
-                map.merge(run, uniquingKeysWith: { _, last in last })
+                map.merge(batch, uniquingKeysWith: { _, last in last })
             }
             return nil
         }
         if let failure { throw failure }
+    }
+
+    /// How many map entries ``readMapEntries(into:_:)`` decodes before adding them to the map.
+    @inlinable
+    static var mapBatchSize: Int { 16 }
+
+    /// Whether the next bytes are the tag `tag` (one- and two-byte tags; others report false,
+    /// which only ends a batch early).
+    @inlinable
+    func nextTagIs(_ tag: UInt32) -> Bool {
+        guard position < end else { return false }
+        let p = base.unsafelyUnwrapped
+        let b0 = UInt32(p.load(fromByteOffset: position, as: UInt8.self))
+        if tag < 0x80 { return b0 == tag }
+        guard tag < 0x4000, position &+ 1 < end else { return false }
+        let b1 = UInt32(p.load(fromByteOffset: position &+ 1, as: UInt8.self))
+        return b0 == (tag & 0x7f) | 0x80 && b1 == tag >> 7
     }
 
     // MARK: Skipping

@@ -177,7 +177,8 @@ public struct ProtoWriter {
     /// Writes the entries of a map in ascending key order (the order protoc's deterministic
     /// encoder uses), calling `writeEntry` for each; entries are written back to front.
     ///
-    /// The entries are ordered by an insertion sort of their indices in stack memory
+    /// The map is iterated once (iteration hands out each entry more cheaply than `first` or
+    /// index subscripts); more than two entries are insertion-sorted in stack memory
     /// (`withUnsafeTemporaryAllocation`), so small maps cost no heap allocation.
     @inlinable
     public mutating func writeMapEntries<Key: Comparable, Value>(
@@ -186,14 +187,13 @@ public struct ProtoWriter {
         let count = map.count
         if count == 0 { return }
         if count == 1 {
-            let (key, value) = map.first.unsafelyUnwrapped
-            writeEntry(&self, key, value)
+            for (key, value) in map { writeEntry(&self, key, value) }
             return
         }
         if count == 2 {
-            let first = map.startIndex
-            let second = map.index(after: first)
-            let (a, b) = (map[first], map[second])
+            var entries = map.makeIterator()
+            let a = entries.next().unsafelyUnwrapped
+            let b = entries.next().unsafelyUnwrapped
             // Back to front: the larger key first.
             if a.key < b.key {
                 writeEntry(&self, b.key, b.value)
@@ -204,24 +204,21 @@ public struct ProtoWriter {
             }
             return
         }
-        withUnsafeTemporaryAllocation(of: Dictionary<Key, Value>.Index.self, capacity: count) { order in
+        withUnsafeTemporaryAllocation(of: (key: Key, value: Value).self, capacity: count) { buffer in
+            let order = buffer.baseAddress.unsafelyUnwrapped
             var sorted = 0
-            var index = map.startIndex
-            while index != map.endIndex {
-                let key = map[index].key
+            for entry in map {
                 var slot = sorted
-                while slot > 0 && key < map[order[slot &- 1]].key {
-                    order.initializeElement(at: slot, to: order.moveElement(from: slot &- 1))
+                while slot > 0 && entry.key < order[slot &- 1].key {
+                    (order + slot).moveInitialize(from: order + (slot &- 1), count: 1)
                     slot &-= 1
                 }
-                order.initializeElement(at: slot, to: index)
+                (order + slot).initialize(to: entry)
                 sorted &+= 1
-                index = map.index(after: index)
             }
-            var position = sorted
-            while position > 0 {
-                position &-= 1
-                let entry = map[order.moveElement(from: position)]
+            while sorted > 0 {
+                sorted &-= 1
+                let entry = (order + sorted).move()
                 writeEntry(&self, entry.key, entry.value)
             }
         }

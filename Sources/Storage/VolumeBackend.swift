@@ -5,12 +5,14 @@
 /// the caller (the CSI services lock per volume id). Create and delete calls are idempotent.
 public protocol VolumeBackend: Sendable {
     /// Creates a volume, or returns the existing one when a volume of that name and a compatible
-    /// size already exists.
-    /// - Throws: `.invalidName`/`.invalidArgument` for bad input, `.outOfRange` when the required
-    ///   size rounded up to the allocation unit (or the source snapshot's size) is above
-    ///   `limitBytes`, `.alreadyExists` when the name is taken with another size or source,
-    ///   `.insufficientCapacity` when there is no room, `.notFound` when the source snapshot does
-    ///   not exist.
+    /// size already exists. The size is a whole number of the backend's allocation unit: the
+    /// required size rounded up, else the limit rounded down, else the default size rounded up;
+    /// and at least the source snapshot's size.
+    /// - Throws: `.invalidName`/`.invalidArgument` for bad input, `.outOfRange` when no whole
+    ///   number of allocation units lies between `requiredBytes` and `limitBytes` (or the source
+    ///   snapshot's size is above `limitBytes`), `.alreadyExists` when the name is taken with
+    ///   another size or source, `.insufficientCapacity` when there is no room, `.notFound` when
+    ///   the source snapshot does not exist.
     func createVolume(_ request: VolumeRequest) async throws(StorageError) -> Volume
 
     /// Deletes a volume; deleting a volume that does not exist succeeds.
@@ -59,12 +61,21 @@ public protocol VolumeBackend: Sendable {
 
 /// What to create.
 public struct VolumeRequest: Sendable, Hashable {
+    /// The size a volume gets when the caller asks for none: 1 GiB.
+    public static let defaultVolumeBytes: UInt64 = 1 << 30
+
     /// The caller's name for the volume (the CSI request name); the volume id is derived from it.
     public var name: String
-    /// The smallest acceptable size in bytes; it is rounded up to the allocation unit.
+    /// The smallest acceptable size in bytes, or 0 when the caller gives none. It is rounded up
+    /// to the allocation unit, and the result must not be above `limitBytes`.
     public var requiredBytes: UInt64
-    /// The largest acceptable size in bytes, or nil for no limit.
+    /// The largest acceptable size in bytes, or nil (or 0) for no limit. Without `requiredBytes`,
+    /// the volume gets `defaultBytes`, or the largest whole number of allocation units not above
+    /// the limit when that is smaller.
     public var limitBytes: UInt64?
+    /// The size made when the caller gives no `requiredBytes`; rounded up to the allocation unit
+    /// and capped by `limitBytes`.
+    public var defaultBytes: UInt64
     /// The filesystem the volume is meant to carry, recorded with it (`ext4`, `xfs`), or nil for raw
     /// block or unspecified.
     public var fsType: String?
@@ -75,15 +86,55 @@ public struct VolumeRequest: Sendable, Hashable {
 
     /// Creates a request.
     public init(
-        name: String, requiredBytes: UInt64, limitBytes: UInt64? = nil, fsType: String? = nil,
-        sourceSnapshotID: String? = nil, parameters: [String: String] = [:]
+        name: String, requiredBytes: UInt64, limitBytes: UInt64? = nil, defaultBytes: UInt64 = Self.defaultVolumeBytes,
+        fsType: String? = nil, sourceSnapshotID: String? = nil, parameters: [String: String] = [:]
     ) {
         self.name = name
         self.requiredBytes = requiredBytes
         self.limitBytes = limitBytes
+        self.defaultBytes = defaultBytes
         self.fsType = fsType
         self.sourceSnapshotID = sourceSnapshotID
         self.parameters = parameters
+    }
+
+    /// The limit, with 0 read as none.
+    var effectiveLimit: UInt64? { limitBytes.flatMap { $0 > 0 ? $0 : nil } }
+
+    /// The size to create, a whole number of `unit`s (at least one): `requiredBytes` rounded up;
+    /// without it, `defaultBytes` rounded up, capped by `limitBytes` rounded down (a limit is a
+    /// ceiling, not a request: a class with a 100 GiB limit and no required size gets the default).
+    /// - Parameters:
+    ///   - unit: the allocation unit in bytes.
+    ///   - unitName: the unit as messages name it ("one MiB", "one extent of volume group vg0").
+    ///   - volume: the volume id, for messages.
+    /// - Throws: `.invalidArgument` when the limit is below the required size, `.outOfRange` when
+    ///   the required size rounded up is above the limit, or the limit alone is less than one unit.
+    package func size(unit: UInt64, unitName: String, volume: String) throws(StorageError) -> UInt64 {
+        let unit = max(unit, 1)
+        guard let limit = effectiveLimit else {
+            return roundUp(max(requiredBytes == 0 ? defaultBytes : requiredBytes, 1), to: unit)
+        }
+        if requiredBytes > limit {
+            throw StorageError(.invalidArgument, "volume \(volume): limit \(limit) bytes is below the required \(requiredBytes) bytes")
+        }
+        if requiredBytes == 0 {
+            guard limit >= unit else {
+                throw StorageError(
+                    .outOfRange,
+                    "volume \(volume): the limit of \(limit) bytes is less than \(unitName) (\(unit) bytes), the smallest size a volume can have"
+                )
+            }
+            return min(roundUp(max(defaultBytes, 1), to: unit), limit / unit * unit)
+        }
+        let size = roundUp(requiredBytes, to: unit)
+        guard size <= limit else {
+            throw StorageError(
+                .outOfRange,
+                "volume \(volume): \(requiredBytes) bytes rounded up to a multiple of \(unit) bytes (\(unitName)) is \(size) bytes, above the limit of \(limit) bytes"
+            )
+        }
+        return size
     }
 }
 

@@ -57,6 +57,39 @@ import Testing
         }
     }
 
+    /// With only limit_bytes, the driver may choose any size up to it: the largest whole MiB not
+    /// above it. A limit below one MiB is OUT_OF_RANGE, naming the limit and the unit.
+    @Test func createWithOnlyALimitRoundsDown() async throws {
+        try await Self.withController { controller in
+            let mib = Self.mib
+            let request = Self.createRequest("pvc-limit", required: 0, limit: 5 * mib + 4096)
+            let volume = try #require(try await controller.createVolume(request).volume)
+            #expect(volume.capacityBytes == 5 * mib)
+            let again = try await controller.createVolume(request).volume
+            #expect(again?.volumeID == volume.volumeID)
+            #expect(again?.capacityBytes == 5 * mib)
+
+            let error = await #expect(throws: RPCError.self) {
+                try await controller.createVolume(Self.createRequest("pvc-tiny", required: 0, limit: mib - 1))
+            }
+            #expect(error?.code == .outOfRange)
+            #expect(error?.message.contains("\(mib - 1)") == true && error?.message.contains("\(mib)") == true, "\(error?.message ?? "")")
+
+            // Expanding with only a limit the volume already satisfies changes nothing.
+            var expand = ControllerExpandVolumeRequest()
+            expand.volumeID = volume.volumeID
+            var range = CapacityRange()
+            range.limitBytes = 7 * mib + 4096
+            expand.capacityRange = range
+            #expect(try await controller.controllerExpandVolume(expand).capacityBytes == 5 * mib)
+
+            var delete = DeleteVolumeRequest()
+            delete.volumeID = volume.volumeID
+            _ = try await controller.deleteVolume(delete)
+            #expect(try await controller.listVolumes(ListVolumesRequest()).entries.isEmpty)
+        }
+    }
+
     /// ControllerExpandVolume checks the limit before growing: a refused expansion leaves the size as it was.
     @Test func expandRoundedPastTheLimitIsOutOfRangeAndGrowsNothing() async throws {
         try await Self.withController { controller in

@@ -354,9 +354,62 @@ def test_create_volume_default_size_and_limit(driver):
     unsized = driver.controller.CreateVolume(pb.CreateVolumeRequest(
         name=name(), volume_capabilities=[mount_cap(driver.csi)])).volume
     try:
-        assert unsized.capacity_bytes > 0
+        assert unsized.capacity_bytes == GIB  # the driver's default size
     finally:
         delete(driver, unsized.volume_id)
+
+
+def allocation_unit(d):
+    """The backend's allocation unit: a MiB for loop files, the volume group's 4 MiB extent for LVM."""
+    return 4 * MIB if d.backend == "lvm" else MIB
+
+
+def size_on_disk(d, volume_id):
+    """The size of a volume as the storage itself reports it: the LV's size or the file's."""
+    if d.backend == "lvm":
+        vg = d.args[d.args.index("--volume-group") + 1]
+        out = lvm("lvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "lv_size", "%s/%s" % (vg, volume_id))
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout.strip())
+    return os.stat(os.path.join(d.workdir, "volumes", "volumes", volume_id + ".img")).st_size
+
+
+def test_create_volume_with_only_a_limit_caps_the_default_at_whole_units(driver):
+    """With limit_bytes alone the plugin may choose any size up to it: the driver takes its default
+    size, capped by the largest whole number of allocation units not above the limit. A limit
+    below one unit is OUT_OF_RANGE, and the message names both figures."""
+    pb = driver.csi.pb
+    unit = allocation_unit(driver)
+    limit = 2 * unit + unit // 2 + 4096
+    vol_name = name()
+    request = pb.CreateVolumeRequest(name=vol_name, volume_capabilities=[mount_cap(driver.csi)],
+                                     capacity_range=pb.CapacityRange(limit_bytes=limit))
+    volume = driver.controller.CreateVolume(request).volume
+    try:
+        assert volume.capacity_bytes == 2 * unit
+        assert size_on_disk(driver, volume.volume_id) == 2 * unit
+        again = driver.controller.CreateVolume(request).volume
+        assert (again.volume_id, again.capacity_bytes) == (volume.volume_id, 2 * unit)
+        got = driver.controller.ControllerGetVolume(pb.ControllerGetVolumeRequest(volume_id=volume.volume_id))
+        assert got.volume.capacity_bytes == 2 * unit
+    finally:
+        delete(driver, volume.volume_id)
+
+    # A limit above the default size caps the default; it is not a request for that much.
+    roomy = driver.controller.CreateVolume(pb.CreateVolumeRequest(
+        name=name(), volume_capabilities=[mount_cap(driver.csi)], capacity_range=pb.CapacityRange(limit_bytes=1 << 40))).volume
+    try:
+        assert roomy.capacity_bytes == GIB
+        assert size_on_disk(driver, roomy.volume_id) == GIB
+    finally:
+        delete(driver, roomy.volume_id)
+
+    tiny = name()
+    details = expect_code(C.OUT_OF_RANGE, driver.controller.CreateVolume, pb.CreateVolumeRequest(
+        name=tiny, volume_capabilities=[mount_cap(driver.csi)], capacity_range=pb.CapacityRange(limit_bytes=unit - 4096)))
+    assert str(unit - 4096) in details and str(unit) in details, details
+    listed = driver.controller.ListVolumes(pb.ListVolumesRequest()).entries
+    assert tiny not in {e.volume.volume_id for e in listed}
 
 
 def test_create_volume_with_maximum_length_name(driver):

@@ -21,8 +21,10 @@ protoc --plugin=protoc-gen-protowire="$plugin" -I Tests/ProtoWireTests/Protos -I
     --protowire_out="$work/gen" --protowire_opt=Services=false,Namespace.protowire.test=TestProtos codec_test.proto
 
 flags=(-sanitize=fuzzer,address -parse-as-library -O -g -swift-version 6)
+# Every ProtoWire source, its generated well-known types (Sources/ProtoWire/Generated) included.
+mapfile -t protowire_sources < <(find Sources/ProtoWire -name '*.swift' | sort)
 swiftc "${flags[@]}" -module-name ProtoWire -emit-module -emit-module-path "$work/ProtoWire.swiftmodule" \
-    -wmo -c Sources/ProtoWire/*.swift -o "$work/ProtoWire.o"
+    -wmo -c "${protowire_sources[@]}" -o "$work/ProtoWire.o"
 swiftc "${flags[@]}" -module-name FuzzProtoWire -I "$work" \
     Tests/Fuzz/FuzzProtoWire.swift "$work"/gen/*.swift "$work/ProtoWire.o" -o "$work/fuzz-protowire"
 

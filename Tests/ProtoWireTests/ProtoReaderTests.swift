@@ -190,6 +190,49 @@ struct VarintVector: Sendable, CustomStringConvertible {
         #expect(error?.fieldNumber == 1)
     }
 
+    @Test(arguments: [UInt32(3), 20, 2047])  // one-, two- and three-byte tags
+    func mapEntriesWithAnyTagSizeInBatchesLastKeyWins(_ field: UInt32) throws {
+        var tag: [UInt8] = []
+        var key = UInt64(field << 3 | 2)
+        while key >= 0x80 {
+            tag.append(UInt8(truncatingIfNeeded: key) | 0x80)
+            key >>= 7
+        }
+        tag.append(UInt8(key))
+        func entry(_ k: UInt8, _ v: UInt8) -> [UInt8] { tag + [0x04, 0x08, k, 0x10, v] }
+        // 40 entries (more than one batch) with keys 0...9 repeating, then another field, then one more.
+        var bytes: [UInt8] = []
+        for i in 0..<40 { bytes += entry(UInt8(i % 10), UInt8(i)) }
+        bytes += [0x08, 0x01]  // field 1, a varint: ends the run
+        bytes += entry(3, 99)
+        let map = try withReader(bytes) { reader throws(ProtoWireError) -> [Int32: Int32] in
+            var map: [Int32: Int32] = [:]
+            while let next = try reader.nextTag() {
+                guard next.rawValue == field << 3 | 2 else {
+                    try reader.skipField()
+                    continue
+                }
+                try reader.readMapEntries(into: &map) { entry throws(ProtoWireError) in
+                    var k: Int32 = 0
+                    var v: Int32 = 0
+                    while let t = try entry.nextTag() {
+                        switch t.rawValue {
+                        case 0x08: k = try entry.readInt32()
+                        case 0x10: v = try entry.readInt32()
+                        default: try entry.skipField()
+                        }
+                    }
+                    return (k, v)
+                }
+            }
+            return map
+        }
+        var expected: [Int32: Int32] = [:]
+        for i in 30..<40 { expected[Int32(i % 10)] = Int32(i) }
+        expected[3] = 99
+        #expect(map == expected)
+    }
+
     @Test func packedFixedLengthMustBeAMultipleOfTheWidth() {
         let error = expectError([0x0a, 0x03, 1, 2, 3]) { reader throws(ProtoWireError) in
             _ = try reader.nextTag()

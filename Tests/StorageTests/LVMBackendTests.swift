@@ -63,6 +63,48 @@ struct LVMBackendTests {
         }
     }
 
+    /// The size of `vg/lv` in bytes as the lvm tool reports it.
+    func lvSize(_ vg: String, _ lv: String) async throws -> UInt64? {
+        let output = try await lvmTool(["lvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "lv_size", "\(vg)/\(lv)"]).output
+        return UInt64(output.trimmed())
+    }
+
+    /// Without a required size, a limit rounds down to whole extents (4 MiB here) and the volume is
+    /// made exactly that large; a limit below one extent is `.outOfRange` naming both figures, and
+    /// with neither the default size is rounded up.
+    @Test func limitAloneCapsTheDefaultAtWholeExtents() async throws {
+        try await withVolumeGroup { vg, _ in
+            // An owner of its own: the same test running elsewhere on the machine owns other LVs of these names.
+            let lvm = try backend(vg, driver: "limit-\(uniqueSuffix()).csi.swift-csi.io")
+            let mib: UInt64 = 1 << 20
+            let request = VolumeRequest(name: "pvc-limit", requiredBytes: 0, limitBytes: 10 * mib + 4096)
+            let limited = try await lvm.createVolume(request)
+            #expect(limited.capacityBytes == 8 * mib)
+            #expect(try await lvSize(vg, limited.id) == 8 * mib)
+            #expect(try await lvm.createVolume(request) == limited)
+            // A limit of whole extents is the size itself; a limit of 0 means none.
+            let exact = try await lvm.createVolume(VolumeRequest(name: "pvc-exact", requiredBytes: 0, limitBytes: 12 * mib))
+            #expect(try await lvSize(vg, exact.id) == 12 * mib)
+            await #expect {
+                try await lvm.createVolume(VolumeRequest(name: "pvc-tiny", requiredBytes: 0, limitBytes: 4 * mib - 1))
+            } throws: { error in
+                guard let error = error as? StorageError else { return false }
+                return error.code == .outOfRange && error.message.contains("\(4 * mib - 1)") && error.message.contains("\(4 * mib)")
+            }
+            #expect(try await lvm.volume(id: "pvc-tiny") == nil)
+            let unsized = try await lvm.createVolume(
+                VolumeRequest(name: "pvc-default", requiredBytes: 0, limitBytes: 0, defaultBytes: 13 * mib))
+            #expect(unsized.capacityBytes == 16 * mib)
+            #expect(try await lvSize(vg, unsized.id) == 16 * mib)
+            // A limit above the default size caps it and does not replace it.
+            let capped = try await lvm.createVolume(
+                VolumeRequest(name: "pvc-capped", requiredBytes: 0, limitBytes: 40 * mib, defaultBytes: 13 * mib))
+            #expect(capped.capacityBytes == 16 * mib)
+            #expect(try await lvSize(vg, capped.id) == 16 * mib)
+            for volume in [limited, exact, unsized, capped] { try await lvm.deleteVolume(id: volume.id) }
+        }
+    }
+
     @Test func requestNamesThatAreNotLVMNamesGetHashedIDs() async throws {
         try await withVolumeGroup { vg, _ in
             let lvm = try backend(vg)
@@ -339,6 +381,39 @@ struct LVMProcessStateTests {
         }
         #expect(mask == lvm.processState.umask)
         #expect(mask != 0o077 || lvm.processState.umask == 0o077)
+        #expect(locale == lvm.processState.locale)
+    }
+
+    /// The handle closed while idle (lvm2_exit, library unloaded) opens again for the next command,
+    /// which sees a volume group made meanwhile by another process; process-wide state survives.
+    @Test func releasedHandleReopensForTheNextCommand() async throws {
+        let lvm = LVM.shared
+        func names() async throws -> Set<String> {
+            let rows = try await lvm.report(
+                LVMCommand([LVMWord("vgs"), LVMWord("-o"), LVMWord(VGRow.fields)]), key: "vg", as: VGRow.self)
+            return Set(rows.map(\.vg_name))
+        }
+        _ = try await names()
+        let before = await lvm.handleState
+        await lvm.releaseHandle()
+        try await withVolumeGroup(megabytes: 64) { vg, _ in
+            let listed = try await names()
+            #expect(listed.contains(vg))
+            // Other suites' commands may reopen it first; either way it was opened again.
+            let reopened = await lvm.handleState
+            #expect(reopened.open)
+            #expect(reopened.opened > before.opened)
+            // Released again mid-way, the next command still finds the group.
+            await lvm.releaseHandle()
+            let again = try await names()
+            #expect(again.contains(vg))
+        }
+        let (mask, locale) = await lvm.betweenCommands { () -> (mode_t, String?) in
+            let mask = umask(0o022)
+            umask(mask)
+            return (mask, setlocale(LC_ALL, nil).map { String(cString: $0) })
+        }
+        #expect(mask == lvm.processState.umask)
         #expect(locale == lvm.processState.locale)
     }
 }

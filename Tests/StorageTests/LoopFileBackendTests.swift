@@ -236,6 +236,44 @@ struct LoopFileBackendTests {
         }
     }
 
+    /// Without a required size, a limit rounds down to whole MiB and the file is made exactly that
+    /// large; a limit below one MiB is `.outOfRange` naming both figures, and with neither the
+    /// default size is rounded up.
+    @Test func limitAloneCapsTheDefaultAtWholeMiB() async throws {
+        try await withBackend { backend, base in
+            let mib: UInt64 = 1 << 20
+            func fileSize(_ id: String) -> UInt64? {
+                var info = stat()
+                guard stat(base + "/data/volumes/\(id).img", &info) == 0 else { return nil }
+                return UInt64(info.st_size)
+            }
+            let request = VolumeRequest(name: "pvc-limit", requiredBytes: 0, limitBytes: 5 * mib + 4096)
+            let limited = try await backend.createVolume(request)
+            #expect(limited.capacityBytes == 5 * mib)
+            #expect(fileSize(limited.id) == 5 * mib)
+            #expect(try await backend.createVolume(request) == limited)
+            let exact = try await backend.createVolume(VolumeRequest(name: "pvc-exact", requiredBytes: 0, limitBytes: 3 * mib))
+            #expect(fileSize(exact.id) == 3 * mib)
+            await #expect {
+                try await backend.createVolume(VolumeRequest(name: "pvc-tiny", requiredBytes: 0, limitBytes: mib - 4096))
+            } throws: { error in
+                guard let error = error as? StorageError else { return false }
+                return error.code == .outOfRange && error.message.contains("\(mib - 4096)") && error.message.contains("\(mib)")
+            }
+            #expect(fileSize("pvc-tiny") == nil)
+            #expect(try await backend.volume(id: "pvc-tiny") == nil)
+            let unsized = try await backend.createVolume(VolumeRequest(name: "pvc-default", requiredBytes: 0, defaultBytes: 2 * mib + 1))
+            #expect(unsized.capacityBytes == 3 * mib)
+            #expect(fileSize(unsized.id) == 3 * mib)
+            // A limit above the default size caps it and does not replace it.
+            let capped = try await backend.createVolume(
+                VolumeRequest(name: "pvc-capped", requiredBytes: 0, limitBytes: 64 * mib, defaultBytes: 2 * mib + 1))
+            #expect(capped.capacityBytes == 3 * mib)
+            #expect(fileSize(capped.id) == 3 * mib)
+            for volume in [limited, exact, unsized, capped] { try await backend.deleteVolume(id: volume.id) }
+        }
+    }
+
     @Test func capacityAndConflicts() async throws {
         try await withBackend { backend, _ in
             let free = try await backend.capacity(parameters: [:])

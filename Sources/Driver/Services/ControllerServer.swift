@@ -17,8 +17,8 @@ public struct ControllerServer: ControllerService {
     let locks: VolumeLocks
     let log: RequestLog
 
-    /// Volumes made without a requested size get this many bytes.
-    package static let defaultVolumeBytes: UInt64 = 1 << 30
+    /// Volumes made with neither a required size nor a limit get this many bytes.
+    package static let defaultVolumeBytes: UInt64 = VolumeRequest.defaultVolumeBytes
 
     /// Parameter keys CreateVolume and GetCapacity understand.
     package enum Parameter {
@@ -79,9 +79,12 @@ public struct ControllerServer: ControllerService {
             // Repeats of one name are serialized; the backend derives the id from the name and
             // recognises a compatible repeat from what it recorded with the volume.
             return try await locks.withLock("name:" + request.name) {
-                let wanted = max(required == 0 ? Self.defaultVolumeBytes : required, sourceSnapshot?.sizeBytes ?? 0)
+                // The caller's range goes to the backend as given: it rounds a required size up
+                // and a lone limit down to its allocation unit, uses the default size when
+                // neither is set, and never makes a volume smaller than the source snapshot.
                 let volumeRequest = VolumeRequest(
-                    name: request.name, requiredBytes: limit > 0 ? min(wanted, limit) : wanted, limitBytes: limit > 0 ? limit : nil,
+                    name: request.name, requiredBytes: required, limitBytes: limit > 0 ? limit : nil,
+                    defaultBytes: Self.defaultVolumeBytes,
                     fsType: request.parameters[Parameter.fsType] ?? Self.filesystem(of: request.volumeCapabilities),
                     sourceSnapshotID: sourceSnapshot?.id, parameters: placement)
                 let volume = try await ErrorMapping.mapping("creating volume \(request.name)") {

@@ -1,4 +1,4 @@
-/// Where the driver's log records go. The executable bridges this to its logging library;
+/// Where the driver's log records go. The executables write them to stderr (`StandardErrorLogSink`);
 /// tests collect records in memory.
 public protocol DriverLogSink: Sendable {
     /// Writes one record. `fields` are key/value pairs that never hold secrets.

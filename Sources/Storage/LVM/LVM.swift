@@ -5,8 +5,10 @@ import Synchronization
 
 /// An in-process LVM client over liblvm2cmd.
 ///
-/// One process-wide handle (`lvm2_init` once) serves every command; commands run one at a time on a
-/// dedicated thread, and callers `await` them without blocking their own thread. Reports come back
+/// One process-wide handle serves every command; commands run one at a time on a dedicated thread,
+/// and callers `await` them without blocking their own thread. The handle is opened (`lvm2_init`)
+/// by the first command and closed (`lvm2_exit`, library unloaded) after ``idleRelease`` without
+/// commands, so an idle process does not keep LVM's caches and libraries resident. Reports come back
 /// as JSON through LVM's log callback and are separated from warnings and errors per command.
 ///
 /// The handle reads a private copy of the host's `lvm.conf` with `global/use_aio = 0` appended: with
@@ -62,56 +64,105 @@ final class LVM: Sendable {
     let systemDirectory: String?
 
     private let thread = SerialThread(name: "lvm")
-    /// The `lvm2_init` handle as a bit pattern; only touched on `thread`.
-    private let handle: UInt
-    /// Why liblvm2cmd could not be loaded, if it could not.
-    private let loadError: String?
+    /// The open `lvm2_init` handle and what happened to it; only touched on `thread`.
+    private let session = Mutex(Session())
     /// The process's umask before LVM's: liblvm2cmd sets its own (0077) process-wide at
     /// initialisation and for each command, and it is put back afterwards.
     private let processUmask: mode_t
     /// The process's locale before LVM's (`setlocale(LC_ALL, nil)`), put back the same way.
     private let processLocale: String?
 
+    /// How long the handle stays open after the last command. Then it is closed and liblvm2cmd
+    /// unloaded: an open handle keeps its block cache (the metadata areas it read), device cache
+    /// and configuration, and the library and its ~15 dependencies stay mapped — together ~8 MiB of
+    /// an idle driver. Opening it again costs a few milliseconds on the next command.
+    static let idleRelease: Duration = .seconds(5)
+
+    /// The state of the liblvm2cmd handle.
+    private struct Session {
+        /// The `lvm2_init` handle as a bit pattern, 0 while closed.
+        var handle: UInt = 0
+        /// Why liblvm2cmd could not be loaded or initialised, the last time it was tried.
+        var openError: String?
+        /// Counts commands, so an idle release scheduled after one command knows whether another ran since.
+        var commands: UInt64 = 0
+        /// How many times the handle was opened (tests).
+        var opened = 0
+    }
+
     private init(scanning devices: [String]?) {
         scannedDevices = devices
         let control = open("/dev/mapper/control", O_RDWR | O_CLOEXEC)
         if control >= 0 { close(control) }
         deviceMapperAvailable = control >= 0
-        let directory = LVM.makeSystemDirectory(scanning: devices)
-        systemDirectory = directory
-        let thread = self.thread
-        // lvm2_init reads LVM_SYSTEM_DIR once and keeps the path; set it only around the call.
-        let box = Mutex<(UInt, String?)>((0, nil))
-        let done = DispatchSemaphore(value: 0)
+        systemDirectory = LVM.makeSystemDirectory(scanning: devices)
         let mask = umask(0o022)
         umask(mask)
         processUmask = mask
-        let locale = setlocale(LC_ALL, nil).map { String(cString: $0) }
-        processLocale = locale
-        thread.submit {
-            let previous = getenv("LVM_SYSTEM_DIR").map { String(cString: $0) }
-            if let directory { setenv("LVM_SYSTEM_DIR", directory, 1) }
-            // lvm2_init and commands call setlocale and set umask 0077 for the whole process;
-            // both are put back after each call so the rest of the process is not affected.
-            let api = clvm2_load().pointee
-            var h: UnsafeMutableRawPointer?
-            if let initialise = api.initialize, let setLog = api.log_fn {
-                setLog(lvmLogCallback)
-                h = initialise()
-            }
-            umask(mask)
-            if let locale { _ = setlocale(LC_ALL, locale) }
-            if directory != nil {
-                if let previous { setenv("LVM_SYSTEM_DIR", previous, 1) } else { unsetenv("LVM_SYSTEM_DIR") }
-            }
-            if let h { api.log_level?(h, 4) }
-            _ = malloc_trim(0)
-            let failure = api.error.map { "liblvm2cmd could not be loaded: " + String(cString: $0) }
-            box.withLock { $0 = (UInt(bitPattern: h), failure) }
-            done.signal()
+        processLocale = setlocale(LC_ALL, nil).map { String(cString: $0) }
+    }
+
+    /// Loads liblvm2cmd if needed and opens a handle; on `thread`. The outcome is in `session`.
+    private func openHandle() {
+        let directory = systemDirectory
+        let mask = processUmask
+        // lvm2_init reads LVM_SYSTEM_DIR once and keeps the path; set it only around the call.
+        let previous = getenv("LVM_SYSTEM_DIR").map { String(cString: $0) }
+        if let directory { setenv("LVM_SYSTEM_DIR", directory, 1) }
+        // lvm2_init and commands call setlocale and set umask 0077 for the whole process;
+        // both are put back after each call so the rest of the process is not affected.
+        let api = clvm2_load().pointee
+        var h: UnsafeMutableRawPointer?
+        if let initialise = api.initialize, let setLog = api.log_fn {
+            setLog(lvmLogCallback)
+            h = initialise()
         }
-        done.wait()
-        (handle, loadError) = box.withLock { $0 }
+        umask(mask)
+        restoreLocale()
+        if directory != nil {
+            if let previous { setenv("LVM_SYSTEM_DIR", previous, 1) } else { unsetenv("LVM_SYSTEM_DIR") }
+        }
+        if let h { api.log_level?(h, 4) }
+        _ = malloc_trim(0)
+        let failure =
+            api.error.map { "liblvm2cmd could not be loaded: " + String(cString: $0) }
+            ?? (h == nil ? "liblvm2cmd could not be initialised (lvm2_init returned NULL)" : nil)
+        session.withLock {
+            $0.handle = UInt(bitPattern: h)
+            $0.openError = failure
+            if h != nil { $0.opened += 1 }
+        }
+    }
+
+    /// Closes the handle and unloads liblvm2cmd when no command ran since the `after`-th; on `thread`.
+    private func closeHandle(ifIdleSince after: UInt64?) {
+        let handle: UInt? = session.withLock { s in
+            guard s.handle != 0, after == nil || s.commands == after else { return nil }
+            defer { s.handle = 0 }
+            return s.handle
+        }
+        guard let handle, let h = UnsafeMutableRawPointer(bitPattern: handle) else { return }
+        clvm2_load().pointee.exit?(h)
+        clvm2_unload()
+        umask(processUmask)
+        restoreLocale()
+        _ = malloc_trim(0)
+    }
+
+    private func restoreLocale() {
+        if let locale = processLocale, let current = setlocale(LC_ALL, nil), strcmp(current, locale) != 0 {
+            _ = setlocale(LC_ALL, locale)
+        }
+    }
+
+    /// Closes the liblvm2cmd handle now (it opens again on the next command).
+    func releaseHandle() async {
+        await betweenCommands { self.closeHandle(ifIdleSince: nil) }
+    }
+
+    /// How many times a handle was opened, and whether one is open now.
+    var handleState: (opened: Int, open: Bool) {
+        get async { await betweenCommands { self.session.withLock { ($0.opened, $0.handle != 0) } } }
     }
 
     /// Runs `body` on the LVM thread between commands (where process-wide state is the
@@ -131,25 +182,36 @@ final class LVM: Sendable {
         var words = command.words
         if !deviceMapperAvailable && !words.isEmpty { words.insert(contentsOf: [LVMWord("--driverloaded"), LVMWord("n")], at: 1) }
         let line = LVMCommand(words).line
-        let handle = self.handle
-        let loadError = self.loadError
         let mask = processUmask
-        let locale = processLocale
         return try await thread.run { () throws(StorageError) -> LVMOutput in
-            guard handle != 0, let h = UnsafeMutableRawPointer(bitPattern: handle), let run = clvm2_load().pointee.run else {
-                throw StorageError(
-                    .failed, loadError ?? "liblvm2cmd could not be initialised (lvm2_init returned NULL)", command: line)
+            if self.session.withLock({ $0.handle == 0 }) { self.openHandle() }
+            let (handle, openError, count) = self.session.withLock { s -> (UInt, String?, UInt64) in
+                s.commands &+= 1
+                return (s.handle, s.openError, s.commands)
+            }
+            guard let h = UnsafeMutableRawPointer(bitPattern: handle), let run = clvm2_load().pointee.run else {
+                throw StorageError(.failed, openError ?? "liblvm2cmd could not be initialised", command: line)
             }
             lvmCollector.reset()
             let rc = run(h, line)
             umask(mask)
-            if let locale, let current = setlocale(LC_ALL, nil), strcmp(current, locale) != 0 { _ = setlocale(LC_ALL, locale) }
+            self.restoreLocale()
             let output = lvmCollector.finish(returnCode: rc)
             // liblvm2cmd allocates and frees megabytes per command (device scan, metadata
             // buffers); give the freed heap back to the kernel instead of keeping it resident.
             _ = malloc_trim(0)
+            self.scheduleRelease(after: count)
             if rc != LVM2_COMMAND_SUCCEEDED { throw output.error(command: line) }
             return output
+        }
+    }
+
+    /// Closes the handle `idleRelease` after the `count`-th command unless another ran since.
+    private func scheduleRelease(after count: UInt64) {
+        let delay = Self.idleRelease.components
+        let nanoseconds = Int(delay.seconds) * 1_000_000_000 + Int(delay.attoseconds / 1_000_000_000)
+        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) { [self] in
+            thread.submit { self.closeHandle(ifIdleSince: count) }
         }
     }
 

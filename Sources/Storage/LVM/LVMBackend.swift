@@ -183,7 +183,7 @@ public final class LVMBackend: VolumeBackend {
 
     public func createVolume(_ request: VolumeRequest) async throws(StorageError) -> Volume {
         let id = try LVMName(Self.volumeID(forName: request.name))
-        if let limit = request.limitBytes, limit > 0, limit < request.requiredBytes {
+        if let limit = request.effectiveLimit, limit < request.requiredBytes {
             throw StorageError(.invalidArgument, "volume \(id): limit \(limit) bytes is below the required \(request.requiredBytes) bytes")
         }
         // Plan from the cached state (usually one LVM command in all: lvcreate). An answer that
@@ -222,11 +222,12 @@ public final class LVMBackend: VolumeBackend {
         guard let group = groups.max(by: { $0.freeBytes < $1.freeBytes }) else {
             throw StorageError(.notFound, "no volume group matches \(selectionDescription(request.parameters))")
         }
-        var size = try roundedSize(request, extent: group.extentBytes, id: id)
+        var size = try request.size(
+            unit: group.extentBytes, unitName: "one extent of volume group \(group.name)", volume: id.rawValue)
         if let source, source.sizeBytes > size {
             // A volume restored from a snapshot holds at least the snapshot's data.
             size = roundUp(source.sizeBytes, to: group.extentBytes)
-            if let limit = request.limitBytes, limit > 0, size > limit {
+            if let limit = request.effectiveLimit, size > limit {
                 throw StorageError(
                     .outOfRange,
                     "volume \(id): snapshot \(source.path) holds \(source.sizeBytes) bytes, above the limit of \(limit) bytes")
@@ -469,11 +470,11 @@ public final class LVMBackend: VolumeBackend {
             )
         }
         // Compatible means inside the requested range (CSI CreateVolume idempotency).
-        let fits = existing.sizeBytes >= request.requiredBytes && (request.limitBytes.map { $0 == 0 || existing.sizeBytes <= $0 } ?? true)
+        let fits = existing.sizeBytes >= request.requiredBytes && request.effectiveLimit.map { existing.sizeBytes <= $0 } ?? true
         if !fits {
             throw StorageError(
                 .alreadyExists,
-                "volume \(existing.path) exists with \(existing.sizeBytes) bytes; the request asks for \(request.requiredBytes)\(request.limitBytes.map { "–\($0)" } ?? "") bytes"
+                "volume \(existing.path) exists with \(existing.sizeBytes) bytes; the request asks for \(request.requiredBytes)\(request.effectiveLimit.map { "–\($0)" } ?? "") bytes"
             )
         }
         if tagValue(existing, "source") != request.sourceSnapshotID {
@@ -483,17 +484,6 @@ public final class LVMBackend: VolumeBackend {
             )
         }
         return volume(existing, state)
-    }
-
-    private func roundedSize(_ request: VolumeRequest, extent: UInt64, id: LVMName) throws(StorageError) -> UInt64 {
-        let size = roundUp(max(request.requiredBytes, 1), to: extent)
-        if let limit = request.limitBytes, limit > 0, size > limit {
-            throw StorageError(
-                .outOfRange,
-                "volume \(id): \(request.requiredBytes) bytes rounded up to the extent size \(extent) is \(size) bytes, above the limit of \(limit) bytes"
-            )
-        }
-        return size
     }
 
     private func thinCapacity(_ pool: LogicalVolume) -> UInt64 {
@@ -578,10 +568,13 @@ public final class LVMBackend: VolumeBackend {
     }
 }
 
+/// `value` rounded up to a multiple of `unit`; `UInt64.max` when that multiple does not fit, so
+/// it fails every capacity check instead of trapping.
 func roundUp(_ value: UInt64, to unit: UInt64) -> UInt64 {
     guard unit > 1 else { return value }
     let (q, r) = value.quotientAndRemainder(dividingBy: unit)
-    return (r == 0 ? q : q + 1) * unit
+    let (size, overflow) = (r == 0 ? q : q + 1).multipliedReportingOverflow(by: unit)
+    return overflow ? .max : size
 }
 
 /// 128 bits of two FNV-1a 64 hashes with different offsets, in hex; stable across runs and

@@ -128,14 +128,7 @@ public final class LoopFileBackend: VolumeBackend {
         if let key = request.parameters.keys.first(where: { !$0.hasPrefix("csi.storage.k8s.io/") }) {
             throw StorageError(.invalidArgument, "unknown parameter \(LVMName.quoted(key)); the loop file backend takes none")
         }
-        let size = roundUp(max(request.requiredBytes, 1), to: 1 << 20)
-        if let limit = request.limitBytes, limit > 0 {
-            guard size <= limit else {
-                throw StorageError(
-                    .outOfRange,
-                    "volume \(id): \(request.requiredBytes) bytes rounded up to whole MiB is \(size), above the limit of \(limit) bytes")
-            }
-        }
+        let size = try request.size(unit: 1 << 20, unitName: "one MiB", volume: id)
         return try await offload { [self] () throws(StorageError) -> Volume in
             if let existing = try record(kind: "volume", id: id) {
                 guard existing.owner == owner, existing.name == request.name else {
@@ -144,8 +137,7 @@ public final class LoopFileBackend: VolumeBackend {
                         "volume file \(imagePath("volume", id)) belongs to request \(LVMName.quoted(existing.name)) of \(existing.owner)")
                 }
                 let fits =
-                    existing.capacityBytes >= request.requiredBytes
-                    && (request.limitBytes.map { $0 == 0 || existing.capacityBytes <= $0 } ?? true)
+                    existing.capacityBytes >= request.requiredBytes && request.effectiveLimit.map { existing.capacityBytes <= $0 } ?? true
                 guard fits, existing.source == request.sourceSnapshotID else {
                     throw StorageError(
                         .alreadyExists,
@@ -162,7 +154,7 @@ public final class LoopFileBackend: VolumeBackend {
                 }
                 sourceRecord = snap
             }
-            if let sourceRecord, let limit = request.limitBytes, limit > 0, sourceRecord.capacityBytes > limit {
+            if let sourceRecord, let limit = request.effectiveLimit, sourceRecord.capacityBytes > limit {
                 throw StorageError(
                     .outOfRange,
                     "volume \(id): snapshot \(sourceRecord.id) holds \(sourceRecord.capacityBytes) bytes, above the limit of \(limit) bytes"
