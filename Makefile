@@ -2,7 +2,7 @@
 SWIFT ?= swift
 PYTHON ?= python3
 
-.PHONY: demo test deps build release bench-memory swift-test py-test generate check-generated fuzz bench bench-lvm clean
+.PHONY: demo test deps build release bench-memory bench-memory-h2 swift-test py-test generate check-generated fuzz bench bench-lvm clean
 
 ## Run the main job on its embedded default.
 demo:
@@ -28,6 +28,11 @@ release: deps
 ## Idle memory of the release binaries (root for the LVM case).
 bench-memory: release
 	$(PYTHON) Benchmarks/Memory/measure.py
+
+## The H2 benchmark server's RSS at start, after one call and after a burst, per mapping.
+bench-memory-h2: deps
+	cd Benchmarks && $(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static --product rpc-bench-server
+	$(PYTHON) Benchmarks/Memory/measure.py --only h2 --h2-server Benchmarks/.build-static/release/rpc-bench-server
 
 py-test:
 	@if ls Tests/Interop/test_*.py Tests/E2E/test_*.py >/dev/null 2>&1; then \

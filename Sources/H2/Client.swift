@@ -7,8 +7,12 @@ import Synchronization
 
 /// How a ``GRPCChannel`` connects and retries.
 public struct GRPCChannelConfiguration: Sendable {
-    /// The largest response message accepted.
+    /// The largest response message accepted (after decompression, for compressed messages).
     public var maxReceiveMessageSize: Int = 4 * 1024 * 1024
+    /// Compress request messages with this encoding (sent as `grpc-encoding`); nil sends them
+    /// uncompressed. Compressed responses (`gzip`, `deflate`) are accepted either way, and every
+    /// call says so in `grpc-accept-encoding`.
+    public var compression: GRPCCompression? = nil
     /// The first pause after a failed connection attempt.
     public var initialBackoff: Duration = .milliseconds(50)
     /// The longest pause between connection attempts.
@@ -319,9 +323,10 @@ struct RequestSink: Sendable {
 
     /// Queues the only request message and half-closes.
     func finishRequests(with bytes: [UInt8]) {
+        let compressed = core.configuration.compression?.compress(bytes)
         core.loop.execute {
             guard let call = handle.call, !call.finished else { return }
-            call.out.append(message: bytes)
+            call.out.append(message: bytes, compressed: compressed)
             call.requestsDone = true
             call.connection?.resume(call)
         }
@@ -341,13 +346,14 @@ struct RequestSink: Sendable {
     }
 
     private func send(_ bytes: [UInt8]) async throws {
+        let compressed = core.configuration.compression?.compress(bytes)
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
             core.loop.execute {
                 guard let call = handle.call, !call.finished else {
                     c.resume(throwing: RPCError(code: .cancelled, message: "the call ended"))
                     return
                 }
-                call.out.append(message: bytes)
+                call.out.append(message: bytes, compressed: compressed)
                 call.connection?.resume(call)
                 if call.out.bytes < HTTP2Connection.outputCap { c.resume() } else { call.writeWaiters.append(c) }
             }
@@ -562,6 +568,8 @@ final class ChannelCore: @unchecked Sendable {
         h.add("content-type", "application/grpc")
         h.add("te", "trailers")
         h.add("user-agent", "swift-csi-h2/1.0")
+        if let c = configuration.compression { h.add("grpc-encoding", c.name) }
+        h.add("grpc-accept-encoding", GRPCCompression.acceptEncoding)
         if let t = options.timeout { h.add("grpc-timeout", GRPCTimeout.encode(t)) }
         for (k, v) in options.metadata.wireHeaders where k != "grpc-internal-wait-for-ready" { h.add(k, v) }
         return ClientCall(path: path, headers: h, maxMessageSize: configuration.maxReceiveMessageSize, onMessage: onMessage, onClose: onClose)
@@ -604,6 +612,7 @@ final class ChannelCore: @unchecked Sendable {
     /// A unary call: one request, exactly one response.
     func unaryCall(_ path: String, _ request: [UInt8], _ options: CallOptions) async throws -> [UInt8] {
         let handle = CallHandle()
+        let compressed = configuration.compression?.compress(request)
         let target = self.target
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<[UInt8], any Error>) in
@@ -624,7 +633,7 @@ final class ChannelCore: @unchecked Sendable {
                             c.resume(throwing: RPCError(code: .internalError, message: "\(path) on \(target): expected one response message, received \(count)"))
                         }
                     })
-                    call.out.append(message: request)
+                    call.out.append(message: request, compressed: compressed)
                     call.requestsDone = true
                     handle.call = call
                     self.start(call, timeout: options.timeout)

@@ -15,8 +15,13 @@ public struct GRPCServerConfiguration: Sendable {
     public var allowedUIDs: Set<UInt32>? = nil
     /// How many event-loop threads serve connections.
     public var eventLoopCount: Int = 1
-    /// The largest request message accepted; larger ones fail with RESOURCE_EXHAUSTED.
+    /// The largest request message accepted; larger ones fail with RESOURCE_EXHAUSTED. For a
+    /// compressed message the limit holds before and after decompression.
     public var maxReceiveMessageSize: Int = 4 * 1024 * 1024
+    /// Compress response messages with this encoding when the client's `grpc-accept-encoding`
+    /// lists it; nil (the default) answers uncompressed. Compressed requests (`gzip`, `deflate`)
+    /// are accepted either way.
+    public var responseCompression: GRPCCompression? = nil
     /// SETTINGS_MAX_CONCURRENT_STREAMS: calls one connection may have open at once.
     public var maxConcurrentStreams: UInt32 = 1024
     /// SETTINGS_INITIAL_WINDOW_SIZE: how much a client may send on one call before we ask for more.

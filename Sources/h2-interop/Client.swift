@@ -7,12 +7,18 @@ import Glibc
 #endif
 
 /// Runs client scenarios against an `interop.Test` server; prints `OK name` or `FAIL name: why`.
-func runClient(_ args: [String]) async throws {
+func runClient(_ arguments: [String]) async throws {
+    var args = arguments
+    var configuration = GRPCChannelConfiguration()
+    if let i = args.firstIndex(of: "--compress"), i + 1 < args.count {
+        configuration.compression = compression(named: args[i + 1])
+        args.removeSubrange(i...(i + 1))
+    }
     guard args.count >= 2 else {
-        print("usage: h2-interop call TARGET all|wait|unavailable|SCENARIO...")
+        print("usage: h2-interop call TARGET [--compress gzip|deflate] all|wait|unavailable|SCENARIO...")
         exit(64)
     }
-    let channel = GRPCChannel(target: args[0])
+    let channel = GRPCChannel(target: args[0], configuration: configuration)
     var failures = 0
     func check(_ name: String, _ body: () async throws -> Void) async {
         do {

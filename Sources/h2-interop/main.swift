@@ -109,6 +109,7 @@ func serve(_ args: [String]) async throws {
         case "--max-connections": config.maxConnections = Int(args[i + 1])!; i += 1
         case "--max-buffered": config.maxBufferedRequestBytesPerConnection = Int(args[i + 1])!; i += 1
         case "--idle-timeout-ms": config.idleTimeout = .milliseconds(Int(args[i + 1])!); i += 1
+        case "--compress": config.responseCompression = compression(named: args[i + 1]); i += 1
         default: fatalError("unknown option \(args[i])")
         }
         i += 1
@@ -132,6 +133,18 @@ func serve(_ args: [String]) async throws {
     _ = stop
     print("STOPPED")
     fflush(nil)
+}
+
+/// `gzip` or `deflate`, optionally with a level (`gzip:1`).
+func compression(named spec: String) -> GRPCCompression {
+    let parts = spec.split(separator: ":")
+    let base: GRPCCompression
+    switch parts.first {
+    case "gzip": base = .gzip
+    case "deflate": base = .deflate
+    default: fatalError("unknown compression \(spec); expected gzip or deflate")
+    }
+    return parts.count > 1 ? base.level(Int(parts[1])!) : base
 }
 
 nonisolated(unsafe) var signalPipe: (read: Int32, write: Int32) = (-1, -1)

@@ -16,10 +16,16 @@ import Testing
         let listenerBox = NSLockLike()
         nonisolated(unsafe) var listener: UnixListener?
         nonisolated(unsafe) var startedAt: ContinuousClock.Instant?
+        // Each step waits for the watcher to report the one before: it watches the nearest existing
+        // directory first, then the socket's own once that appears.
         let creator = Task {
-            try await Task.sleep(for: .milliseconds(150))
+            try await waitUntil("watch of \(scratch.path)") {
+                sink.messages.contains { $0.contains("watching \(scratch.path) until \(scratch.path)/plugins/driver.example exists") }
+            }
             try PathInspection.makeDirectories(scratch.path + "/plugins/driver.example")
-            try await Task.sleep(for: .milliseconds(50))
+            try await waitUntil("watch of the socket's directory") {
+                sink.messages.contains { $0.contains("watching \(scratch.path)/plugins/driver.example)") }
+            }
             let l = try UnixListener(path: socketPath)
             listenerBox.withLock {
                 listener = l
@@ -31,8 +37,9 @@ import Testing
         let answeredAt = clock.now
         // Whatever happened, the creator is done before the scratch directory goes.
         creator.cancel()
-        _ = try? await creator.value
+        let created = await creator.result
         let name = try outcome.get()
+        try created.get()
         defer { listenerBox.withLock { listener?.close() } }
         #expect(name == "driver.example")
         let latency = answeredAt - listenerBox.withLock { startedAt! }
@@ -100,9 +107,11 @@ import Testing
     }
 
     @Test func cancellationEndsTheWait() async throws {
-        let watcher = DriverWatcher(socketPath: "/tmp/registrar-never-\(getpid())/csi.sock", logger: .disabled)
+        let sink = CollectingLogSink()
+        let watcher = DriverWatcher(socketPath: "/tmp/registrar-never-\(getpid())/csi.sock", logger: DriverLogger(sink: sink, level: .debug))
         let task = Task { try await watcher.waitForDriver {} }
-        try await Task.sleep(for: .milliseconds(50))
+        // Cancelled once it is waiting, not before it starts.
+        try await waitUntil("wait for the socket") { sink.messages.contains { $0.hasPrefix("waiting for driver socket") } }
         task.cancel()
         await #expect(throws: CancellationError.self) { try await task.value }
     }

@@ -56,6 +56,18 @@ final class NSLockLike: @unchecked Sendable {
     }
 }
 
+/// Waits until `condition` holds, checking every few milliseconds; the bound is generous for a
+/// loaded machine. Throws naming `what` when it never comes true.
+func waitUntil(_ what: String, within bound: Duration = .seconds(30), _ condition: () -> Bool) async throws {
+    let deadline = ContinuousClock.now + bound
+    while !condition() {
+        guard ContinuousClock.now < deadline else {
+            throw RegistrarError(code: .timeout, message: "test: no \(what) within \(bound)")
+        }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+}
+
 func writeFile(_ path: String, _ text: String = "x") {
     let f = fopen(path, "w")
     fputs(text, f)

@@ -509,6 +509,7 @@ class KubeletSim:
         self._ops: list[threading.Thread] = []
         self._inotify: Optional[_Inotify] = None
         self._poll_seen: dict[str, tuple[int, int]] = {}
+        self._passes = 0  # reconciler passes completed
 
     # ---- public view ------------------------------------------------------------------
 
@@ -532,13 +533,27 @@ class KubeletSim:
         with self._lock:
             return dict(self._desired)
 
-    def wait_for(self, predicate: Callable[["KubeletSim"], bool], timeout: float = 5.0, interval: float = 0.02) -> bool:
+    def wait_for(self, predicate: Callable[["KubeletSim"], bool], timeout: float = 30.0, interval: float = 0.02) -> bool:
+        """Polls until ``predicate(self)`` holds; False after ``timeout`` (generous: a loaded machine)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate(self):
                 return True
             time.sleep(interval)
         return predicate(self)
+
+    def wait_for_passes(self, count: int = 2, timeout: float = 30.0) -> bool:
+        """Waits until the reconciler has run ``count`` whole passes that began after this call:
+        whatever the kubelet would do about the present state, it has done by then. The bound is
+        generous for a loaded machine."""
+        with self._lock:
+            # The pass running now may have begun before the call: it does not count.
+            target = self._passes + count + 1
+        return self.wait_for(lambda sim: sim._reconcile_passes() >= target, timeout=timeout)
+
+    def _reconcile_passes(self) -> int:
+        with self._lock:
+            return self._passes
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -679,6 +694,8 @@ class KubeletSim:
                 self._reconcile()
             except Exception as e:  # keep the loop alive like wait.Until does
                 self.log.error(f"reconcile failed: {e!r}")
+            with self._lock:
+                self._passes += 1
             self._stop.wait(self.loop_period)
 
     def _reconcile(self):

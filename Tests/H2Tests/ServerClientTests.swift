@@ -292,9 +292,19 @@ import Synchronization
             let stream: AsyncThrowingStream<Raw, any Error> = channel.serverStreaming(Self.big, request: Raw("256"))
             var iterator = stream.makeAsyncIterator()
             _ = try await iterator.next()
-            try await Task.sleep(for: .milliseconds(300))
+            // Wait until the server stops making progress (it has filled the windows, or, without flow
+            // control, written all 256), however long a loaded machine takes to get there.
+            var written = progress.written.load(ordering: .relaxed)
+            var unchanged = 0
+            let deadline = ContinuousClock.now + .seconds(30)
+            while unchanged < 3 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+                let now = progress.written.load(ordering: .relaxed)
+                unchanged = now == written ? unchanged + 1 : 0
+                written = now
+            }
+            #expect(unchanged >= 3, "the server was still writing after 30 s")
             // Windows (1 MiB per stream, 16 MiB per connection) bound what may be in flight.
-            let written = progress.written.load(ordering: .relaxed)
             #expect(written < 40)
             var count = 1
             while try await iterator.next() != nil { count += 1 }
@@ -313,7 +323,9 @@ import Synchronization
                 var iterator = stream.makeAsyncIterator()
                 _ = try await iterator.next()
             }
-            for _ in 0..<200 where !progress.cancelled.load(ordering: .relaxed) {
+            // A generous bound: the cancellation reaches the handler in milliseconds on an idle machine.
+            let deadline = ContinuousClock.now + .seconds(30)
+            while !progress.cancelled.load(ordering: .relaxed) && ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(10))
             }
             let cancelled = progress.cancelled.load(ordering: .relaxed)

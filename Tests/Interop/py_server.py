@@ -84,10 +84,12 @@ def handlers():
     })
 
 
-def serve(address):
+def serve(address, compression=None):
+    """Starts the service; `compression` (a grpc.Compression) compresses every response."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=64),
                          options=[("grpc.max_receive_message_length", 8 << 20),
-                                  ("grpc.max_send_message_length", 8 << 20)])
+                                  ("grpc.max_send_message_length", 8 << 20)],
+                         compression=compression)
     server.add_generic_rpc_handlers((handlers(),))
     server.add_insecure_port(address)
     server.start()

@@ -62,7 +62,9 @@ def test_metadata_text_and_binary(channel):
 def test_deadline_is_passed_to_handler(channel):
     out = stub(channel, "Metadata")(b"", timeout=10)
     ms = [int(l.split("=")[1]) for l in out.decode().splitlines() if l.startswith("deadline-ms=")]
-    assert ms and 9000 < ms[0] <= 10500
+    # The deadline the handler sees is the caller's 10 s less the time the call took to arrive: the
+    # lower bound leaves seconds for a loaded machine and still catches a unit or scale error.
+    assert ms and 5000 < ms[0] <= 10500
 
 
 def test_deadline_exceeded_cancels_handler(channel):
@@ -235,9 +237,7 @@ def test_several_event_loops(start_server):
     assert {"h2-server-0", "h2-server-1", "h2-server-2"} <= threads
 
 
-def test_compressed_requests_are_unimplemented(channel):
-    with pytest.raises(grpc.RpcError) as e:
-        stub(channel, "Echo")(b"x" * 1000, compression=grpc.Compression.Gzip)
-    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "gzip" in e.value.details()
+def test_compressed_requests_are_accepted(channel):
+    # gzip and deflate are negotiated (test_compression.py has the details); others are UNIMPLEMENTED.
+    assert stub(channel, "Echo")(b"x" * 1000, compression=grpc.Compression.Gzip) == b"x" * 1000
     assert stub(channel, "Echo")(b"plain") == b"plain"

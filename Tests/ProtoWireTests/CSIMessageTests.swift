@@ -42,7 +42,7 @@ let sampleNodePublishText = """
     """
 
 @Suite struct CSIMessageTests {
-    @Test(.enabled(if: haveProtoc))
+    @Test(.enabled(if: haveProtoc), .ownThread)
     func nodePublishMatchesProtocByteForByte() throws {
         let reference = try csiEncode("csi.v1.NodePublishVolumeRequest", sampleNodePublishText)
         let decoded = try NodePublishVolumeRequest(serializedBytes: reference)
@@ -52,7 +52,7 @@ let sampleNodePublishText = """
         #expect(sampleNodePublish().protoEncodedSize == reference.count)
     }
 
-    @Test(.enabled(if: haveProtoc))
+    @Test(.enabled(if: haveProtoc), .ownThread)
     func protocDecodesWhatWeEncode() throws {
         let text = try csiDecode("csi.v1.NodePublishVolumeRequest", sampleNodePublish().serializedBytes())
         #expect(text.contains("volume_id: \"pvc-5f1c2a9e-7d3b-4c8e-9a61-2b7f0d4e8c13\""))
@@ -94,7 +94,7 @@ let sampleNodePublishText = """
         ),
     ]
 
-    @Test(.enabled(if: haveProtoc), arguments: references)
+    @Test(.enabled(if: haveProtoc), .ownThread, arguments: references)
     func realMessagesRoundTripByteForByte(_ type: String, _ text: String) throws {
         let reference = try csiEncode(type, text)
         let reencoded: [UInt8]
@@ -116,7 +116,7 @@ let sampleNodePublishText = """
         #expect(reencoded == reference)
     }
 
-    @Test(.enabled(if: haveProtoc))
+    @Test(.enabled(if: haveProtoc), .ownThread)
     func wrappersMapToOptionals() throws {
         let bytes = try csiEncode(
             "csi.v1.GetCapacityResponse", "available_capacity: 42 maximum_volume_size { value: 7 } minimum_volume_size { }")

@@ -20,7 +20,7 @@ import Testing
     static let h2Options = "Services=false,Namespace.grpc.health.v1=GRPCHealth,Namespace.grpc.reflection.v1=GRPCReflection"
     static let wellKnownOptions = "Messages=false,Module=ProtoWire"
 
-    @Test(.enabled(if: haveProtoc), arguments: 0..<sets.count)
+    @Test(.enabled(if: haveProtoc), .ownThread, arguments: 0..<sets.count)
     func committedGeneratedCodeIsCurrent(_ index: Int) throws {
         let set = Self.sets[index]
         let (files, failure) = try generateInProcess([set.file], includes: protoIncludes(set.protos), options: set.options)
@@ -93,7 +93,7 @@ func generateInProcess(_ protoFiles: [String], includes: [String], options: Stri
 /// The generator on protos beyond CSI: proto2 (descriptor.proto), recursive types through maps
 /// and oneofs (struct.proto), and bad options.
 @Suite struct GeneratorTests {
-    @Test(.enabled(if: haveProtoc))
+    @Test(.enabled(if: haveProtoc), .ownThread)
     func generatesProto2AndRecursiveWellKnownProtos() throws {
         let (files, failure) = try generateInProcess(
             ["google/protobuf/descriptor.proto", "google/protobuf/struct.proto", "google/protobuf/any.proto"],
@@ -111,7 +111,7 @@ func generateInProcess(_ protoFiles: [String], includes: [String], options: Stri
         #expect(structFile.contains("case structValue(GP.Struct)"))
     }
 
-    @Test(.enabled(if: haveProtoc))
+    @Test(.enabled(if: haveProtoc), .ownThread)
     func descriptorOnlyOutput() throws {
         let includes = protoIncludes("Sources/CSI/Protos")
         let (files, failure) = try generateInProcess(["pluginregistration.proto"], includes: includes, options: "Messages=false")
@@ -137,7 +137,7 @@ func generateInProcess(_ protoFiles: [String], includes: [String], options: Stri
         }
     }
 
-    @Test(.enabled(if: haveProtoc))
+    @Test(.enabled(if: haveProtoc), .ownThread)
     func rejectsUnknownOptions() throws {
         let (files, failure) = try generateInProcess(
             ["pluginregistration.proto"], includes: protoIncludes("Sources/CSI/Protos"), options: "Bogus=1")

@@ -37,7 +37,7 @@ typealias Choice = TestProtos.Choice
         return s
     }
 
-    @Test(.enabled(if: haveProtoc))
+    @Test(.enabled(if: haveProtoc), .ownThread)
     func everyScalarTypeMatchesProtoc() throws {
         let reference = try testEncode("Scalars", Self.scalarsText)
         let decoded = try Scalars(serializedBytes: reference)
@@ -48,7 +48,7 @@ typealias Choice = TestProtos.Choice
         #expect(try Scalars(serializedBytes: try testEncode("Scalars", "f_int32: 1")).optInt32 == nil)
     }
 
-    @Test(.enabled(if: haveProtoc))
+    @Test(.enabled(if: haveProtoc), .ownThread)
     func repeatedFieldsPackedAndUnpacked() throws {
         let text = """
             r_int32: [1, -1, 300] r_sint64: [-5, 5] r_fixed32: [1, 2] r_double: [0.5] r_enum: [COLOR_RED, COLOR_GREEN]
@@ -78,7 +78,7 @@ typealias Choice = TestProtos.Choice
         #expect(try Repeated(serializedBytes: [0x52, 0x02, 0x07, 0x08]).rUnpacked == [7, 8])
     }
 
-    @Test(.enabled(if: haveProtoc))
+    @Test(.enabled(if: haveProtoc), .ownThread)
     func mapsOfEveryKindMatchProtoc() throws {
         let text = """
             string_string { key: "b" value: "2" } string_string { key: "a" value: "1" }
@@ -106,7 +106,7 @@ typealias Choice = TestProtos.Choice
         #expect(big.serializedBytes() == (try testEncode("Maps", bigText)))
     }
 
-    @Test(.enabled(if: haveProtoc))
+    @Test(.enabled(if: haveProtoc), .ownThread)
     func oneofWrappersTimestampAndEscapedNames() throws {
         let text = """
             message { f_int32: 9 } nested { f_string: "n" } when { seconds: 1700000000 nanos: 5 }
@@ -179,7 +179,7 @@ typealias Choice = TestProtos.Choice
 }
 
 @Suite struct RecursiveMessageTests {
-    @Test(.enabled(if: haveProtoc))
+    @Test(.enabled(if: haveProtoc), .ownThread)
     func selfContainingMessagesRoundTripThroughProtoc() throws {
         let text = """
             name: "a" next { name: "b" next { name: "c" edge { to { name: "d" } weight: 2 } } }

@@ -127,7 +127,8 @@ func mutate(_ input: [UInt8], corpus: [[UInt8]], rng: inout SeededGenerator) -> 
     return bytes
 }
 
-@Suite struct MutationTests {
+/// Thousands of decodes per case: each runs on a thread of its own, off the concurrency pool.
+@Suite(.ownThread) struct MutationTests {
     @Test(arguments: [UInt64(1), 2, 3, 4])
     func mutatedRealMessagesNeverTrapAndReencodeStably(_ seed: UInt64) {
         var rng = SeededGenerator(state: seed)

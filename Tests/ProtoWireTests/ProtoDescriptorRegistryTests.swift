@@ -153,7 +153,7 @@ func fileDescriptor(_ name: String, package: String, dependencies: [String] = []
 
     /// The embedded descriptors are protoc's own, without source info: decoded by protoc they
     /// read exactly like the descriptor set protoc writes for the same files.
-    @Test(.enabled(if: haveProtoc), arguments: [
+    @Test(.enabled(if: haveProtoc), .ownThread, arguments: [
         ("Sources/CSI/Protos", "csi.proto"),
         ("Sources/CSI/Protos", "pluginregistration.proto"),
         ("Sources/H2/Protos", "health.proto"),

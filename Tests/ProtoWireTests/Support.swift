@@ -9,7 +9,8 @@ let packageRoot: String = {
     return url.path
 }()
 
-/// Runs Debian's protoc with `arguments`, feeding `input` on stdin; returns stdout.
+/// Runs Debian's protoc with `arguments`, feeding `input` on stdin; returns stdout. It blocks the
+/// calling thread until protoc exits: tests that call it run with `.ownThread`.
 func runProtoc(_ arguments: [String], input: [UInt8]) throws -> [UInt8] {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/protoc")

@@ -2,8 +2,9 @@ import Testing
 @testable import Storage
 
 /// Decoders of text and bytes from outside (mountinfo lines, superblocks, LVM reports, mount
-/// options) return a value or a typed error for any input; none of them traps.
-@Suite struct FuzzTests {
+/// options) return a value or a typed error for any input; none of them traps. Each case computes
+/// for a while, so it runs on a thread of its own, off the concurrency pool.
+@Suite(.ownThread) struct FuzzTests {
     static let mountinfoPieces = [
         "36", "35", "98:0", "7:12", "/", "/mnt", #"/a\040b"#, #"\1"#, #"\777"#, "rw,noatime", "shared:1", "-", "ext4", "/dev/loop3",
         "rw", " ", "  ", "", ":", "::", "-1", "99999999999999999999", "\t", "\u{0}", "é", "-", "x:y",

@@ -7,31 +7,45 @@ import Testing
 /// Every LVMBackend operation on a real volume group on a loop device.
 @Suite(.serialized, .enabled(if: isRoot, rootReason))
 struct LVMBackendTests {
-    func backend(_ vg: String, driver: String = "lvm.csi.swift-csi.io") throws -> LVMBackend {
-        try LVMBackend(configuration: .init(driverName: driver, volumeGroup: vg))
+    /// This test's own suffix (Swift Testing makes a new suite value per test). The backend reads
+    /// the LVs of every volume group on the machine and a volume's ID is its LV name, so another
+    /// copy of this suite running at the same time (another checkout, another build) would see
+    /// its volumes here under a shared owner, and refuse LV names it already uses in its own VG.
+    let suffix = uniqueSuffix()
+    /// The owner of this test's volumes.
+    var driver: String { "lvm-\(suffix).csi.swift-csi.io" }
+
+    /// `base` made this test's own: the name of a volume or snapshot, and of its LV.
+    func lv(_ base: String) -> String { "\(base)-\(suffix)" }
+
+    /// The tags the backend puts on a volume of this test's owner, for LVs made with the lvm tool.
+    var volumeTags: [String] { ["--addtag", "csi.swift-csi.io/owner=\(driver)", "--addtag", "csi.swift-csi.io/kind=volume"] }
+
+    func backend(_ vg: String, driver: String? = nil) throws -> LVMBackend {
+        try LVMBackend(configuration: .init(driverName: driver ?? self.driver, volumeGroup: vg))
     }
 
     @Test func createIsIdempotentAndRoundsToExtents() async throws {
         try await withVolumeGroup { vg, _ in
             let lvm = try backend(vg)
-            let request = VolumeRequest(name: "pvc-create-1", requiredBytes: 10 << 20, fsType: "ext4")
+            let request = VolumeRequest(name: lv("pvc-create-1"), requiredBytes: 10 << 20, fsType: "ext4")
             let volume = try await lvm.createVolume(request)
-            #expect(volume.id == "pvc-create-1")
+            #expect(volume.id == lv("pvc-create-1"))
             #expect(volume.capacityBytes == 12 << 20)  // 3 extents of 4 MiB
             #expect(volume.fsType == "ext4")
-            #expect(volume.name == "pvc-create-1")
-            #expect(volume.location == "\(vg)/pvc-create-1")
+            #expect(volume.name == lv("pvc-create-1"))
+            #expect(volume.location == "\(vg)/\(lv("pvc-create-1"))")
             #expect(volume.condition.abnormal == false)
             let again = try await lvm.createVolume(request)
             #expect(again == volume)
             // A bigger size under the same name is a conflict.
-            await #expect { try await lvm.createVolume(VolumeRequest(name: "pvc-create-1", requiredBytes: 64 << 20)) } throws: {
+            await #expect { try await lvm.createVolume(VolumeRequest(name: lv("pvc-create-1"), requiredBytes: 64 << 20)) } throws: {
                 ($0 as? StorageError)?.code == .alreadyExists
             }
             // Tags record ownership and the request; the lvm tool sees them.
-            let tags = try await lvmTool(["lvs", "--noheadings", "-o", "lv_tags", "\(vg)/pvc-create-1"]).output
-            #expect(tags.contains("csi.swift-csi.io/owner=lvm.csi.swift-csi.io"))
-            #expect(tags.contains("csi.swift-csi.io/name=pvc-create-1"))
+            let tags = try await lvmTool(["lvs", "--noheadings", "-o", "lv_tags", "\(vg)/\(lv("pvc-create-1"))"]).output
+            #expect(tags.contains("csi.swift-csi.io/owner=\(driver)"))
+            #expect(tags.contains("csi.swift-csi.io/name=\(lv("pvc-create-1"))"))
             #expect(tags.contains("csi.swift-csi.io/fs=ext4"))
         }
     }
@@ -43,16 +57,16 @@ struct LVMBackendTests {
             let lvm = try backend(vg)
             let mib: UInt64 = 1 << 20
             await #expect {
-                try await lvm.createVolume(VolumeRequest(name: "pvc-odd", requiredBytes: 5 * mib, limitBytes: 6 * mib))
+                try await lvm.createVolume(VolumeRequest(name: lv("pvc-odd"), requiredBytes: 5 * mib, limitBytes: 6 * mib))
             } throws: { error in
                 guard let error = error as? StorageError else { return false }
                 return error.code == .outOfRange && error.message.contains("\(8 * mib)") && error.message.contains("\(6 * mib)")
             }
-            #expect(try await lvm.volume(id: "pvc-odd") == nil)
+            #expect(try await lvm.volume(id: lv("pvc-odd")) == nil)
             await #expect {
-                try await lvm.createVolume(VolumeRequest(name: "pvc-odd", requiredBytes: 8 * mib, limitBytes: 6 * mib))
+                try await lvm.createVolume(VolumeRequest(name: lv("pvc-odd"), requiredBytes: 8 * mib, limitBytes: 6 * mib))
             } throws: { ($0 as? StorageError)?.code == .invalidArgument }
-            let volume = try await lvm.createVolume(VolumeRequest(name: "pvc-odd", requiredBytes: 5 * mib, limitBytes: 8 * mib))
+            let volume = try await lvm.createVolume(VolumeRequest(name: lv("pvc-odd"), requiredBytes: 5 * mib, limitBytes: 8 * mib))
             #expect(volume.capacityBytes == 8 * mib)
             await #expect { try await lvm.expandVolume(id: volume.id, toBytes: 9 * mib, limitBytes: 10 * mib) } throws: {
                 ($0 as? StorageError)?.code == .outOfRange
@@ -74,31 +88,30 @@ struct LVMBackendTests {
     /// with neither the default size is rounded up.
     @Test func limitAloneCapsTheDefaultAtWholeExtents() async throws {
         try await withVolumeGroup { vg, _ in
-            // An owner of its own: the same test running elsewhere on the machine owns other LVs of these names.
-            let lvm = try backend(vg, driver: "limit-\(uniqueSuffix()).csi.swift-csi.io")
+            let lvm = try backend(vg)
             let mib: UInt64 = 1 << 20
-            let request = VolumeRequest(name: "pvc-limit", requiredBytes: 0, limitBytes: 10 * mib + 4096)
+            let request = VolumeRequest(name: lv("pvc-limit"), requiredBytes: 0, limitBytes: 10 * mib + 4096)
             let limited = try await lvm.createVolume(request)
             #expect(limited.capacityBytes == 8 * mib)
             #expect(try await lvSize(vg, limited.id) == 8 * mib)
             #expect(try await lvm.createVolume(request) == limited)
             // A limit of whole extents is the size itself; a limit of 0 means none.
-            let exact = try await lvm.createVolume(VolumeRequest(name: "pvc-exact", requiredBytes: 0, limitBytes: 12 * mib))
+            let exact = try await lvm.createVolume(VolumeRequest(name: lv("pvc-exact"), requiredBytes: 0, limitBytes: 12 * mib))
             #expect(try await lvSize(vg, exact.id) == 12 * mib)
             await #expect {
-                try await lvm.createVolume(VolumeRequest(name: "pvc-tiny", requiredBytes: 0, limitBytes: 4 * mib - 1))
+                try await lvm.createVolume(VolumeRequest(name: lv("pvc-tiny"), requiredBytes: 0, limitBytes: 4 * mib - 1))
             } throws: { error in
                 guard let error = error as? StorageError else { return false }
                 return error.code == .outOfRange && error.message.contains("\(4 * mib - 1)") && error.message.contains("\(4 * mib)")
             }
-            #expect(try await lvm.volume(id: "pvc-tiny") == nil)
+            #expect(try await lvm.volume(id: lv("pvc-tiny")) == nil)
             let unsized = try await lvm.createVolume(
-                VolumeRequest(name: "pvc-default", requiredBytes: 0, limitBytes: 0, defaultBytes: 13 * mib))
+                VolumeRequest(name: lv("pvc-default"), requiredBytes: 0, limitBytes: 0, defaultBytes: 13 * mib))
             #expect(unsized.capacityBytes == 16 * mib)
             #expect(try await lvSize(vg, unsized.id) == 16 * mib)
             // A limit above the default size caps it and does not replace it.
             let capped = try await lvm.createVolume(
-                VolumeRequest(name: "pvc-capped", requiredBytes: 0, limitBytes: 40 * mib, defaultBytes: 13 * mib))
+                VolumeRequest(name: lv("pvc-capped"), requiredBytes: 0, limitBytes: 40 * mib, defaultBytes: 13 * mib))
             #expect(capped.capacityBytes == 16 * mib)
             #expect(try await lvSize(vg, capped.id) == 16 * mib)
             for volume in [limited, exact, unsized, capped] { try await lvm.deleteVolume(id: volume.id) }
@@ -108,23 +121,24 @@ struct LVMBackendTests {
     @Test func requestNamesThatAreNotLVMNamesGetHashedIDs() async throws {
         try await withVolumeGroup { vg, _ in
             let lvm = try backend(vg)
-            let volume = try await lvm.createVolume(VolumeRequest(name: "snapshot restore #1 ü", requiredBytes: 1))
+            let name = "snapshot restore #\(suffix) ü"
+            let volume = try await lvm.createVolume(VolumeRequest(name: name, requiredBytes: 1))
             #expect(volume.id.hasPrefix("csi-"))
-            #expect(volume.name == "snapshot restore #1 ü")
+            #expect(volume.name == name)
             #expect(volume.capacityBytes == 4 << 20)
-            #expect(try await lvm.volume(id: volume.id)?.name == "snapshot restore #1 ü")
+            #expect(try await lvm.volume(id: volume.id)?.name == name)
         }
     }
 
     @Test func insufficientCapacityIsTyped() async throws {
         try await withVolumeGroup(megabytes: 64) { vg, _ in
             let lvm = try backend(vg)
-            await #expect { try await lvm.createVolume(VolumeRequest(name: "too-big", requiredBytes: 1 << 30)) } throws: { error in
+            await #expect { try await lvm.createVolume(VolumeRequest(name: lv("too-big"), requiredBytes: 1 << 30)) } throws: { error in
                 guard let error = error as? StorageError else { return false }
                 return error.code == .insufficientCapacity && error.message.contains(vg)
             }
-            #expect(try await lvm.volume(id: "too-big") == nil)
-            let small = try await lvm.createVolume(VolumeRequest(name: "small", requiredBytes: 8 << 20))
+            #expect(try await lvm.volume(id: lv("too-big")) == nil)
+            let small = try await lvm.createVolume(VolumeRequest(name: lv("small"), requiredBytes: 8 << 20))
             await #expect { try await lvm.expandVolume(id: small.id, toBytes: 1 << 30, limitBytes: nil) } throws: {
                 ($0 as? StorageError)?.code == .insufficientCapacity
             }
@@ -134,7 +148,7 @@ struct LVMBackendTests {
     @Test func deleteIsIdempotentAndExpandGrows() async throws {
         try await withVolumeGroup { vg, _ in
             let lvm = try backend(vg)
-            let volume = try await lvm.createVolume(VolumeRequest(name: "pvc-grow", requiredBytes: 8 << 20))
+            let volume = try await lvm.createVolume(VolumeRequest(name: lv("pvc-grow"), requiredBytes: 8 << 20))
             let grown = try await lvm.expandVolume(id: volume.id, toBytes: 30 << 20, limitBytes: nil)
             #expect(grown.capacityBytes == 32 << 20)
             let same = try await lvm.expandVolume(id: volume.id, toBytes: 16 << 20, limitBytes: nil)
@@ -151,20 +165,20 @@ struct LVMBackendTests {
     @Test func listingFiltersByOwner() async throws {
         try await withVolumeGroup { vg, _ in
             let mine = try backend(vg)
-            let theirs = try backend(vg, driver: "other.driver")
-            _ = try await mine.createVolume(VolumeRequest(name: "mine-b", requiredBytes: 1))
-            _ = try await mine.createVolume(VolumeRequest(name: "mine-a", requiredBytes: 1))
-            _ = try await theirs.createVolume(VolumeRequest(name: "theirs", requiredBytes: 1))
-            try await lvmTool(["lvcreate", "-an", "-Zn", "-L", "4m", "-n", "untagged", vg])
-            #expect(try await mine.listVolumes().map(\.id) == ["mine-a", "mine-b"])
-            #expect(try await theirs.listVolumes().map(\.id) == ["theirs"])
-            #expect(try await mine.volume(id: "theirs") == nil)
+            let theirs = try backend(vg, driver: "other-\(uniqueSuffix()).driver")
+            _ = try await mine.createVolume(VolumeRequest(name: lv("mine-b"), requiredBytes: 1))
+            _ = try await mine.createVolume(VolumeRequest(name: lv("mine-a"), requiredBytes: 1))
+            _ = try await theirs.createVolume(VolumeRequest(name: lv("theirs"), requiredBytes: 1))
+            try await lvmTool(["lvcreate", "-an", "-Zn", "-L", "4m", "-n", lv("untagged"), vg])
+            #expect(try await mine.listVolumes().map(\.id) == [lv("mine-a"), lv("mine-b")])
+            #expect(try await theirs.listVolumes().map(\.id) == [lv("theirs")])
+            #expect(try await mine.volume(id: lv("theirs")) == nil)
             // Another driver's LV of the same name is a conflict, never adopted.
-            await #expect { try await mine.createVolume(VolumeRequest(name: "theirs", requiredBytes: 1)) } throws: {
+            await #expect { try await mine.createVolume(VolumeRequest(name: lv("theirs"), requiredBytes: 1)) } throws: {
                 ($0 as? StorageError)?.code == .alreadyExists
             }
-            try await mine.deleteVolume(id: "theirs")
-            #expect(try await theirs.volume(id: "theirs") != nil)
+            try await mine.deleteVolume(id: lv("theirs"))
+            #expect(try await theirs.volume(id: lv("theirs")) != nil)
         }
     }
 
@@ -172,7 +186,7 @@ struct LVMBackendTests {
         try await withVolumeGroup(megabytes: 64) { small, _ in
             try await withVolumeGroup(megabytes: 128) { big, _ in
                 let prefix = String(small.prefix(4))
-                let lvm = try LVMBackend(configuration: .init(driverName: "d", volumeGroupPattern: "\(prefix)[a-z0-9]+"))
+                let lvm = try LVMBackend(configuration: .init(driverName: driver, volumeGroupPattern: "\(prefix)[a-z0-9]+"))
                 let groups = try await lvm.volumeGroups().map(\.name)
                 #expect(groups.contains(small) && groups.contains(big))
                 let capacity = try await lvm.capacity(parameters: [LVMBackend.Parameter.volumeGroup: big])
@@ -181,8 +195,8 @@ struct LVMBackendTests {
                 // The pattern picks the matching VG with the most free space.
                 let volume = try await lvm.createVolume(
                     VolumeRequest(
-                        name: "placed", requiredBytes: 1, parameters: [LVMBackend.Parameter.volumeGroupPattern: "(\(small)|\(big))"]))
-                #expect(volume.location == "\(big)/placed")
+                        name: lv("placed"), requiredBytes: 1, parameters: [LVMBackend.Parameter.volumeGroupPattern: "(\(small)|\(big))"]))
+                #expect(volume.location == "\(big)/\(lv("placed"))")
                 await #expect { try await lvm.capacity(parameters: ["bogus": "1"]) } throws: {
                     ($0 as? StorageError)?.code == .invalidArgument
                 }
@@ -192,7 +206,7 @@ struct LVMBackendTests {
                 await #expect { try await lvm.capacity(parameters: [LVMBackend.Parameter.volumeGroup: "-x"]) } throws: {
                     ($0 as? StorageError)?.code == .invalidName
                 }
-                _ = try await lvm.deleteVolume(id: "placed")
+                _ = try await lvm.deleteVolume(id: lv("placed"))
             }
         }
     }
@@ -200,28 +214,28 @@ struct LVMBackendTests {
     @Test func snapshotsAreCreatedListedAndDeleted() async throws {
         try await withVolumeGroup { vg, _ in
             let lvm = try backend(vg)
-            let volume = try await lvm.createVolume(VolumeRequest(name: "pvc-origin", requiredBytes: 8 << 20))
-            let snap = try await lvm.createSnapshot(name: "snapshot-1", sourceVolumeID: volume.id)
+            let volume = try await lvm.createVolume(VolumeRequest(name: lv("pvc-origin"), requiredBytes: 8 << 20))
+            let snap = try await lvm.createSnapshot(name: lv("snapshot-1"), sourceVolumeID: volume.id)
             #expect(snap.sourceVolumeID == volume.id)
-            #expect(snap.name == "snapshot-1")
+            #expect(snap.name == lv("snapshot-1"))
             #expect(snap.readyToUse)
             #expect(snap.sizeBytes == 8 << 20)
             #expect(snap.creationTime > 1_700_000_000)
-            #expect(try await lvm.createSnapshot(name: "snapshot-1", sourceVolumeID: volume.id) == snap)
+            #expect(try await lvm.createSnapshot(name: lv("snapshot-1"), sourceVolumeID: volume.id) == snap)
             #expect(try await lvm.listSnapshots() == [snap])
             #expect(try await lvmTool(["lvs", "--noheadings", "-o", "origin", "\(vg)/\(snap.id)"]).output.trimmed() == volume.id)
-            let other = try await lvm.createVolume(VolumeRequest(name: "pvc-other", requiredBytes: 4 << 20))
-            await #expect { try await lvm.createSnapshot(name: "snapshot-1", sourceVolumeID: other.id) } throws: {
+            let other = try await lvm.createVolume(VolumeRequest(name: lv("pvc-other"), requiredBytes: 4 << 20))
+            await #expect { try await lvm.createSnapshot(name: lv("snapshot-1"), sourceVolumeID: other.id) } throws: {
                 ($0 as? StorageError)?.code == .alreadyExists
             }
-            await #expect { try await lvm.createSnapshot(name: "snapshot-2", sourceVolumeID: "missing") } throws: {
+            await #expect { try await lvm.createSnapshot(name: lv("snapshot-2"), sourceVolumeID: "missing") } throws: {
                 ($0 as? StorageError)?.code == .notFound
             }
             // The origin cannot go while a snapshot depends on it.
             await #expect { try await lvm.deleteVolume(id: volume.id) } throws: { ($0 as? StorageError)?.code == .busy }
             if !lvm.activationAvailable {
                 await #expect {
-                    try await lvm.createVolume(VolumeRequest(name: "restored", requiredBytes: 8 << 20, sourceSnapshotID: snap.id))
+                    try await lvm.createVolume(VolumeRequest(name: lv("restored"), requiredBytes: 8 << 20, sourceSnapshotID: snap.id))
                 } throws: {
                     ($0 as? StorageError)?.code == .unsupported
                 }
@@ -239,30 +253,30 @@ struct LVMBackendTests {
             let volume = try await lvm.createVolume(VolumeRequest(name: "pvc-int", requiredBytes: 4 << 20))
             // The first half of the two-step creation, as if the driver died after it.
             try await lvmTool([
-                "lvcreate", "-an", "-Zn", "-L", "4m", "-n", "snap-int",
-                "--addtag", "csi.swift-csi.io/owner=lvm.csi.swift-csi.io", "--addtag", "csi.swift-csi.io/kind=snapshot",
-                "--addtag", "csi.swift-csi.io/name=snap-int", "--addtag", "csi.swift-csi.io/source=\(volume.id)", vg,
+                "lvcreate", "-an", "-Zn", "-L", "4m", "-n", lv("snap-int"),
+                "--addtag", "csi.swift-csi.io/owner=\(driver)", "--addtag", "csi.swift-csi.io/kind=snapshot",
+                "--addtag", "csi.swift-csi.io/name=\(lv("snap-int"))", "--addtag", "csi.swift-csi.io/source=\(volume.id)", vg,
             ])
-            let snap = try await lvm.createSnapshot(name: "snap-int", sourceVolumeID: volume.id)
+            let snap = try await lvm.createSnapshot(name: lv("snap-int"), sourceVolumeID: volume.id)
             #expect(snap.readyToUse)
-            #expect(try await lvmTool(["lvs", "--noheadings", "-o", "origin", "\(vg)/snap-int"]).output.trimmed() == volume.id)
+            #expect(try await lvmTool(["lvs", "--noheadings", "-o", "origin", "\(vg)/\(lv("snap-int"))"]).output.trimmed() == volume.id)
         }
     }
 
     @Test func thinPoolsAndDeviceNodes() async throws {
         try await withVolumeGroup { vg, _ in
             let lvm = try backend(vg)
-            let volume = try await lvm.createVolume(VolumeRequest(name: "pvc-dev", requiredBytes: 1))
+            let volume = try await lvm.createVolume(VolumeRequest(name: lv("pvc-dev"), requiredBytes: 1))
             let device = try await lvm.device(forVolume: volume.id)
             if lvm.activationAvailable {
                 // /dev/<vg>/<lv> where udev runs, /dev/mapper/<vg>-<lv> otherwise.
-                #expect(device == .node("/dev/\(vg)/pvc-dev") || device == .node("/dev/mapper/\(vg)-pvc--dev"))
+                #expect(device == .node("/dev/\(vg)/\(lv("pvc-dev"))") || device == .node("/dev/mapper/\(vg)-\(lv("pvc-dev").split(separator: "-").joined(separator: "--"))"))
             } else {
                 guard case .unavailable(let reason) = device else {
                     Issue.record("expected no device node, got \(device)")
                     return
                 }
-                #expect(reason.contains("\(vg)/pvc-dev") && reason.contains("device-mapper"))
+                #expect(reason.contains("\(vg)/\(lv("pvc-dev"))") && reason.contains("device-mapper"))
                 // Thin pools need device-mapper too; the failure says so.
                 #expect(try await lvm.capacity(parameters: [LVMBackend.Parameter.thinPool: "pool0"]) == 0)
                 await #expect {
@@ -274,7 +288,7 @@ struct LVMBackendTests {
             }
             await #expect { try await lvm.device(forVolume: "missing") } throws: { ($0 as? StorageError)?.code == .notFound }
             try await lvm.probe()
-            let nothing = try LVMBackend(configuration: .init(driverName: "d", volumeGroup: "no-such-vg-\(uniqueSuffix())"))
+            let nothing = try LVMBackend(configuration: .init(driverName: driver, volumeGroup: "no-such-vg-\(uniqueSuffix())"))
             await #expect { try await nothing.probe() } throws: { ($0 as? StorageError)?.code == .notFound }
         }
     }
@@ -302,19 +316,18 @@ struct LVMBackendTests {
         try await withVolumeGroup { vg, _ in
             let lvm = try backend(vg)
             _ = try await lvm.listVolumes()
-            let tags = ["--addtag", "csi.swift-csi.io/owner=lvm.csi.swift-csi.io", "--addtag", "csi.swift-csi.io/kind=volume"]
-            try await lvmTool(["lvcreate", "-an", "-Zn", "-L", "4m", "-n", "oob"] + tags + [vg])
+            try await lvmTool(["lvcreate", "-an", "-Zn", "-L", "4m", "-n", lv("oob")] + volumeTags + [vg])
             let created = ContinuousClock.now
-            while try await lvm.volume(id: "oob") == nil {
+            while try await lvm.volume(id: lv("oob")) == nil {
                 #expect(ContinuousClock.now - created < .seconds(1), "lvcreate not visible after 1 s")
                 if ContinuousClock.now - created > .seconds(2) { break }
                 try await Task.sleep(for: .milliseconds(20))
             }
             #expect(ContinuousClock.now - created < .seconds(1))
             let freeBefore = try await lvm.capacity(parameters: [:])
-            try await lvmTool(["lvremove", "-f", "\(vg)/oob"])
+            try await lvmTool(["lvremove", "-f", "\(vg)/\(lv("oob"))"])
             let removed = ContinuousClock.now
-            while try await lvm.volume(id: "oob") != nil {
+            while try await lvm.volume(id: lv("oob")) != nil {
                 if ContinuousClock.now - removed > .seconds(2) { break }
                 try await Task.sleep(for: .milliseconds(20))
             }
@@ -330,20 +343,17 @@ struct LVMBackendTests {
             // Notices from a directory nobody writes: LVM activity elsewhere on the machine (other tests'
             // volume groups) writes /etc/lvm/backup and would refresh the cache this test needs stale.
             let lvm = try LVMBackend(
-                configuration: .init(driverName: "lvm.csi.swift-csi.io", volumeGroup: vg, cacheMaximumAge: .seconds(60)),
+                configuration: .init(driverName: driver, volumeGroup: vg, cacheMaximumAge: .seconds(60)),
                 metadataDirectory: "/nonexistent-\(uniqueSuffix())")
             #expect(try await lvm.listVolumes().isEmpty)
-            let tags = [
-                "--addtag", "csi.swift-csi.io/owner=lvm.csi.swift-csi.io", "--addtag", "csi.swift-csi.io/kind=volume",
-                "--addtag", "csi.swift-csi.io/name=pvc-stale",
-            ]
+            let tags = volumeTags + ["--addtag", "csi.swift-csi.io/name=\(lv("pvc-stale"))"]
             // No backup and no archive: no inotify notice reaches the cache.
             try await lvmTool(
-                ["lvcreate", "--config", "backup { backup = 0 archive = 0 }", "-an", "-Zn", "-L", "8m", "-n", "pvc-stale"] + tags + [vg])
-            #expect(try await lvm.volume(id: "pvc-stale") == nil)  // stale, as intended
-            let volume = try await lvm.createVolume(VolumeRequest(name: "pvc-stale", requiredBytes: 8 << 20))
-            #expect(volume.capacityBytes == 8 << 20 && volume.location == "\(vg)/pvc-stale")
-            await #expect { try await lvm.createVolume(VolumeRequest(name: "pvc-stale", requiredBytes: 16 << 20)) } throws: {
+                ["lvcreate", "--config", "backup { backup = 0 archive = 0 }", "-an", "-Zn", "-L", "8m", "-n", lv("pvc-stale")] + tags + [vg])
+            #expect(try await lvm.volume(id: lv("pvc-stale")) == nil)  // stale, as intended
+            let volume = try await lvm.createVolume(VolumeRequest(name: lv("pvc-stale"), requiredBytes: 8 << 20))
+            #expect(volume.capacityBytes == 8 << 20 && volume.location == "\(vg)/\(lv("pvc-stale"))")
+            await #expect { try await lvm.createVolume(VolumeRequest(name: lv("pvc-stale"), requiredBytes: 16 << 20)) } throws: {
                 ($0 as? StorageError)?.code == .alreadyExists
             }
         }
@@ -354,11 +364,10 @@ struct LVMBackendTests {
         try await withVolumeGroup { vg, _ in
             let lvm = try backend(vg)
             _ = try await lvm.listVolumes()
-            let tags = ["--addtag", "csi.swift-csi.io/owner=lvm.csi.swift-csi.io", "--addtag", "csi.swift-csi.io/kind=volume"]
             try await lvmTool(
-                ["lvcreate", "--config", "backup { backup = 0 archive = 0 }", "-an", "-Zn", "-L", "4m", "-n", "quiet"] + tags + [vg])
+                ["lvcreate", "--config", "backup { backup = 0 archive = 0 }", "-an", "-Zn", "-L", "4m", "-n", lv("quiet")] + volumeTags + [vg])
             let created = ContinuousClock.now
-            while try await lvm.volume(id: "quiet") == nil {
+            while try await lvm.volume(id: lv("quiet")) == nil {
                 if ContinuousClock.now - created > .seconds(2) { break }
                 try await Task.sleep(for: .milliseconds(20))
             }

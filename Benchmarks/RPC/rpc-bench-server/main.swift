@@ -80,4 +80,7 @@ do {
     printError("rpc-bench-server: \(error)")
     exit(1)
 }
-try await server.run()
+// The server runs on its own event-loop thread; the main thread only waits for a signal to end
+// the process. No `await` here: an async main would park this thread in Dispatch and start
+// Dispatch's worker threads, which serve nothing (README, "Memory").
+while true { pause() }

@@ -16,6 +16,8 @@ final class ClientCall: @unchecked Sendable {
     var grpcStatus: Int? = nil
     var grpcMessage: String? = nil
     var contentType: String? = nil
+    /// A `grpc-encoding` the server answered with that this client cannot decode.
+    var unsupportedEncoding: String? = nil
     var metadata = Metadata()
     var finished = false
     var timer: LoopTimer? = nil
@@ -218,6 +220,13 @@ final class ClientConnection: HTTP2Connection, @unchecked Sendable {
             call.contentType = String(decoding: value, as: UTF8.self)
         } else if name.elementsEqual("grpc-message".utf8) {
             call.grpcMessage = GRPCPercentEncoding.decode(value)
+        } else if name.elementsEqual("grpc-encoding".utf8) {
+            if let c = GRPCCompression(name: value) {
+                call.deframer.compression = c
+                call.deframer.peer = "the server"
+            } else if !value.elementsEqual("identity".utf8) {
+                call.unsupportedEncoding = String(decoding: value, as: UTF8.self)
+            }
         } else if name.first != UInt8(ascii: ":") {
             let n = String(decoding: name, as: UTF8.self)
             if !GRPCRequestHead.isReserved(n) { call.metadata.addWire(name: n, value: Array(value)) }
@@ -232,7 +241,13 @@ final class ClientConnection: HTTP2Connection, @unchecked Sendable {
         do {
             try call.deframer.process(chunk) { call.onMessage($0) }
         } catch {
-            cancel(call, RPCError(code: error.code, message: "response from \(target) for \(call.path): \(error.message)"))
+            if let encoding = call.unsupportedEncoding {
+                cancel(call, RPCError(
+                    code: .internalError,
+                    message: "\(target) answered \(call.path) with grpc-encoding \(encoding), which is not supported (\(GRPCCompression.acceptEncoding))"))
+            } else {
+                cancel(call, RPCError(code: error.code, message: "response from \(target) for \(call.path): \(error.message)"))
+            }
         }
         if !call.finished && call.holdsMessages() {
             call.unconsumed += chunk.count

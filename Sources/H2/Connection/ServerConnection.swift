@@ -12,6 +12,28 @@ struct OutboundMessages {
 
     var isEmpty: Bool { bytes == 0 }
 
+    /// Queues `message` with its 5-byte prefix, compressed with `compression` when that makes it smaller.
+    mutating func append(message: [UInt8], compression: GRPCCompression?) {
+        guard let compression, let z = compression.compress(message) else {
+            append(message: message)
+            return
+        }
+        append(compressed: z)
+    }
+
+    /// Queues an already compressed message with its 5-byte prefix (compressed flag set).
+    mutating func append(compressed z: [UInt8]) {
+        let p = GRPCFraming.compressedPrefix(length: z.count)
+        chunks.append([p.0, p.1, p.2, p.3, p.4])
+        chunks.append(z)
+        bytes += 5 + z.count
+    }
+
+    /// Queues `message`, or its compressed form `compressed` when there is one.
+    mutating func append(message: [UInt8], compressed: [UInt8]?) {
+        if let compressed { append(compressed: compressed) } else { append(message: message) }
+    }
+
     /// Queues `message` with its 5-byte prefix.
     mutating func append(message: [UInt8]) {
         let p = GRPCFraming.prefix(length: message.count)
@@ -81,6 +103,8 @@ final class ServerStream: @unchecked Sendable {
     var responseSubmitted = false
     var deferred = false
     var out = OutboundMessages()
+    /// The encoding of response messages, when the server compresses and the client accepts it.
+    var responseCompression: GRPCCompression? = nil
     var trailers: RPCError? = nil  // set when the final status is queued after data
     var writeWaiters: [CheckedContinuation<Void, any Error>] = []
 
@@ -188,6 +212,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         case 12 where name.elementsEqual("content-type".utf8): stream.head.contentType = str()
         case 12 where name.elementsEqual("grpc-timeout".utf8): stream.head.timeout = str()
         case 13 where name.elementsEqual("grpc-encoding".utf8): stream.head.encoding = str()
+        case 20 where name.elementsEqual("grpc-accept-encoding".utf8): stream.head.acceptEncoding = str()
         default:
             let n = String(decoding: name, as: UTF8.self)
             if !GRPCRequestHead.isReserved(n) { stream.head.metadata.addWire(name: n, value: Array(value)) }
@@ -198,6 +223,10 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
     func headersComplete(_ id: Int32, endStream: Bool) {
         guard let stream = streams[id], !stream.done, !stream.handlerStarted, stream.descriptor == nil else { return }
         if endStream { stream.requestEnded = true }
+        if let encoding = stream.head.encoding, let c = GRPCCompression(name: encoding.utf8) {
+            stream.deframer.compression = c
+            stream.deframer.peer = "the client on \(core.addressDescription)" + (peer.map { " (pid \($0.pid), uid \($0.uid))" } ?? "")
+        }
         ready.append(stream)
     }
 
@@ -205,7 +234,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         guard let stream = streams[id], !stream.done,
             // An unsupported grpc-encoding is answered with UNIMPLEMENTED once the headers are
             // acted on; its messages (compressed) are not looked at.
-            stream.head.encoding == nil || stream.head.encoding == "identity"
+            stream.head.encoding == nil || stream.deframer.compression != nil || stream.head.encoding == "identity"
         else {
             consumed.append((id, chunk.count))
             return
@@ -388,6 +417,9 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
             }
             stream.descriptor = descriptor
             stream.handler = handler
+            if let c = core.configuration.responseCompression, let accept = stream.head.acceptEncoding, c.isAccepted(by: accept) {
+                stream.responseCompression = c
+            }
             var deadline: ContinuousClock.Instant? = nil
             if let timeout {
                 deadline = ContinuousClock.now + timeout
@@ -461,7 +493,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
 
     private func finishUnary(_ stream: ServerStream, _ response: [UInt8]) {
         guard !stream.done, !stream.closed else { return }
-        stream.out.append(message: response)
+        stream.out.append(message: response, compression: stream.responseCompression)
         finish(stream, status: nil)
     }
 
@@ -489,7 +521,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
 
     private func enqueue(_ stream: ServerStream, _ bytes: [UInt8]) throws {
         if stream.done || stream.closed { throw RPCError(code: .cancelled, message: "the call ended") }
-        stream.out.append(message: bytes)
+        stream.out.append(message: bytes, compression: stream.responseCompression)
         if !stream.responseSubmitted {
             submitHeaders(stream)
         } else if stream.deferred {
@@ -502,7 +534,8 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
     private func submitHeaders(_ stream: ServerStream) {
         stream.responseSubmitted = true
         var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: ServerCallbacks.read)
-        let h = ServerCallbacks.okHeaders
+        let h = stream.responseCompression.map { $0.name == "gzip" ? ServerCallbacks.gzipHeaders : ServerCallbacks.deflateHeaders }
+            ?? ServerCallbacks.okHeaders
         nghttp2_submit_response(session, stream.id, h.nva, h.count, &provider)
     }
 
@@ -545,7 +578,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         block.add(":status", "200")
         block.add("content-type", "application/grpc")
         if let encoding = stream.head.encoding, encoding != "identity" {
-            block.add("grpc-accept-encoding", "identity")  // what the client may use instead
+            block.add("grpc-accept-encoding", GRPCCompression.acceptEncoding)  // what the client may use instead
         }
         addStatus(&block, status)
         block.withNV { nva, n in _ = nghttp2_submit_response(session, stream.id, nva, n, nil) }
@@ -661,6 +694,16 @@ enum ServerCallbacks {
         connection(user, as: ServerConnection.self).read(id, buf!, length, flags!)
     }
 
-    static let okHeaders = StaticHeaders([(":status", "200"), ("content-type", "application/grpc")])
+    static let okHeaders = StaticHeaders([
+        (":status", "200"), ("content-type", "application/grpc"), ("grpc-accept-encoding", GRPCCompression.acceptEncoding),
+    ])
+    static let gzipHeaders = StaticHeaders([
+        (":status", "200"), ("content-type", "application/grpc"), ("grpc-encoding", "gzip"),
+        ("grpc-accept-encoding", GRPCCompression.acceptEncoding),
+    ])
+    static let deflateHeaders = StaticHeaders([
+        (":status", "200"), ("content-type", "application/grpc"), ("grpc-encoding", "deflate"),
+        ("grpc-accept-encoding", GRPCCompression.acceptEncoding),
+    ])
     static let okTrailers = StaticHeaders([("grpc-status", "0")])
 }

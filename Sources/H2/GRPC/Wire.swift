@@ -4,22 +4,26 @@
 /// Splits a DATA byte stream into gRPC length-prefixed messages. A prefix split across DATA frames
 /// is normal, so the deframer keeps partial state between calls.
 package struct GRPCMessageDeframer: Sendable {
-    /// The largest message accepted, in bytes.
+    /// The largest message accepted, in bytes (after decompression, for compressed messages).
     package let maxMessageSize: Int
-    /// Whether a compressed flag is acceptable (a `grpc-encoding` other than identity was negotiated).
-    package var compressionAllowed: Bool
+    /// The negotiated `grpc-encoding` for messages with the compressed flag; nil: identity only,
+    /// and a compressed message is an error.
+    package var compression: GRPCCompression?
+    /// Who sends the messages, named in decompression errors.
+    package var peer = ""
     private var prefix: UInt64 = 0
     private var prefixCount = 0
     private var expected = 0
     private var message: [UInt8] = []
     private var inMessage = false
+    private var compressed = false
     /// Bytes consumed so far (for error messages).
     package private(set) var messagesSeen = 0
 
     /// Creates a deframer that refuses messages over `maxMessageSize` bytes.
-    package init(maxMessageSize: Int, compressionAllowed: Bool = false) {
+    package init(maxMessageSize: Int, compression: GRPCCompression? = nil) {
         self.maxMessageSize = maxMessageSize
-        self.compressionAllowed = compressionAllowed
+        self.compression = compression
     }
 
     /// Bytes of the message being assembled.
@@ -28,8 +32,10 @@ package struct GRPCMessageDeframer: Sendable {
     /// Whether a message is partly received (a prefix or body is incomplete).
     package var hasPartialMessage: Bool { prefixCount > 0 || inMessage }
 
-    /// Feeds bytes; calls `onMessage` for each complete message. Throws an ``RPCError`` on a
-    /// compressed message without a negotiated encoding or an oversized message.
+    /// Feeds bytes; calls `onMessage` for each complete message, decompressed. Throws an
+    /// ``RPCError``: INTERNAL for a compressed message without a negotiated encoding or one that
+    /// does not decompress, RESOURCE_EXHAUSTED for a message over the limit (before or after
+    /// decompression).
     package mutating func process(
         _ chunk: UnsafeRawBufferPointer, _ onMessage: ([UInt8]) -> Void
     ) throws(RPCError) {
@@ -58,7 +64,7 @@ package struct GRPCMessageDeframer: Sendable {
                 if inMessage && expected == 0 {
                     inMessage = false
                     messagesSeen += 1
-                    onMessage([])
+                    onMessage([])  // empty, whether or not flagged as compressed
                 }
                 continue
             }
@@ -70,13 +76,18 @@ package struct GRPCMessageDeframer: Sendable {
                 messagesSeen += 1
                 let done = message
                 message = []
-                onMessage(done)
+                if compressed, let c = compression {
+                    onMessage(try c.decompress(done, limit: maxMessageSize, peer: peer))
+                } else {
+                    onMessage(done)
+                }
             }
         }
     }
 
     private mutating func begin(flag: UInt8, length: Int) throws(RPCError) {
-        if flag & 1 != 0 && !compressionAllowed {
+        compressed = flag & 1 != 0
+        if compressed && compression == nil {
             throw RPCError(
                 code: .internalError,
                 message: "received a compressed message but no grpc-encoding was negotiated")
@@ -103,6 +114,13 @@ package enum GRPCFraming {
     package static func prefix(length: Int) -> (UInt8, UInt8, UInt8, UInt8, UInt8) {
         (0, UInt8(truncatingIfNeeded: length >> 24), UInt8(truncatingIfNeeded: length >> 16),
          UInt8(truncatingIfNeeded: length >> 8), UInt8(truncatingIfNeeded: length))
+    }
+
+    /// The prefix for a compressed message of `length` bytes.
+    package static func compressedPrefix(length: Int) -> (UInt8, UInt8, UInt8, UInt8, UInt8) {
+        var p = prefix(length: length)
+        p.0 = 1
+        return p
     }
 
     /// `payload` with its prefix, as one buffer.
@@ -279,6 +297,7 @@ package struct GRPCRequestHead: Sendable {
     package var contentType: String?
     package var te: String?
     package var encoding: String?
+    package var acceptEncoding: String?
     package var timeout: String?
     package var metadata = Metadata()
 
@@ -321,8 +340,10 @@ package struct GRPCRequestHead: Sendable {
         guard te == "trailers" else {
             return .grpcError(RPCError(code: .internalError, message: "te header is \(te ?? "missing"); gRPC requires te: trailers"))
         }
-        if let enc = encoding, enc != "identity" {
-            return .grpcError(RPCError(code: .unimplemented, message: "grpc-encoding \(enc) is not supported; only identity is"))
+        if let enc = encoding, enc != "identity", GRPCCompression(name: enc.utf8) == nil {
+            return .grpcError(RPCError(
+                code: .unimplemented,
+                message: "grpc-encoding \(enc) is not supported; supported: \(GRPCCompression.acceptEncoding)"))
         }
         var deadline: Duration? = nil
         if let t = timeout {

@@ -75,7 +75,7 @@ final class LVM: Sendable {
     /// How long the handle stays open after the last command. Then it is closed and liblvm2cmd
     /// unloaded: an open handle keeps its block cache (the metadata areas it read), device cache
     /// and configuration, and the library and its ~15 dependencies stay mapped — together ~8 MiB of
-    /// an idle driver. Opening it again costs a few milliseconds on the next command.
+    /// an idle driver. Opening it again adds ~20 ms to the next command.
     static let idleRelease: Duration = .seconds(5)
 
     /// The state of the liblvm2cmd handle.

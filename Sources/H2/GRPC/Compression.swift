@@ -1,0 +1,95 @@
+// gRPC message compression (grpc/grpc doc/compression.md): the `grpc-encoding` a message stream
+// uses, negotiated per call, with each message's compressed flag saying whether it is compressed.
+import Deflate
+
+/// A message encoding gRPC negotiates with the `grpc-encoding` and `grpc-accept-encoding` headers.
+public struct GRPCCompression: Sendable, Hashable, CustomStringConvertible {
+    private enum Algorithm: Sendable, Hashable { case gzip, deflate }
+    private let algorithm: Algorithm
+    /// The DEFLATE effort: 1 (fastest) … 9 (smallest).
+    public var level: Int
+
+    /// `gzip`: DEFLATE in a gzip wrapper (RFC 1952).
+    public static let gzip = GRPCCompression(algorithm: .gzip, level: 6)
+    /// `deflate`: DEFLATE in a zlib wrapper (RFC 1950), as gRPC and HTTP mean it.
+    public static let deflate = GRPCCompression(algorithm: .deflate, level: 6)
+
+    private init(algorithm: Algorithm, level: Int) {
+        self.algorithm = algorithm
+        self.level = level
+    }
+
+    /// The same algorithm at another level (1 fastest … 9 smallest; clamped).
+    public func level(_ level: Int) -> GRPCCompression {
+        GRPCCompression(algorithm: algorithm, level: min(9, max(1, level)))
+    }
+
+    /// The `grpc-encoding` name.
+    public var name: String { algorithm == .gzip ? "gzip" : "deflate" }
+
+    public var description: String { name }
+
+    public static func == (a: GRPCCompression, b: GRPCCompression) -> Bool { a.algorithm == b.algorithm && a.level == b.level }
+    public func hash(into h: inout Hasher) {
+        h.combine(algorithm)
+        h.combine(level)
+    }
+
+    /// Whether `other` is the same algorithm, whatever its level.
+    package func sameAlgorithm(as other: GRPCCompression) -> Bool { algorithm == other.algorithm }
+
+    /// The encoding a `grpc-encoding` value names; nil for identity and for names not supported.
+    package init?(name: some Collection<UInt8>) {
+        if name.elementsEqual("gzip".utf8) {
+            self = .gzip
+        } else if name.elementsEqual("deflate".utf8) {
+            self = .deflate
+        } else {
+            return nil
+        }
+    }
+
+    /// What this side accepts, as `grpc-accept-encoding` says it.
+    package static let acceptEncoding = "identity,deflate,gzip"
+
+    /// Whether a `grpc-accept-encoding` value (a comma-separated list) contains this encoding.
+    package func isAccepted(by header: String) -> Bool {
+        let n = name
+        return header.split(separator: ",").contains { $0.trimmingSpaces == n }
+    }
+
+    private var format: DeflateFormat { algorithm == .gzip ? .gzip : .zlib }
+
+    /// `message` compressed, or nil when compressing does not make it smaller (it is then sent
+    /// uncompressed, with the compressed flag clear, as the spec allows).
+    package func compress(_ message: [UInt8]) -> [UInt8]? {
+        if message.count < 24 { return nil }
+        let c = DeflateCodec.compress(message, format: format, level: level)
+        return c.count < message.count ? c : nil
+    }
+
+    /// Decompresses one message of at most `limit` bytes sent by `peer`.
+    package func decompress(_ message: [UInt8], limit: Int, peer: String) throws(RPCError) -> [UInt8] {
+        do {
+            return try DeflateCodec.decompress(message, format: format, limit: limit)
+        } catch {
+            switch error.kind {
+            case .tooLarge:
+                throw RPCError(
+                    code: .resourceExhausted,
+                    message: "\(name)-compressed message from \(peer) decompresses to more than the limit of \(limit) bytes")
+            case .corrupt, .truncated:
+                throw RPCError(code: .internalError, message: "\(name)-compressed message from \(peer) is invalid: \(error.message)")
+            }
+        }
+    }
+}
+
+extension Substring {
+    fileprivate var trimmingSpaces: Substring {
+        var s = self
+        while s.first == " " || s.first == "\t" { s.removeFirst() }
+        while s.last == " " || s.last == "\t" { s.removeLast() }
+        return s
+    }
+}
