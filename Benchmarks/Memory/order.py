@@ -1,15 +1,16 @@
 """Regenerates Linker/order.txt, the list of functions the release linker places first (lld
 --symbol-ordering-file): every function of the executable that runs while the H2 benchmark server
-and the driver start, answer calls under load and shut down, as callgrind records them. Laid out
+and the driver start, answer calls under load and shut down, and while the registrar registers the
+driver with the kubelet simulator (Tests/E2E), answers /healthz and stops, as callgrind records them. Laid out
 together they share a few hundred KiB of pages; scattered, start-up alone faults in most of the
 text (README, "Memory"). Names missing from a later build are ignored by the linker, so a stale list
 costs memory, never correctness.
 
-Needs valgrind and h2load and release builds of both binaries:
-  cd Benchmarks && swift build -c release --static-swift-stdlib --scratch-path .build-static \\
-      --product rpc-bench-server && swift build -c release --static-swift-stdlib \\
-      --scratch-path .build-static --product csi-lvm-driver
+Needs valgrind, h2load, the E2E tests' Python packages and release builds of the three binaries:
+  cd Benchmarks && for p in rpc-bench-server csi-lvm-driver node-driver-registrar; do
+      swift build -c release --static-swift-stdlib --scratch-path .build-static --product $p; done
   python3 Benchmarks/Memory/order.py Benchmarks/.build-static/release
+The linker does not know the list is an input: delete the binaries before building them again.
 """
 
 import os
@@ -87,6 +88,37 @@ def profile(argv, sock, scenario, workdir):
     return functions(out, os.path.realpath(argv[0]))
 
 
+def profile_registrar(bin_dir, workdir):
+    """The registrar under callgrind (through a wrapper script in the harness's place), registered
+    by the kubelet simulator, asked for /healthz, then stopped with SIGTERM."""
+    os.environ["SWIFT_CSI_BIN_DIR"] = bin_dir
+    sys.path.insert(0, os.path.join(ROOT, "Tests", "E2E"))
+    import registrar_harness as rh
+    out = os.path.join(workdir, "callgrind-registrar.out")
+    real = os.path.join(bin_dir, "node-driver-registrar")
+    wrapper = os.path.join(workdir, "node-driver-registrar")
+    with open(wrapper, "w") as f:
+        f.write(f"#!/bin/sh\nexec valgrind --tool=callgrind --demangle=no --callgrind-out-file={out} {real} \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    rh.REGISTRAR_BIN = wrapper
+    world = rh.World()
+    try:
+        endpoint = world.driver_socket(world.kubelet_plugins)
+        sim = world.start_kubelet()
+        world.start_driver(world.kubelet_plugins)
+        port = rh.free_port()
+        registrar = world.start_registrar(endpoint, endpoint, world.kubelet_registry,
+                                          extra=(f"--http-endpoint=127.0.0.1:{port}",))
+        rh.wait_until(lambda: rh.registered(sim), 120, what="registration under valgrind")
+        for _ in range(3):
+            rh.wait_until(lambda: rh.healthz(port)[0] == 200, 60, what="/healthz")
+        registrar.signal(signal.SIGTERM)
+        registrar.wait_exit(timeout=60)
+    finally:
+        world.close()
+    return functions(out, os.path.realpath(real))
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -123,6 +155,10 @@ def main():
                          os.path.join(state, "kubelet"), "--node-id", "node-1", "--log-level", "warning"],
                         sock, driver, workdir)
         print(f"order.py: csi-lvm-driver ran {len(found)} functions", file=sys.stderr)
+        everything |= found
+
+        found = profile_registrar(bin_dir, workdir)
+        print(f"order.py: node-driver-registrar ran {len(found)} functions", file=sys.stderr)
         everything |= found
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
