@@ -2,7 +2,7 @@
 SWIFT ?= swift
 PYTHON ?= python3
 
-.PHONY: demo test deps build release bench-memory swift-test py-test generate check-generated fuzz fuzz-deflate bench bench-deflate bench-lvm clean
+.PHONY: demo test deps build release bench-memory bench-memory-h2 linker-order swift-test py-test generate check-generated fuzz fuzz-deflate bench bench-deflate bench-lvm clean
 
 ## Run the main job on its embedded default.
 demo:
@@ -28,6 +28,20 @@ release: deps
 ## Idle memory of the release binaries (root for the LVM case).
 bench-memory: release
 	$(PYTHON) Benchmarks/Memory/measure.py
+
+## Regenerate Linker/order.txt (the function order of release executables) from release builds of
+## the bench server, the driver and the registrar run under callgrind (valgrind, h2load). The
+## binaries are removed afterwards: the linker does not know the list is an input.
+linker-order: deps
+	cd Benchmarks && for p in rpc-bench-server csi-lvm-driver node-driver-registrar; do \
+		$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static --product $$p || exit 1; done
+	$(PYTHON) Benchmarks/Memory/order.py Benchmarks/.build-static/release
+	cd Benchmarks/.build-static/release && rm -f rpc-bench-server csi-lvm-driver node-driver-registrar
+
+## The H2 benchmark server's RSS at start, after one call and after a burst, per mapping.
+bench-memory-h2: deps
+	cd Benchmarks && $(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static --product rpc-bench-server
+	$(PYTHON) Benchmarks/Memory/measure.py --only h2 --h2-server Benchmarks/.build-static/release/rpc-bench-server
 
 py-test:
 	@if ls Tests/Interop/test_*.py Tests/E2E/test_*.py >/dev/null 2>&1; then \

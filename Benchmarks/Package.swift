@@ -11,6 +11,21 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
+/// The release linking of the main package's executables (its Package.swift, `releaseLinking`), for
+/// `rpc-bench-server` so that its memory figures are those of a deployed binary.
+let releaseLinking: [LinkerSetting] = [
+    .unsafeFlags(
+        [
+            "-use-ld=lld",
+            "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+            "-Xlinker", "--no-export-dynamic",
+            "-L\(Context.packageDirectory)/../Linker/static-cxx", "-Xclang-linker", "-static-libgcc",
+            "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/../Linker/order.txt",
+            "-Xlinker", "--no-warn-symbol-ordering",
+        ],
+        .when(platforms: [.linux], configuration: .release)),
+]
+
 let package = Package(
     name: "swift-csi-benchmarks",
     platforms: [.macOS(.v15)],
@@ -52,7 +67,8 @@ let package = Package(
                 .product(name: "ProtoWire", package: "swift-csi"),
             ],
             path: "RPC/rpc-bench-server",
-            swiftSettings: strict
+            swiftSettings: strict,
+            linkerSettings: releaseLinking
         ),
         .executableTarget(
             name: "grpc-swift-bench-server",

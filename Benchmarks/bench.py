@@ -28,17 +28,25 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.path.join(HERE, ".build")
 RELEASE = os.path.join(BUILD, "release")
+# Ours, linked as `make release` links them (run.sh builds them there).
+STATIC = os.path.join(HERE, ".build-static", "release")
 TICK = os.sysconf("SC_CLK_TCK")
 PATH_ = "/csi.v1.Node/NodeGetInfo"
 
 CONFIGS = [("1x1", 1, 1), ("4x32", 4, 32)]
 
 
-def server_commands(sockdir, with_python, with_driver):
+def server_commands(sockdir, with_python, with_driver, baseline=None):
     """(name, argv, kind) for every server in the table; kind is 'grpc' or 'floor'."""
     py_gen = os.path.join(BUILD, "python")
     servers = [
-        ("swift-csi H2", [os.path.join(RELEASE, "rpc-bench-server")], "grpc"),
+        ("swift-csi H2", [os.path.join(STATIC, "rpc-bench-server")], "grpc"),
+    ]
+    if baseline:
+        # Another build of rpc-bench-server (an earlier commit, other flags), measured alternately
+        # with ours in the same run so that the two compare by ratio.
+        servers.append(("H2 baseline", [os.path.abspath(baseline)], "grpc"))
+    servers += [
         ("grpc-go", [os.path.join(BUILD, "gopath", "bin", "grpc-go-bench-server")], "grpc"),
         ("grpc-swift-2", [os.path.join(RELEASE, "grpc-swift-bench-server")], "grpc"),
         ("raw UDS floor", [os.path.join(RELEASE, "uds-pingpong"), "serve"], "floor"),
@@ -50,7 +58,7 @@ def server_commands(sockdir, with_python, with_driver):
         # The real driver, loop-file backend (nothing is created: NodeGetInfo only reads its flags).
         state = os.path.join(sockdir, "driver")
         os.makedirs(os.path.join(state, "kubelet"), exist_ok=True)  # the driver resolves it at start
-        servers.append(("csi-lvm-driver", [os.path.join(RELEASE, "csi-lvm-driver"), "--backend", "loopfile",
+        servers.append(("csi-lvm-driver", [os.path.join(STATIC, "csi-lvm-driver"), "--backend", "loopfile",
                                            "--loopfile-dir", os.path.join(state, "loopfile"),
                                            "--kubelet-dir", os.path.join(state, "kubelet"), "--node-id", "node-1",
                                            "--max-volumes-per-node", "100", "--log-level", "warning"], "grpc"))
@@ -218,6 +226,7 @@ def main():
     ap.add_argument("--only", action="append", help="measure only servers whose name contains this")
     ap.add_argument("--no-python", action="store_true", help="leave out the Python grpcio reference server")
     ap.add_argument("--no-driver", action="store_true", help="leave out csi-lvm-driver (loop-file backend)")
+    ap.add_argument("--baseline", metavar="PATH", help="another rpc-bench-server binary to measure beside ours")
     ap.add_argument("--no-codec", action="store_true")
     ap.add_argument("--no-rpc", action="store_true")
     ap.add_argument("--out", default=os.path.join(BUILD, "results"))
@@ -244,7 +253,7 @@ def rpc(args):
     body = os.path.join(sockdir, "request.bin")
     with open(body, "wb") as f:
         f.write(b"\x00\x00\x00\x00\x00")  # uncompressed, length 0: an empty NodeGetInfoRequest
-    servers = server_commands(sockdir, not args.no_python, not args.no_driver)
+    servers = server_commands(sockdir, not args.no_python, not args.no_driver, args.baseline)
     if args.only:
         servers = [s for s in servers if any(o in s["name"] for o in args.only)]
     results = {s["name"]: {c[0]: [] for c in CONFIGS} for s in servers}

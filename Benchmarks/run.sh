@@ -23,10 +23,10 @@ python3 -c 'import grpc, grpc_tools, google.protobuf' 2>/dev/null || python3 -m 
 
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
     echo "run.sh: building the Swift servers and tools (release)" >&2
-    build() {  # build one product; the compiler's own errors go to stderr
+    build() {  # build one product (more swift build flags may follow); errors go to stderr
         local log
         log=$(mktemp)
-        if nice -n 19 swift build -c release --product "$1" >"$log" 2>&1; then
+        if nice -n 19 swift build -c release --product "$@" >"$log" 2>&1; then
             tail -1 "$log" >&2
             rm -f "$log"
         else
@@ -37,10 +37,14 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
     }
     # protowire (from the main package) carries ProtoWire's own codec benchmark.
     for p in grpc-swift-bench-server uds-pingpong codec-bench protowire; do build "$p"; done
-    if grep -q '"rpc-bench-server"' Package.swift; then build rpc-bench-server; fi
+    # Ours are built the way `make release` builds the executables: Swift runtime linked in and the
+    # release linker settings, in a scratch directory of their own (other flags, other objects).
+    if grep -q '"rpc-bench-server"' Package.swift; then
+        build rpc-bench-server --static-swift-stdlib --scratch-path .build-static
+    fi
     # The real driver (loop-file backend) joins the table when it builds in release.
-    build csi-lvm-driver || {
-        rm -f .build/release/csi-lvm-driver
+    build csi-lvm-driver --static-swift-stdlib --scratch-path .build-static || {
+        rm -f .build-static/release/csi-lvm-driver
         echo "run.sh: csi-lvm-driver did not build in release; its row is left out" >&2
     }
 

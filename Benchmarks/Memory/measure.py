@@ -1,10 +1,16 @@
 """Idle memory of the release binaries: the driver with the loop file backend, the driver with the
 LVM backend after a few calls (1.5 s after them, and 8 s after them, when the driver has closed its
-liblvm2cmd handle), and the registrar once registered. Prints VmRSS, RssAnon, RssFile
-and the thread count from /proc/PID/status; with --mappings also the resident memory of each mapped
-file (from /proc/PID/smaps). Needs root for the LVM case (a VG on a loop device, removed afterwards).
-Usage: python3 Benchmarks/Memory/measure.py [--mappings] [BIN_DIR] (default .build/release)."""
+liblvm2cmd handle), the registrar once registered, and (with --h2-server) the H2 benchmark server
+at start, after one call and after a burst of calls. Prints VmRSS, RssAnon, RssFile and the thread
+count from /proc/PID/status; with --mappings (always for the H2 server) also where the resident
+pages are, per mapping (Benchmarks/Memory/smaps.py). Needs root for the LVM case (a VG on a loop
+device, removed afterwards).
 
+Usage: python3 Benchmarks/Memory/measure.py [BIN_DIR] [--mappings] [--h2-server PATH]
+       [--only driver|registrar|h2]   (BIN_DIR default .build/release; `make bench-memory`,
+       `make bench-memory-h2`)"""
+
+import argparse
 import os
 import pathlib
 import shutil
@@ -16,41 +22,66 @@ import uuid
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-DETAIL = "--mappings" in sys.argv[1:]
-ARGS = [a for a in sys.argv[1:] if a != "--mappings"]
-BIN = pathlib.Path(ARGS[0] if ARGS else ROOT / ".build" / "release").resolve()
+sys.path.insert(0, str(HERE))
+import smaps  # noqa: E402
+
+parser = argparse.ArgumentParser(description="Idle memory of the release binaries.")
+parser.add_argument("bin_dir", nargs="?", default=str(ROOT / ".build" / "release"))
+parser.add_argument("--h2-server", help="rpc-bench-server to measure as well")
+parser.add_argument("--only", choices=["driver", "registrar", "h2"], action="append")
+parser.add_argument("--mappings", action="store_true", help="per-mapping table for every process")
+ARGS = parser.parse_args()
+BIN = pathlib.Path(ARGS.bin_dir).resolve()
 os.environ["SWIFT_CSI_BIN_DIR"] = str(BIN)
 sys.path.insert(0, str(ROOT / "Tests" / "E2E"))
-import registrar_harness as rh  # noqa: E402
-import test_csi_conformance as conf  # noqa: E402
+
+
+def wanted(case):
+    return ARGS.only is None or case in ARGS.only
 
 
 def status(pid):
-    fields = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "RssAnon", "RssFile", "Threads"):
-                fields[key] = value.split()[0]
-    return "VmRSS %5.1f MiB  RssAnon %5.1f MiB  RssFile %5.1f MiB  threads %s" % (
-        int(fields["VmRSS"]) / 1024, int(fields["RssAnon"]) / 1024, int(fields["RssFile"]) / 1024, fields["Threads"])
+    f = smaps.read_status(pid)
+    line = "VmRSS %5.1f MiB  RssAnon %5.1f MiB  RssFile %5.1f MiB  threads %d" % (
+        f["VmRSS"] / 1024, f["RssAnon"] / 1024, f["RssFile"] / 1024, f["Threads"])
+    if ARGS.mappings:
+        line += "\n" + "\n".join(smaps.report(pid).splitlines()[1:])
+    return line
 
 
-def mappings(pid, top=14):
-    """Resident memory per mapped file (anonymous mappings as [heap], [stack], [anon]), largest first."""
-    sizes = {}
-    name = None
-    with open(f"/proc/{pid}/smaps") as f:
-        for line in f:
-            parts = line.split()
-            if "-" in parts[0] and ":" not in parts[0]:
-                name = parts[5] if len(parts) > 5 else "[anon]"
-                name = name.rsplit("/", 1)[-1] if name.startswith("/") else name
-            elif parts[0] in ("Rss:", "Anonymous:"):
-                entry = sizes.setdefault(name, [0, 0])
-                entry[0 if parts[0] == "Rss:" else 1] += int(parts[1])
-    rows = sorted(sizes.items(), key=lambda kv: -kv[1][0])[:top]
-    return "\n".join("      %-34s %6.2f MiB (anon %5.2f)" % (n, r / 1024, a / 1024) for n, (r, a) in rows)
+def h2_case(server):
+    """The H2 benchmark server: idle after start, 2 s after one call, and 2 s after a burst of
+    100,000 calls on 4 connections x 32 streams (h2load), with the peak during the burst."""
+    sockdir = tempfile.mkdtemp(prefix="mem-h2-")
+    sock = os.path.join(sockdir, "s.sock")
+    body = os.path.join(sockdir, "request.bin")
+    with open(body, "wb") as f:
+        f.write(b"\x00" * 5)  # an empty NodeGetInfoRequest
+
+    def call(n, conns, streams):
+        subprocess.run(["h2load", "-B", f"unix:{sock}", "-n", str(n), "-c", str(conns), "-m", str(streams),
+                        "-t", "1", "-H", "content-type: application/grpc", "-H", "te: trailers", "-d", body,
+                        "http://localhost/csi.v1.Node/NodeGetInfo"], stdout=subprocess.DEVNULL, check=True)
+
+    proc = subprocess.Popen([server, "--socket", sock])
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(sock):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{server} did not start")
+            time.sleep(0.01)
+        time.sleep(1)
+        print(smaps.report(proc.pid, "H2 server (rpc-bench-server), idle after start:"))
+        call(1, 1, 1)
+        time.sleep(2)
+        print(smaps.report(proc.pid, "H2 server, 2 s after one call:"))
+        call(100_000, 4, 32)
+        time.sleep(2)
+        print(smaps.report(proc.pid, "H2 server, 2 s after 100,000 calls at 4x32 (VmHWM: the peak):"))
+    finally:
+        proc.terminate()
+        proc.wait()
+        shutil.rmtree(sockdir, ignore_errors=True)
 
 
 def csi_stubs():
@@ -64,13 +95,12 @@ def driver_case(csi, args, calls, later=None):
     driver = conf.Driver(str(BIN / "csi-lvm-driver"), csi, workdir, args)
     try:
         calls(driver)
-        pid = driver.process.pid
         time.sleep(1.5)
-        out = status(pid) + ("\n" + mappings(pid) if DETAIL else "")
+        pid = driver.process.pid
+        out = status(pid)
         if later:
             time.sleep(later - 1.5)
             out += "\n  %4.1f s after the calls:              %s" % (later, status(pid))
-            out += "\n" + mappings(pid) if DETAIL else ""
         return out
     finally:
         driver.stop()
@@ -89,12 +119,20 @@ def lvm_calls(driver):
 
 
 def main():
+    if ARGS.h2_server and wanted("h2"):
+        h2_case(str(pathlib.Path(ARGS.h2_server).resolve()))
+    if not (wanted("driver") or wanted("registrar")):
+        return
+    import registrar_harness as rh
+    import test_csi_conformance as conf
+    globals().update(rh=rh, conf=conf)
     csi, gen = csi_stubs()
     print("binaries:", BIN)
-    print("driver, loop file backend, idle:     ", driver_case(
-        csi, ["--backend", "loopfile", "--loopfile-dir", tempfile.mkdtemp(prefix="mem-lf-")],
-        lambda d: d.identity.Probe(d.csi.pb.ProbeRequest())))
-    if os.geteuid() == 0 and shutil.which("lvm"):
+    if wanted("driver"):
+        print("driver, loop file backend, idle:     ", driver_case(
+            csi, ["--backend", "loopfile", "--loopfile-dir", tempfile.mkdtemp(prefix="mem-lf-")],
+            lambda d: d.identity.Probe(d.csi.pb.ProbeRequest())))
+    if wanted("driver") and os.geteuid() == 0 and shutil.which("lvm"):
         name = "memvg" + uuid.uuid4().hex[:6]
         image = tempfile.mktemp(prefix="mem-pv-")
         subprocess.run(["truncate", "-s", "256M", image], check=True)
@@ -109,6 +147,9 @@ def main():
             conf.lvm("pvremove", "-y", loop)
             subprocess.run(["losetup", "-d", loop], check=False)
             os.unlink(image)
+    if not wanted("registrar"):
+        gen.close()
+        return
     world = rh.World()
     try:
         endpoint = world.driver_socket(world.kubelet_plugins)
@@ -118,8 +159,6 @@ def main():
         rh.wait_until(lambda: rh.registered(sim), 10, what="registration")
         time.sleep(1.5)
         print("registrar, registered, idle:         ", status(registrar.popen.pid))
-        if DETAIL:
-            print(mappings(registrar.popen.pid))
     finally:
         world.close()
     gen.close()

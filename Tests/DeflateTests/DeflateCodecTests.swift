@@ -31,7 +31,8 @@ private let inputs: [(String, [UInt8])] = [
     ("short period", (0..<50_000).map { UInt8($0 % 5) }),
 ]
 
-@Suite struct DeflateCodecTests {
+/// Several cases compress and decode megabytes: each runs on a thread of its own, off the concurrency pool.
+@Suite(.ownThread) struct DeflateCodecTests {
     @Test func checksumVectors() {
         #expect(CRC32.checksum(Array("123456789".utf8)) == 0xCBF4_3926)
         #expect(CRC32.checksum([]) == 0)

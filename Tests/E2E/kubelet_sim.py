@@ -533,7 +533,8 @@ class KubeletSim:
         with self._lock:
             return dict(self._desired)
 
-    def wait_for(self, predicate: Callable[["KubeletSim"], bool], timeout: float = 5.0, interval: float = 0.02) -> bool:
+    def wait_for(self, predicate: Callable[["KubeletSim"], bool], timeout: float = 30.0, interval: float = 0.02) -> bool:
+        """Polls until ``predicate(self)`` holds; False after ``timeout`` (generous: a loaded machine)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate(self):

@@ -37,6 +37,11 @@ def binaries_missing() -> Optional[str]:
     return None
 
 
+# The bound for waits on conditions that come true in milliseconds on an idle machine: generous,
+# so a loaded machine (other builds, another copy of the suite) does not fail them.
+PATIENCE = 30.0
+
+
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.02, what: str = "condition"):
     """Polls `predicate` until it returns something truthy; raises AssertionError naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout
@@ -80,7 +85,7 @@ class Proc:
         except FileNotFoundError:
             return ""
 
-    def wait_log(self, needle: str, timeout: float = 5.0) -> str:
+    def wait_log(self, needle: str, timeout: float = PATIENCE) -> str:
         try:
             return wait_until(lambda: needle in self.log() and self.log(), timeout, what=f"{self.name} to log {needle!r}")
         except AssertionError as e:
@@ -93,7 +98,7 @@ class Proc:
         if self.running():
             self.popen.send_signal(sig)
 
-    def wait_exit(self, timeout: float = 5.0) -> int:
+    def wait_exit(self, timeout: float = PATIENCE) -> int:
         try:
             return self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from registrar_harness import (DRIVER, NODE, TOPOLOGY_KEY, World, binaries_missing, deregistered, events,
+from registrar_harness import (DRIVER, NODE, PATIENCE, TOPOLOGY_KEY, World, binaries_missing, deregistered, events,
                                registered, socket_answers, wait_until)
 
 pytestmark = pytest.mark.skipif(binaries_missing() is not None, reason=str(binaries_missing()))
@@ -28,7 +28,7 @@ def expected_entry():
 
 def check_registered(world, sim, endpoint, registrar):
     """What the seed's operator saw once registration completed."""
-    wait_until(lambda: registered(sim), 10, what=f"{DRIVER} in CSINode and the annotation\n{world.dump_logs()}")
+    wait_until(lambda: registered(sim), PATIENCE, what=f"{DRIVER} in CSINode and the annotation\n{world.dump_logs()}")
     drivers = [d for d in sim.csinode_drivers() if d["name"] == DRIVER]
     assert drivers == [expected_entry()]
     assert sim.node_ids() == {DRIVER: NODE}
@@ -75,10 +75,10 @@ def test_experiment_2_removing_sockets(world):
     # Removing -reg.sock: the kubelet's plugin watcher deregisters the driver (the annotation entry and the
     # CSINode entry go). The registrar notices and recreates its socket, so the kubelet registers it again.
     os.unlink(reg_sock)
-    wait_until(lambda: any(e["event"] == "deregistered" for e in events(world)), 5,
+    wait_until(lambda: any(e["event"] == "deregistered" for e in events(world)), PATIENCE,
                what="the kubelet to deregister the driver after -reg.sock was removed")
     registrar.wait_log(f"registration socket {reg_sock} was removed by another process")
-    wait_until(lambda: registered(sim) and sum(e["event"] == "registered" for e in events(world)) >= 2, 5,
+    wait_until(lambda: registered(sim) and sum(e["event"] == "registered" for e in events(world)) >= 2, PATIENCE,
                what="the registration to come back after the registrar recreated its socket")
 
     # Removing csi.sock changes nothing in CSINode or the annotation; inspect says why a new registration
@@ -100,10 +100,10 @@ def test_experiment_3_custom_directories_driver_first(world):
     custom_sock = world.custom_registry / f"{DRIVER}-reg.sock"
     sim = world.start_kubelet(world.kubelet_registry)
     driver = world.start_driver(world.custom_plugins)
-    wait_until(endpoint.is_socket, 10, what=f"the driver socket {endpoint}")
+    wait_until(endpoint.is_socket, PATIENCE, what=f"the driver socket {endpoint}")
     registrar = world.start_registrar(endpoint, endpoint, world.custom_registry,
                                       extra=("--registration-ack-timeout=60s",))
-    wait_until(custom_sock.is_socket, 10, what=f"the registration socket {custom_sock}")
+    wait_until(custom_sock.is_socket, PATIENCE, what=f"the registration socket {custom_sock}")
 
     # Nothing registers: the kubelet does not look in /vdata/storage/plugins_registry.
     assert sim.wait_for_passes(3), "the kubelet simulator's reconciler stopped"
@@ -134,7 +134,7 @@ def test_experiment_4_custom_directories_registrar_first(world):
     assert deregistered(sim) and not link.exists()
 
     driver = world.start_driver(world.custom_plugins)
-    t_ready = wait_until(lambda: socket_answers(endpoint) and time.monotonic(), 10, interval=0.002,
+    t_ready = wait_until(lambda: socket_answers(endpoint) and time.monotonic(), PATIENCE, interval=0.002,
                          what=f"the driver socket {endpoint} to answer\n{world.dump_logs()}")
     # Generous bounds for a loaded machine: how fast this goes is printed below and measured by
     # the benchmarks, not asserted here.

@@ -37,7 +37,7 @@ class FakeRegistrar(stubs.reg_pb2_grpc.RegistrationServicer):
             self.cond.notify_all()
         return stubs.reg_pb2.RegistrationStatusResponse()
 
-    def wait_status(self, n=1, timeout=5.0):
+    def wait_status(self, n=1, timeout=30.0):
         with self.cond:
             self.cond.wait_for(lambda: len(self.statuses) >= n, timeout)
             return list(self.statuses)
@@ -214,7 +214,7 @@ def test_reject_notifies_failure_and_retries_with_backoff(world):
     fake_node, csi_sock = world.node()
     reg, _, _ = world.registrar(csi_sock)
     sim = world.sim(reject=[DRIVER])
-    statuses = reg.wait_status(2, timeout=5)
+    statuses = reg.wait_status(2)
     assert len(statuses) >= 2, "validation failures are retried"
     assert all(not ok for ok, _ in statuses)
     assert "plugin validation failed" in statuses[0][1] and "--reject" in statuses[0][1]

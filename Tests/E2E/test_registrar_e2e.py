@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from registrar_harness import (DRIVER, NODE, REGISTRAR_BIN, World, binaries_missing, deregistered, events,
+from registrar_harness import (DRIVER, NODE, PATIENCE, REGISTRAR_BIN, World, binaries_missing, deregistered, events,
                                free_port, healthz, registered, socket_answers, wait_until)
 
 pytestmark = pytest.mark.skipif(binaries_missing() is not None, reason=str(binaries_missing()))
@@ -38,14 +38,14 @@ def test_link_flag_places_the_link_and_removes_it_on_sigterm(world):
     endpoint, sim, driver, registrar = custom_setup(world)
     link = world.kubelet_registry / f"{DRIVER}-reg.sock"
     sock = world.custom_registry / f"{DRIVER}-reg.sock"
-    wait_until(lambda: registered(sim), 10, what=f"registration through the link\n{world.dump_logs()}")
+    wait_until(lambda: registered(sim), PATIENCE, what=f"registration through the link\n{world.dump_logs()}")
     assert os.readlink(link) == str(sock)
     registrar.wait_log(f"linked {link} -> {sock}")
 
     registrar.signal(signal.SIGTERM)
-    assert registrar.wait_exit(5) == 0, registrar.log()
+    assert registrar.wait_exit() == 0, registrar.log()
     assert not os.path.lexists(link) and not os.path.lexists(sock)
-    wait_until(lambda: deregistered(sim), 5, what="deregistration after SIGTERM")
+    wait_until(lambda: deregistered(sim), PATIENCE, what="deregistration after SIGTERM")
     rc, report = world.inspect()
     assert rc == 0 and report["entries"] == []
     assert driver.running()
@@ -57,11 +57,11 @@ def test_signal_removes_the_socket_in_the_default_layout(world, sig):
     sim = world.start_kubelet()
     world.start_driver(world.kubelet_plugins)
     registrar = world.start_registrar(endpoint, endpoint, world.kubelet_registry)
-    wait_until(lambda: registered(sim), 10, what=f"registration\n{world.dump_logs()}")
+    wait_until(lambda: registered(sim), PATIENCE, what=f"registration\n{world.dump_logs()}")
     registrar.signal(sig)
-    assert registrar.wait_exit(5) == 0, registrar.log()
+    assert registrar.wait_exit() == 0, registrar.log()
     assert not os.path.lexists(world.kubelet_registry / f"{DRIVER}-reg.sock")
-    wait_until(lambda: deregistered(sim), 5, what="deregistration")
+    wait_until(lambda: deregistered(sim), PATIENCE, what="deregistration")
 
 
 def test_sigterm_while_waiting_for_the_driver_exits_cleanly(world):
@@ -69,7 +69,7 @@ def test_sigterm_while_waiting_for_the_driver_exits_cleanly(world):
     registrar = world.start_registrar(endpoint, endpoint, world.custom_registry, link_dir=world.kubelet_registry)
     registrar.wait_log(f"waiting for driver socket {endpoint}")
     registrar.signal(signal.SIGTERM)
-    assert registrar.wait_exit(5) == 0, registrar.log()
+    assert registrar.wait_exit() == 0, registrar.log()
     assert list(world.kubelet_registry.iterdir()) == []
 
 
@@ -77,10 +77,10 @@ def test_crashed_registrar_leaves_a_dangling_link_that_a_restart_replaces(world)
     endpoint, sim, driver, registrar = custom_setup(world)
     link = world.kubelet_registry / f"{DRIVER}-reg.sock"
     sock = world.custom_registry / f"{DRIVER}-reg.sock"
-    wait_until(lambda: registered(sim), 10, what=f"registration\n{world.dump_logs()}")
+    wait_until(lambda: registered(sim), PATIENCE, what=f"registration\n{world.dump_logs()}")
 
     registrar.signal(signal.SIGKILL)
-    registrar.wait_exit(5)
+    registrar.wait_exit()
     # A crash leaves a stale socket behind the link: nothing answers on it.
     assert link.is_symlink() and sock.is_socket() and not socket_answers(sock)
     rc, report = world.inspect()
@@ -94,7 +94,7 @@ def test_crashed_registrar_leaves_a_dangling_link_that_a_restart_replaces(world)
 
     restarted = world.start_registrar(endpoint, endpoint, world.custom_registry, link_dir=world.kubelet_registry)
     restarted.wait_log(f"replaced dangling link {link}")
-    wait_until(lambda: registered(sim) and sum(e["event"] == "registered" for e in events(world)) >= 2, 10,
+    wait_until(lambda: registered(sim) and sum(e["event"] == "registered" for e in events(world)) >= 2, PATIENCE,
                what=f"registration by the restarted registrar\n{world.dump_logs()}")
     assert os.readlink(link) == str(sock) and socket_answers(sock)
     assert world.inspect()[0] == 0
@@ -103,12 +103,12 @@ def test_crashed_registrar_leaves_a_dangling_link_that_a_restart_replaces(world)
 def test_restart_after_a_crash_with_the_stale_socket_in_place(world):
     endpoint, sim, driver, registrar = custom_setup(world)
     sock = world.custom_registry / f"{DRIVER}-reg.sock"
-    wait_until(lambda: registered(sim), 10, what=f"registration\n{world.dump_logs()}")
+    wait_until(lambda: registered(sim), PATIENCE, what=f"registration\n{world.dump_logs()}")
     registrar.signal(signal.SIGKILL)
-    registrar.wait_exit(5)
+    registrar.wait_exit()
     restarted = world.start_registrar(endpoint, endpoint, world.custom_registry, link_dir=world.kubelet_registry)
     restarted.wait_log(f"removing stale registration socket {sock}")
-    wait_until(lambda: sum(e["event"] == "registered" for e in events(world)) >= 2, 10,
+    wait_until(lambda: sum(e["event"] == "registered" for e in events(world)) >= 2, PATIENCE,
                what=f"a new registration after the restart\n{world.dump_logs()}")
     restarted.wait_log("Received NotifyRegistrationStatus call")
 
@@ -120,7 +120,7 @@ def test_link_flag_refuses_to_replace_another_registration(world):
     os.symlink(other, world.kubelet_registry / f"{DRIVER}-reg.sock")
     world.start_driver(world.custom_plugins)
     registrar = world.start_registrar(endpoint, endpoint, world.custom_registry, link_dir=world.kubelet_registry)
-    code = registrar.wait_exit(10)
+    code = registrar.wait_exit()
     assert code == 1
     assert f"refusing to replace {world.kubelet_registry / (DRIVER + '-reg.sock')}" in registrar.log()
     assert str(other) in registrar.log()
@@ -132,14 +132,14 @@ def test_a_live_registration_socket_is_not_stolen_and_a_file_is_an_error(world):
     world.start_driver(world.kubelet_plugins)
     first = world.start_registrar(endpoint, endpoint, world.kubelet_registry)
     sock = world.kubelet_registry / f"{DRIVER}-reg.sock"
-    wait_until(sock.is_socket, 10, what=f"{sock}\n{world.dump_logs()}")
+    wait_until(sock.is_socket, PATIENCE, what=f"{sock}\n{world.dump_logs()}")
     second = world.start_registrar(endpoint, endpoint, world.kubelet_registry)
     assert second.wait_exit(10) == 1
     assert f"registration socket {sock} is served by another process" in second.log()
     assert first.running() and socket_answers(sock)
 
     first.signal(signal.SIGTERM)
-    first.wait_exit(5)
+    first.wait_exit()
     sock.write_text("a regular file")
     third = world.start_registrar(endpoint, endpoint, world.kubelet_registry)
     assert third.wait_exit(10) == 1
@@ -149,16 +149,16 @@ def test_a_live_registration_socket_is_not_stolen_and_a_file_is_an_error(world):
 def test_driver_name_mismatch_after_a_driver_restart(world):
     port = free_port()
     endpoint, sim, driver, registrar = custom_setup(world, extra=(f"--http-endpoint=127.0.0.1:{port}",))
-    wait_until(lambda: registered(sim), 10, what=f"registration\n{world.dump_logs()}")
-    wait_until(lambda: healthz(port)[0] == 200, 5, what=f"healthz 200\n{world.dump_logs()}")
+    wait_until(lambda: registered(sim), PATIENCE, what=f"registration\n{world.dump_logs()}")
+    wait_until(lambda: healthz(port)[0] == 200, PATIENCE, what=f"healthz 200\n{world.dump_logs()}")
 
     # The driver comes back under another name on the same socket.
     driver.signal(signal.SIGTERM)
     driver.wait_exit(15)
     renamed = world.start_driver(socket_path=endpoint, name="other.csi.example.com")
-    registrar.wait_log('now reports the name "other.csi.example.com"', timeout=10)
+    registrar.wait_log('now reports the name "other.csi.example.com"')
     assert f'registered "{DRIVER}"' in registrar.log()
-    code, body = wait_until(lambda: (lambda r: r[0] == 503 and r)(healthz(port)), 5, what="healthz 503")
+    code, body = wait_until(lambda: (lambda r: r[0] == 503 and r)(healthz(port)), PATIENCE, what="healthz 503")
     assert "other.csi.example.com" in body and str(endpoint) in body
     rc, report = world.inspect()
     assert any("differs from the registered name" in w for w in report["entries"][0].get("warnings", []))
@@ -169,7 +169,7 @@ def test_a_restarted_driver_that_answers_late_is_asked_again(world):
     """The restarted driver accepts connections but does not answer GetPluginInfo at first (here: stopped
     with SIGSTOP right after it listens); the registrar must keep asking the same socket until it does."""
     endpoint, sim, driver, registrar = custom_setup(world)
-    wait_until(lambda: registered(sim), 10, what=f"registration\n{world.dump_logs()}")
+    wait_until(lambda: registered(sim), PATIENCE, what=f"registration\n{world.dump_logs()}")
     driver.signal(signal.SIGTERM)
     driver.wait_exit(15)
     # Hold the registrar while the new driver comes up, so it first meets the new socket while the
@@ -177,31 +177,31 @@ def test_a_restarted_driver_that_answers_late_is_asked_again(world):
     registrar.signal(signal.SIGSTOP)
     try:
         renamed = world.start_driver(socket_path=endpoint, name="other.csi.example.com")
-        wait_until(lambda: socket_answers(endpoint), 15, what=f"the restarted driver to listen\n{world.dump_logs()}")
+        wait_until(lambda: socket_answers(endpoint), PATIENCE, what=f"the restarted driver to listen\n{world.dump_logs()}")
         renamed.signal(signal.SIGSTOP)
     finally:
         registrar.signal(signal.SIGCONT)
     try:
-        registrar.wait_log("restarted but did not answer GetPluginInfo", timeout=15)
+        registrar.wait_log("restarted but did not answer GetPluginInfo")
     finally:
         renamed.signal(signal.SIGCONT)
-    registrar.wait_log('now reports the name "other.csi.example.com"', timeout=15)
+    registrar.wait_log('now reports the name "other.csi.example.com"')
     assert renamed.running() and registrar.running()
 
 
 def test_kubelet_that_rejects_the_registration(world):
     endpoint, sim, driver, registrar = custom_setup(world, reject=(DRIVER,))
-    registrar.wait_log("Received NotifyRegistrationStatus call", timeout=10)
-    registrar.wait_log("failed", timeout=5)
+    registrar.wait_log("Received NotifyRegistrationStatus call")
+    registrar.wait_log("failed")
     # The registrar recreates its socket and link so the kubelet tries again; the kubelet keeps refusing.
-    registrar.wait_log("recreating", timeout=10)
-    wait_until(lambda: sum(e["event"] == "get-info" for e in events(world)) >= 2, 10,
+    registrar.wait_log("recreating")
+    wait_until(lambda: sum(e["event"] == "get-info" for e in events(world)) >= 2, PATIENCE,
                what=f"a second registration attempt\n{world.dump_logs()}")
     assert deregistered(sim)
     assert any(e["event"] == "notify" and e["registered"] is False for e in events(world))
     # Once the kubelet accepts the driver, the next attempt registers it.
     sim.reject.discard(DRIVER)
-    wait_until(lambda: registered(sim), 15, what=f"registration once the kubelet accepts\n{world.dump_logs()}")
+    wait_until(lambda: registered(sim), PATIENCE, what=f"registration once the kubelet accepts\n{world.dump_logs()}")
 
 
 def test_healthz_follows_the_registration(world):
@@ -215,13 +215,13 @@ def test_healthz_follows_the_registration(world):
     assert status == 503 and "waiting for the driver" in body, body
     sim = world.start_kubelet(world.kubelet_registry)
     driver = world.start_driver(world.custom_plugins, extra=("--shutdown-grace=2",))
-    wait_until(lambda: registered(sim), 10, what=f"registration\n{world.dump_logs()}")
-    status, body = wait_until(lambda: (lambda r: r[0] == 200 and r)(healthz(port)), 5, what="healthz 200")
+    wait_until(lambda: registered(sim), PATIENCE, what=f"registration\n{world.dump_logs()}")
+    status, body = wait_until(lambda: (lambda r: r[0] == 200 and r)(healthz(port)), PATIENCE, what="healthz 200")
     assert DRIVER in body
     # The driver stops: Probe fails, the registration stays.
     driver.signal(signal.SIGTERM)
     driver.wait_exit(15)
-    status, body = wait_until(lambda: (lambda r: r[0] == 503 and r)(healthz(port)), 5, what="healthz 503")
+    status, body = wait_until(lambda: (lambda r: r[0] == 503 and r)(healthz(port)), PATIENCE, what="healthz 503")
     assert "Probe" in body and str(endpoint) in body
     assert registered(sim)
 
@@ -229,7 +229,7 @@ def test_healthz_follows_the_registration(world):
 def test_explicit_connection_timeout_restores_exit_after_timeout(world):
     endpoint = world.driver_socket(world.custom_plugins)
     registrar = world.start_registrar(endpoint, endpoint, world.custom_registry, extra=("--connection-timeout=1s",))
-    assert registrar.wait_exit(10) == 1
+    assert registrar.wait_exit() == 1
     assert f"error connecting to CSI driver at {endpoint}" in registrar.log()
 
 
@@ -266,10 +266,10 @@ def test_link_directory_created_later_is_waited_for(world):
     registrar = world.start_registrar(endpoint, endpoint, world.custom_registry, link_dir=registry,
                                       extra=(f"--http-endpoint=127.0.0.1:{port}",))
     registrar.wait_log(f"the kubelet registry directory {registry} does not exist")
-    status, body = wait_until(lambda: (lambda r: r[0] == 503 and r)(healthz(port)), 5, what="healthz 503")
+    status, body = wait_until(lambda: (lambda r: r[0] == 503 and r)(healthz(port)), PATIENCE, what="healthz 503")
     assert str(registry) in body and registrar.running()
     # The kubelet starts and makes its registry: the link follows and the driver registers.
     registry.mkdir(parents=True)
     sim = world.start_kubelet(registry)
-    wait_until(lambda: registered(sim), 10, what=f"registration once the registry exists\n{world.dump_logs()}")
-    wait_until(lambda: healthz(port)[0] == 200, 5, what="healthz 200")
+    wait_until(lambda: registered(sim), PATIENCE, what=f"registration once the registry exists\n{world.dump_logs()}")
+    wait_until(lambda: healthz(port)[0] == 200, PATIENCE, what="healthz 200")

@@ -85,7 +85,7 @@ import Testing
     }
 
     @Test func serverRefusesToStartWithFilesThatMissAnImport() throws {
-        var configuration = GRPCServerConfiguration(address: "unix:///tmp/reflection-never-bound.sock")
+        var configuration = GRPCServerConfiguration(address: "unix://" + socketPath())  // never bound
         configuration.reflectionFiles = [
             ProtoFileDescriptor(name: "a.proto", dependencies: ["b.proto"], serializedBytes: [0x0a, 7] + Array("a.proto".utf8) + [0x1a, 7] + Array("b.proto".utf8))
         ]

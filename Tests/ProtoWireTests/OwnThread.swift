@@ -1,5 +1,5 @@
-// The same file is in each Swift test target that needs it (ProtoWireTests, StorageTests);
-// keep the copies identical.
+// The same file is in each Swift test target that needs it (ProtoWireTests, StorageTests,
+// DeflateTests); keep the copies identical.
 import Dispatch
 import Glibc
 import Synchronization
@@ -114,6 +114,16 @@ func callingThreadName() -> String {
     @Test(.ownThread, arguments: [1, 2]) func eachCaseGetsAThread(_ n: Int) async throws {
         #expect(callingThreadName() == "test-own-thread")
         try await Task.sleep(for: .milliseconds(n))
+        #expect(callingThreadName() == "test-own-thread")
+    }
+}
+
+@Suite(.ownThread) struct OwnThreadSuiteTests {
+    @Test func aSuitesTraitReachesItsTests() {
+        #expect(callingThreadName() == "test-own-thread")
+    }
+
+    @Test(arguments: [1, 2]) func andTheirCases(_ n: Int) {
         #expect(callingThreadName() == "test-own-thread")
     }
 }

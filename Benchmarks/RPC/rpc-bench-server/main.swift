@@ -2,7 +2,7 @@
 // Unix socket named by `--socket PATH`. It decodes the request and answers
 // `{node_id: "node-1", max_volumes_per_node: 100}`; the other Node methods are UNIMPLEMENTED.
 //
-//   rpc-bench-server --socket PATH [--event-loops N]
+//   rpc-bench-server --socket PATH [--event-loops N] [--no-heap-trim]
 import CSI
 import H2
 import ProtoWire
@@ -53,17 +53,19 @@ func printError(_ message: String) {
 }
 
 func usage() -> Never {
-    printError("usage: rpc-bench-server --socket PATH [--event-loops N]")
+    printError("usage: rpc-bench-server --socket PATH [--event-loops N] [--no-heap-trim]")
     exit(2)
 }
 
 var socketPath: String?
 var eventLoops = 1
+var heapTrim = true
 var arguments = CommandLine.arguments.dropFirst()
 while let argument = arguments.popFirst() {
     switch argument {
     case "--socket": socketPath = arguments.popFirst()
     case "--event-loops": eventLoops = arguments.popFirst().flatMap { Int($0) } ?? 0
+    case "--no-heap-trim": heapTrim = false  // to measure what GRPCServerConfiguration.heapTrimDelay does
     default: usage()
     }
 }
@@ -73,6 +75,7 @@ var router = GRPCRouter()
 router.register(BenchNode())
 var configuration = GRPCServerConfiguration(address: socketPath)
 configuration.eventLoopCount = eventLoops
+if !heapTrim { configuration.heapTrimDelay = nil }
 let server = GRPCServer(router: router, configuration: configuration)
 do {
     try server.start()
@@ -80,4 +83,7 @@ do {
     printError("rpc-bench-server: \(error)")
     exit(1)
 }
-try await server.run()
+// The server runs on its own event-loop thread; the main thread only waits for a signal to end
+// the process. No `await` here: an async main would park this thread in Dispatch and start
+// Dispatch's worker threads, which serve nothing (README, "Memory").
+while true { pause() }

@@ -1,0 +1,129 @@
+// The same file is in each Swift test target that needs it (ProtoWireTests, StorageTests,
+// DeflateTests); keep the copies identical.
+import Dispatch
+import Glibc
+import Synchronization
+import Testing
+
+/// A task executor with one operating-system thread of its own, outside the Swift concurrency
+/// pool. Jobs run in the order they arrive; after ``finish()`` the thread ends once the jobs
+/// already queued have run, and any later job goes to the global concurrent executor.
+final class OwnThreadExecutor: TaskExecutor, Sendable {
+    private struct State {
+        var jobs: [UnownedJob] = []
+        var finished = false
+    }
+    private let state = Mutex(State())
+    /// One signal per queued job, and one for ``finish()``.
+    private let wakeup = DispatchSemaphore(value: 0)
+
+    /// The thread's name (the first 15 bytes show in /proc).
+    let name: String
+
+    /// Starts the thread.
+    init(name: String) {
+        self.name = name
+        let box = Unmanaged.passRetained(self)
+        var thread = pthread_t()
+        let rc = pthread_create(
+            &thread, nil,
+            { raw in
+                Unmanaged<OwnThreadExecutor>.fromOpaque(raw!).takeRetainedValue().run()
+                return nil
+            }, box.toOpaque())
+        precondition(rc == 0, "pthread_create failed: \(rc)")
+        pthread_detach(thread)
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let queued = state.withLock { state in
+            if state.finished { return false }
+            state.jobs.append(job)
+            return true
+        }
+        if queued { wakeup.signal() } else { globalConcurrentExecutor.enqueue(job) }
+    }
+
+    /// Lets the thread end when its queue is empty.
+    func finish() {
+        state.withLock { $0.finished = true }
+        wakeup.signal()
+    }
+
+    private func run() {
+        let fd = open("/proc/thread-self/comm", O_WRONLY)
+        if fd >= 0 {
+            _ = write(fd, name, min(name.utf8.count, 15))
+            close(fd)
+        }
+        while true {
+            wakeup.wait()
+            let next = state.withLock { state -> UnownedJob? in state.jobs.isEmpty ? nil : state.jobs.removeFirst() }
+            guard let next else { return }  // the signal was finish()'s and nothing is queued
+            next.runSynchronously(on: asUnownedTaskExecutor())
+        }
+    }
+}
+
+/// Runs each test case on a thread of its own instead of the Swift concurrency pool's (as wide
+/// as the machine has cores). For tests that compute for a long time or wait on a subprocess:
+/// on the pool they would hold a thread that socket, cache and registrar tests running beside
+/// them need to make progress. The test case stays the same task, so its task-local context
+/// goes with it and `#expect` records issues against it as anywhere else.
+struct OwnThreadTrait: TestTrait, SuiteTrait, TestScoping {
+    var isRecursive: Bool { true }
+
+    func scopeProvider(for test: Test, testCase: Test.Case?) -> Self? { testCase == nil ? nil : self }
+
+    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
+        let executor = OwnThreadExecutor(name: "test-own-thread")
+        defer { executor.finish() }
+        try await withTaskExecutorPreference(executor) { try await function() }
+    }
+}
+
+extension Trait where Self == OwnThreadTrait {
+    /// Runs each test case on a thread of its own, off the Swift concurrency pool.
+    static var ownThread: Self { Self() }
+}
+
+/// The name of the calling thread, from /proc.
+func callingThreadName() -> String {
+    let fd = open("/proc/thread-self/comm", O_RDONLY)
+    guard fd >= 0 else { return "?" }
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 32)
+    let n = read(fd, &buffer, buffer.count)
+    return String(decoding: buffer.prefix(max(0, n)).prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
+}
+
+@Suite struct OwnThreadTests {
+    @Test(.ownThread) func testBodyRunsOnItsOwnThread() {
+        #expect(callingThreadName() == "test-own-thread")
+    }
+
+    /// An expectation failing on the thread is recorded against this test: the known-issue
+    /// matcher only sees issues of the current test.
+    @Test(.ownThread) func failuresThereAreThisTestsIssues() {
+        withKnownIssue("recorded from the test's own thread") {
+            #expect(callingThreadName() != "test-own-thread")
+        }
+    }
+
+    @Test(.ownThread, arguments: [1, 2]) func eachCaseGetsAThread(_ n: Int) async throws {
+        #expect(callingThreadName() == "test-own-thread")
+        try await Task.sleep(for: .milliseconds(n))
+        #expect(callingThreadName() == "test-own-thread")
+    }
+}
+
+@Suite(.ownThread) struct OwnThreadSuiteTests {
+    @Test func aSuitesTraitReachesItsTests() {
+        #expect(callingThreadName() == "test-own-thread")
+    }
+
+    @Test(arguments: [1, 2]) func andTheirCases(_ n: Int) {
+        #expect(callingThreadName() == "test-own-thread")
+    }
+}
