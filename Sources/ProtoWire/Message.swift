@@ -73,8 +73,10 @@ extension ProtoCodable {
         try protoMerge(from: &reader)
     }
 
-    /// Decodes a message from an array of bytes, rejecting malformed input with a typed error
-    /// (the same as ``ProtoMessage/init(serializedBytes:)-([UInt8])``, specialised per message).
+    /// Decodes a message from an array of bytes, rejecting malformed input with a typed error.
+    ///
+    /// Behaves like the `ProtoMessage` initialiser from an array, but is inlined and specialised
+    /// per message instead of passing the message through a generic `Result`.
     @inlinable
     public init(serializedBytes bytes: [UInt8]) throws(ProtoWireError) {
         self.init()
