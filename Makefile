@@ -2,7 +2,7 @@
 SWIFT ?= swift
 PYTHON ?= python3
 
-.PHONY: demo test deps build release bench-memory bench-memory-h2 linker-order swift-test py-test generate check-generated fuzz bench bench-lvm clean
+.PHONY: demo test deps build release bench-memory bench-memory-h2 linker-order swift-test py-test generate check-generated fuzz fuzz-deflate bench bench-deflate bench-lvm clean
 
 ## Run the main job on its embedded default.
 demo:
@@ -66,6 +66,14 @@ bench-lvm: deps
 ## Fuzz the ProtoWire decoders with libFuzzer (FUZZ_SECONDS, default 60).
 fuzz:
 	bash Tests/Fuzz/run.sh $${FUZZ_SECONDS:-60}
+
+## Fuzz the Deflate decoder and encoder with libFuzzer (FUZZ_SECONDS, default 60).
+fuzz-deflate:
+	bash Tests/Fuzz/run-deflate.sh $${FUZZ_SECONDS:-60}
+
+## Deflate beside Python's zlib: speed and ratio at levels 1 and 6 (README, "H2").
+bench-deflate:
+	$(PYTHON) Benchmarks/Deflate/bench.py
 
 clean:
 	rm -rf .build .build-*

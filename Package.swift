@@ -96,6 +96,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(name: "h2-interop", dependencies: ["H2", "ProtoWire"], swiftSettings: strict),
+        .executableTarget(name: "deflate-bench", dependencies: ["Deflate"], path: "Benchmarks/Deflate/deflate-bench", swiftSettings: strict),
 
         // Tests.
         .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire", "ProtoWireGenerator", "CSI", "H2"], exclude: ["Protos"], swiftSettings: strict),

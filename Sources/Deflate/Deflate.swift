@@ -72,7 +72,7 @@ struct BitWriter {
         count += 1
     }
 
-    /// The bytes written, as an array; frees the buffer.
+    /// The bytes written, as an array; frees the buffer, so the writer must not be used afterwards.
     mutating func finish() -> [UInt8] {
         align()
         let n = count
@@ -82,8 +82,7 @@ struct BitWriter {
             initialized = n
         }
         base.deallocate()
-        base = .allocate(capacity: 1)
-        capacity = 1
+        capacity = 0
         count = 0
         return out
     }
@@ -222,9 +221,15 @@ struct DeflateEncoder {
     private let n: Int
     private let level: Int
     private var writer: BitWriter
-    private var symbols: [UInt32] = []
-    private var literalFreq = [UInt32](repeating: 0, count: 286)
-    private var distanceFreq = [UInt32](repeating: 0, count: 30)
+    /// The block's symbols: a literal byte, or `1 << 31 | (length - 3) << 16 | (distance - 1)`.
+    private let symbols: UnsafeMutablePointer<UInt32>
+    private var symbolCount = 0
+    /// Symbols per block: fewer than `blockSymbols` for short inputs, which then allocate less.
+    private let blockCapacity: Int
+    /// Symbol frequencies of the block: 286 literal/length codes, then 30 distance codes.
+    private let freq: UnsafeMutablePointer<UInt32>
+    private var literalFreq: UnsafeMutableBufferPointer<UInt32> { UnsafeMutableBufferPointer(start: freq, count: 286) }
+    private var distanceFreq: UnsafeMutableBufferPointer<UInt32> { UnsafeMutableBufferPointer(start: freq + 286, count: 30) }
     private var blockStart = 0
 
     private init(_ input: UnsafePointer<UInt8>, count: Int, level: Int, writer: BitWriter) {
@@ -232,7 +237,10 @@ struct DeflateEncoder {
         self.n = count
         self.level = level
         self.writer = writer
-        symbols.reserveCapacity(min(Self.blockSymbols, count + 1))
+        blockCapacity = min(Self.blockSymbols, count + 1)
+        symbols = .allocate(capacity: blockCapacity)
+        freq = .allocate(capacity: 286 + 30)
+        freq.initialize(repeating: 0, count: 286 + 30)
     }
 
     /// Appends the raw DEFLATE encoding of `data` at `level` (0 stored, 1 fastest … 9 smallest) to `writer`.
@@ -242,6 +250,10 @@ struct DeflateEncoder {
         withUnsafePointer(to: empty) { emptyPointer in
             let base = data.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? emptyPointer
             var encoder = DeflateEncoder(base, count: data.count, level: level, writer: writer)
+            defer {
+                encoder.symbols.deallocate()
+                encoder.freq.deallocate()
+            }
             encoder.run()
             writer = encoder.writer
         }
@@ -408,29 +420,31 @@ struct DeflateEncoder {
     @inline(__always)
     private mutating func emitLiteral(at i: Int) {
         let b = input[i]
-        symbols.append(UInt32(b))
-        literalFreq[Int(b)] += 1
-        if symbols.count >= Self.blockSymbols { flush(at: i + 1, final: false) }
+        symbols[symbolCount] = UInt32(b)
+        symbolCount += 1
+        freq[Int(b)] += 1
+        if symbolCount == blockCapacity { flush(at: i + 1, final: false) }
     }
 
     @inline(__always)
     private mutating func emitMatch(_ length: Int, _ distance: Int, at i: Int) {
-        symbols.append(1 << 31 | UInt32(length - 3) << 16 | UInt32(distance - 1))
-        literalFreq[257 + Int(Self.lengthCode[length - 3])] += 1
-        distanceFreq[Self.distanceCode(distance)] += 1
-        if symbols.count >= Self.blockSymbols { flush(at: i + length, final: false) }
+        symbols[symbolCount] = 1 << 31 | UInt32(length - 3) << 16 | UInt32(distance - 1)
+        symbolCount += 1
+        freq[257 + Int(Self.lengthCode[length - 3])] += 1
+        freq[286 + Self.distanceCode(distance)] += 1
+        if symbolCount == blockCapacity { flush(at: i + length, final: false) }
     }
 
     // MARK: Blocks
 
     /// Writes the symbols gathered for input `blockStart..<end` as one block (or stored blocks).
     private mutating func flush(at end: Int, final: Bool) {
-        literalFreq[256] = 1
+        freq[256] = 1
         let rawBytes = end - blockStart
         // Dynamic code lengths; at least two codes each so both codes are complete.
-        var litLengths = literalFreq.withUnsafeBufferPointer { HuffmanEncoder.lengths($0, limit: 15) }
+        var litLengths = HuffmanEncoder.lengths(UnsafeBufferPointer(literalFreq), limit: 15)
         if litLengths.lazy.filter({ $0 > 0 }).count < 2 { litLengths[litLengths[0] == 0 ? 0 : 1] = 1 }
-        var distLengths = distanceFreq.withUnsafeBufferPointer { HuffmanEncoder.lengths($0, limit: 15) }
+        var distLengths = HuffmanEncoder.lengths(UnsafeBufferPointer(distanceFreq), limit: 15)
         let usedDistances = distLengths.lazy.filter { $0 > 0 }.count
         if usedDistances == 0 {
             distLengths[0] = 1
@@ -494,9 +508,8 @@ struct DeflateEncoder {
             let tables = CodeTables(lengths: litLengths, distLengths: distLengths)
             tables.withUnsafe { lit, dist in writeSymbols(lit: lit, dist: dist) }
         }
-        symbols.removeAll(keepingCapacity: true)
-        for i in literalFreq.indices { literalFreq[i] = 0 }
-        for i in distanceFreq.indices { distanceFreq[i] = 0 }
+        symbolCount = 0
+        freq.update(repeating: 0, count: 286 + 30)
         blockStart = end
     }
 
@@ -524,7 +537,7 @@ struct DeflateEncoder {
                 DeflateTables.distBase.withUnsafeBufferPointer { distBase in
                     DeflateTables.distExtra.withUnsafeBufferPointer { distExtra in
                         Self.lengthCode.withUnsafeBufferPointer { lengthCode in
-                            for s in symbols {
+                            for s in UnsafeBufferPointer(start: symbols, count: symbolCount) {
                                 if s & (1 << 31) == 0 {
                                     let e = lit[Int(s)]
                                     writer.write(e >> 8, Int(e & 0xFF))

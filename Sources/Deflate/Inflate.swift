@@ -403,6 +403,80 @@ struct Inflater {
                 try DeflateTables.distBase.withUnsafeBufferPointer { (distBase) throws(DeflateError) in
                     try DeflateTables.distExtra.withUnsafeBufferPointer { (distExtra) throws(DeflateError) in
                         while true {
+                            // Fast path: eight input bytes and room for a longest match plus an
+                            // 8-byte over-copy, so one refill covers a whole length/distance pair
+                            // (at most 15+5+15+13 bits) and no bound is checked per symbol. The
+                            // bit buffer and output position live in locals here.
+                            if end - pos >= 8 && out.capacity - out.count >= 258 + 8 {
+                                var b = bits, c = count, p = pos, o = out.count
+                                let base = out.base, room = out.capacity - (258 + 8), last = end - 8
+                                defer {
+                                    bits = b
+                                    count = c
+                                    pos = p
+                                    out.count = o
+                                }
+                                while p <= last && o <= room {
+                                    b |= UInt64(littleEndian: input.loadUnaligned(fromByteOffset: p, as: UInt64.self)) << UInt64(c)
+                                    p += (63 - c) >> 3
+                                    c |= 56
+                                    var e = lit[Int(truncatingIfNeeded: b) & ((1 << Self.literalPrimaryBits) - 1)]
+                                    if e & 0x100 != 0 {
+                                        e = lit[Int(e >> 16) + (Int(truncatingIfNeeded: b >> UInt64(Self.literalPrimaryBits)) & ((1 << Int(e & 0xFF)) - 1))]
+                                    }
+                                    var n = Int(e & 0xFF)
+                                    guard n != 0 else { throw DeflateError(.corrupt, "invalid literal/length code in the DEFLATE stream") }
+                                    b >>= UInt64(n)
+                                    c -= n
+                                    let sym = Int(e >> 16)
+                                    if sym < 256 {
+                                        base[o] = UInt8(truncatingIfNeeded: sym)
+                                        o += 1
+                                        continue
+                                    }
+                                    if sym == 256 { return }
+                                    let li = sym - 257
+                                    guard li < 29 else { throw DeflateError(.corrupt, "invalid literal/length symbol \(sym)") }
+                                    n = Int(lengthExtra[li])
+                                    let length = Int(lengthBase[li]) + Int(truncatingIfNeeded: b & ((1 << UInt64(n)) - 1))
+                                    b >>= UInt64(n)
+                                    c -= n
+                                    e = dist[Int(truncatingIfNeeded: b) & ((1 << Self.distancePrimaryBits) - 1)]
+                                    if e & 0x100 != 0 {
+                                        e = dist[Int(e >> 16) + (Int(truncatingIfNeeded: b >> UInt64(Self.distancePrimaryBits)) & ((1 << Int(e & 0xFF)) - 1))]
+                                    }
+                                    n = Int(e & 0xFF)
+                                    guard n != 0 else { throw DeflateError(.corrupt, "invalid distance code in the DEFLATE stream") }
+                                    b >>= UInt64(n)
+                                    c -= n
+                                    let ds = Int(e >> 16)
+                                    guard ds < 30 else { throw DeflateError(.corrupt, "invalid distance symbol \(ds)") }
+                                    n = Int(distExtra[ds])
+                                    let distance = Int(distBase[ds]) + Int(truncatingIfNeeded: b & ((1 << UInt64(n)) - 1))
+                                    b >>= UInt64(n)
+                                    c -= n
+                                    guard distance <= o else {
+                                        throw DeflateError(.corrupt, "a match refers \(distance) bytes back, before the start of the data")
+                                    }
+                                    let dst = base + o
+                                    let src = dst - distance
+                                    if distance >= 8 {
+                                        // Forward 8-byte copies: each reads bytes already written.
+                                        let d = UnsafeMutableRawPointer(dst), s = UnsafeRawPointer(src)
+                                        var k = 0
+                                        repeat {
+                                            d.storeBytes(of: s.loadUnaligned(fromByteOffset: k, as: UInt64.self), toByteOffset: k, as: UInt64.self)
+                                            k += 8
+                                        } while k < length
+                                    } else if distance == 1 {
+                                        dst.update(repeating: src.pointee, count: length)
+                                    } else {
+                                        for k in 0..<length { dst[k] = src[k] }
+                                    }
+                                    o += length
+                                }
+                                continue
+                            }
                             if count < 48 { refill() }
                             let sym = try decode(lit, Self.literalPrimaryBits, "literal/length")
                             if sym < 256 {

@@ -81,6 +81,8 @@ final class EventLoop: TaskExecutor, @unchecked Sendable {
     private let started = Atomic<Bool>(false)
     /// After this long without events, timers or work, freed heap memory goes back to the system.
     private let heapTrimDelay: Duration?
+    /// How many times the loop has trimmed the heap (for tests and diagnostics).
+    let heapTrimCount = Atomic<Int>(0)
     private var sharedReadBuffer: UnsafeMutableRawBufferPointer? = nil  // loop thread only
 
     private static let wakeToken: UInt64 = 0
@@ -263,8 +265,9 @@ final class EventLoop: TaskExecutor, @unchecked Sendable {
             }
             if trimWait && n == 0 {
                 h2_malloc_trim()
+                heapTrimCount.add(1, ordering: .relaxed)
                 trimDue = false
-            } else if n != 0 || timeout == 0 {
+            } else if n > 0 || timeout == 0 {  // an interrupted wait (-1, EINTR) did nothing
                 trimDue = trimAfter != nil
             }
             if n > 0 {
