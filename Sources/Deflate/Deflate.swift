@@ -95,20 +95,21 @@ enum HuffmanEncoder {
     static func lengths(_ freqs: UnsafeBufferPointer<UInt32>, limit: Int) -> [UInt8] {
         let n = freqs.count
         var lengths = [UInt8](repeating: 0, count: n)
-        var leaves: [(freq: UInt32, symbol: Int)] = []
+        // Leaves as `freq << 16 | symbol`: sorting the integers orders by frequency, then symbol.
+        var leaves: [UInt64] = []
         leaves.reserveCapacity(n)
-        for s in 0..<n where freqs[s] > 0 { leaves.append((freqs[s], s)) }
+        for s in 0..<n where freqs[s] > 0 { leaves.append(UInt64(freqs[s]) << 16 | UInt64(s)) }
         if leaves.isEmpty { return lengths }
         if leaves.count == 1 {
-            lengths[leaves[0].symbol] = 1
+            lengths[Int(leaves[0] & 0xFFFF)] = 1
             return lengths
         }
-        leaves.sort { $0.freq != $1.freq ? $0.freq < $1.freq : $0.symbol < $1.symbol }
+        leaves.sort()
         let m = leaves.count
         // Two-queue construction: leaves in order, internal nodes in creation order (weights never decrease).
         var weight = [UInt64](repeating: 0, count: 2 * m - 1)
         var parent = [Int](repeating: 0, count: 2 * m - 1)
-        for i in 0..<m { weight[i] = UInt64(leaves[i].freq) }
+        for i in 0..<m { weight[i] = leaves[i] >> 16 }
         var leaf = 0
         var node = m
         var next = m
@@ -136,7 +137,7 @@ enum HuffmanEncoder {
         }
         var maxDepth = 0
         for i in 0..<m {
-            lengths[leaves[i].symbol] = UInt8(min(depth[i], limit))
+            lengths[Int(leaves[i] & 0xFFFF)] = UInt8(min(depth[i], limit))
             maxDepth = max(maxDepth, depth[i])
         }
         if maxDepth > limit { limitLengths(&lengths, limit: limit) }
@@ -458,7 +459,7 @@ struct DeflateEncoder {
         while hdist > 1 && distLengths[hdist - 1] == 0 { hdist -= 1 }
         let rle = Self.runLengths(Array(litLengths[0..<hlit]) + Array(distLengths[0..<hdist]))
         var clFreq = [UInt32](repeating: 0, count: 19)
-        for (sym, _) in rle { clFreq[Int(sym)] += 1 }
+        for r in rle { clFreq[Int(r >> 8)] += 1 }
         let clLengths = clFreq.withUnsafeBufferPointer { HuffmanEncoder.lengths($0, limit: 7) }
         var hclen = 19
         while hclen > 4 && clLengths[DeflateTables.codeLengthOrder[hclen - 1]] == 0 { hclen -= 1 }
@@ -467,7 +468,8 @@ struct DeflateEncoder {
         for c in 0..<29 { extraBits += Int(literalFreq[257 + c]) * Int(DeflateTables.lengthExtra[c]) }
         for c in 0..<30 { extraBits += Int(distanceFreq[c]) * Int(DeflateTables.distExtra[c]) }
         var dynamicBits = 3 + 14 + 3 * hclen + extraBits
-        for (sym, _) in rle {
+        for r in rle {
+            let sym = r >> 8
             dynamicBits += Int(clLengths[Int(sym)]) + (sym == 16 ? 2 : sym == 17 ? 3 : sym == 18 ? 7 : 0)
         }
         var fixedBits = 3 + extraBits
@@ -496,7 +498,8 @@ struct DeflateEncoder {
             writer.write(UInt32(hclen - 4), 4)
             for i in 0..<hclen { writer.write(UInt32(clLengths[DeflateTables.codeLengthOrder[i]]), 3) }
             let clCodes = HuffmanEncoder.codes(clLengths)
-            for (sym, extra) in rle {
+            for r in rle {
+                let sym = r >> 8, extra = r & 0xFF
                 writer.write(UInt32(clCodes[Int(sym)]), Int(clLengths[Int(sym)]))
                 switch sym {
                 case 16: writer.write(UInt32(extra), 2)
@@ -582,9 +585,10 @@ struct DeflateEncoder {
         } while s < end
     }
 
-    /// Run-length codes (section 3.2.7) for a list of code lengths: (symbol, extra-bits value).
-    static func runLengths(_ lengths: [UInt8]) -> [(UInt8, UInt8)] {
-        var out: [(UInt8, UInt8)] = []
+    /// Run-length codes (section 3.2.7) for a list of code lengths: `symbol << 8 | extra-bits value`.
+    static func runLengths(_ lengths: [UInt8]) -> [UInt16] {
+        var out: [UInt16] = []
+        func append(_ symbol: UInt8, _ extra: UInt8) { out.append(UInt16(symbol) << 8 | UInt16(extra)) }
         var i = 0
         while i < lengths.count {
             let v = lengths[i]
@@ -594,24 +598,24 @@ struct DeflateEncoder {
             if v == 0 {
                 while run >= 11 {
                     let r = min(run, 138)
-                    out.append((18, UInt8(r - 11)))
+                    append(18, UInt8(r - 11))
                     run -= r
                 }
                 if run >= 3 {
-                    out.append((17, UInt8(run - 3)))
+                    append(17, UInt8(run - 3))
                     run = 0
                 }
             } else {
-                out.append((v, 0))
+                append(v, 0)
                 run -= 1
                 while run >= 3 {
                     let r = min(run, 6)
-                    out.append((16, UInt8(r - 3)))
+                    append(16, UInt8(r - 3))
                     run -= r
                 }
             }
             while run > 0 {
-                out.append((v, 0))
+                append(v, 0)
                 run -= 1
             }
         }

@@ -222,8 +222,8 @@ struct Inflater {
     private var bits: UInt64 = 0
     private var count = 0
 
-    static let literalPrimaryBits = 10
-    static let distancePrimaryBits = 8
+    static let literalPrimaryBits = 9
+    static let distancePrimaryBits = 7
     static let literalCapacity = (1 << literalPrimaryBits) + 288 * (1 << (15 - literalPrimaryBits))
     static let distanceCapacity = (1 << distancePrimaryBits) + 32 * (1 << (15 - distancePrimaryBits))
 

@@ -38,16 +38,8 @@ public struct GRPCCompression: Sendable, Hashable, CustomStringConvertible {
     /// Whether this is ``identity`` (nothing is compressed).
     package var isIdentity: Bool { algorithm == .identity }
 
+    /// The `grpc-encoding` name.
     public var description: String { name }
-
-    public static func == (a: GRPCCompression, b: GRPCCompression) -> Bool { a.algorithm == b.algorithm && a.level == b.level }
-    public func hash(into h: inout Hasher) {
-        h.combine(algorithm)
-        h.combine(level)
-    }
-
-    /// Whether `other` is the same algorithm, whatever its level.
-    package func sameAlgorithm(as other: GRPCCompression) -> Bool { algorithm == other.algorithm }
 
     /// The compressing encoding a `grpc-encoding` value names; nil for identity and for names not supported.
     package init?(name: some Collection<UInt8>) {
