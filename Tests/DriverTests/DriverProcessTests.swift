@@ -10,7 +10,7 @@ import Testing
         var template = Array("/tmp/driver-process-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         precondition(made != nil, "mkdtemp failed")
-        return String(cString: template)
+        return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     static func configuration(mode: String, kubeletDir: String, loopfileDir: String) throws -> DriverConfiguration {

@@ -1,5 +1,5 @@
 import H2
-public import ProtoWire
+package import ProtoWire
 
 /// Logs each call once: method, outcome, duration; at debug level also the request, described
 /// by the generated code with secret fields redacted, and the number of secrets (`secrets=N`).

@@ -10,7 +10,7 @@ struct HeaderBlock {
 
     init() {
         bytes.reserveCapacity(256)
-        spans.reserveCapacity(8)
+        spans.reserveCapacity(12)  // a request with grpc-timeout, grpc-accept-encoding and some metadata
     }
 
     init(_ fields: [(String, String)]) {
