@@ -192,7 +192,7 @@ public final class GRPCChannel: Sendable {
         let target = self.target
         let handle = CallHandle()
         let source = ResponseSource(core: core, handle: handle, description: "\(method.path) on \(target)")
-        let sink = RequestSink(core: core, handle: handle)
+        let sink = RequestSink(core: core, handle: handle, compression: core.requestCompression(options))
         let starter = Task {
             if options.waitForReady {
                 do { try await self.waitUntilReady(timeout: options.timeout ?? .seconds(86400)) } catch {
@@ -320,10 +320,12 @@ final class ResponseSource: Sendable {
 struct RequestSink: Sendable {
     let core: ChannelCore
     let handle: CallHandle
+    /// How request messages are compressed; nil sends them as they are.
+    let compression: GRPCCompression?
 
     /// Queues the only request message and half-closes.
     func finishRequests(with bytes: [UInt8]) {
-        let compressed = core.configuration.compression?.compress(bytes)
+        let compressed = compression?.compress(bytes)
         core.loop.execute {
             guard let call = handle.call, !call.finished else { return }
             call.out.append(message: bytes, compressed: compressed)
@@ -346,7 +348,7 @@ struct RequestSink: Sendable {
     }
 
     private func send(_ bytes: [UInt8]) async throws {
-        let compressed = core.configuration.compression?.compress(bytes)
+        let compressed = compression?.compress(bytes)
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
             core.loop.execute {
                 guard let call = handle.call, !call.finished else {
@@ -559,6 +561,12 @@ final class ChannelCore: @unchecked Sendable {
         }
     }
 
+    /// The encoding of a call's requests: the call's own, else the channel's; nil for none.
+    func requestCompression(_ options: CallOptions) -> GRPCCompression? {
+        guard let c = options.compression ?? configuration.compression, !c.isIdentity else { return nil }
+        return c
+    }
+
     func makeCall(_ path: String, _ options: CallOptions, onMessage: @escaping ([UInt8]) -> Void, onClose: @escaping (RPCError?) -> Void) -> ClientCall {
         var h = HeaderBlock()
         h.add(":method", "POST")
@@ -568,7 +576,7 @@ final class ChannelCore: @unchecked Sendable {
         h.add("content-type", "application/grpc")
         h.add("te", "trailers")
         h.add("user-agent", "swift-csi-h2/1.0")
-        if let c = configuration.compression { h.add("grpc-encoding", c.name) }
+        if let c = requestCompression(options) { h.add("grpc-encoding", c.name) }
         h.add("grpc-accept-encoding", GRPCCompression.acceptEncoding)
         if let t = options.timeout { h.add("grpc-timeout", GRPCTimeout.encode(t)) }
         for (k, v) in options.metadata.wireHeaders where k != "grpc-internal-wait-for-ready" { h.add(k, v) }
@@ -612,7 +620,7 @@ final class ChannelCore: @unchecked Sendable {
     /// A unary call: one request, exactly one response.
     func unaryCall(_ path: String, _ request: [UInt8], _ options: CallOptions) async throws -> [UInt8] {
         let handle = CallHandle()
-        let compressed = configuration.compression?.compress(request)
+        let compressed = requestCompression(options)?.compress(request)
         let target = self.target
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<[UInt8], any Error>) in

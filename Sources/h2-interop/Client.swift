@@ -173,6 +173,17 @@ func runClient(_ arguments: [String]) async throws {
                 let r: RawMessage = try await channel.unary(method("Echo", .unary), request: RawMessage("ready"), options: options)
                 try expect(r.text == "ready", "got \(r.text)")
             }
+        case "per-call-compression":
+            // The same compressible payload with deflate for this call, then uncompressed.
+            await check(s) {
+                let payload = RawMessage((0..<100_000).map { UInt8(truncatingIfNeeded: $0 % 61 + 32) })
+                for c in [GRPCCompression.deflate, .identity] {
+                    var options = CallOptions()
+                    options.compression = c
+                    let r: RawMessage = try await channel.unary(method("Echo", .unary), request: payload, options: options)
+                    try expect(r == payload, "the \(c) echo came back different")
+                }
+            }
         case "reconnect":
             // The test restarts the server between the two calls (it waits for "READY1").
             await check(s) {

@@ -118,6 +118,25 @@ private func deframe(_ d: inout GRPCMessageDeframer, _ bytes: [UInt8], chunk: In
         }
     }
 
+    @Test func perCallCompressionOverridesTheChannel() async throws {
+        let path = socketPath()
+        try await withGRPCServer(router: router(), configuration: GRPCServerConfiguration(address: "unix://\(path)")) { _ in
+            var cc = GRPCChannelConfiguration()
+            cc.compression = .gzip
+            let channel = GRPCChannel(target: "unix://\(path)", configuration: cc)
+            defer { channel.close() }
+            let big = String(decoding: compressible(50_000), as: UTF8.self)
+            for c in [GRPCCompression?.none, .identity, .deflate, .gzip.level(1)] {
+                var options = CallOptions()
+                options.compression = c
+                let r: Raw = try await channel.unary(echo, request: Raw(big), options: options)
+                #expect(r.text == big)
+            }
+        }
+        #expect(GRPCCompression.identity.compress(compressible(1000)) == nil)
+        #expect(GRPCCompression.identity.level(5) == .identity)
+    }
+
     @Test func compressedRequestOverTheLimitAfterDecompressionFails() async throws {
         let path = socketPath()
         var config = GRPCServerConfiguration(address: "unix://\(path)")

@@ -296,3 +296,16 @@ def test_swift_client_sends_and_receives_compressed_messages_on_the_wire(sockdir
         [(flag, z)] = msgs
         assert flag == 1 and len(z) < 200_000  # 1 MiB and 4 MiB of a short period
     t.join(timeout=5)
+
+
+def test_swift_client_per_call_compression_overrides_the_channel(sockdir):
+    path = f"{sockdir}/raw.sock"
+    seen = []
+    t = raw_echo_server(path, "gzip", seen)
+    p = subprocess.run([interop_binary(), "call", f"unix://{path}", "--compress", "gzip", "per-call-compression"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    [(first, [(flag1, z)]), (second, [(flag2, plain)])] = seen
+    assert first["grpc-encoding"] == "deflate" and flag1 == 1 and len(z) < 10_000
+    assert "grpc-encoding" not in second and flag2 == 0 and len(plain) == 100_000
+    t.join(timeout=5)

@@ -417,7 +417,9 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
             }
             stream.descriptor = descriptor
             stream.handler = handler
-            if let c = core.configuration.responseCompression, let accept = stream.head.acceptEncoding, c.isAccepted(by: accept) {
+            if let c = core.configuration.responseCompression, !c.isIdentity, let accept = stream.head.acceptEncoding,
+                c.isAccepted(by: accept)
+            {
                 stream.responseCompression = c
             }
             var deadline: ContinuousClock.Instant? = nil

@@ -4,11 +4,13 @@ import Deflate
 
 /// A message encoding gRPC negotiates with the `grpc-encoding` and `grpc-accept-encoding` headers.
 public struct GRPCCompression: Sendable, Hashable, CustomStringConvertible {
-    private enum Algorithm: Sendable, Hashable { case gzip, deflate }
+    private enum Algorithm: Sendable, Hashable { case identity, gzip, deflate }
     private let algorithm: Algorithm
     /// The DEFLATE effort: 1 (fastest) … 9 (smallest).
     public var level: Int
 
+    /// No compression: a call's ``CallOptions/compression`` set to this sends that call uncompressed.
+    public static let identity = GRPCCompression(algorithm: .identity, level: 0)
     /// `gzip`: DEFLATE in a gzip wrapper (RFC 1952).
     public static let gzip = GRPCCompression(algorithm: .gzip, level: 6)
     /// `deflate`: DEFLATE in a zlib wrapper (RFC 1950), as gRPC and HTTP mean it.
@@ -21,11 +23,20 @@ public struct GRPCCompression: Sendable, Hashable, CustomStringConvertible {
 
     /// The same algorithm at another level (1 fastest … 9 smallest; clamped).
     public func level(_ level: Int) -> GRPCCompression {
-        GRPCCompression(algorithm: algorithm, level: min(9, max(1, level)))
+        algorithm == .identity ? self : GRPCCompression(algorithm: algorithm, level: min(9, max(1, level)))
     }
 
     /// The `grpc-encoding` name.
-    public var name: String { algorithm == .gzip ? "gzip" : "deflate" }
+    public var name: String {
+        switch algorithm {
+        case .identity: "identity"
+        case .gzip: "gzip"
+        case .deflate: "deflate"
+        }
+    }
+
+    /// Whether this is ``identity`` (nothing is compressed).
+    package var isIdentity: Bool { algorithm == .identity }
 
     public var description: String { name }
 
@@ -38,7 +49,7 @@ public struct GRPCCompression: Sendable, Hashable, CustomStringConvertible {
     /// Whether `other` is the same algorithm, whatever its level.
     package func sameAlgorithm(as other: GRPCCompression) -> Bool { algorithm == other.algorithm }
 
-    /// The encoding a `grpc-encoding` value names; nil for identity and for names not supported.
+    /// The compressing encoding a `grpc-encoding` value names; nil for identity and for names not supported.
     package init?(name: some Collection<UInt8>) {
         if name.elementsEqual("gzip".utf8) {
             self = .gzip
@@ -63,13 +74,14 @@ public struct GRPCCompression: Sendable, Hashable, CustomStringConvertible {
     /// `message` compressed, or nil when compressing does not make it smaller (it is then sent
     /// uncompressed, with the compressed flag clear, as the spec allows).
     package func compress(_ message: [UInt8]) -> [UInt8]? {
-        if message.count < 24 { return nil }
+        if message.count < 24 || algorithm == .identity { return nil }
         let c = DeflateCodec.compress(message, format: format, level: level)
         return c.count < message.count ? c : nil
     }
 
     /// Decompresses one message of at most `limit` bytes sent by `peer`.
     package func decompress(_ message: [UInt8], limit: Int, peer: String) throws(RPCError) -> [UInt8] {
+        if algorithm == .identity { return message }
         do {
             return try DeflateCodec.decompress(message, format: format, limit: limit)
         } catch {

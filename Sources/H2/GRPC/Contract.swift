@@ -172,6 +172,9 @@ public struct CallOptions: Sendable {
     public var timeout: Duration?
     /// Custom metadata sent with the request.
     public var metadata: Metadata
+    /// How this call's request messages are compressed: nil uses the channel's
+    /// ``GRPCChannelConfiguration/compression``, ``GRPCCompression/identity`` sends them uncompressed.
+    public var compression: GRPCCompression? = nil
     /// Creates options.
     public init(timeout: Duration? = nil, metadata: Metadata = Metadata()) {
         self.timeout = timeout
