@@ -36,6 +36,10 @@ os.environ["SWIFT_CSI_BIN_DIR"] = str(BIN)
 sys.path.insert(0, str(ROOT / "Tests" / "E2E"))
 
 
+# The E2E harnesses, imported only for the driver and registrar cases (they need grpcio).
+rh = conf = None
+
+
 def wanted(case):
     return ARGS.only is None or case in ARGS.only
 
@@ -123,9 +127,9 @@ def main():
         h2_case(str(pathlib.Path(ARGS.h2_server).resolve()))
     if not (wanted("driver") or wanted("registrar")):
         return
+    global rh, conf
     import registrar_harness as rh
     import test_csi_conformance as conf
-    globals().update(rh=rh, conf=conf)
     csi, gen = csi_stubs()
     print("binaries:", BIN)
     if wanted("driver"):
