@@ -7,10 +7,20 @@ import Synchronization
 /// Not Dispatch's global queues: on Linux the Swift concurrency pool runs on them and they are
 /// as wide as the machine has cores, so a few blocked calls (mkfs takes seconds) would stall
 /// every task in the process. Idle workers are reused; a new one is started when none is idle
-/// (up to 64, then jobs wait for a worker).
+/// (up to 64, then jobs wait for a worker); a worker idle for `idleTimeout` exits, so a quiet
+/// process holds no spare threads (nor their stacks and malloc arenas).
 final class BlockingPool: Sendable {
     static let shared = BlockingPool()
     static let maximumThreads = 64
+
+    /// How long a worker waits for a job before it exits.
+    let idleTimeout: Duration
+
+    /// Creates a pool whose workers exit after `idleTimeout` without work.
+    init(idleTimeout: Duration = .seconds(5)) { self.idleTimeout = idleTimeout }
+
+    /// The number of worker threads running now, idle or busy.
+    var threadCount: Int { state.withLock { $0.threads } }
 
     private struct State {
         var jobs: [@Sendable () -> Void] = []
@@ -49,6 +59,7 @@ final class BlockingPool: Sendable {
             &thread, nil,
             { raw in
                 Unmanaged<BlockingPool>.fromOpaque(raw!).takeRetainedValue().work()
+                return nil
             }, box.toOpaque())
         if rc == 0 {
             pthread_detach(thread)
@@ -64,7 +75,9 @@ final class BlockingPool: Sendable {
         }
     }
 
-    private func work() -> Never {
+    private func work() {
+        let (seconds, attoseconds) = idleTimeout.components
+        let timeoutNanoseconds = max(0, Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000))
         while true {
             let job = state.withLock { s -> (@Sendable () -> Void)? in
                 if s.jobs.isEmpty {
@@ -73,7 +86,22 @@ final class BlockingPool: Sendable {
                 }
                 return s.jobs.removeFirst()
             }
-            if let job { job() } else { wakeup.wait() }
+            if let job {
+                job()
+                continue
+            }
+            if wakeup.wait(timeout: .now() + .nanoseconds(timeoutNanoseconds)) == .success { continue }
+            // Timed out. `idle` counts the waiting workers that no `submit` has claimed with a signal
+            // yet: when one is left, this worker takes that place and exits. Otherwise every waiter,
+            // this one included, has been claimed, and the signal for it is on its way.
+            let exits = state.withLock { s -> Bool in
+                guard s.idle > 0 else { return false }
+                s.idle -= 1
+                s.threads -= 1
+                return true
+            }
+            if exits { return }
+            wakeup.wait()
         }
     }
 }
