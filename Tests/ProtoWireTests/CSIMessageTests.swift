@@ -2,6 +2,7 @@ import CSI
 import Foundation
 import H2
 import ProtoWire
+import TestSupport
 import Testing
 
 /// A realistic NodePublishVolumeRequest (maps, nested capability, secrets), ~500 bytes.

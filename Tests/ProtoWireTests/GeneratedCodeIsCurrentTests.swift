@@ -1,6 +1,7 @@
 import Foundation
 import ProtoWire
 import ProtoWireGenerator
+import TestSupport
 import Testing
 
 /// Regenerates the committed Swift in-process (protoc parses, ProtoWireGenerator generates)

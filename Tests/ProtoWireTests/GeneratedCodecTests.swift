@@ -1,4 +1,5 @@
 import ProtoWire
+import TestSupport
 import Testing
 
 typealias Scalars = TestProtos.Scalars

@@ -1,5 +1,6 @@
 import CSI
 import ProtoWire
+import TestSupport
 import Testing
 
 /// SplitMix64: a small seeded generator so failures reproduce.

@@ -2,6 +2,7 @@ import CSI
 import Foundation
 import H2
 import ProtoWire
+import TestSupport
 import Testing
 
 /// A minimal `FileDescriptorProto`: name, package, imports and empty messages.

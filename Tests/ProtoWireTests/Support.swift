@@ -1,5 +1,6 @@
 import Foundation
 import ProtoWire
+import TestSupport
 import Testing
 
 /// The package root, found from this file's path.

@@ -1,14 +1,13 @@
-// The same file is in each Swift test target that needs it (ProtoWireTests, StorageTests,
-// DeflateTests); keep the copies identical.
+// Test support shared by the Swift test targets (`import TestSupport`).
 import Dispatch
 import Glibc
 import Synchronization
-import Testing
+package import Testing
 
 /// A task executor with one operating-system thread of its own, outside the Swift concurrency
 /// pool. Jobs run in the order they arrive; after ``finish()`` the thread ends once the jobs
 /// already queued have run, and any later job goes to the global concurrent executor.
-final class OwnThreadExecutor: TaskExecutor, Sendable {
+package final class OwnThreadExecutor: TaskExecutor, Sendable {
     private struct State {
         var jobs: [UnownedJob] = []
         var finished = false
@@ -18,10 +17,10 @@ final class OwnThreadExecutor: TaskExecutor, Sendable {
     private let wakeup = DispatchSemaphore(value: 0)
 
     /// The thread's name (the first 15 bytes show in /proc).
-    let name: String
+    package let name: String
 
     /// Starts the thread.
-    init(name: String) {
+    package init(name: String) {
         self.name = name
         let box = Unmanaged.passRetained(self)
         var thread = pthread_t()
@@ -35,7 +34,7 @@ final class OwnThreadExecutor: TaskExecutor, Sendable {
         pthread_detach(thread)
     }
 
-    func enqueue(_ job: consuming ExecutorJob) {
+    package func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         let queued = state.withLock { state in
             if state.finished { return false }
@@ -46,7 +45,7 @@ final class OwnThreadExecutor: TaskExecutor, Sendable {
     }
 
     /// Lets the thread end when its queue is empty.
-    func finish() {
+    package func finish() {
         state.withLock { $0.finished = true }
         wakeup.signal()
     }
@@ -71,12 +70,12 @@ final class OwnThreadExecutor: TaskExecutor, Sendable {
 /// on the pool they would hold a thread that socket, cache and registrar tests running beside
 /// them need to make progress. The test case stays the same task, so its task-local context
 /// goes with it and `#expect` records issues against it as anywhere else.
-struct OwnThreadTrait: TestTrait, SuiteTrait, TestScoping {
-    var isRecursive: Bool { true }
+package struct OwnThreadTrait: TestTrait, SuiteTrait, TestScoping {
+    package var isRecursive: Bool { true }
 
-    func scopeProvider(for test: Test, testCase: Test.Case?) -> Self? { testCase == nil ? nil : self }
+    package func scopeProvider(for test: Test, testCase: Test.Case?) -> Self? { testCase == nil ? nil : self }
 
-    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
+    package func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
         let executor = OwnThreadExecutor(name: "test-own-thread")
         defer { executor.finish() }
         try await withTaskExecutorPreference(executor) { try await function() }
@@ -85,45 +84,15 @@ struct OwnThreadTrait: TestTrait, SuiteTrait, TestScoping {
 
 extension Trait where Self == OwnThreadTrait {
     /// Runs each test case on a thread of its own, off the Swift concurrency pool.
-    static var ownThread: Self { Self() }
+    package static var ownThread: Self { Self() }
 }
 
 /// The name of the calling thread, from /proc.
-func callingThreadName() -> String {
+package func callingThreadName() -> String {
     let fd = open("/proc/thread-self/comm", O_RDONLY)
     guard fd >= 0 else { return "?" }
     defer { close(fd) }
     var buffer = [UInt8](repeating: 0, count: 32)
     let n = read(fd, &buffer, buffer.count)
     return String(decoding: buffer.prefix(max(0, n)).prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
-}
-
-@Suite struct OwnThreadTests {
-    @Test(.ownThread) func testBodyRunsOnItsOwnThread() {
-        #expect(callingThreadName() == "test-own-thread")
-    }
-
-    /// An expectation failing on the thread is recorded against this test: the known-issue
-    /// matcher only sees issues of the current test.
-    @Test(.ownThread) func failuresThereAreThisTestsIssues() {
-        withKnownIssue("recorded from the test's own thread") {
-            #expect(callingThreadName() != "test-own-thread")
-        }
-    }
-
-    @Test(.ownThread, arguments: [1, 2]) func eachCaseGetsAThread(_ n: Int) async throws {
-        #expect(callingThreadName() == "test-own-thread")
-        try await Task.sleep(for: .milliseconds(n))
-        #expect(callingThreadName() == "test-own-thread")
-    }
-}
-
-@Suite(.ownThread) struct OwnThreadSuiteTests {
-    @Test func aSuitesTraitReachesItsTests() {
-        #expect(callingThreadName() == "test-own-thread")
-    }
-
-    @Test(arguments: [1, 2]) func andTheirCases(_ n: Int) {
-        #expect(callingThreadName() == "test-own-thread")
-    }
 }
