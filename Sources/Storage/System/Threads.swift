@@ -120,8 +120,8 @@ final class SerialThread: Sendable {
     private let jobs = Mutex<[@Sendable () -> Void]>([])
     private let wakeup = DispatchSemaphore(value: 0)
 
-    /// Starts the thread; `name` says what it is for.
-    init(name: String) {
+    /// Starts the thread.
+    init() {
         let box = Unmanaged.passRetained(self)
         var thread = pthread_t()
         let rc = pthread_create(
