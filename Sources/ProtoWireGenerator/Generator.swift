@@ -222,7 +222,7 @@ public struct Generator {
             for nested in message.nestedType { collect(nested, full + "." + nested.name) }
         }
         for message in file.messageType { collect(message, protoPrefix + "." + message.name) }
-        let fileEnum = Naming.upperCamel(Generator.outputName(for: file.name).replacingSuffix(".pb.swift")) + "ProtoFile"
+        let fileEnum = Self.fileEnumName(file)
         out.line()
         out.doc("The contents of `\(file.name)`.")
         out.line("public enum \(fileEnum) {")
