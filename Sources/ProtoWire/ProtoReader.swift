@@ -355,8 +355,8 @@ public struct ProtoReader {
     }
 
     /// How many consecutive length-delimited fields, starting with the current one, carry the
-    /// current tag (at most `limit`): a cheap, bounded count for reserving a map's capacity
-    /// before its entries are decoded. Malformed data simply ends the count.
+    /// current tag (at most `limit`): a cheap, bounded count for reserving a repeated field's
+    /// capacity before its elements are decoded. Malformed data simply ends the count.
     @inlinable
     public func countFieldRun(limit: Int = 256) -> Int {
         var scan = self
@@ -388,9 +388,9 @@ public struct ProtoReader {
         _ readEntry: (inout ProtoReader) throws(ProtoWireError) -> (Key, Value)
     ) throws(ProtoWireError) {
         let tag = currentTag
-        let failure: ProtoWireError? = withUnsafeTemporaryAllocation(
+        try withUnsafeTemporaryAllocation(
             of: (Key, Value).self, capacity: ProtoReader.mapBatchSize
-        ) { entries in
+        ) { entries throws(ProtoWireError) in
             let first = entries.baseAddress.unsafelyUnwrapped
             var read = 0
             do throws(ProtoWireError) {
@@ -403,7 +403,7 @@ public struct ProtoReader {
                 }
             } catch {
                 first.deinitialize(count: read)
-                return error
+                throw error
             }
             let batch = ProtoMovingBuffer(first, count: read)
             if map.isEmpty {
@@ -411,9 +411,7 @@ public struct ProtoReader {
             } else {
                 map.merge(batch, uniquingKeysWith: { _, last in last })
             }
-            return nil
         }
-        if let failure { throw failure }
     }
 
     /// How many map entries ``readMapEntries(into:_:)`` decodes before adding them to the map.

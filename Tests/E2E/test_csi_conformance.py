@@ -233,6 +233,16 @@ def delete(d, volume_id):
     d.controller.DeleteVolume(d.csi.pb.DeleteVolumeRequest(volume_id=volume_id))
 
 
+def stage(d, vid, staging, cap):
+    d.node.NodeStageVolume(d.csi.pb.NodeStageVolumeRequest(volume_id=vid, staging_target_path=staging, volume_capability=cap))
+
+
+def stage_and_publish(d, vid, staging, target, cap, readonly=False):
+    stage(d, vid, staging, cap)
+    d.node.NodePublishVolume(d.csi.pb.NodePublishVolumeRequest(volume_id=vid, staging_target_path=staging, target_path=target,
+                                                               volume_capability=cap, readonly=readonly))
+
+
 def device_mapper_available():
     try:
         os.close(os.open("/dev/mapper/control", os.O_RDWR))
@@ -318,7 +328,6 @@ def test_create_volume_invalid_arguments(driver):
 
 
 def test_create_volume_rounds_up_and_reports_topology(driver):
-    pb = driver.csi.pb
     volume = create(driver, size=5 * MIB + 1)
     try:
         assert volume.volume_id
@@ -330,7 +339,6 @@ def test_create_volume_rounds_up_and_reports_topology(driver):
 
 
 def test_create_volume_is_idempotent_and_detects_incompatible_repeat(driver):
-    pb = driver.csi.pb
     vol_name = name()
     first = create(driver, size=8 * MIB, vol_name=vol_name)
     try:
@@ -952,9 +960,7 @@ def test_node_stats_report_a_volume_that_vanished(loopfile_driver):
     target = d.path("pods", "vanish", vid)
     record = os.path.join(d.workdir, "volumes", "volumes", vid + ".json")
     try:
-        d.node.NodeStageVolume(pb.NodeStageVolumeRequest(volume_id=vid, staging_target_path=staging, volume_capability=cap))
-        d.node.NodePublishVolume(pb.NodePublishVolumeRequest(volume_id=vid, staging_target_path=staging, target_path=target,
-                                                             volume_capability=cap))
+        stage_and_publish(d, vid, staging, target, cap)
         healthy = d.node.NodeGetVolumeStats(pb.NodeGetVolumeStatsRequest(volume_id=vid, volume_path=target))
         assert not healthy.volume_condition.abnormal
         assert os.path.exists(record), record
@@ -981,9 +987,7 @@ def test_node_read_only_publish(loopfile_driver):
     staging = d.path("plugins", "staging", vid)
     target = d.path("pods", "ro", vid)
     try:
-        d.node.NodeStageVolume(pb.NodeStageVolumeRequest(volume_id=vid, staging_target_path=staging, volume_capability=cap))
-        d.node.NodePublishVolume(pb.NodePublishVolumeRequest(volume_id=vid, staging_target_path=staging, target_path=target,
-                                                             volume_capability=cap, readonly=True))
+        stage_and_publish(d, vid, staging, target, cap, readonly=True)
         with pytest.raises(OSError):
             with open(os.path.join(target, "nope"), "w") as f:
                 f.write("x")
@@ -1002,7 +1006,7 @@ def test_node_xfs(loopfile_driver):
     vid = volume.volume_id
     staging = d.path("plugins", "staging", vid)
     try:
-        d.node.NodeStageVolume(pb.NodeStageVolumeRequest(volume_id=vid, staging_target_path=staging, volume_capability=cap))
+        stage(d, vid, staging, cap)
         with open("/proc/self/mountinfo") as f:
             fs = [line.split(" - ")[1].split()[0] for line in f if line.split()[4] == staging]
         assert fs == ["xfs"]
@@ -1025,7 +1029,7 @@ def test_node_raw_block(loopfile_driver):
     target = d.path("plugins", "kubernetes.io", "csi", "volumeDevices", "publish", vid, "pod-1")
     publish = pb.NodePublishVolumeRequest(volume_id=vid, staging_target_path=staging, target_path=target, volume_capability=cap)
     try:
-        d.node.NodeStageVolume(pb.NodeStageVolumeRequest(volume_id=vid, staging_target_path=staging, volume_capability=cap))
+        stage(d, vid, staging, cap)
         d.node.NodePublishVolume(publish)
         d.node.NodePublishVolume(publish)
         import stat

@@ -217,7 +217,7 @@ let sampleNodePublishText = """
     }
 
     @Test func mapRunsLongerThanOneBatchAndSplitRunsMergeLastKeyWins() throws {
-        // 300 entries in a row (more than one batch of 256), then volume_id, then more entries
+        // 300 entries in a row (many batches of 16), then volume_id, then more entries
         // repeating keys of the first run: the later values win, the other keys stay.
         var bytes: [UInt8] = []
         for i in 0..<300 { bytes += publishContextEntry("key-\(i)", "first-\(i)") }

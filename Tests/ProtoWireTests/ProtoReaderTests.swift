@@ -190,7 +190,7 @@ struct VarintVector: Sendable, CustomStringConvertible {
         #expect(error?.fieldNumber == 1)
     }
 
-    @Test(arguments: [UInt32(3), 20, 2047])  // one-, two- and three-byte tags
+    @Test(arguments: [UInt32(3), 20, 2048])  // one-, two- and three-byte tags
     func mapEntriesWithAnyTagSizeInBatchesLastKeyWins(_ field: UInt32) throws {
         var tag: [UInt8] = []
         var key = UInt64(field << 3 | 2)
