@@ -37,19 +37,15 @@ package enum DeflateCodec {
             w.append(byte: UInt8(flg))
             DeflateEncoder.encode(data, level: level, into: &w)
             w.align()
-            let adler = Adler32.checksum(data)
-            for shift in [24, 16, 8, 0] { w.append(byte: UInt8(truncatingIfNeeded: adler >> UInt32(shift))) }
+            withUnsafeBytes(of: Adler32.checksum(data).bigEndian) { w.append($0) }
         case .gzip:
             // ID1 ID2 CM=8 FLG=0 MTIME=0 XFL OS=255 (unknown).
             let xfl: UInt8 = level >= 9 ? 2 : level <= 1 ? 4 : 0
             for b: UInt8 in [0x1F, 0x8B, 8, 0, 0, 0, 0, 0, xfl, 255] { w.append(byte: b) }
             DeflateEncoder.encode(data, level: level, into: &w)
             w.align()
-            let crc = CRC32.checksum(data)
-            let size = UInt32(truncatingIfNeeded: data.count)
-            for v in [crc, size] {
-                for shift in [0, 8, 16, 24] { w.append(byte: UInt8(truncatingIfNeeded: v >> UInt32(shift))) }
-            }
+            let trailer = (CRC32.checksum(data).littleEndian, UInt32(truncatingIfNeeded: data.count).littleEndian)
+            withUnsafeBytes(of: trailer) { w.append($0) }
         }
         return w.finish()
     }

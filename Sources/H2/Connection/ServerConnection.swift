@@ -12,15 +12,6 @@ struct OutboundMessages {
 
     var isEmpty: Bool { bytes == 0 }
 
-    /// Queues `message` with its 5-byte prefix, compressed with `compression` when that makes it smaller.
-    mutating func append(message: [UInt8], compression: GRPCCompression?) {
-        guard let compression, let z = compression.compress(message) else {
-            append(message: message)
-            return
-        }
-        append(compressed: z)
-    }
-
     /// Queues an already compressed message with its 5-byte prefix (compressed flag set).
     mutating func append(compressed z: [UInt8]) {
         let p = GRPCFraming.compressedPrefix(length: z.count)
@@ -495,7 +486,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
 
     private func finishUnary(_ stream: ServerStream, _ response: [UInt8]) {
         guard !stream.done, !stream.closed else { return }
-        stream.out.append(message: response, compression: stream.responseCompression)
+        stream.out.append(message: response, compressed: stream.responseCompression?.compress(response))
         finish(stream, status: nil)
     }
 
@@ -523,7 +514,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
 
     private func enqueue(_ stream: ServerStream, _ bytes: [UInt8]) throws {
         if stream.done || stream.closed { throw RPCError(code: .cancelled, message: "the call ended") }
-        stream.out.append(message: bytes, compression: stream.responseCompression)
+        stream.out.append(message: bytes, compressed: stream.responseCompression?.compress(bytes))
         if !stream.responseSubmitted {
             submitHeaders(stream)
         } else if stream.deferred {
