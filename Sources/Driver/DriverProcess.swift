@@ -1,8 +1,6 @@
 import CSI
-import Dispatch
 package import H2
 package import Storage
-import Synchronization
 
 #if canImport(Glibc)
     import Glibc
