@@ -182,8 +182,7 @@ package final class HealthServer: Sendable {
             box.withLock { $0 = report }
             done.signal()
         }
-        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
-        if done.wait(timeout: .now() + .nanoseconds(Int(clamping: nanoseconds))) == .timedOut {
+        if done.wait(timeout: .now() + .nanoseconds(timeout.wholeNanoseconds)) == .timedOut {
             return HealthReport(healthy: false, reason: "health check did not finish within \(DriverWatcher.seconds(timeout))")
         }
         return box.withLock { $0 } ?? HealthReport(healthy: false, reason: "health check produced no result")

@@ -208,9 +208,7 @@ final class LVM: Sendable {
 
     /// Closes the handle `idleRelease` after the `count`-th command unless another ran since.
     private func scheduleRelease(after count: UInt64) {
-        let delay = Self.idleRelease.components
-        let nanoseconds = Int(delay.seconds) * 1_000_000_000 + Int(delay.attoseconds / 1_000_000_000)
-        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) { [self] in
+        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Self.idleRelease.wholeNanoseconds)) { [self] in
             thread.submit { self.closeHandle(ifIdleSince: count) }
         }
     }

@@ -84,8 +84,7 @@ package final class BlockingPool: Sendable {
     }
 
     private func work() {
-        let (seconds, attoseconds) = idleTimeout.components
-        let timeoutNanoseconds = max(0, Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000))
+        let timeoutNanoseconds = max(0, idleTimeout.wholeNanoseconds)
         while true {
             let job = state.withLock { s -> (@Sendable () -> Void)? in
                 if s.jobs.isEmpty {
@@ -158,5 +157,17 @@ final class SerialThread: Sendable {
             let job = jobs.withLock { $0.isEmpty ? nil : $0.removeFirst() }
             job?()
         }
+    }
+}
+
+extension Duration {
+    /// The duration in whole nanoseconds (a fraction dropped), clamped to `Int`'s range: what
+    /// `DispatchTime` arithmetic takes.
+    package var wholeNanoseconds: Int {
+        let (seconds, attoseconds) = components
+        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        let (total, carry) = scaled.addingReportingOverflow(attoseconds / 1_000_000_000)
+        if overflow || carry { return seconds < 0 ? .min : .max }
+        return Int(total)
     }
 }
