@@ -60,21 +60,8 @@ let program = CommandLineProgram(
 /// Exit status: 0 after SIGTERM/SIGINT or for help and version, 64 for a usage error, 1 when
 /// the driver cannot start or fails.
 func runDriver() async -> Int32 {
-    let parsed: ParsedCommandLine
-    do throws(CommandLineError) {
-        switch try program.parse(Array(CommandLine.arguments.dropFirst())) {
-        case .help(let text):
-            print(text, terminator: "")
-            return 0
-        case .version(let version):
-            print(version)
-            return 0
-        case .run(let values): parsed = values
-        }
-    } catch {
-        writeStandardError(program.usageError(error))
-        return CommandLineError.exitStatus
-    }
+    var status: Int32 = 0
+    guard let parsed = program.parseOrReport(exitStatus: &status) else { return status }
     // Two malloc arenas: every arena keeps its own free memory resident.
     limitMallocArenas()
     var raw = DriverConfiguration.Raw()

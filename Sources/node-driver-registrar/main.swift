@@ -163,21 +163,8 @@ func inspect(_ flags: ParsedCommandLine) async -> Int32 {
 
 /// Parses the command line and runs the chosen command.
 func runRegistrar() async -> Int32 {
-    let parsed: ParsedCommandLine
-    do throws(CommandLineError) {
-        switch try program.parse(Array(CommandLine.arguments.dropFirst())) {
-        case .help(let text):
-            print(text, terminator: "")
-            return 0
-        case .version(let version):
-            print(version)
-            return 0
-        case .run(let values): parsed = values
-        }
-    } catch {
-        writeStandardError(program.usageError(error))
-        return CommandLineError.exitStatus
-    }
+    var status: Int32 = 0
+    guard let parsed = program.parseOrReport(exitStatus: &status) else { return status }
     // Two malloc arenas: every arena keeps its own free memory resident.
     limitMallocArenas()
     return parsed.command == "inspect" ? await inspect(parsed) : await serve(parsed)

@@ -193,12 +193,7 @@ struct VarintVector: Sendable, CustomStringConvertible {
     @Test(arguments: [UInt32(3), 20, 2048])  // one-, two- and three-byte tags
     func mapEntriesWithAnyTagSizeInBatchesLastKeyWins(_ field: UInt32) throws {
         var tag: [UInt8] = []
-        var key = UInt64(field << 3 | 2)
-        while key >= 0x80 {
-            tag.append(UInt8(truncatingIfNeeded: key) | 0x80)
-            key >>= 7
-        }
-        tag.append(UInt8(key))
+        appendTag(FieldNumber(Int(field))!, .lengthDelimited, to: &tag)
         func entry(_ k: UInt8, _ v: UInt8) -> [UInt8] { tag + [0x04, 0x08, k, 0x10, v] }
         // 40 entries (more than one batch) with keys 0...9 repeating, then another field, then one more.
         var bytes: [UInt8] = []

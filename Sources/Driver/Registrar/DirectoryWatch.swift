@@ -1,4 +1,5 @@
 internal import Glibc
+internal import Storage
 internal import Synchronization
 
 /// An inotify watch on one directory: wakes its waiter when an entry is created, removed, renamed or changed.
@@ -88,7 +89,7 @@ package final class DirectoryWatch: Sendable {
         let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Outcome, Never>) in
-                BlockingThread.start {
+                BlockingPool.shared.submit {
                     continuation.resume(returning: self.blockingWait(milliseconds: max(0, milliseconds)))
                 }
             }

@@ -1,4 +1,5 @@
 internal import Glibc
+internal import Storage
 internal import Dispatch
 internal import Synchronization
 
@@ -92,7 +93,7 @@ package final class HealthServer: Sendable {
             self.listenFD = fd
             self.port = Int(boundPort)
             let server = self
-            BlockingThread.start { server.acceptLoop() }
+            BlockingPool.shared.submit { server.acceptLoop() }
             return
         }
         throw lastError
@@ -140,7 +141,7 @@ package final class HealthServer: Sendable {
                 close(fd)
                 continue
             }
-            BlockingThread.start {
+            BlockingPool.shared.submit {
                 self.serve(fd)
                 self.active.subtract(1, ordering: .relaxed)
             }

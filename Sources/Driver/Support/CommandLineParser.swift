@@ -303,6 +303,31 @@ package struct CommandLineProgram: Sendable {
         return .run(ParsedCommandLine(command: command, given: given))
     }
 
+    /// Parses `arguments` (the process's own by default) the way an executable's `main` does:
+    /// prints help or the version on standard output, or a usage error on standard error.
+    /// - Returns: the values to run with, or nil when the process should exit with `exitStatus`
+    ///   (0 after help or the version, ``CommandLineError/exitStatus`` after a usage error).
+    package func parseOrReport(
+        _ arguments: [String] = Array(CommandLine.arguments.dropFirst()), exitStatus: inout Int32
+    ) -> ParsedCommandLine? {
+        do throws(CommandLineError) {
+            switch try parse(arguments) {
+            case .help(let text):
+                print(text, terminator: "")
+                exitStatus = 0
+            case .version(let version):
+                print(version)
+                exitStatus = 0
+            case .run(let values):
+                return values
+            }
+        } catch {
+            writeStandardError(usageError(error))
+            exitStatus = CommandLineError.exitStatus
+        }
+        return nil
+    }
+
     /// Splits `--name=value` at the first `=`.
     private static func split(_ argument: String) -> (String, String?) {
         guard let equals = argument.firstIndex(of: "=") else { return (argument, nil) }

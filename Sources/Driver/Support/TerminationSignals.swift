@@ -1,4 +1,5 @@
 internal import Glibc
+internal import Storage
 
 /// Where the SIGTERM/SIGINT handler writes; set before the handler is installed, never changed after.
 nonisolated(unsafe) private var terminationSignalFD: Int32 = -1
@@ -43,7 +44,7 @@ final class TerminationSignals: Sendable {
             return "cancellation"
         }
         return await withTaskCancellationHandler {
-            await BlockingThread.run {
+            await BlockingPool.shared.run {
                 var byte: UInt8 = 0
                 while true {
                     let n = read(readFD, &byte, 1)

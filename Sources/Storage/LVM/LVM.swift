@@ -63,7 +63,7 @@ final class LVM: Sendable {
     /// The private configuration directory the handle reads (`LVM_SYSTEM_DIR`), if it could be made.
     let systemDirectory: String?
 
-    private let thread = SerialThread(name: "lvm")
+    private let thread = SerialThread()
     /// The open `lvm2_init` handle and what happened to it; only touched on `thread`.
     private let session = Mutex(Session())
     /// The process's umask before LVM's: liblvm2cmd sets its own (0077) process-wide at

@@ -81,44 +81,6 @@ public final class LoopFileBackend: VolumeBackend {
             if let source { members.append(("source", .string(source))) }
             return .object(members)
         }
-
-        /// Reads a record from its JSON object; throws naming the field that is missing or mistyped.
-        init(json: JSONValue) throws(JSONError) {
-            guard json.objectValue != nil else { throw JSONError(message: "the record is not a JSON object", offset: 0) }
-            func string(_ key: String) throws(JSONError) -> String {
-                guard let s = json[key]?.stringValue else { throw JSONError(message: "field \(key) is missing or not a string", offset: 0) }
-                return s
-            }
-            func optionalString(_ key: String) throws(JSONError) -> String? {
-                guard let v = json[key], v != .null else { return nil }
-                guard let s = v.stringValue else { throw JSONError(message: "field \(key) is not a string", offset: 0) }
-                return s
-            }
-            func integer<T: FixedWidthInteger>(_ key: String, _: T.Type) throws(JSONError) -> T {
-                guard let text = json[key]?.numberText, let n = T(text) else {
-                    throw JSONError(message: "field \(key) is missing or not an integer in range", offset: 0)
-                }
-                return n
-            }
-            self.init(
-                id: try string("id"), name: try string("name"), owner: try string("owner"), kind: try string("kind"),
-                capacityBytes: try integer("capacityBytes", UInt64.self), fsType: try optionalString("fsType"),
-                source: try optionalString("source"), createdAt: try integer("createdAt", Int64.self))
-        }
-
-        init(
-            id: String, name: String, owner: String, kind: String, capacityBytes: UInt64, fsType: String?, source: String?,
-            createdAt: Int64
-        ) {
-            self.id = id
-            self.name = name
-            self.owner = owner
-            self.kind = kind
-            self.capacityBytes = capacityBytes
-            self.fsType = fsType
-            self.source = source
-            self.createdAt = createdAt
-        }
     }
 
     // MARK: VolumeBackend
@@ -439,5 +401,31 @@ public final class LoopFileBackend: VolumeBackend {
             return VolumeCondition(abnormal: true, message: "volume file \(image) has \(info.st_size) bytes, \(r.capacityBytes) expected")
         }
         return .healthy
+    }
+}
+
+extension LoopFileBackend.Record {
+    /// Reads a record from its JSON object; throws naming the field that is missing or mistyped.
+    init(json: JSONValue) throws(JSONError) {
+        guard json.objectValue != nil else { throw JSONError(message: "the record is not a JSON object", offset: 0) }
+        func string(_ key: String) throws(JSONError) -> String {
+            guard let s = json[key]?.stringValue else { throw JSONError(message: "field \(key) is missing or not a string", offset: 0) }
+            return s
+        }
+        func optionalString(_ key: String) throws(JSONError) -> String? {
+            guard let v = json[key], v != .null else { return nil }
+            guard let s = v.stringValue else { throw JSONError(message: "field \(key) is not a string", offset: 0) }
+            return s
+        }
+        func integer<T: FixedWidthInteger>(_ key: String, _: T.Type) throws(JSONError) -> T {
+            guard let text = json[key]?.numberText, let n = T(text) else {
+                throw JSONError(message: "field \(key) is missing or not an integer in range", offset: 0)
+            }
+            return n
+        }
+        self.init(
+            id: try string("id"), name: try string("name"), owner: try string("owner"), kind: try string("kind"),
+            capacityBytes: try integer("capacityBytes", UInt64.self), fsType: try optionalString("fsType"),
+            source: try optionalString("source"), createdAt: try integer("createdAt", Int64.self))
     }
 }

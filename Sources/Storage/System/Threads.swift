@@ -9,8 +9,9 @@ import Synchronization
 /// every task in the process. Idle workers are reused; a new one is started when none is idle
 /// (up to 64, then jobs wait for a worker); a worker idle for `idleTimeout` exits, so a quiet
 /// process holds no spare threads (nor their stacks and malloc arenas).
-final class BlockingPool: Sendable {
-    static let shared = BlockingPool()
+package final class BlockingPool: Sendable {
+    /// The process's pool.
+    package static let shared = BlockingPool()
     static let maximumThreads = 64
 
     /// How long a worker waits for a job before it exits.
@@ -31,7 +32,7 @@ final class BlockingPool: Sendable {
     private let wakeup = DispatchSemaphore(value: 0)
 
     /// Runs `job` on a worker thread.
-    func submit(_ job: @escaping @Sendable () -> Void) {
+    package func submit(_ job: @escaping @Sendable () -> Void) {
         enum Action { case wake, spawn, wait }
         let action = state.withLock { s -> Action in
             s.jobs.append(job)
@@ -49,6 +50,13 @@ final class BlockingPool: Sendable {
         case .wake: wakeup.signal()
         case .spawn: startWorker()
         case .wait: break
+        }
+    }
+
+    /// Runs `body` on a worker thread and suspends until it returns.
+    package func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            submit { continuation.resume(returning: body()) }
         }
     }
 
@@ -112,8 +120,8 @@ final class SerialThread: Sendable {
     private let jobs = Mutex<[@Sendable () -> Void]>([])
     private let wakeup = DispatchSemaphore(value: 0)
 
-    /// Starts the thread; `name` says what it is for.
-    init(name: String) {
+    /// Starts the thread.
+    init() {
         let box = Unmanaged.passRetained(self)
         var thread = pthread_t()
         let rc = pthread_create(
