@@ -240,7 +240,7 @@ final class CallHandle: @unchecked Sendable {
     var call: ClientCall? = nil
     var cancelled = false
     var pump: Task<Void, Never>? = nil
-    var queue: [[UInt8]] = []
+    var queue = MessageQueue()
     private var waiter: CheckedContinuation<[UInt8]?, any Error>? = nil
     private var ended = false
     private var error: (any Error)? = nil

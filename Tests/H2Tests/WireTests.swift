@@ -210,3 +210,23 @@ struct SplitMix {
         return z ^ (z >> 31)
     }
 }
+
+@Suite struct MessageQueueTests {
+    @Test func takesInArrivalOrderAndIsReusableWhenDrained() {
+        var q = MessageQueue()
+        #expect(q.isEmpty && q.count == 0 && q.popLast() == nil)
+        for i in 0..<200 { q.append([UInt8(i)]) }
+        #expect(q.count == 200)
+        for i in 0..<150 { #expect(q.removeFirst() == [UInt8(i)]) }
+        #expect(q.count == 50 && !q.isEmpty)
+        #expect(q.popLast() == [199])
+        for i in 150..<199 { #expect(q.removeFirst() == [UInt8(i)]) }
+        #expect(q.isEmpty && q.count == 0)
+        q.append([7])
+        q.append([8])
+        #expect(q.count == 2)
+        #expect(q.popLast() == [8])
+        #expect(q.removeFirst() == [7])
+        #expect(q.isEmpty)
+    }
+}

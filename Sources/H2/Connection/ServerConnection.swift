@@ -76,7 +76,7 @@ final class ServerStream: @unchecked Sendable {
     var handler: GRPCRouter.Handler? = nil
     var deframer: GRPCMessageDeframer
     /// Request messages received before the handler started.
-    var pending: [[UInt8]] = []
+    var pending = MessageQueue()
     /// A streaming handler runs and pulls messages from `pending`.
     var streaming = false
     var inboundEnded = false
@@ -272,7 +272,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
 
     /// Drops what a finished or reset call still buffers.
     private func release(_ stream: ServerStream) {
-        stream.pending = []
+        stream.pending = MessageQueue()
         stream.pendingBytes = 0
         if stream.deframer.bufferedBytes > 0 { stream.deframer = GRPCMessageDeframer(maxMessageSize: 0) }
         updateHeld(stream)

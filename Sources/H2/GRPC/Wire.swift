@@ -1,6 +1,40 @@
 // The pure parts of gRPC over HTTP/2: message framing, header values, timeouts, status text.
 // No sockets here; every function is testable on its own.
 
+/// Received messages in arrival order, waiting to be taken. Taking the first is O(1), where
+/// `Array.removeFirst` would move every message behind it.
+struct MessageQueue {
+    private var items: [[UInt8]] = []
+    private var head = 0
+
+    var isEmpty: Bool { head == items.count }
+    var count: Int { items.count - head }
+
+    mutating func append(_ message: [UInt8]) { items.append(message) }
+
+    /// Takes the oldest message; the queue must not be empty.
+    mutating func removeFirst() -> [UInt8] {
+        let m = items[head]
+        items[head] = []
+        head += 1
+        if head == items.count { clear() }
+        return m
+    }
+
+    /// Takes the newest message, if any.
+    mutating func popLast() -> [UInt8]? {
+        if isEmpty { return nil }
+        let m = items.removeLast()
+        if head == items.count { clear() }
+        return m
+    }
+
+    private mutating func clear() {
+        items.removeAll(keepingCapacity: items.capacity <= 64)
+        head = 0
+    }
+}
+
 /// Splits a DATA byte stream into gRPC length-prefixed messages. A prefix split across DATA frames
 /// is normal, so the deframer keeps partial state between calls.
 package struct GRPCMessageDeframer: Sendable {
