@@ -48,13 +48,14 @@ public final class LoopFileBackend: VolumeBackend {
                 names.append(withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) })
             }
             closedir(dir)
+            let present = Set(names)
             for name in names {
                 let file = path + "/" + name
                 var info = stat()
                 guard lstat(file, &info) == 0, info.st_mode & S_IFMT == S_IFREG, now - info.st_mtim.tv_sec > 60 else { continue }
                 if name.contains(".json.tmp.") {
                     unlink(file)
-                } else if name.hasSuffix(".img"), !names.contains(String(name.dropLast(4)) + ".json"), LoopDevice.find(file) == nil {
+                } else if name.hasSuffix(".img"), !present.contains(String(name.dropLast(4)) + ".json"), LoopDevice.find(file) == nil {
                     unlink(file)
                 }
             }
