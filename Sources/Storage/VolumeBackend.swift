@@ -7,10 +7,11 @@ public protocol VolumeBackend: Sendable {
     /// Creates a volume, or returns the existing one when a volume of that name and a compatible
     /// size already exists. The size is a whole number of the backend's allocation unit: the
     /// required size rounded up, else the limit rounded down, else the default size rounded up;
-    /// and at least the source snapshot's size.
+    /// and at least the source snapshot's size and what ``VolumeRequest/fsType`` needs
+    /// (``FilesystemMinimum``).
     /// - Throws: `.invalidName`/`.invalidArgument` for bad input, `.outOfRange` when no whole
     ///   number of allocation units lies between `requiredBytes` and `limitBytes` (or the source
-    ///   snapshot's size is above `limitBytes`), `.alreadyExists` when the name is taken with
+    ///   snapshot's size or the filesystem's minimum is above `limitBytes`), `.alreadyExists` when the name is taken with
     ///   another size or source, `.insufficientCapacity` when there is no room, `.notFound` when
     ///   the source snapshot does not exist.
     func createVolume(_ request: VolumeRequest) async throws(StorageError) -> Volume
@@ -77,7 +78,7 @@ public struct VolumeRequest: Sendable, Hashable {
     /// and capped by `limitBytes`.
     public var defaultBytes: UInt64
     /// The filesystem the volume is meant to carry, recorded with it (`ext4`, `xfs`), or nil for raw
-    /// block or unspecified.
+    /// block or unspecified. The volume is made at least as large as the filesystem needs.
     public var fsType: String?
     /// A snapshot to fill the new volume from.
     public var sourceSnapshotID: String?
@@ -104,19 +105,30 @@ public struct VolumeRequest: Sendable, Hashable {
     /// The size to create, a whole number of `unit`s (at least one): `requiredBytes` rounded up;
     /// without it, `defaultBytes` rounded up, capped by `limitBytes` rounded down (a limit is a
     /// ceiling, not a request: a class with a 100 GiB limit and no required size gets the default).
+    /// Either way at least what `fsType` needs (``FilesystemMinimum``, rounded up to a unit), so
+    /// that the filesystem can be made on it: a 64 MiB request for xfs gets 300 MiB.
     /// - Parameters:
     ///   - unit: the allocation unit in bytes.
     ///   - unitName: the unit as messages name it ("one MiB", "one extent of volume group vg0").
     ///   - volume: the volume id, for messages.
     /// - Throws: `.invalidArgument` when the limit is below the required size, `.outOfRange` when
-    ///   the required size rounded up is above the limit, or the limit alone is less than one unit.
+    ///   the required size rounded up, or the filesystem's minimum, is above the limit, or the
+    ///   limit alone is less than one unit.
     package func size(unit: UInt64, unitName: String, volume: String) throws(StorageError) -> UInt64 {
         let unit = max(unit, 1)
+        let minimum = FilesystemMinimum.bytes(for: fsType)
+        let floor = minimum > 0 ? roundUp(minimum, to: unit) : 0
         guard let limit = effectiveLimit else {
-            return roundUp(max(requiredBytes == 0 ? defaultBytes : requiredBytes, 1), to: unit)
+            return max(roundUp(max(requiredBytes == 0 ? defaultBytes : requiredBytes, 1), to: unit), floor)
         }
         if requiredBytes > limit {
             throw StorageError(.invalidArgument, "volume \(volume): limit \(limit) bytes is below the required \(requiredBytes) bytes")
+        }
+        if floor > limit {
+            throw StorageError(
+                .outOfRange,
+                "volume \(volume): an \(fsType ?? "") filesystem needs at least \(FilesystemMinimum.describe(minimum))\(floor > minimum ? ", \(floor) bytes in whole units of \(unit) bytes (\(unitName))" : ""), above the limit of \(limit) bytes"
+            )
         }
         if requiredBytes == 0 {
             guard limit >= unit else {
@@ -125,7 +137,7 @@ public struct VolumeRequest: Sendable, Hashable {
                     "volume \(volume): the limit of \(limit) bytes is less than \(unitName) (\(unit) bytes), the smallest size a volume can have"
                 )
             }
-            return min(roundUp(max(defaultBytes, 1), to: unit), limit / unit * unit)
+            return max(min(roundUp(max(defaultBytes, 1), to: unit), limit / unit * unit), floor)
         }
         let size = roundUp(requiredBytes, to: unit)
         guard size <= limit else {
@@ -134,7 +146,7 @@ public struct VolumeRequest: Sendable, Hashable {
                 "volume \(volume): \(requiredBytes) bytes rounded up to a multiple of \(unit) bytes (\(unitName)) is \(size) bytes, above the limit of \(limit) bytes"
             )
         }
-        return size
+        return max(size, floor)
     }
 }
 

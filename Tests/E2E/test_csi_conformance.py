@@ -1019,6 +1019,76 @@ def test_node_xfs(loopfile_driver):
         delete(d, vid)
 
 
+XFS_MINIMUM = 300 * MIB  # mkfs.xfs refuses anything smaller ("Filesystem must be larger than 300MB")
+
+
+@pytest.mark.parametrize("asked_by", ["capability", "parameter"])
+def test_xfs_volume_is_made_large_enough_for_mkfs(loopfile_driver, asked_by):
+    """A 64 MiB volume for xfs is created at xfs's minimum size, reports it, and stages."""
+    d = loopfile_driver
+    pb = d.csi.pb
+    cap = mount_cap(d.csi, fs_type="xfs")
+    if asked_by == "capability":
+        volume = create(d, size=64 * MIB, cap=cap)
+    else:
+        volume = create(d, size=64 * MIB, cap=mount_cap(d.csi), parameters={"fsType": "xfs"})
+    vid = volume.volume_id
+    staging = d.path("plugins", "staging", vid)
+    target = d.path("pods", "xfs-min", vid)
+    try:
+        assert volume.capacity_bytes >= XFS_MINIMUM
+        listed = d.controller.ControllerGetVolume(pb.ControllerGetVolumeRequest(volume_id=vid)).volume
+        assert listed.capacity_bytes == volume.capacity_bytes
+        stage_and_publish(d, vid, staging, target, cap)
+        with open("/proc/self/mountinfo") as f:
+            fs = [line.split(" - ")[1].split()[0] for line in f if line.split()[4] == staging]
+        assert fs == ["xfs"]
+        with open(os.path.join(target, "data.txt"), "w") as f:
+            f.write("xfs at its minimum size\n")
+        d.node.NodeUnpublishVolume(pb.NodeUnpublishVolumeRequest(volume_id=vid, target_path=target))
+        d.node.NodeUnstageVolume(pb.NodeUnstageVolumeRequest(volume_id=vid, staging_target_path=staging))
+    finally:
+        unmount_all_under(d.kubelet_dir)
+        delete(d, vid)
+
+
+def test_xfs_limit_below_its_minimum_is_out_of_range(loopfile_driver):
+    d = loopfile_driver
+    pb = d.csi.pb
+    request = pb.CreateVolumeRequest(name=name(), capacity_range=pb.CapacityRange(required_bytes=64 * MIB, limit_bytes=200 * MIB),
+                                     volume_capabilities=[mount_cap(d.csi, fs_type="xfs")])
+    details = expect_code(C.OUT_OF_RANGE, d.controller.CreateVolume, request)
+    assert "xfs" in details and str(XFS_MINIMUM) in details and str(200 * MIB) in details
+    # No limit below the minimum: the same request within a larger limit succeeds.
+    request.capacity_range.limit_bytes = XFS_MINIMUM
+    volume = d.controller.CreateVolume(request).volume
+    try:
+        assert volume.capacity_bytes == XFS_MINIMUM
+    finally:
+        delete(d, volume.volume_id)
+
+
+def test_stage_xfs_on_a_volume_too_small_is_failed_precondition(loopfile_driver):
+    """A volume created without an fs type is sized as asked; staging it as xfs says why it cannot."""
+    d = loopfile_driver
+    pb = d.csi.pb
+    volume = create(d, size=64 * MIB, cap=mount_cap(d.csi))
+    vid = volume.volume_id
+    staging = d.path("plugins", "staging", vid)
+    try:
+        assert volume.capacity_bytes == 64 * MIB
+        details = expect_code(C.FAILED_PRECONDITION, d.node.NodeStageVolume, pb.NodeStageVolumeRequest(
+            volume_id=vid, staging_target_path=staging, volume_capability=mount_cap(d.csi, fs_type="xfs")))
+        assert vid in details and str(64 * MIB) in details and str(XFS_MINIMUM) in details, details
+        assert not is_mounted(staging)
+        # Nothing was written to it: it still stages as the default filesystem.
+        stage(d, vid, staging, mount_cap(d.csi))
+        d.node.NodeUnstageVolume(pb.NodeUnstageVolumeRequest(volume_id=vid, staging_target_path=staging))
+    finally:
+        unmount_all_under(d.kubelet_dir)
+        delete(d, vid)
+
+
 def test_node_raw_block(loopfile_driver):
     d = loopfile_driver
     pb = d.csi.pb

@@ -114,6 +114,7 @@ public struct NodeServer: NodeService {
                             code: .failedPrecondition,
                             message: "volume \(request.volumeID) has no filesystem, and a read-only stage cannot make one")
                     }
+                    try await checkRoom(for: fsType, on: device, volumeID: request.volumeID)
                     _ = try await mapped("formatting volume \(request.volumeID) as \(fsType)") {
                         try await mounter.makeFilesystem(on: device, fsType: fsType)
                     }
@@ -361,6 +362,21 @@ public struct NodeServer: NodeService {
         switch try await ErrorMapping.mapping("finding the device of volume \(id)", { try await backend.device(forVolume: id) }) {
         case .node(let path): return path
         case .unavailable(let reason): throw ErrorMapping.deviceUnavailable(volumeID: id, reason: reason)
+        }
+    }
+
+    /// FAILED_PRECONDITION when `device` is smaller than a `fsType` filesystem can be made on (a
+    /// volume created without that filesystem in mind), instead of mkfs's own failure.
+    func checkRoom(for fsType: String, on device: String, volumeID: String) async throws {
+        let minimum = FilesystemMinimum.bytes(for: fsType)
+        guard minimum > 0 else { return }
+        let size = try await mapped("sizing \(device)") { try await mounter.blockDeviceSize(device) }
+        guard size >= minimum else {
+            throw RPCError(
+                code: .failedPrecondition,
+                message:
+                    "volume \(volumeID) is \(size) bytes, too small for \(fsType): an \(fsType) filesystem needs at least \(minimum) bytes (\(minimum >> 20) MiB); create the volume with fs_type \(fsType) so it is made large enough, or expand it first"
+            )
         }
     }
 
