@@ -823,6 +823,26 @@ def test_node_unknown_volume_is_not_found(loopfile_driver):
     expect_code(C.NOT_FOUND, d.node.NodeUnstageVolume, pb.NodeUnstageVolumeRequest(volume_id="pvc-missing", staging_target_path=staging))
 
 
+@pytest.mark.parametrize("call", ["NodeGetVolumeStats", "NodeExpandVolume"])
+def test_node_unknown_volume_with_a_bad_path_is_not_found(loopfile_driver, call):
+    """The volume is looked up before its path is checked: an unknown volume is NOT_FOUND even at a
+    relative path or one outside the kubelet directory; a known one at such a path is INVALID_ARGUMENT."""
+    d = loopfile_driver
+    pb = d.csi.pb
+    request = getattr(pb, call + "Request")
+    method = getattr(d.node, call)
+    bad_paths = ["relative/path", "/tmp/outside-kubelet", d.path("..", "escape")]
+    for path in bad_paths:
+        details = expect_code(C.NOT_FOUND, method, request(volume_id="pvc-missing", volume_path=path))
+        assert "pvc-missing" in details
+    volume = create(d)
+    try:
+        for path in bad_paths:
+            expect_code(C.INVALID_ARGUMENT, method, request(volume_id=volume.volume_id, volume_path=path))
+    finally:
+        delete(d, volume.volume_id)
+
+
 def test_node_publish_requires_stage(loopfile_driver):
     d = loopfile_driver
     pb = d.csi.pb

@@ -233,11 +233,17 @@ public struct NodeServer: NodeService {
         try await log.call("NodeGetVolumeStats", request) {
             try Rules.require(request.volumeID, "volume_id")
             try Rules.require(request.volumePath, "volume_path")
-            let path = try checked(request.volumePath, field: "volume_path")
             let volume: Storage.Volume? =
                 Rules.isPlausibleID(request.volumeID)
                 ? try await ErrorMapping.mapping("looking up volume \(request.volumeID)", { try await backend.volume(id: request.volumeID) })
                 : nil
+            // An unknown volume is NOT_FOUND whatever its path; a bad path is INVALID_ARGUMENT
+            // only for a known one.
+            let path: String
+            do { path = try checked(request.volumePath, field: "volume_path") } catch {
+                if volume == nil { throw RPCError(code: .notFound, message: "volume \(request.volumeID) does not exist") }
+                throw error
+            }
             guard let kind = Self.fileKind(path) else {
                 if volume == nil { throw RPCError(code: .notFound, message: "volume \(request.volumeID) does not exist") }
                 throw RPCError(code: .notFound, message: "volume \(request.volumeID) is not at volume_path \(path): nothing is there")
@@ -291,10 +297,12 @@ public struct NodeServer: NodeService {
         try await log.call("NodeExpandVolume", request) {
             try Rules.require(request.volumeID, "volume_id")
             try Rules.require(request.volumePath, "volume_path")
-            let path = try checked(request.volumePath, field: "volume_path")
             if let capability = request.volumeCapability, let reason = CapabilityRules.unsupportedReason(capability) {
                 throw RPCError(code: .invalidArgument, message: "volume_capability: \(reason)")
             }
+            // An unknown volume is NOT_FOUND whatever its path; the path is checked for a known one.
+            _ = try await knownVolume(request.volumeID)
+            let path = try checked(request.volumePath, field: "volume_path")
             let required = request.capacityRange?.requiredBytes ?? 0
             return try await locks.withLock(request.volumeID) {
                 let device = try await device(of: request.volumeID)
