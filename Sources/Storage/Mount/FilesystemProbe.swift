@@ -50,3 +50,53 @@ enum DeviceSignature: Sendable, Equatable {
         return nil
     }
 }
+
+/// The size of an ext2/3/4 filesystem, from its superblock (at byte 1024 of the device).
+struct ExtGeometry: Sendable, Equatable {
+    /// `s_blocks_count` (with `s_blocks_count_hi` on a 64-bit filesystem).
+    var blocks: UInt64
+    /// 1024 << `s_log_block_size`.
+    var blockSize: UInt64
+
+    /// The filesystem's size in bytes.
+    var bytes: UInt64 { blocks &* blockSize }
+
+    /// Reads the superblock of `device`; nil when it holds no ext filesystem.
+    static func read(_ device: String) throws(StorageError) -> ExtGeometry? {
+        let fd = try syscall("open", device) { open(device, O_RDONLY | O_CLOEXEC) }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        var filled = 0
+        while filled < buffer.count {
+            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + filled, $0.count - filled, off_t(filled)) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { throw StorageError(errnoCode(errno), "pread(\(device)) failed: \(errnoText(errno))") }
+            if n == 0 { break }
+            filled += n
+        }
+        return parse(Array(buffer[0..<filled]))
+    }
+
+    /// The geometry in the first 2 KiB of a device, or nil without an ext superblock there.
+    static func parse(_ b: [UInt8]) -> ExtGeometry? {
+        let sb = 1024
+        guard b.count >= sb + 0x154, b[sb + 0x38] == 0x53, b[sb + 0x39] == 0xEF else { return nil }
+        func le32(_ offset: Int) -> UInt64 {
+            (0..<4).reduce(UInt64(0)) { $0 | UInt64(b[sb + offset + $1]) << (8 * UInt64($1)) }
+        }
+        let logBlockSize = le32(0x18)
+        guard logBlockSize <= 6 else { return nil }
+        var blocks = le32(0x04)
+        if le32(0x60) & 0x80 != 0 { blocks |= le32(0x150) << 32 }  // INCOMPAT_64BIT
+        return ExtGeometry(blocks: blocks, blockSize: 1024 << logBlockSize)
+    }
+
+    /// Whether `resize2fs` would grow the filesystem on a device of `deviceBytes`: it aims at the
+    /// device's size in whole blocks — a multiple of the page size when blocks are smaller — and
+    /// has nothing to do when that is the current block count.
+    func needsGrowth(deviceBytes: UInt64, pageSize: UInt64 = UInt64(max(sysconf(Int32(_SC_PAGESIZE)), 1))) -> Bool {
+        var target = deviceBytes / blockSize
+        if pageSize > blockSize { target &= ~(pageSize / blockSize - 1) }
+        return target > blocks
+    }
+}

@@ -29,7 +29,8 @@ public protocol Mounter: Sendable {
     ///   a partition table, an LVM label); it is never formatted over.
     func makeFilesystem(on device: String, fsType: String) async throws(StorageError) -> Bool
 
-    /// Grows the filesystem on `device`, mounted at `mountPoint`, to fill the device (online).
+    /// Grows the filesystem on `device`, mounted at `mountPoint`, to fill the device (online); one
+    /// that already fills it is left as it is.
     func resizeFilesystem(on device: String, mountedAt mountPoint: String) async throws(StorageError)
 
     /// Space and inode usage of the filesystem holding `path`.
@@ -202,8 +203,11 @@ public struct LinuxMounter: Mounter {
             case .filesystem("xfs"):
                 try runChecked("xfs_growfs", [mountPoint], what: "growing the xfs filesystem at \(mountPoint)")
             case .filesystem(let type) where type.hasPrefix("ext"):
-                // The kernel allows online ext resizing only with CAP_SYS_RESOURCE.
-                guard Self.hasCapability(24) else {
+                // The kernel allows online ext resizing only with CAP_SYS_RESOURCE; resize2fs with
+                // nothing to do (the filesystem already fills the device) needs no privilege.
+                var mustGrow = true
+                if let geometry = try ExtGeometry.read(device) { mustGrow = geometry.needsGrowth(deviceBytes: try Self.deviceSize(device)) }
+                guard !mustGrow || Self.hasCapability(24) else {
                     throw StorageError(
                         .unsupported,
                         "growing the mounted \(type) filesystem on \(device) needs CAP_SYS_RESOURCE, which this process does not have")
