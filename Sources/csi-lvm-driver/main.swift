@@ -31,7 +31,7 @@ let program = CommandLineProgram(
                     help: "A block device LVM may scan (repeat for each physical volume); by default LVM scans every device."),
                 CommandLineFlag(
                     "overprovision-ratio", value: "ratio", kind: .number, default: "1.0",
-                    help: "GetCapacity of a thin pool reports its free space times this ratio."),
+                    help: "A thin pool promises at most its size times this ratio, all its thin volumes and snapshots together."),
                 CommandLineFlag(
                     "topology-key", value: "key",
                     help: "The topology key whose value is the node id (default: topology.<driver-name>/node)."),

@@ -121,7 +121,7 @@ public struct DriverConfiguration: Sendable, Hashable {
     public var thinPool: String?
     /// The block devices LVM may scan (the volume groups' physical volumes); empty means all.
     public var lvmScanDevices: [String]
-    /// GetCapacity of a thin pool is its free space times this ratio (≥ 1).
+    /// A thin pool promises at most its size times this ratio (≥ 1) to thin volumes and snapshots.
     public var overprovisionRatio: Double
     /// The topology segment key whose value is the node id.
     public var topologyKey: String

@@ -24,7 +24,8 @@ public final class LVMBackend: VolumeBackend {
         public var volumeGroupPattern: String?
         /// The thin pool to use when a request names none (nil: thick volumes).
         public var thinPool: String?
-        /// Capacity reported for a thin pool = its free space × this ratio (≥ 1).
+        /// A thin pool may promise its size × this ratio (≥ 1) in virtual sizes of thin volumes and
+        /// snapshots, all told; see ``ThinPoolBudget``.
         public var overprovisionRatio: Double
         /// Longest time a cached answer may be served without asking LVM again.
         public var cacheMaximumAge: Duration
@@ -141,7 +142,7 @@ public final class LVMBackend: VolumeBackend {
                     let lv = state.logicalVolumes.first(where: { $0.volumeGroup == group.name && $0.name == pool.rawValue && $0.isThinPool }
                     )
                 else { continue }
-                best = max(best, thinCapacity(lv))
+                best = max(best, thinBudget(lv, state).availableBytes)
             }
             return best
         }
@@ -242,7 +243,8 @@ public final class LVMBackend: VolumeBackend {
 
         defer { cache.invalidate() }
         if let source, source.isThinVolume {
-            // A thin snapshot of the snapshot: instant and shares blocks.
+            // A thin snapshot of the snapshot: instant and shares blocks, but promises its whole size.
+            try checkThinBudget(of: source, state: state, adding: max(size, source.sizeBytes), for: "volume \(id)")
             let sourceName = try LVMName(source.name)
             _ = try await lvm.run(
                 LVMCommand(
@@ -259,12 +261,7 @@ public final class LVMBackend: VolumeBackend {
             else {
                 throw StorageError(.notFound, "thin pool \(group.name)/\(pool) not found")
             }
-            if size > thinCapacity(poolLV) {
-                throw StorageError(
-                    .insufficientCapacity,
-                    "thin pool \(poolLV.path) can provide \(thinCapacity(poolLV)) bytes (free × overprovision ratio \(configuration.overprovisionRatio)); \(size) bytes requested for volume \(id)"
-                )
-            }
+            if let refusal = thinBudget(poolLV, state).refusal(adding: size, for: "volume \(id)") { throw refusal }
             _ = try await lvm.run(
                 LVMCommand(
                     [LVMWord("lvcreate"), LVMWord("-V"), LVMWord(bytes: size), LVMWord("--thin"), LVMWord("-n"), LVMWord(id)]
@@ -337,7 +334,9 @@ public final class LVMBackend: VolumeBackend {
                 "volume \(lv.path): \(bytes) bytes rounded up to the extent size \(group.extentBytes) is \(size) bytes, above the limit of \(limit) bytes"
             )
         }
-        if !lv.isThinVolume && size - lv.sizeBytes > group.freeBytes {
+        if lv.isThinVolume {
+            try checkThinBudget(of: lv, state: state, adding: size - lv.sizeBytes, for: "growing \(lv.path) from \(lv.sizeBytes) to \(size) bytes")
+        } else if size - lv.sizeBytes > group.freeBytes {
             throw StorageError(
                 .insufficientCapacity,
                 "volume group \(group.name) has \(group.freeBytes) bytes free; growing \(lv.path) from \(lv.sizeBytes) to \(size) bytes needs \(size - lv.sizeBytes)"
@@ -395,6 +394,7 @@ public final class LVMBackend: VolumeBackend {
         let tagWords = tags.flatMap { [LVMWord("--addtag"), LVMWord($0)] }
         defer { cache.invalidate() }
         if origin.isThinVolume {
+            try checkThinBudget(of: origin, state: state, adding: origin.sizeBytes, for: "snapshot \(id) of \(origin.path)")
             _ = try await lvm.run(
                 LVMCommand(
                     [LVMWord("lvcreate"), LVMWord("-s"), LVMWord("-kn"), LVMWord("-n"), LVMWord(id)]
@@ -486,10 +486,15 @@ public final class LVMBackend: VolumeBackend {
         return volume(existing, state)
     }
 
-    private func thinCapacity(_ pool: LogicalVolume) -> UInt64 {
-        let used = (pool.dataPercent ?? 0) / 100
-        let free = Double(pool.sizeBytes) * max(0, 1 - used)
-        return UInt64(free * configuration.overprovisionRatio)
+    private func thinBudget(_ pool: LogicalVolume, _ state: LVMState) -> ThinPoolBudget {
+        ThinPoolBudget(pool: pool, logicalVolumes: state.logicalVolumes, ratio: configuration.overprovisionRatio)
+    }
+
+    /// `.insufficientCapacity` unless the thin pool of thin LV `lv` can promise `bytes` more.
+    private func checkThinBudget(of lv: LogicalVolume, state: LVMState, adding bytes: UInt64, for what: String) throws(StorageError) {
+        guard let pool = state.logicalVolumes.first(where: { $0.volumeGroup == lv.volumeGroup && $0.name == lv.pool && $0.isThinPool })
+        else { return }
+        if let refusal = thinBudget(pool, state).refusal(adding: bytes, for: what) { throw refusal }
     }
 
     private func nameTag(_ name: String) throws(StorageError) -> LVMTag {

@@ -31,6 +31,8 @@ struct LogicalVolume: Sendable, Hashable {
     var dataPercent: Double?
     var healthStatus: String
     var segmentType: String
+    /// Metadata usage of a thin pool, percent.
+    var metadataPercent: Double? = nil
 
     var path: String { volumeGroup + "/" + name }
 
@@ -85,6 +87,7 @@ struct LVRow: LVMReportRow {
     var data_percent: String
     var lv_health_status: String
     var segtype: String
+    var metadata_percent: String
 
     init(fields f: [String: String]) throws(JSONError) {
         lv_name = try f.field("lv_name")
@@ -98,16 +101,18 @@ struct LVRow: LVMReportRow {
         data_percent = try f.field("data_percent")
         lv_health_status = try f.field("lv_health_status")
         segtype = try f.field("segtype")
+        metadata_percent = try f.field("metadata_percent")
     }
 
-    static let fields: StaticString = "lv_name,vg_name,lv_uuid,lv_size,lv_attr,lv_tags,origin,pool_lv,data_percent,lv_health_status,segtype"
+    static let fields: StaticString =
+        "lv_name,vg_name,lv_uuid,lv_size,lv_attr,lv_tags,origin,pool_lv,data_percent,lv_health_status,segtype,metadata_percent"
 
     func model() -> LogicalVolume {
         LogicalVolume(
             name: lv_name, volumeGroup: vg_name, uuid: lv_uuid, sizeBytes: UInt64(lv_size) ?? 0,
             attributes: lv_attr, tags: lv_tags.isEmpty ? [] : lv_tags.split(separator: ",").map(String.init),
             origin: origin, pool: pool_lv, dataPercent: Double(data_percent),
-            healthStatus: lv_health_status, segmentType: segtype)
+            healthStatus: lv_health_status, segmentType: segtype, metadataPercent: Double(metadata_percent))
     }
 }
 
