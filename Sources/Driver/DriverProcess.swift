@@ -97,7 +97,16 @@ public struct DriverProcess: Sendable {
                     configuration: .init(
                         driverName: configuration.driverName, volumeGroup: group, volumeGroupPattern: pattern,
                         thinPool: configuration.thinPool, overprovisionRatio: configuration.overprovisionRatio,
-                        scanDevices: configuration.lvmScanDevices.isEmpty ? nil : configuration.lvmScanDevices))
+                        scanDevices: configuration.lvmScanDevices.isEmpty ? nil : configuration.lvmScanDevices,
+                        onDeviceMapperChange: { [logger] available, detail in
+                            if available {
+                                logger.info("device-mapper is available: logical volumes are activated", [("how", detail)])
+                            } else {
+                                logger.warning(
+                                    "device-mapper is not available: logical volumes get no device nodes until it is (looked for again at most every \(LVMBackend.deviceMapperRetryInterval))",
+                                    [("why", detail)])
+                            }
+                        }))
             } catch {
                 throw DriverStartError(message: "LVM backend (--volume-group/--vg-pattern/--thin-pool): \(error)")
             }

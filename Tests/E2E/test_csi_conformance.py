@@ -1183,6 +1183,9 @@ def test_lvm_node_calls_refuse_without_device_mapper(lvm_driver):
         details = expect_code(C.FAILED_PRECONDITION, d.node.NodeStageVolume, pb.NodeStageVolumeRequest(
             volume_id=volume.volume_id, staging_target_path=d.path("plugins", "staging", volume.volume_id), volume_capability=cap))
         assert volume.volume_id in details
+        # The finding is logged once, with what was tried; it is looked for again on later calls.
+        assert "/dev/mapper/control" in details and "looked for again" in details, details
+        assert d.output().count("csi-lvm-driver: device-mapper is not available: ") == 1, d.output()
     finally:
         delete(d, volume.volume_id)
 

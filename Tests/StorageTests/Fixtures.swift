@@ -25,7 +25,7 @@ func lvmTool(_ arguments: [String]) async throws -> ProcessResult {
 @discardableResult
 func lvmToolBlocking(_ arguments: [String]) throws(StorageError) -> ProcessResult {
     var args = arguments
-    if !LVM.shared.deviceMapperAvailable { args.insert(contentsOf: ["--driverloaded", "n"], at: 1) }
+    if !LVM.shared.deviceMapperState.current().available { args.insert(contentsOf: ["--driverloaded", "n"], at: 1) }
     return try runChecked("lvm", args, what: "lvm \(arguments.first ?? "")")
 }
 

@@ -233,7 +233,7 @@ struct LVMBackendTests {
             }
             // The origin cannot go while a snapshot depends on it.
             await #expect { try await lvm.deleteVolume(id: volume.id) } throws: { ($0 as? StorageError)?.code == .busy }
-            if !lvm.activationAvailable {
+            if !(await lvm.activationAvailable) {
                 await #expect {
                     try await lvm.createVolume(VolumeRequest(name: lv("restored"), requiredBytes: 8 << 20, sourceSnapshotID: snap.id))
                 } throws: {
@@ -268,7 +268,7 @@ struct LVMBackendTests {
             let lvm = try backend(vg)
             let volume = try await lvm.createVolume(VolumeRequest(name: lv("pvc-dev"), requiredBytes: 1))
             let device = try await lvm.device(forVolume: volume.id)
-            if lvm.activationAvailable {
+            if await lvm.activationAvailable {
                 // /dev/<vg>/<lv> where udev runs, /dev/mapper/<vg>-<lv> otherwise.
                 #expect(device == .node("/dev/\(vg)/\(lv("pvc-dev"))") || device == .node("/dev/mapper/\(vg)-\(lv("pvc-dev").split(separator: "-").joined(separator: "--"))"))
             } else {

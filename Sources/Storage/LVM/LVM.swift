@@ -15,8 +15,14 @@ import Synchronization
 /// asynchronous I/O on, every command ends by tearing down a kernel AIO context (`io_destroy`), a
 /// fixed cost of ~30 ms, and `--config` cannot switch it off because the I/O layer is set up before
 /// command-line settings apply. `devices/obtain_device_list_from_udev = 0` is appended too, so the
-/// handle never misses a device udev has not processed yet. On a machine without device-mapper every command gets
-/// `--driverloaded n`, so metadata operations work with activation disabled.
+/// handle never misses a device udev has not processed yet. While udev is not running
+/// (`/run/udev/control` is absent, decided each time the handle opens), `activation/udev_rules = 0`
+/// and `activation/udev_sync = 0` are appended as well: LVM then makes the device nodes itself
+/// instead of waiting for udev, without which `lvcreate` fails ("Failed to wipe start of new LV").
+///
+/// While device-mapper is not available (``DeviceMapperAvailability``: looked for again, loading
+/// `dm_mod`, at most every 5 s until it is) every command gets `--driverloaded n`, so metadata
+/// operations work with activation disabled.
 final class LVM: Sendable {
     /// The process-wide client without a device restriction (liblvm2cmd's log callback and the
     /// handle's configuration are process-global).
@@ -58,10 +64,15 @@ final class LVM: Sendable {
     /// The devices LVM is restricted to, or nil for all.
     let scannedDevices: [String]?
 
-    /// Whether `/dev/mapper/control` could be opened: LVs are activated and get device nodes.
-    let deviceMapperAvailable: Bool
+    /// Whether `/dev/mapper/control` opens (LVs are activated and get device nodes), looked for
+    /// again while it does not; read it through ``deviceMapper()`` or on the LVM thread.
+    let deviceMapperState: DeviceMapperAvailability
+    /// Who is told when device-mapper is found, or found missing the first time.
+    private let deviceMapperObservers: DeviceMapperObservers
     /// The private configuration directory the handle reads (`LVM_SYSTEM_DIR`), if it could be made.
     let systemDirectory: String?
+    /// Its `lvm.conf` without the settings that depend on udev running.
+    private let baseConfiguration: String
 
     private let thread = SerialThread()
     /// The open `lvm2_init` handle and what happened to it; only touched on `thread`.
@@ -88,23 +99,39 @@ final class LVM: Sendable {
         var commands: UInt64 = 0
         /// How many times the handle was opened (tests).
         var opened = 0
+        /// Whether the open handle was set up with device-mapper available.
+        var openedWithDeviceMapper = false
+        /// Whether `lvm.conf` was last written for a running udev (nil: not written).
+        var writtenForUdev: Bool?
     }
 
     private init(scanning devices: [String]?) {
         scannedDevices = devices
-        let control = open("/dev/mapper/control", O_RDWR | O_CLOEXEC)
-        if control >= 0 { close(control) }
-        deviceMapperAvailable = control >= 0
-        systemDirectory = LVM.makeSystemDirectory(scanning: devices)
+        let observers = DeviceMapperObservers()
+        deviceMapperObservers = observers
+        deviceMapperState = DeviceMapperAvailability(probe: DeviceMapperAvailability.probeSystem, changed: observers.notify)
+        let host = getenv("LVM_SYSTEM_DIR").map { String(cString: $0) } ?? "/etc/lvm"
+        let base = LVM.configuration(host: host, hostText: readWholeFile(host + "/lvm.conf"), scanning: devices)
+        let udev = LVM.udevRunning()
+        var directory = LVM.makeSystemDirectory(host: host)
+        if let path = directory, !writeWholeFile(path + "/lvm.conf", base + (udev ? "" : LVM.withoutUdev)) {
+            _ = rmTree(path)
+            directory = nil
+        }
+        systemDirectory = directory
+        baseConfiguration = base
         let mask = umask(0o022)
         umask(mask)
         processUmask = mask
         processLocale = setlocale(LC_ALL, nil).map { String(cString: $0) }
+        session.withLock { $0.writtenForUdev = udev }
     }
 
     /// Loads liblvm2cmd if needed and opens a handle; on `thread`. The outcome is in `session`.
     private func openHandle() {
         let directory = systemDirectory
+        if let directory { writeConfiguration(in: directory) }
+        let withDeviceMapper = deviceMapperState.cached?.available ?? false
         let mask = processUmask
         // lvm2_init reads LVM_SYSTEM_DIR once and keeps the path; set it only around the call.
         let previous = getenv("LVM_SYSTEM_DIR").map { String(cString: $0) }
@@ -130,8 +157,42 @@ final class LVM: Sendable {
         session.withLock {
             $0.handle = UInt(bitPattern: h)
             $0.openError = failure
+            $0.openedWithDeviceMapper = withDeviceMapper
             if h != nil { $0.opened += 1 }
         }
+    }
+
+    /// Writes `lvm.conf` into `directory` for whether udev runs now, unless it already is; on `thread`.
+    private func writeConfiguration(in directory: String) {
+        let udev = Self.udevRunning()
+        guard session.withLock({ $0.writtenForUdev != udev }) else { return }
+        if writeWholeFile(directory + "/lvm.conf", baseConfiguration + (udev ? "" : Self.withoutUdev)) {
+            session.withLock { $0.writtenForUdev = udev }
+        }
+    }
+
+    /// Whether udev is running: its control socket exists.
+    static func udevRunning() -> Bool { access("/run/udev/control", F_OK) == 0 }
+
+    /// Whether device-mapper is available, probing (and loading `dm_mod`) when a probe is due.
+    func deviceMapper() async -> DeviceMapperAvailability.Answer {
+        if let known = deviceMapperState.cached { return known }
+        return await betweenCommands { self.deviceMapperOnThread() }
+    }
+
+    /// ``deviceMapper()`` on `thread`: a handle opened before device-mapper appeared is closed,
+    /// so the next command opens one that can activate.
+    private func deviceMapperOnThread() -> DeviceMapperAvailability.Answer {
+        let answer = deviceMapperState.current()
+        if answer.available && session.withLock({ $0.handle != 0 && !$0.openedWithDeviceMapper }) {
+            closeHandle(ifIdleSince: nil)
+        }
+        return answer
+    }
+
+    /// Calls `observer` with the first answer about device-mapper and when it appears later.
+    func observeDeviceMapper(_ observer: @escaping @Sendable (DeviceMapperAvailability.Answer) -> Void) {
+        deviceMapperObservers.add(observer)
     }
 
     /// Closes the handle and unloads liblvm2cmd when no command ran since the `after`-th; on `thread`.
@@ -179,11 +240,13 @@ final class LVM: Sendable {
     ///   anything but success: `.invalidArgument` for a rejected command line, `.notFound`,
     ///   `.alreadyExists`, `.insufficientCapacity`, `.busy` when the error lines say so, else `.failed`.
     func run(_ command: LVMCommand) async throws(StorageError) -> LVMOutput {
-        var words = command.words
-        if !deviceMapperAvailable && !words.isEmpty { words.insert(contentsOf: [LVMWord("--driverloaded"), LVMWord("n")], at: 1) }
-        let line = LVMCommand(words).line
         let mask = processUmask
         return try await thread.run { () throws(StorageError) -> LVMOutput in
+            var words = command.words
+            if !self.deviceMapperOnThread().available && !words.isEmpty {
+                words.insert(contentsOf: [LVMWord("--driverloaded"), LVMWord("n")], at: 1)
+            }
+            let line = LVMCommand(words).line
             if self.session.withLock({ $0.handle == 0 }) { self.openHandle() }
             let (handle, openError, count) = self.session.withLock { s -> (UInt, String?, UInt64) in
                 s.commands &+= 1
@@ -223,8 +286,8 @@ final class LVM: Sendable {
         return try output.rows(key: key, as: Row.self, command: command.line)
     }
 
-    private static func makeSystemDirectory(scanning devices: [String]?) -> String? {
-        let host = getenv("LVM_SYSTEM_DIR").map { String(cString: $0) } ?? "/etc/lvm"
+    /// Makes the private configuration directory with the host's files but `lvm.conf` linked in.
+    private static func makeSystemDirectory(host: String) -> String? {
         var base = "/run/swift-csi"
         if mkdir(base, 0o700) != 0 && errno != EEXIST { base = "/tmp" }
         removeStaleSystemDirectories(in: base)
@@ -240,6 +303,12 @@ final class LVM: Sendable {
             }
             closedir(dir)
         }
+        return path
+    }
+
+    /// The private `lvm.conf`: the host's (`hostText`) between defaults it may override and
+    /// settings the driver needs; ``withoutUdev`` is appended while udev is not running.
+    static func configuration(host: String, hostText: String?, scanning devices: [String]?) -> String {
         var text = """
             # Written by swift-csi for its in-process LVM handle: the host's \(host)/lvm.conf
             # between defaults it may override and settings the driver needs.
@@ -252,7 +321,7 @@ final class LVM: Sendable {
             }
 
             """
-        if let hostText = readWholeFile(host + "/lvm.conf") { text += hostText + "\n" }
+        if let hostText { text += hostText + "\n" }
         text += """
 
             # A kernel AIO context torn down after each command costs ~30 ms (io_destroy).
@@ -276,12 +345,22 @@ final class LVM: Sendable {
             let accept = devices.map { "\"a|^\($0.replacingDots())$|\"" }.joined(separator: ", ")
             text += "devices {\n    global_filter = [ \(accept), \"r|.*|\" ]\n}\n"
         }
-        guard writeWholeFile(path + "/lvm.conf", text) else {
-            _ = rmTree(path)
-            return nil
-        }
-        return path
+        return text
     }
+
+    /// Appended to `lvm.conf` while udev is not running (no `/run/udev/control`; looked at each
+    /// time the handle opens, so a udev started later is used from the next open): LVM would
+    /// wait for udev to make the device node of a new LV and, without it, `lvcreate` fails with
+    /// "Failed to wipe start of new LV". With these, libdevmapper makes the nodes itself and
+    /// nothing waits for udev. A running udev keeps the host's settings.
+    static let withoutUdev = """
+        # udev is not running: make device nodes without it and do not wait for it.
+        activation {
+            udev_rules = 0
+            udev_sync = 0
+        }
+
+        """
 
     private static func removeStaleSystemDirectories(in base: String) {
         guard let dir = opendir(base) else { return }
@@ -360,5 +439,18 @@ extension String {
             out.append(c)
         }
         return out
+    }
+}
+
+/// The callbacks told about device-mapper's availability.
+private final class DeviceMapperObservers: Sendable {
+    private let observers = Mutex<[@Sendable (DeviceMapperAvailability.Answer) -> Void]>([])
+
+    func add(_ observer: @escaping @Sendable (DeviceMapperAvailability.Answer) -> Void) {
+        observers.withLock { $0.append(observer) }
+    }
+
+    func notify(_ answer: DeviceMapperAvailability.Answer) {
+        for observer in observers.withLock({ $0 }) { observer(answer) }
     }
 }

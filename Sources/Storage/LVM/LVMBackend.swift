@@ -32,14 +32,18 @@ public final class LVMBackend: VolumeBackend {
         /// Block devices LVM may scan (the volume groups' physical volumes), or nil for all. LVM
         /// is set up once per process: every backend in a process must give the same list.
         public var scanDevices: [String]?
+        /// Told whether device-mapper is available when that is first found out, and again when
+        /// it appears later (`available`, and how it was found or why it is missing).
+        public var onDeviceMapperChange: (@Sendable (_ available: Bool, _ detail: String) -> Void)?
 
         /// Creates a configuration; give a `volumeGroup` or a `volumeGroupPattern`.
         public init(
             driverName: String, volumeGroup: String? = nil, volumeGroupPattern: String? = nil,
             thinPool: String? = nil, overprovisionRatio: Double = 1.0, cacheMaximumAge: Duration = .milliseconds(900),
-            scanDevices: [String]? = nil
+            scanDevices: [String]? = nil, onDeviceMapperChange: (@Sendable (_ available: Bool, _ detail: String) -> Void)? = nil
         ) {
             self.scanDevices = scanDevices
+            self.onDeviceMapperChange = onDeviceMapperChange
             self.driverName = driverName
             self.volumeGroup = volumeGroup
             self.volumeGroupPattern = volumeGroupPattern
@@ -89,12 +93,19 @@ public final class LVMBackend: VolumeBackend {
         self.configuration = configuration
         self.ownerTag = try LVMTag(Self.tagPrefix + "owner=" + LVMTag.encode(configuration.driverName))
         self.lvm = try LVM.client(scanning: configuration.scanDevices)
+        if let report = configuration.onDeviceMapperChange { lvm.observeDeviceMapper { report($0.available, $0.detail) } }
         let lvmDirectory = metadataDirectory ?? getenvString("LVM_SYSTEM_DIR") ?? "/etc/lvm"
         self.cache = LVMStateCache(lvm: lvm, lvmDirectory: lvmDirectory, maximumAge: configuration.cacheMaximumAge)
     }
 
-    /// Whether LVs get device nodes on this machine (device-mapper is available).
-    public var activationAvailable: Bool { lvm.deviceMapperAvailable }
+    /// How long a finding that device-mapper is missing stands before it is looked for again.
+    public static var deviceMapperRetryInterval: Duration { DeviceMapperAvailability.retryInterval }
+
+    /// Whether LVs get device nodes on this machine (device-mapper is available); looked for
+    /// again, loading `dm_mod`, while it is not (at most every ``deviceMapperRetryInterval``).
+    public var activationAvailable: Bool {
+        get async { await lvm.deviceMapper().available }
+    }
 
     /// The volume id for a request name: the name itself when it is a valid LV name of at most 63
     /// bytes, else `csi-` and a 128-bit hash of the name in hex.
@@ -154,10 +165,11 @@ public final class LVMBackend: VolumeBackend {
         guard let lv = owned(state, id: id, kind: "volume") else {
             throw StorageError(.notFound, "volume \(id) not found in any volume group")
         }
-        guard lvm.deviceMapperAvailable else {
+        let deviceMapper = await lvm.deviceMapper()
+        guard deviceMapper.available else {
             return .unavailable(
                 reason:
-                    "logical volume \(lv.path) has no device node: device-mapper is not available on this machine (/dev/mapper/control cannot be opened), so activation is disabled"
+                    "logical volume \(lv.path) has no device node: device-mapper is not available on this machine (\(deviceMapper.detail)), so activation is disabled; it is looked for again at most every \(DeviceMapperAvailability.retryInterval)"
             )
         }
         let vg = try LVMName(lv.volumeGroup, kind: .volumeGroup)
@@ -239,7 +251,8 @@ public final class LVMBackend: VolumeBackend {
         if let fsTag { tags.append(fsTag) }
         if let source { tags.append(try LVMTag(Self.tagPrefix + "source=" + LVMTag.encode(source.name))) }
         let tagWords = tags.flatMap { [LVMWord("--addtag"), LVMWord($0)] }
-        let activation = lvm.deviceMapperAvailable ? [LVMWord("-ay"), LVMWord("-y")] : [LVMWord("-an"), LVMWord("-Zn")]
+        let deviceMapper = await lvm.deviceMapper().available
+        let activation = deviceMapper ? [LVMWord("-ay"), LVMWord("-y")] : [LVMWord("-an"), LVMWord("-Zn")]
 
         defer { cache.invalidate() }
         if let source, source.isThinVolume {
@@ -249,7 +262,7 @@ public final class LVMBackend: VolumeBackend {
             _ = try await lvm.run(
                 LVMCommand(
                     [LVMWord("lvcreate"), LVMWord("-s"), LVMWord("-kn"), LVMWord("-n"), LVMWord(id)]
-                        + (lvm.deviceMapperAvailable ? [LVMWord("-ay")] : [LVMWord("-an")]) + tagWords + [LVMWord(vg, sourceName)]))
+                        + (deviceMapper ? [LVMWord("-ay")] : [LVMWord("-an")]) + tagWords + [LVMWord(vg, sourceName)]))
             state = try await cache.fresh()
             if size > source.sizeBytes {
                 _ = try await lvm.run(LVMCommand([LVMWord("lvextend"), LVMWord("-L"), LVMWord(bytes: size), LVMWord(vg, id)]))
@@ -265,7 +278,7 @@ public final class LVMBackend: VolumeBackend {
             _ = try await lvm.run(
                 LVMCommand(
                     [LVMWord("lvcreate"), LVMWord("-V"), LVMWord(bytes: size), LVMWord("--thin"), LVMWord("-n"), LVMWord(id)]
-                        + (lvm.deviceMapperAvailable ? [LVMWord("-ay")] : [LVMWord("-an")]) + tagWords + [LVMWord(vg, pool)]))
+                        + (deviceMapper ? [LVMWord("-ay")] : [LVMWord("-an")]) + tagWords + [LVMWord(vg, pool)]))
         } else {
             if size > group.freeBytes {
                 throw StorageError(
@@ -273,7 +286,7 @@ public final class LVMBackend: VolumeBackend {
                     "volume group \(group.name) has \(group.freeBytes) bytes free; \(size) bytes requested for volume \(id)")
             }
             if let source {
-                guard lvm.deviceMapperAvailable else {
+                guard deviceMapper else {
                     throw StorageError(
                         .unsupported,
                         "volume \(id) from snapshot \(source.path) needs the snapshot's data copied, which needs device nodes; device-mapper is not available on this machine"
@@ -392,13 +405,14 @@ public final class LVMBackend: VolumeBackend {
             try LVMTag(Self.tagPrefix + "created=" + created),
         ]
         let tagWords = tags.flatMap { [LVMWord("--addtag"), LVMWord($0)] }
+        let deviceMapper = await lvm.deviceMapper().available
         defer { cache.invalidate() }
         if origin.isThinVolume {
             try checkThinBudget(of: origin, state: state, adding: origin.sizeBytes, for: "snapshot \(id) of \(origin.path)")
             _ = try await lvm.run(
                 LVMCommand(
                     [LVMWord("lvcreate"), LVMWord("-s"), LVMWord("-kn"), LVMWord("-n"), LVMWord(id)]
-                        + (lvm.deviceMapperAvailable ? [] : [LVMWord("-an")]) + tagWords + [LVMWord(vg, originName)]))
+                        + (deviceMapper ? [] : [LVMWord("-an")]) + tagWords + [LVMWord(vg, originName)]))
             return try await reloadSnapshot(id: id.rawValue)
         }
         // A classic snapshot whose exception store is as large as the origin, so it can never overflow.
@@ -410,7 +424,7 @@ public final class LVMBackend: VolumeBackend {
                 .insufficientCapacity,
                 "volume group \(group.name) has \(group.freeBytes) bytes free; a snapshot of \(origin.path) needs \(origin.sizeBytes)")
         }
-        if lvm.deviceMapperAvailable {
+        if deviceMapper {
             _ = try await lvm.run(
                 LVMCommand(
                     [LVMWord("lvcreate"), LVMWord("-s"), LVMWord("-L"), LVMWord(bytes: origin.sizeBytes), LVMWord("-n"), LVMWord(id)]
