@@ -70,7 +70,9 @@ class Driver:
 
     def start(self, timeout=30):
         """Starts the process (again, after a kill) and waits until it answers."""
-        self.process = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT)
+        # A session of its own: kill() takes the driver's children (mkfs, resize2fs) with it, as a
+        # container's end does.
+        self.process = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while not os.path.exists(self.socket):
             if self.process.poll() is not None:
@@ -88,8 +90,11 @@ class Driver:
         self.node = self.csi.grpc.NodeStub(self.channel)
 
     def kill(self):
-        """SIGKILL: no cleanup runs, the socket stays behind as after a crash."""
-        self.process.kill()
+        """SIGKILL to the driver and its children: no cleanup runs, the socket stays behind."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self.process.wait()
 
     def output(self):

@@ -103,3 +103,13 @@ def paths(driver, request):
     yield staging, target
     csi_support.unmount_all_under(base)
     shutil.rmtree(base, ignore_errors=True)
+    remove_everything(driver)
+
+
+def remove_everything(driver):
+    """Deletes every snapshot and volume the driver owns, so each test starts with the VG's room."""
+    pb = driver.csi.pb
+    for snap in driver.controller.ListSnapshots(pb.ListSnapshotsRequest()).entries:
+        driver.controller.DeleteSnapshot(pb.DeleteSnapshotRequest(snapshot_id=snap.snapshot.snapshot_id))
+    for entry in driver.controller.ListVolumes(pb.ListVolumesRequest()).entries:
+        driver.controller.DeleteVolume(pb.DeleteVolumeRequest(volume_id=entry.volume.volume_id))
