@@ -5,7 +5,6 @@ path on a real kernel)."""
 import importlib
 import importlib.resources
 import os
-import shutil
 import signal
 import subprocess
 import sys

@@ -2,15 +2,15 @@
 
 The rules come from the CSI specification's error tables and from what kubernetes-csi's
 csi-sanity checks: every RPC, every error code, idempotency of every call. The real binary
-runs twice: with the loop-file backend (the whole node path: format, mount, bind, write,
-expand, stats) and with the LVM backend on a volume group made on a loop device here (this
-kernel has no device-mapper, so node calls must refuse clearly while controller calls work).
+runs twice: with the loop-file backend and with the LVM backend on a volume group made on a loop
+device. The node tests run on both where the kernel has device-mapper (in Tests/VM, where this
+suite runs again with `-k lvm`); without it, LVM node calls must refuse clearly while controller
+calls work.
 
 Stubs are generated at test time from Sources/CSI/Protos into a temporary directory.
 """
 
 import concurrent.futures
-import importlib
 import os
 import shutil
 import signal
@@ -23,13 +23,14 @@ import uuid
 import grpc
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BINARY = os.path.join(ROOT, ".build", "debug", "csi-lvm-driver")
+sys.path.insert(0, os.path.dirname(__file__))
+from csi_support import (  # noqa: E402
+    BINARY, GIB, MIB, ROOT, C, Driver as BaseDriver, block_cap, create, delete, device_mapper_available, expect_code,
+    generate_stubs, is_mounted, mount_cap, name, stage, stage_and_publish, unmount_all_under)
+
 DRIVER_NAME = "conformance.csi.swift-csi.io"
 NODE_ID = "node0"
 TOPOLOGY_KEY = "topology.%s/node" % DRIVER_NAME
-MIB = 1 << 20
-GIB = 1 << 30
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: loop devices, mounts and LVM")
 
@@ -41,22 +42,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: loop devi
 @pytest.fixture(scope="session")
 def csi():
     """The csi_pb2 and csi_pb2_grpc modules, generated from the project's own csi.proto."""
-    from grpc_tools import protoc
-    import importlib.resources
-
-    out = tempfile.mkdtemp(prefix="csi-stubs-")
-    include = str(importlib.resources.files("grpc_tools") / "_proto")
-    protos = os.path.join(ROOT, "Sources", "CSI", "Protos")
-    rc = protoc.main(["protoc", "-I" + protos, "-I" + include, "--python_out=" + out,
-                      "--grpc_python_out=" + out, os.path.join(protos, "csi.proto")])
-    assert rc == 0, "protoc failed on %s/csi.proto" % protos
-    sys.path.insert(0, out)
-    try:
-        pb2 = importlib.import_module("csi_pb2")
-        grpc_mod = importlib.import_module("csi_pb2_grpc")
-    finally:
-        sys.path.remove(out)
-    yield type("CSI", (), {"pb": pb2, "grpc": grpc_mod})
+    stubs, out = generate_stubs()
+    yield stubs
     shutil.rmtree(out, ignore_errors=True)
 
 
@@ -67,64 +54,13 @@ def binary():
     return BINARY
 
 
-class Driver:
-    """One csi-lvm-driver process on a temporary socket, with stubs for its three services."""
+class Driver(BaseDriver):
+    """The conformance suite's driver: its name, node id and volume limit."""
 
     def __init__(self, binary, csi, workdir, extra_args, kubelet_dir=None):
-        self.csi = csi
-        self.backend = extra_args[extra_args.index("--backend") + 1] if "--backend" in extra_args else "lvm"
-        self.workdir = workdir
-        self.kubelet_dir = kubelet_dir or os.path.join(workdir, "kubelet")
-        os.makedirs(self.kubelet_dir, exist_ok=True)
-        self.socket = os.path.join(workdir, "csi.sock")
-        self.log_path = os.path.join(workdir, "driver.log")
-        self.args = [binary, "--endpoint", "unix://" + self.socket, "--driver-name", DRIVER_NAME,
-                     "--node-id", NODE_ID, "--kubelet-dir", self.kubelet_dir, "--max-volumes-per-node", "17",
-                     "--shutdown-grace", "5", "-v", "debug"] + extra_args
-        self.log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while not os.path.exists(self.socket):
-            if self.process.poll() is not None:
-                raise AssertionError("driver exited with %s before creating %s:\n%s"
-                                     % (self.process.returncode, self.socket, self.output()))
-            if time.monotonic() > deadline:
-                raise AssertionError("driver did not create %s within 30 s:\n%s" % (self.socket, self.output()))
-            time.sleep(0.02)
-        self.channel = grpc.insecure_channel("unix://" + self.socket)
-        grpc.channel_ready_future(self.channel).result(timeout=10)
-        self.identity = csi.grpc.IdentityStub(self.channel)
-        self.controller = csi.grpc.ControllerStub(self.channel)
-        self.node = csi.grpc.NodeStub(self.channel)
-
-    def output(self):
-        self.log.flush()
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def path(self, *parts):
-        """A path under the kubelet directory (the only place staging and target paths may be)."""
-        return os.path.join(self.kubelet_dir, *parts)
-
-    def stop(self):
-        self.channel.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-        return self.process.returncode
-
-
-def unmount_all_under(path):
-    """Unmount every mount below `path`, deepest first (cleanup after a failed test)."""
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    for point in sorted((p for p in points if p.startswith(path + "/")), key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+        super().__init__(binary, csi, workdir, extra_args, kubelet_dir=kubelet_dir, driver_name=DRIVER_NAME,
+                         node_id=NODE_ID,
+                         common_args=["--max-volumes-per-node", "17", "--shutdown-grace", "5", "-v", "debug"])
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +82,10 @@ def loopfile_driver(binary, csi):
 
 def lvm(*args):
     env = dict(os.environ, LVM_SUPPRESS_FD_WARNINGS="1")
-    return subprocess.run(["lvm", args[0], "--driverloaded", "n"] + list(args[1:]), env=env,
+    words = ["lvm", args[0]] + ([] if device_mapper_available() else ["--driverloaded", "n"])
+    if device_mapper_available() and not os.path.exists("/run/udev/control"):
+        words += ["--config", "activation { udev_rules = 0 udev_sync = 0 }"]
+    return subprocess.run(words + list(args[1:]), env=env,
                           capture_output=True, text=True)
 
 
@@ -193,70 +132,19 @@ def driver(request):
     return request.getfixturevalue(request.param + "_driver")
 
 
+@pytest.fixture(params=["loopfile", "lvm"])
+def node_driver(request):
+    """A driver whose node path works: loop files everywhere, LVM where device-mapper is."""
+    if request.param == "lvm" and not device_mapper_available():
+        pytest.skip("the LVM node path needs device-mapper; Tests/VM runs it on a real kernel")
+    return request.getfixturevalue(request.param + "_driver")
+
+
 # ---------------------------------------------------------------------------------------------
 # Helpers
 
 
-def name(prefix="pvc"):
-    return "%s-%s" % (prefix, uuid.uuid4())
 
-
-def mount_cap(csi, fs_type="", mode=None, flags=()):
-    pb = csi.pb
-    mode = pb.VolumeCapability.AccessMode.SINGLE_NODE_WRITER if mode is None else mode
-    return pb.VolumeCapability(mount=pb.VolumeCapability.MountVolume(fs_type=fs_type, mount_flags=list(flags)),
-                               access_mode=pb.VolumeCapability.AccessMode(mode=mode))
-
-
-def block_cap(csi, mode=None):
-    pb = csi.pb
-    mode = pb.VolumeCapability.AccessMode.SINGLE_NODE_WRITER if mode is None else mode
-    return pb.VolumeCapability(block=pb.VolumeCapability.BlockVolume(),
-                               access_mode=pb.VolumeCapability.AccessMode(mode=mode))
-
-
-def expect_code(code, call, *args, **kwargs):
-    with pytest.raises(grpc.RpcError) as info:
-        call(*args, **kwargs)
-    assert info.value.code() == code, "expected %s, got %s: %s" % (code, info.value.code(), info.value.details())
-    return info.value.details()
-
-
-def create(d, size=16 * MIB, vol_name=None, cap=None, **kwargs):
-    pb = d.csi.pb
-    request = pb.CreateVolumeRequest(name=vol_name or name(), capacity_range=pb.CapacityRange(required_bytes=size),
-                                     volume_capabilities=[cap or mount_cap(d.csi)], **kwargs)
-    return d.controller.CreateVolume(request).volume
-
-
-def delete(d, volume_id):
-    d.controller.DeleteVolume(d.csi.pb.DeleteVolumeRequest(volume_id=volume_id))
-
-
-def stage(d, vid, staging, cap):
-    d.node.NodeStageVolume(d.csi.pb.NodeStageVolumeRequest(volume_id=vid, staging_target_path=staging, volume_capability=cap))
-
-
-def stage_and_publish(d, vid, staging, target, cap, readonly=False):
-    stage(d, vid, staging, cap)
-    d.node.NodePublishVolume(d.csi.pb.NodePublishVolumeRequest(volume_id=vid, staging_target_path=staging, target_path=target,
-                                                               volume_capability=cap, readonly=readonly))
-
-
-def device_mapper_available():
-    try:
-        os.close(os.open("/dev/mapper/control", os.O_RDWR))
-        return True
-    except OSError:
-        return False
-
-
-def is_mounted(path):
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path for line in f)
-
-
-C = grpc.StatusCode
 
 
 # ---------------------------------------------------------------------------------------------
@@ -794,22 +682,22 @@ def test_node_invalid_arguments(driver):
         expect_code(C.INVALID_ARGUMENT, call, request)
 
 
-def test_node_symlink_escaping_kubelet_dir_is_refused(loopfile_driver):
-    pb = loopfile_driver.csi.pb
+def test_node_symlink_escaping_kubelet_dir_is_refused(node_driver):
+    pb = node_driver.csi.pb
     outside = tempfile.mkdtemp(prefix="csi-outside-")
-    link = loopfile_driver.path("pods", "evil-link")
+    link = node_driver.path("pods", "evil-link")
     os.makedirs(os.path.dirname(link), exist_ok=True)
     os.symlink(outside, link)
     try:
-        expect_code(C.INVALID_ARGUMENT, loopfile_driver.node.NodeStageVolume, pb.NodeStageVolumeRequest(
-            volume_id="v", staging_target_path=os.path.join(link, "stage"), volume_capability=mount_cap(loopfile_driver.csi)))
+        expect_code(C.INVALID_ARGUMENT, node_driver.node.NodeStageVolume, pb.NodeStageVolumeRequest(
+            volume_id="v", staging_target_path=os.path.join(link, "stage"), volume_capability=mount_cap(node_driver.csi)))
     finally:
         os.unlink(link)
         shutil.rmtree(outside, ignore_errors=True)
 
 
-def test_node_unknown_volume_is_not_found(loopfile_driver):
-    d = loopfile_driver
+def test_node_unknown_volume_is_not_found(node_driver):
+    d = node_driver
     pb = d.csi.pb
     staging = d.path("plugins", "staging", "missing")
     target = d.path("pods", "missing", "mount")
@@ -824,10 +712,10 @@ def test_node_unknown_volume_is_not_found(loopfile_driver):
 
 
 @pytest.mark.parametrize("call", ["NodeGetVolumeStats", "NodeExpandVolume"])
-def test_node_unknown_volume_with_a_bad_path_is_not_found(loopfile_driver, call):
+def test_node_unknown_volume_with_a_bad_path_is_not_found(node_driver, call):
     """The volume is looked up before its path is checked: an unknown volume is NOT_FOUND even at a
     relative path or one outside the kubelet directory; a known one at such a path is INVALID_ARGUMENT."""
-    d = loopfile_driver
+    d = node_driver
     pb = d.csi.pb
     request = getattr(pb, call + "Request")
     method = getattr(d.node, call)
@@ -843,8 +731,8 @@ def test_node_unknown_volume_with_a_bad_path_is_not_found(loopfile_driver, call)
         delete(d, volume.volume_id)
 
 
-def test_node_publish_requires_stage(loopfile_driver):
-    d = loopfile_driver
+def test_node_publish_requires_stage(node_driver):
+    d = node_driver
     pb = d.csi.pb
     volume = create(d)
     try:
@@ -863,12 +751,12 @@ def has_cap_sys_resource():
 
 
 @pytest.mark.parametrize("fs_type, size, grown", [("xfs", 320 * MIB, 448 * MIB), ("ext4", 32 * MIB, 96 * MIB)])
-def test_node_path_end_to_end(loopfile_driver, fs_type, size, grown):
+def test_node_path_end_to_end(node_driver, fs_type, size, grown):
     """Create, stage (format), publish, write, unpublish, re-publish and read, expand online,
     stats, snapshot, and delete — each mutating call repeated to prove idempotency."""
     # Growing ext4 online needs CAP_SYS_RESOURCE; without it only that step is left out.
     can_grow = fs_type != "ext4" or has_cap_sys_resource()
-    d = loopfile_driver
+    d = node_driver
     pb = d.csi.pb
     cap = mount_cap(d.csi, fs_type=fs_type, flags=["noatime"])
     volume = create(d, size=size, cap=cap)
@@ -978,10 +866,10 @@ def test_node_path_end_to_end(loopfile_driver, fs_type, size, grown):
 
 
 @pytest.mark.parametrize("fs_type, size", [("ext4", 32 * MIB), ("xfs", 300 * MIB)])
-def test_node_expand_of_a_filesystem_that_fills_its_device(loopfile_driver, fs_type, size):
+def test_node_expand_of_a_filesystem_that_fills_its_device(node_driver, fs_type, size):
     """NodeExpandVolume with nothing to grow succeeds (no CAP_SYS_RESOURCE needed for ext4) and
     reports the volume's size; the filesystem is unchanged."""
-    d = loopfile_driver
+    d = node_driver
     pb = d.csi.pb
     cap = mount_cap(d.csi, fs_type=fs_type)
     volume = create(d, size=size, cap=cap)
@@ -1034,8 +922,8 @@ def test_node_stats_report_a_volume_that_vanished(loopfile_driver):
         delete(d, vid)
 
 
-def test_node_read_only_publish(loopfile_driver):
-    d = loopfile_driver
+def test_node_read_only_publish(node_driver):
+    d = node_driver
     pb = d.csi.pb
     cap = mount_cap(d.csi)
     volume = create(d, cap=cap)
@@ -1054,8 +942,8 @@ def test_node_read_only_publish(loopfile_driver):
         delete(d, vid)
 
 
-def test_node_xfs(loopfile_driver):
-    d = loopfile_driver
+def test_node_xfs(node_driver):
+    d = node_driver
     pb = d.csi.pb
     cap = mount_cap(d.csi, fs_type="xfs")
     volume = create(d, size=320 * MIB, cap=cap)
@@ -1079,9 +967,9 @@ XFS_MINIMUM = 300 * MIB  # mkfs.xfs refuses anything smaller ("Filesystem must b
 
 
 @pytest.mark.parametrize("asked_by", ["capability", "parameter"])
-def test_xfs_volume_is_made_large_enough_for_mkfs(loopfile_driver, asked_by):
+def test_xfs_volume_is_made_large_enough_for_mkfs(node_driver, asked_by):
     """A 64 MiB volume for xfs is created at xfs's minimum size, reports it, and stages."""
-    d = loopfile_driver
+    d = node_driver
     pb = d.csi.pb
     cap = mount_cap(d.csi, fs_type="xfs")
     if asked_by == "capability":
@@ -1108,8 +996,8 @@ def test_xfs_volume_is_made_large_enough_for_mkfs(loopfile_driver, asked_by):
         delete(d, vid)
 
 
-def test_xfs_limit_below_its_minimum_is_out_of_range(loopfile_driver):
-    d = loopfile_driver
+def test_xfs_limit_below_its_minimum_is_out_of_range(node_driver):
+    d = node_driver
     pb = d.csi.pb
     request = pb.CreateVolumeRequest(name=name(), capacity_range=pb.CapacityRange(required_bytes=64 * MIB, limit_bytes=200 * MIB),
                                      volume_capabilities=[mount_cap(d.csi, fs_type="xfs")])
@@ -1124,9 +1012,9 @@ def test_xfs_limit_below_its_minimum_is_out_of_range(loopfile_driver):
         delete(d, volume.volume_id)
 
 
-def test_stage_xfs_on_a_volume_too_small_is_failed_precondition(loopfile_driver):
+def test_stage_xfs_on_a_volume_too_small_is_failed_precondition(node_driver):
     """A volume created without an fs type is sized as asked; staging it as xfs says why it cannot."""
-    d = loopfile_driver
+    d = node_driver
     pb = d.csi.pb
     volume = create(d, size=64 * MIB, cap=mount_cap(d.csi))
     vid = volume.volume_id
@@ -1145,8 +1033,8 @@ def test_stage_xfs_on_a_volume_too_small_is_failed_precondition(loopfile_driver)
         delete(d, vid)
 
 
-def test_node_raw_block(loopfile_driver):
-    d = loopfile_driver
+def test_node_raw_block(node_driver):
+    d = node_driver
     pb = d.csi.pb
     cap = block_cap(d.csi)
     volume = create(d, size=16 * MIB, cap=cap)

@@ -1,7 +1,5 @@
 """What a thin pool promises, and sizes a filesystem needs, against lvs."""
 
-import os
-
 from conftest import POOL, RATIO, lvs
 from csi_support import C, MIB, create, expect_code, findmnt, mount_cap, publish, stage
 
