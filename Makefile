@@ -2,17 +2,24 @@
 SWIFT ?= swift
 PYTHON ?= python3
 
-.PHONY: demo test deps build release bench-memory bench-memory-h2 linker-order swift-test py-test generate check-generated fuzz fuzz-deflate bench bench-deflate bench-lvm clean
+.PHONY: demo test vm-test deps build release bench-memory bench-memory-h2 linker-order swift-test py-test generate check-generated fuzz fuzz-deflate bench bench-deflate bench-lvm clean
 
 ## Run the main job on its embedded default.
 demo:
 	bash scripts/demo.sh
 
-## Run every test (installs what it needs first).
+## Run every test (installs what it needs first), the LVM path on a real kernel (vm-test) included.
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	$(MAKE) py-test
+	$(MAKE) vm-test
+
+## The LVM path on Debian's kernel under qemu: Tests/VM/lvm without and with udev, and the
+## conformance suite's LVM cases (Tests/VM/README.md). Sets the VM up on first use.
+vm-test: deps
+	$(SWIFT) build --product csi-lvm-driver
+	bash Tests/VM/run-lvm-suite
 
 deps:
 	@bash scripts/install-deps.sh

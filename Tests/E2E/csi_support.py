@@ -22,11 +22,21 @@ GIB = 1 << 30
 C = grpc.StatusCode
 
 
-def generate_stubs():
-    """(csi_pb2, csi_pb2_grpc) generated into a temporary directory, and that directory."""
+def generate_stubs(out=None):
+    """(csi_pb2, csi_pb2_grpc) generated into `out` (default: a new temporary directory), and that
+    directory. Where SWIFT_CSI_STUBS names a directory that holds them already, they are imported
+    from there (Tests/VM makes them on the host: protoc is slow under emulation)."""
+    ready = os.environ.get("SWIFT_CSI_STUBS")
+    if ready and out is None and os.path.exists(os.path.join(ready, "csi_pb2.py")):
+        sys.path.insert(0, ready)
+        try:
+            return type("CSI", (), {"pb": importlib.import_module("csi_pb2"),
+                                    "grpc": importlib.import_module("csi_pb2_grpc")}), tempfile.mkdtemp(prefix="csi-stubs-")
+        finally:
+            sys.path.remove(ready)
     from grpc_tools import protoc
 
-    out = tempfile.mkdtemp(prefix="csi-stubs-")
+    out = out or tempfile.mkdtemp(prefix="csi-stubs-")
     include = str(importlib.resources.files("grpc_tools") / "_proto")
     protos = os.path.join(ROOT, "Sources", "CSI", "Protos")
     rc = protoc.main(["protoc", "-I" + protos, "-I" + include, "--python_out=" + out,

@@ -1062,6 +1062,7 @@ def test_node_raw_block(node_driver):
         delete(d, vid)
 
 
+@pytest.mark.skipif(device_mapper_available(), reason="this kernel has device-mapper")
 def test_lvm_node_calls_refuse_without_device_mapper(lvm_driver):
     d = lvm_driver
     pb = d.csi.pb
