@@ -506,8 +506,7 @@ public final class LVMBackend: VolumeBackend {
 
     /// `.insufficientCapacity` unless the thin pool of thin LV `lv` can promise `bytes` more.
     private func checkThinBudget(of lv: LogicalVolume, state: LVMState, adding bytes: UInt64, for what: String) throws(StorageError) {
-        guard let pool = state.logicalVolumes.first(where: { $0.volumeGroup == lv.volumeGroup && $0.name == lv.pool && $0.isThinPool })
-        else { return }
+        guard let pool = thinPool(of: lv, state) else { return }
         if let refusal = thinBudget(pool, state).refusal(adding: bytes, for: what) { throw refusal }
     }
 
@@ -533,7 +532,13 @@ public final class LVMBackend: VolumeBackend {
         Volume(
             id: lv.name, name: tagValue(lv, "name"), capacityBytes: lv.sizeBytes, fsType: tagValue(lv, "fs"),
             sourceSnapshotID: tagValue(lv, "source"), location: lv.path,
-            condition: lv.condition(in: state.group(lv.volumeGroup)))
+            condition: lv.condition(in: state.group(lv.volumeGroup), pool: thinPool(of: lv, state)))
+    }
+
+    /// The thin pool of thin LV `lv`, nil for other LVs.
+    private func thinPool(of lv: LogicalVolume, _ state: LVMState) -> LogicalVolume? {
+        guard lv.isThinVolume, !lv.pool.isEmpty else { return nil }
+        return state.logicalVolumes.first { $0.volumeGroup == lv.volumeGroup && $0.name == lv.pool && $0.isThinPool }
     }
 
     private func snapshot(_ lv: LogicalVolume) -> Snapshot {

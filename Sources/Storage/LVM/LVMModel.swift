@@ -43,8 +43,9 @@ struct LogicalVolume: Sendable, Hashable {
     /// Whether some other LV is a classic snapshot of this one (`o` = origin).
     var isOrigin: Bool { attributes.first == "o" }
 
-    /// Health from `lv_attr` and `lv_health_status`.
-    func condition(in group: VolumeGroup?) -> VolumeCondition {
+    /// Health from `lv_attr` and `lv_health_status`, and for a thin volume from its thin pool's
+    /// (``thinPoolProblems``): a pool that cannot take writes makes every volume in it abnormal.
+    func condition(in group: VolumeGroup?, pool: LogicalVolume? = nil) -> VolumeCondition {
         let attr = Array(attributes)
         var problems: [String] = []
         if !healthStatus.isEmpty { problems.append("health status \"\(healthStatus)\"") }
@@ -68,9 +69,32 @@ struct LogicalVolume: Sendable, Hashable {
         if let group, group.missingPhysicalVolumes > 0, problems.isEmpty || attr.count <= 8 {
             problems.append("volume group \(group.name) is missing \(group.missingPhysicalVolumes) physical volume(s)")
         }
+        if let pool, let poolProblems = pool.thinPoolProblems {
+            problems.append("its thin pool \(pool.path) (lv_attr \(pool.attributes)) \(poolProblems)")
+        }
         if problems.isEmpty { return .healthy }
         return VolumeCondition(
             abnormal: true, message: "logical volume \(path) (lv_attr \(attributes)): " + problems.joined(separator: "; "))
+    }
+
+    /// What keeps this thin pool from taking writes, or nil: out of data space (`lv_attr` 9th
+    /// character `D`), metadata read-only (`M`), failed (`F`), or data or metadata usage at 100 %.
+    var thinPoolProblems: String? {
+        guard isThinPool else { return nil }
+        let attr = Array(attributes)
+        var problems: [String] = []
+        if attr.count > 8 {
+            switch attr[8] {
+            case "D": problems.append("is out of data space")
+            case "M": problems.append("has read-only metadata")
+            case "F": problems.append("has failed")
+            default: break
+            }
+        }
+        if let dataPercent, dataPercent >= 100 { problems.append("has its data \(dataPercent) % used") }
+        if let metadataPercent, metadataPercent >= 100 { problems.append("has its metadata \(metadataPercent) % used") }
+        if problems.isEmpty && !healthStatus.isEmpty { problems.append("has health status \"\(healthStatus)\"") }
+        return problems.isEmpty ? nil : problems.joined(separator: ", ")
     }
 }
 
