@@ -58,6 +58,16 @@ public protocol VolumeBackend: Sendable {
 
     /// Succeeds while the backing store answers (for CSI Probe).
     func probe() async throws(StorageError)
+
+    /// Why `device`, found behind a path where volume `id` is published, is not (or no longer) a
+    /// working device of that volume, or nil when it is or the backend cannot tell. ``LVMBackend``:
+    /// the LV is not active while device-mapper is available, or is active as another device.
+    func deviceProblem(_ device: DeviceNumber, ofVolume id: String) async throws(StorageError) -> String?
+}
+
+extension VolumeBackend {
+    /// Nil: the backend cannot tell.
+    public func deviceProblem(_ device: DeviceNumber, ofVolume id: String) async throws(StorageError) -> String? { nil }
 }
 
 /// What to create.

@@ -65,16 +65,26 @@ import Testing
 }
 
 @Suite struct NodeHelperTests {
-    @Test func deviceSymlinksResolveToTheNode() throws {
+    /// A raw block target is recognised by the device number of the node bound there, through
+    /// symbolic links (LVM's /dev/vg/lv) and whatever the node's name.
+    @Test(.enabled(if: getuid() == 0, "mknod needs root")) func blockTargetsAreRecognisedByDeviceNumber() throws {
         let dir = DriverProcessTests.temporaryDirectory()
         defer {
             unlink(dir + "/lv")
+            unlink(dir + "/node")
             rmdir(dir)
         }
-        #expect(symlink("/dev/null", dir + "/lv") == 0)
-        #expect(NodeServer.resolved(dir + "/lv") == "/dev/null")
-        #expect(NodeServer.basename(NodeServer.resolved(dir + "/lv")) == "null")
-        #expect(NodeServer.resolved(dir + "/missing") == dir + "/missing")
+        // 259:300 (a minor above 255 uses the high bits of dev_t).
+        let major: UInt64 = 259
+        let minor: UInt64 = 300
+        let dev = dev_t((minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12))
+        try #require(mknod(dir + "/node", S_IFBLK | 0o600, dev) == 0)
+        #expect(symlink(dir + "/node", dir + "/lv") == 0)
+        #expect(NodeServer.isDeviceNode(dir + "/node", number: (259, 300)))
+        #expect(NodeServer.isDeviceNode(dir + "/lv", number: (259, 300)))
+        #expect(!NodeServer.isDeviceNode(dir + "/node", number: (259, 301)))
+        #expect(!NodeServer.isDeviceNode("/dev/null", number: (1, 3)))  // a character device
+        #expect(!NodeServer.isDeviceNode(dir + "/missing", number: (259, 300)))
     }
 
     @Test func deviceNumbersComeFromTheNode() throws {

@@ -81,6 +81,11 @@ struct LoopFileBackendTests {
             try await mounter.bindMount(source: staging, at: target, options: try MountOptions(parsing: ["ro"]))
             #expect(readWholeFile(target + "/data.txt") == "hello from \(fsType)\n")
             #expect(try await mounter.mounts().last { $0.mountPoint == target }?.readOnly == true)
+            // The device behind the mount, and behind the node itself, is there and reads.
+            var info = stat()
+            #expect(stat(device, &info) == 0)
+            #expect(try await mounter.checkDevice(at: target) == DeviceCheck(device: DeviceNumber(info.st_rdev), node: device))
+            #expect(try await mounter.checkDevice(at: device) == DeviceCheck(device: DeviceNumber(info.st_rdev), node: device))
             #expect(open(target + "/new.txt", O_WRONLY | O_CREAT, 0o600) == -1 && errno == EROFS)
             // Something else at a mounted target is a conflict.
             mkdir(base + "/elsewhere", 0o755)

@@ -181,12 +181,11 @@ public struct NodeServer: NodeService {
                     source = staging
                 }
                 if let existing = try await mountInfo(at: target) {
-                    // A bind of a device node shows devtmpfs with the node as its root; a bind of
-                    // the staged filesystem shows the volume's own device number.
-                    // LVM device paths are symlinks (/dev/vg/lv -> /dev/dm-N): compare the node itself.
-                    let same =
-                        block
-                        ? existing.root.hasSuffix("/" + Self.basename(Self.resolved(device))) : (existing.major, existing.minor) == number
+                    // A bind of a device node shows devtmpfs; the node it shows stands for the
+                    // volume's device number (even when that node was deleted and made again, as an
+                    // LV deactivated and activated with the same minor is). A bind of the staged
+                    // filesystem shows the volume's own device number.
+                    let same = block ? Self.isDeviceNode(target, number: number) : (existing.major, existing.minor) == number
                     guard same else {
                         throw RPCError(
                             code: .alreadyExists,
@@ -261,13 +260,21 @@ public struct NodeServer: NodeService {
                 response.volumeCondition = condition
                 return response
             }
+            let problems = try await deviceProblems(of: request.volumeID, volume: volume, at: path)
+            // A dead device may not answer usage questions; the condition says why.
             if kind == S_IFBLK {
-                var bytes = VolumeUsage()
-                bytes.unit = .bytes
-                bytes.total = Int64(clamping: try await mapped("sizing \(path)") { try await mounter.blockDeviceSize(path) })
-                response.usage = [bytes]
-            } else {
-                let stats = try await mapped("reading usage of \(path)") { try await mounter.statistics(path: path) }
+                let size = try await usage(bestEffort: !problems.isEmpty) {
+                    try await mapped("sizing \(path)") { try await mounter.blockDeviceSize(path) }
+                }
+                if let size {
+                    var bytes = VolumeUsage()
+                    bytes.unit = .bytes
+                    bytes.total = Int64(clamping: size)
+                    response.usage = [bytes]
+                }
+            } else if let stats = try await usage(bestEffort: !problems.isEmpty, {
+                try await mapped("reading usage of \(path)") { try await mounter.statistics(path: path) }
+            }) {
                 var bytes = VolumeUsage()
                 bytes.unit = .bytes
                 bytes.total = Int64(clamping: stats.totalBytes)
@@ -281,12 +288,14 @@ public struct NodeServer: NodeService {
                 response.usage = [bytes, inodes]
             }
             if let volume {
-                condition.abnormal = volume.condition.abnormal
+                let all = problems + (volume.condition.abnormal ? [volume.condition.message] : [])
+                condition.abnormal = !all.isEmpty
                 condition.message =
-                    volume.condition.abnormal ? volume.condition.message : "volume \(request.volumeID) is healthy and mounted at \(path)"
+                    all.isEmpty ? "volume \(request.volumeID) is healthy and mounted at \(path)" : all.joined(separator: "; ")
             } else {
                 condition.abnormal = true
-                condition.message = "volume \(request.volumeID) is mounted at \(path) but no longer exists in the backend"
+                condition.message =
+                    (["volume \(request.volumeID) is mounted at \(path) but no longer exists in the backend"] + problems).joined(separator: "; ")
             }
             response.volumeCondition = condition
             return response
@@ -355,6 +364,27 @@ public struct NodeServer: NodeService {
         try await mapped("reading /proc/self/mountinfo") { try await mounter.mounts() }.last { $0.mountPoint == path }
     }
 
+    /// What is wrong with the device behind `path`, where volume `id` is published: gone or
+    /// failing a read (``Mounter/checkDevice(at:)``, any backend), or no longer the volume's
+    /// device (``VolumeBackend/deviceProblem(_:ofVolume:)``); empty when nothing is.
+    func deviceProblems(of id: String, volume: Storage.Volume?, at path: String) async throws -> [String] {
+        let check = try await mapped("checking the device of volume \(id) at \(path)") { try await mounter.checkDevice(at: path) }
+        var problems: [String] = []
+        if let problem = check.problem { problems.append("volume \(id) at \(path): \(problem)") }
+        if volume != nil, let device = check.device,
+            let problem = try await mapped("checking the device of volume \(id)", { try await backend.deviceProblem(device, ofVolume: id) })
+        {
+            problems.append("volume \(id) at \(path) is on device \(device): \(problem)")
+        }
+        return problems
+    }
+
+    /// `body`'s answer; with `bestEffort`, nil instead of its error.
+    func usage<T>(bestEffort: Bool, _ body: () async throws -> T) async throws -> T? {
+        guard bestEffort else { return try await body() }
+        return try? await body()
+    }
+
     /// The volume, or NOT_FOUND.
     func knownVolume(_ id: String) async throws -> Storage.Volume {
         guard Rules.isPlausibleID(id),
@@ -409,6 +439,15 @@ public struct NodeServer: NodeService {
         return info.st_mode & S_IFMT
     }
 
+    /// Whether `path` is a block device node for `number`.
+    static func isDeviceNode(_ path: String, number: (UInt32, UInt32)) -> Bool {
+        var info = stat()
+        guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFBLK else { return false }
+        let dev = UInt64(info.st_rdev)
+        return (UInt32(truncatingIfNeeded: ((dev >> 8) & 0xfff) | ((dev >> 32) & ~0xfff)),
+                UInt32(truncatingIfNeeded: (dev & 0xff) | ((dev >> 12) & ~0xff))) == number
+    }
+
     /// Major and minor number of a device node.
     static func deviceNumber(_ device: String) throws(RPCError) -> (UInt32, UInt32) {
         var info = stat()
@@ -432,16 +471,5 @@ public struct NodeServer: NodeService {
                 throw RPCError(code: .internalError, message: "cannot create directory \(current): \(String(cString: strerror(errno)))")
             }
         }
-    }
-
-    /// `path` with every symbolic link resolved, or `path` itself when it cannot be resolved.
-    static func resolved(_ path: String) -> String {
-        guard let real = realpath(path, nil) else { return path }
-        defer { free(real) }
-        return String(cString: real)
-    }
-
-    static func basename(_ path: String) -> String {
-        path.split(separator: "/").last.map(String.init) ?? path
     }
 }

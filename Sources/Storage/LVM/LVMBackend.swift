@@ -185,6 +185,19 @@ public final class LVMBackend: VolumeBackend {
         throw StorageError(.failed, "logical volume \(lv.path) was activated but neither \(candidates.joined(separator: " nor ")) exists")
     }
 
+    public func deviceProblem(_ device: DeviceNumber, ofVolume id: String) async throws(StorageError) -> String? {
+        let state = try await cache.state()
+        guard let lv = owned(state, id: id, kind: "volume"), await lvm.deviceMapper().available else { return nil }
+        let attr = Array(lv.attributes)
+        if attr.count > 4 && attr[4] != "a" {
+            return "logical volume \(lv.path) is not active (lv_attr \(lv.attributes)): it was deactivated or its mapping removed"
+        }
+        if let current = lv.kernelDevice, current != device {
+            return "logical volume \(lv.path) is device \(current) now (it was deactivated and activated again)"
+        }
+        return nil
+    }
+
     public func probe() async throws(StorageError) {
         let state = try await cache.state()
         if try eligibleGroups(state, parameters: [:]).isEmpty {

@@ -33,6 +33,8 @@ struct LogicalVolume: Sendable, Hashable {
     var segmentType: String
     /// Metadata usage of a thin pool, percent.
     var metadataPercent: Double? = nil
+    /// The device-mapper device of an active LV (`lv_kernel_major`, `lv_kernel_minor`), nil while inactive.
+    var kernelDevice: DeviceNumber? = nil
 
     var path: String { volumeGroup + "/" + name }
 
@@ -112,6 +114,8 @@ struct LVRow: LVMReportRow {
     var lv_health_status: String
     var segtype: String
     var metadata_percent: String
+    var lv_kernel_major: String
+    var lv_kernel_minor: String
 
     init(fields f: [String: String]) throws(JSONError) {
         lv_name = try f.field("lv_name")
@@ -126,17 +130,20 @@ struct LVRow: LVMReportRow {
         lv_health_status = try f.field("lv_health_status")
         segtype = try f.field("segtype")
         metadata_percent = try f.field("metadata_percent")
+        lv_kernel_major = try f.field("lv_kernel_major")
+        lv_kernel_minor = try f.field("lv_kernel_minor")
     }
 
     static let fields: StaticString =
-        "lv_name,vg_name,lv_uuid,lv_size,lv_attr,lv_tags,origin,pool_lv,data_percent,lv_health_status,segtype,metadata_percent"
+        "lv_name,vg_name,lv_uuid,lv_size,lv_attr,lv_tags,origin,pool_lv,data_percent,lv_health_status,segtype,metadata_percent,lv_kernel_major,lv_kernel_minor"
 
     func model() -> LogicalVolume {
         LogicalVolume(
             name: lv_name, volumeGroup: vg_name, uuid: lv_uuid, sizeBytes: UInt64(lv_size) ?? 0,
             attributes: lv_attr, tags: lv_tags.isEmpty ? [] : lv_tags.split(separator: ",").map(String.init),
             origin: origin, pool: pool_lv, dataPercent: Double(data_percent),
-            healthStatus: lv_health_status, segmentType: segtype, metadataPercent: Double(metadata_percent))
+            healthStatus: lv_health_status, segmentType: segtype, metadataPercent: Double(metadata_percent),
+            kernelDevice: UInt32(lv_kernel_major).flatMap { major in UInt32(lv_kernel_minor).map { DeviceNumber(major: major, minor: $0) } })
     }
 }
 

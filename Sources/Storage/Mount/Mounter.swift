@@ -38,6 +38,12 @@ public protocol Mounter: Sendable {
 
     /// The size of a block device in bytes.
     func blockDeviceSize(_ device: String) async throws(StorageError) -> UInt64
+
+    /// The block device behind `path` — a mount point's (its mountinfo `major:minor`) or a device
+    /// node's (a raw block publish: its `st_rdev`) — and whether it still exists
+    /// (`/sys/dev/block/MAJ:MIN`) and answers one aligned 4 KiB `O_DIRECT` read.
+    /// - Throws: when `path` cannot be looked at; a dead device is a ``DeviceCheck/problem``.
+    func checkDevice(at path: String) async throws(StorageError) -> DeviceCheck
 }
 
 /// Space and inode usage of a filesystem (from statvfs).
@@ -234,6 +240,10 @@ public struct LinuxMounter: Mounter {
 
     public func blockDeviceSize(_ device: String) async throws(StorageError) -> UInt64 {
         try await offload { () throws(StorageError) -> UInt64 in try Self.deviceSize(device) }
+    }
+
+    public func checkDevice(at path: String) async throws(StorageError) -> DeviceCheck {
+        try await offload { () throws(StorageError) -> DeviceCheck in try Self.checkDeviceBlocking(at: path) }
     }
 
     // MARK: Helpers

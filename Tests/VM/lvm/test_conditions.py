@@ -35,26 +35,65 @@ def test_mount_gone(driver, paths):
     assert condition.abnormal and "mount" in condition.message, condition.message
 
 
+def device_of(path):
+    rdev = os.stat(path).st_rdev
+    return "%d:%d" % (os.major(rdev), os.minor(rdev))
+
+
 def test_lv_deactivated_behind_the_drivers_back(driver, paths):
+    """A raw block publish is a bind mount of the device node, which does not hold the device open:
+    `lvchange -an` succeeds and leaves the published node without a device. The kubelet repeating
+    NodeStageVolume and NodePublishVolume activates the LV again."""
     staging, target = paths
-    vid = published(driver, paths)
-    # The mapping is replaced by one that fails all I/O and its name removed: LVM sees the LV inactive
-    # while the filesystem is still mounted on the dead device.
-    subprocess.run(["dmsetup", "remove", "--force", dm_name(vid)], check=True, capture_output=True)
+    cap = block_cap(driver.csi)
+    vid = published(driver, paths, cap=cap)
+    device = device_of(target)
+    lvm("lvchange", "-an", "%s/%s" % (VG, vid))
     assert lvs(vid)["lv_attr"][4] != "a", lvs(vid)
     condition = stats(driver, vid, target).volume_condition
     assert condition.abnormal, condition.message
-    assert vid in condition.message
+    for part in (vid, target, device, "no longer exists"):
+        assert part in condition.message, condition.message
+
+    stage(driver, vid, staging, cap)
+    assert lvs(vid)["lv_attr"][4] == "a", lvs(vid)
+    now = device_of("/dev/mapper/" + dm_name(vid))
+    if now == device:
+        # The same minor again: the published node is the volume's device once more.
+        publish(driver, vid, staging, target, cap)
+        condition = stats(driver, vid, target).volume_condition
+        assert not condition.abnormal, condition.message
+    else:
+        # Another minor: the old node stays dead, and the publish says the target holds another device.
+        expect_code(C.ALREADY_EXISTS, publish, driver, vid, staging, target, cap)
+        condition = stats(driver, vid, target).volume_condition
+        assert condition.abnormal and device in condition.message, condition.message
 
 
 def test_lv_removed_behind_the_drivers_back(driver, paths):
     staging, target = paths
-    vid = published(driver, paths)
-    subprocess.run(["dmsetup", "remove", "--force", dm_name(vid)], check=True, capture_output=True)
+    vid = published(driver, paths, cap=block_cap(driver.csi))
+    lvm("lvchange", "-an", "%s/%s" % (VG, vid))
     lvm("lvremove", "-f", "%s/%s" % (VG, vid))
     assert lvs(vid) is None
     condition = stats(driver, vid, target).volume_condition
-    assert condition.abnormal and "no longer exists" in condition.message, condition.message
+    assert condition.abnormal and "no longer exists in the backend" in condition.message, condition.message
+    assert device_of(target) in condition.message, condition.message
+
+
+def test_lv_mapping_fails_io(driver, paths):
+    """`dmsetup remove --force` on a mounted LV fails with EBUSY, but not before it has replaced the
+    mapping with one that fails all I/O: the filesystem stays mounted on a device that only errs."""
+    staging, target = paths
+    vid = published(driver, paths)
+    out = subprocess.run(["dmsetup", "remove", "--force", dm_name(vid)], capture_output=True, text=True)
+    assert out.returncode != 0, "dmsetup removed a mounted device: %s" % out.stdout
+    table = subprocess.run(["dmsetup", "table", dm_name(vid)], capture_output=True, text=True, check=True).stdout
+    assert " error" in table, table
+    condition = stats(driver, vid, target).volume_condition
+    assert condition.abnormal, condition.message
+    for part in (vid, target, "Input/output error"):
+        assert part in condition.message, condition.message
 
 
 def test_thin_pool_full(driver, paths):
