@@ -263,6 +263,53 @@ struct LVMBackendTests {
         }
     }
 
+    /// What a driver killed while copying a snapshot into a thick volume leaves: the LV with every
+    /// tag of the restore and the restoring mark. It is reported abnormal, never handed out, and
+    /// removed when its snapshot is gone.
+    @Test func anIncompleteRestoreIsNeverHandedOut() async throws {
+        try await withVolumeGroup { vg, _ in
+            let lvm = try backend(vg)
+            let origin = try await lvm.createVolume(VolumeRequest(name: lv("pvc-origin"), requiredBytes: 8 << 20))
+            let snap = try await lvm.createSnapshot(name: lv("snap-origin"), sourceVolumeID: origin.id)
+            let name = lv("pvc-partial")
+            try await lvmTool(
+                ["lvcreate", "-an", "-Zn", "-L", "8m", "-n", name] + volumeTags + [
+                    "--addtag", "csi.swift-csi.io/name=\(name)", "--addtag", "csi.swift-csi.io/source=\(snap.id)",
+                    "--addtag", "csi.swift-csi.io/restoring", vg,
+                ])
+            let partial = try #require(try await lvm.volume(id: name))
+            #expect(partial.condition.abnormal)
+            #expect(partial.condition.message.contains("still being restored from snapshot \(snap.id)"), "\(partial.condition.message)")
+            #expect(try await lvm.listVolumes().first { $0.id == name }?.condition == partial.condition)
+            // No device for the node, and no snapshot of half the data.
+            await #expect { try await lvm.device(forVolume: name) } throws: { ($0 as? StorageError)?.code == .busy }
+            await #expect { try await lvm.createSnapshot(name: lv("snap-partial"), sourceVolumeID: name) } throws: {
+                ($0 as? StorageError)?.code == .busy
+            }
+            let request = VolumeRequest(name: name, requiredBytes: 8 << 20, sourceSnapshotID: snap.id)
+            let tags = { try await lvmTool(["lvs", "--noheadings", "-o", "lv_tags", "\(vg)/\(name)"]).output }
+            if await lvm.activationAvailable {
+                // The repeat copies the snapshot again and hands the volume out only then.
+                let restored = try await lvm.createVolume(request)
+                #expect(!restored.condition.abnormal)
+                #expect(try await !tags().contains("restoring"))
+                try await lvmTool(["lvchange", "--addtag", "csi.swift-csi.io/restoring", "\(vg)/\(name)"])
+            } else {
+                // Copying needs device nodes: refused, and the mark stays.
+                await #expect { try await lvm.createVolume(request) } throws: { ($0 as? StorageError)?.code == .unsupported }
+                #expect(try await tags().contains("csi.swift-csi.io/restoring"))
+            }
+            // Its snapshot gone, the repeat removes the partial volume and answers not found.
+            try await lvm.deleteSnapshot(id: snap.id)
+            await #expect { try await lvm.createVolume(request) } throws: { error in
+                guard let error = error as? StorageError else { return false }
+                return error.code == .notFound && error.message.contains(snap.id)
+            }
+            #expect(try await lvm.volume(id: name) == nil)
+            #expect(try await lvmTool(["lvs", "--noheadings", "-o", "lv_name", vg]).output.trimmed() == origin.id)
+        }
+    }
+
     @Test func thinPoolsAndDeviceNodes() async throws {
         try await withVolumeGroup { vg, _ in
             let lvm = try backend(vg)

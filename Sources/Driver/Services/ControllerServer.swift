@@ -54,18 +54,20 @@ public struct ControllerServer: ControllerService {
             try checkTopology(request.accessibilityRequirements)
 
             var sourceSnapshot: Storage.Snapshot?
+            // A source snapshot that does not exist, still passed to the backend: a restore from it
+            // that was cut short is removed there, and the answer is NOT_FOUND either way.
+            var missingSnapshotID: String?
             switch request.volumeContentSource?.type {
             case nil:
                 break
             case .snapshot(let source)?:
                 try Rules.require(source.snapshotID, "volume_content_source.snapshot.snapshot_id")
-                guard Rules.isPlausibleID(source.snapshotID),
-                    let snapshot = try await ErrorMapping.mapping(
-                        "looking up the source snapshot", { try await backend.snapshot(id: source.snapshotID) })
-                else {
+                guard Rules.isPlausibleID(source.snapshotID) else {
                     throw RPCError(code: .notFound, message: "source snapshot \(source.snapshotID) does not exist")
                 }
-                sourceSnapshot = snapshot
+                sourceSnapshot = try await ErrorMapping.mapping(
+                    "looking up the source snapshot", { try await backend.snapshot(id: source.snapshotID) })
+                if sourceSnapshot == nil { missingSnapshotID = source.snapshotID }
             case .volume?:
                 throw RPCError(code: .invalidArgument, message: "volume_content_source: cloning a volume is not supported; use a snapshot")
             }
@@ -86,9 +88,12 @@ public struct ControllerServer: ControllerService {
                     name: request.name, requiredBytes: required, limitBytes: limit > 0 ? limit : nil,
                     defaultBytes: Self.defaultVolumeBytes,
                     fsType: request.parameters[Parameter.fsType] ?? Self.filesystem(of: request.volumeCapabilities),
-                    sourceSnapshotID: sourceSnapshot?.id, parameters: placement)
+                    sourceSnapshotID: sourceSnapshot?.id ?? missingSnapshotID, parameters: placement)
                 let volume = try await ErrorMapping.mapping("creating volume \(request.name)") {
                     try await backend.createVolume(volumeRequest)
+                }
+                if let missingSnapshotID {
+                    throw RPCError(code: .notFound, message: "source snapshot \(missingSnapshotID) does not exist")
                 }
                 try Self.checkCompatible(volume, name: request.name, required: required, limit: limit, snapshot: sourceSnapshot?.id)
                 var response = CreateVolumeResponse()

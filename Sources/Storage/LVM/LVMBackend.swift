@@ -9,6 +9,11 @@ import Glibc
 /// `csi.swift-csi.io/source=<snapshot or volume id>`, `csi.swift-csi.io/created=<unix seconds>`.
 /// Text outside LVM's tag charset is written as `#XX` (hex of each UTF-8 byte).
 ///
+/// A thick volume restored from a snapshot is copied block by block after `lvcreate`; it carries
+/// `csi.swift-csi.io/restoring` until the copy is on disk. Such a volume is listed with an abnormal
+/// condition, has no device for the node (`.busy`) and cannot be snapshotted; a repeated
+/// CreateVolume copies it again (or removes it and answers `.notFound` when its snapshot is gone).
+///
 /// Creation parameters (``VolumeRequest/parameters`` and ``capacity(parameters:)``):
 /// `volumeGroup` (a VG name), `vgPattern` (a regular expression matched against whole VG names;
 /// the matching VG with the most free space is used) and `thinPool` (create thin volumes in this
@@ -69,6 +74,8 @@ public final class LVMBackend: VolumeBackend {
     let ownerTag: LVMTag
 
     static let tagPrefix = "csi.swift-csi.io/"
+    /// Marks a volume whose data is still being copied from its snapshot.
+    static let restoringTag = tagPrefix + "restoring"
 
     /// Creates a backend; the configuration is checked here.
     /// - Throws: `.invalidName` for a bad driver, VG or pool name, `.invalidArgument` for a bad
@@ -165,6 +172,7 @@ public final class LVMBackend: VolumeBackend {
         guard let lv = owned(state, id: id, kind: "volume") else {
             throw StorageError(.notFound, "volume \(id) not found in any volume group")
         }
+        if isRestoring(lv) { throw stillRestoring(lv) }
         let deviceMapper = await lvm.deviceMapper()
         guard deviceMapper.available else {
             return .unavailable(
@@ -172,17 +180,23 @@ public final class LVMBackend: VolumeBackend {
                     "logical volume \(lv.path) has no device node: device-mapper is not available on this machine (\(deviceMapper.detail)), so activation is disabled; it is looked for again at most every \(DeviceMapperAvailability.retryInterval)"
             )
         }
-        let vg = try LVMName(lv.volumeGroup, kind: .volumeGroup)
-        let name = try LVMName(lv.name)
+        return .node(try await activeNode(volumeGroup: lv.volumeGroup, name: lv.name))
+    }
+
+    /// The device node of LV `vg/name`, activating it when it has none; device-mapper must be available.
+    private func activeNode(volumeGroup: String, name: String) async throws(StorageError) -> String {
+        let vg = try LVMName(volumeGroup, kind: .volumeGroup)
+        let lvName = try LVMName(name)
         // udev makes /dev/<vg>/<lv>; libdevmapper itself makes /dev/mapper/<vg>-<lv> (dashes
         // doubled), which is all there is in a container without udev.
-        let escaped = (lv.volumeGroup.replacingDashes() + "-" + lv.name.replacingDashes())
-        let candidates = ["/dev/" + lv.volumeGroup + "/" + lv.name, "/dev/mapper/" + escaped]
-        if let node = candidates.first(where: { access($0, F_OK) == 0 }) { return .node(node) }
+        let escaped = (volumeGroup.replacingDashes() + "-" + name.replacingDashes())
+        let candidates = ["/dev/" + volumeGroup + "/" + name, "/dev/mapper/" + escaped]
+        if let node = candidates.first(where: { access($0, F_OK) == 0 }) { return node }
         defer { cache.invalidate() }
-        _ = try await lvm.run(LVMCommand([LVMWord("lvchange"), LVMWord("-ay"), LVMWord("-K"), LVMWord(vg, name)]))
-        if let node = candidates.first(where: { access($0, F_OK) == 0 }) { return .node(node) }
-        throw StorageError(.failed, "logical volume \(lv.path) was activated but neither \(candidates.joined(separator: " nor ")) exists")
+        _ = try await lvm.run(LVMCommand([LVMWord("lvchange"), LVMWord("-ay"), LVMWord("-K"), LVMWord(vg, lvName)]))
+        if let node = candidates.first(where: { access($0, F_OK) == 0 }) { return node }
+        throw StorageError(
+            .failed, "logical volume \(volumeGroup)/\(name) was activated but neither \(candidates.joined(separator: " nor ")) exists")
     }
 
     public func deviceProblem(_ device: DeviceNumber, ofVolume id: String) async throws(StorageError) -> String? {
@@ -227,7 +241,7 @@ public final class LVMBackend: VolumeBackend {
         let fsTag = try request.fsType.map { (t) throws(StorageError) in try LVMTag(Self.tagPrefix + "fs=" + LVMTag.encode(t)) }
 
         if let existing = state.logicalVolumes.first(where: { $0.name == id.rawValue }) {
-            return try existingVolume(existing, request: request, state: state)
+            return try await existingVolume(existing, request: request, state: state)
         }
 
         var groups = try eligibleGroups(state, parameters: request.parameters)
@@ -263,6 +277,7 @@ public final class LVMBackend: VolumeBackend {
         var tags = [ownerTag, try LVMTag(Self.tagPrefix + "kind=volume"), try nameTag(request.name)]
         if let fsTag { tags.append(fsTag) }
         if let source { tags.append(try LVMTag(Self.tagPrefix + "source=" + LVMTag.encode(source.name))) }
+        if let source, !source.isThinVolume, pool == nil { tags.append(try LVMTag(Self.restoringTag)) }
         let tagWords = tags.flatMap { [LVMWord("--addtag"), LVMWord($0)] }
         let deviceMapper = await lvm.deviceMapper().available
         let activation = deviceMapper ? [LVMWord("-ay"), LVMWord("-y")] : [LVMWord("-an"), LVMWord("-Zn")]
@@ -312,11 +327,7 @@ public final class LVMBackend: VolumeBackend {
                         + [vg].map(LVMWord.init)))
             if let source {
                 do throws(StorageError) {
-                    try await offload { () throws(StorageError) in
-                        try copyData(
-                            from: "/dev/\(source.volumeGroup)/\(source.name)", to: "/dev/\(group.name)/\(id)", bytes: source.sizeBytes,
-                            sparse: false)
-                    }
+                    try await restore(volumeGroup: group.name, name: id.rawValue, from: source)
                 } catch {
                     _ = try? await lvm.run(LVMCommand([LVMWord("lvremove"), LVMWord("-f"), LVMWord(vg, id)]))
                     throw error
@@ -390,6 +401,7 @@ public final class LVMBackend: VolumeBackend {
             }
             throw StorageError(.notFound, "source volume \(sourceVolumeID) not found in any volume group")
         }
+        if isRestoring(origin) { throw stillRestoring(origin) }
         let vg = try LVMName(origin.volumeGroup, kind: .volumeGroup)
         let originName = try LVMName(origin.name)
         if let existing = state.logicalVolumes.first(where: { $0.name == id.rawValue }) {
@@ -485,7 +497,7 @@ public final class LVMBackend: VolumeBackend {
         return snapshot(lv)
     }
 
-    private func existingVolume(_ existing: LogicalVolume, request: VolumeRequest, state: LVMState) throws(StorageError) -> Volume {
+    private func existingVolume(_ existing: LogicalVolume, request: VolumeRequest, state: LVMState) async throws(StorageError) -> Volume {
         guard isOwned(existing, kind: "volume") else {
             throw StorageError(
                 .alreadyExists, "logical volume \(existing.path) exists and is not a volume of driver \(configuration.driverName)")
@@ -510,7 +522,54 @@ public final class LVMBackend: VolumeBackend {
                 "volume \(existing.path) exists with source snapshot \(tagValue(existing, "source") ?? "none"); the request asks for \(request.sourceSnapshotID ?? "none")"
             )
         }
-        return volume(existing, state)
+        guard let snapshotID = request.sourceSnapshotID else { return volume(existing, state) }
+        // A cached state may have missed the snapshot; LVM itself is asked before anything is removed.
+        let current = owned(state, id: snapshotID, kind: "snapshot") != nil ? state : try await cache.fresh()
+        guard let source = owned(current, id: snapshotID, kind: "snapshot") else {
+            if isRestoring(existing) { try await remove(existing) }
+            throw StorageError(
+                .notFound,
+                "source snapshot \(snapshotID) of volume \(existing.path) not found\(isRestoring(existing) ? "; the incomplete restore \(existing.path) was removed" : "")"
+            )
+        }
+        if isRestoring(existing) {
+            // A restore cut short (the driver died mid-copy): copy it all again.
+            guard await lvm.deviceMapper().available else {
+                throw StorageError(
+                    .unsupported,
+                    "volume \(existing.path) is still being restored from snapshot \(source.path), which needs device nodes; device-mapper is not available on this machine"
+                )
+            }
+            defer { cache.invalidate() }
+            try await restore(volumeGroup: existing.volumeGroup, name: existing.name, from: source)
+            var restored = existing
+            restored.tags.removeAll { $0 == Self.restoringTag }
+            return volume(restored, current)
+        }
+        return volume(existing, current)
+    }
+
+    /// Copies snapshot `source` into the new LV `vg/name` and, once the copy is on disk (fsync),
+    /// removes the LV's ``restoringTag``.
+    private func restore(volumeGroup: String, name: String, from source: LogicalVolume) async throws(StorageError) {
+        let from = try await activeNode(volumeGroup: source.volumeGroup, name: source.name)
+        let to = try await activeNode(volumeGroup: volumeGroup, name: name)
+        try await offload { () throws(StorageError) in try copyData(from: from, to: to, bytes: source.sizeBytes, sparse: false) }
+        _ = try await lvm.run(
+            LVMCommand([
+                LVMWord("lvchange"), LVMWord("--deltag"), LVMWord(try LVMTag(Self.restoringTag)),
+                LVMWord(try LVMName(volumeGroup, kind: .volumeGroup), try LVMName(name)),
+            ]))
+    }
+
+    private func isRestoring(_ lv: LogicalVolume) -> Bool { lv.tags.contains(Self.restoringTag) }
+
+    /// `.busy`: volume `lv` holds part of its snapshot's data until a repeated CreateVolume copies it.
+    private func stillRestoring(_ lv: LogicalVolume) -> StorageError {
+        StorageError(
+            .busy,
+            "volume \(lv.name) (\(lv.path)) is still being restored from snapshot \(tagValue(lv, "source") ?? "?"): its data is incomplete until a repeated CreateVolume finishes the copy"
+        )
     }
 
     private func thinBudget(_ pool: LogicalVolume, _ state: LVMState) -> ThinPoolBudget {
@@ -545,7 +604,9 @@ public final class LVMBackend: VolumeBackend {
         Volume(
             id: lv.name, name: tagValue(lv, "name"), capacityBytes: lv.sizeBytes, fsType: tagValue(lv, "fs"),
             sourceSnapshotID: tagValue(lv, "source"), location: lv.path,
-            condition: lv.condition(in: state.group(lv.volumeGroup), pool: thinPool(of: lv, state)))
+            condition: isRestoring(lv)
+                ? VolumeCondition(abnormal: true, message: stillRestoring(lv).message)
+                : lv.condition(in: state.group(lv.volumeGroup), pool: thinPool(of: lv, state)))
     }
 
     /// The thin pool of thin LV `lv`, nil for other LVs.
