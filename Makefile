@@ -2,7 +2,7 @@
 SWIFT ?= swift
 PYTHON ?= python3
 
-.PHONY: demo test vm-test deps build release bench-memory bench-memory-h2 linker-order swift-test py-test generate check-generated fuzz fuzz-deflate bench bench-deflate bench-lvm clean
+.PHONY: demo test vm-test deps build release bench-memory bench-memory-h2 linker-order swift-test py-test generate check-generated fuzz fuzz-deflate bench bench-deflate bench-lvm bench-lvm-vm clean
 
 ## Run the main job on its embedded default.
 demo:
@@ -69,6 +69,11 @@ bench:
 ## LVM latency: in-process liblvm2cmd vs the lvm executable, cached vs uncached reads (root).
 bench-lvm: deps
 	bash Benchmarks/LVM/run.sh
+
+## A volume's create → stage → publish → delete through csi-lvm-driver in Tests/VM/vm: in-process
+## liblvm2cmd against every LVM command as an `lvm` process, interleaved (root; ~5 min under TCG).
+bench-lvm-vm: deps
+	bash Benchmarks/LVM/vm-cycle.sh
 
 ## Fuzz the ProtoWire decoders with libFuzzer (FUZZ_SECONDS, default 60).
 fuzz:
