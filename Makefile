@@ -4,9 +4,11 @@ PYTHON ?= python3
 
 .PHONY: demo test vm-test deps build release bench-memory bench-memory-h2 linker-order swift-test py-test generate check-generated fuzz fuzz-deflate bench bench-deflate bench-lvm bench-lvm-vm clean
 
-## Run the main job on its embedded default.
+## Run the main job on its embedded default: registration, then a real LVM volume's life (thin
+## volume, snapshot, restore, online growth) through the driver's socket; in Tests/VM/vm when this
+## kernel has no device-mapper. DEMO=loopfile: the loop-file backend on this machine instead.
 demo:
-	bash scripts/demo.sh
+	bash scripts/demo.sh $(if $(DEMO),--$(DEMO))
 
 ## Run every test (installs what it needs first), the LVM path on a real kernel (vm-test) included.
 test: deps

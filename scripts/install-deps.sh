@@ -19,9 +19,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# One pip process for all of them (each start of pip costs seconds): the names it shows are installed.
+normalize() { tr 'A-Z_.' 'a-z--'; }
+installed=$(python3 -m pip show "${pip_packages[@]}" 2>/dev/null | sed -n 's/^Name: //p' | normalize)
 pip_missing=()
 for p in "${pip_packages[@]}"; do
-    python3 -m pip show -q "$p" >/dev/null 2>&1 || pip_missing+=("$p")
+    grep -qxF "$(normalize <<<"$p")" <<<"$installed" || pip_missing+=("$p")
 done
 if [ ${#pip_missing[@]} -gt 0 ]; then
     echo "install-deps: pip install ${pip_missing[*]}"
