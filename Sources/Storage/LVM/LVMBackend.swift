@@ -277,7 +277,7 @@ public final class LVMBackend: VolumeBackend {
         var tags = [ownerTag, try LVMTag(Self.tagPrefix + "kind=volume"), try nameTag(request.name)]
         if let fsTag { tags.append(fsTag) }
         if let source { tags.append(try LVMTag(Self.tagPrefix + "source=" + LVMTag.encode(source.name))) }
-        if let source, !source.isThinVolume, pool == nil { tags.append(try LVMTag(Self.restoringTag)) }
+        if let source, !source.isThinVolume { tags.append(try LVMTag(Self.restoringTag)) }
         let tagWords = tags.flatMap { [LVMWord("--addtag"), LVMWord($0)] }
         let deviceMapper = await lvm.deviceMapper().available
         let activation = deviceMapper ? [LVMWord("-ay"), LVMWord("-y")] : [LVMWord("-an"), LVMWord("-Zn")]
@@ -303,36 +303,28 @@ public final class LVMBackend: VolumeBackend {
                 throw StorageError(.notFound, "thin pool \(group.name)/\(pool) not found")
             }
             if let refusal = thinBudget(poolLV, state).refusal(adding: size, for: "volume \(id)") { throw refusal }
+            if let source { try requireDeviceMapper(deviceMapper, toRestore: id, from: source) }
             _ = try await lvm.run(
                 LVMCommand(
                     [LVMWord("lvcreate"), LVMWord("-V"), LVMWord(bytes: size), LVMWord("--thin"), LVMWord("-n"), LVMWord(id)]
                         + (deviceMapper ? [LVMWord("-ay")] : [LVMWord("-an")]) + tagWords + [LVMWord(vg, pool)]))
+            if let source {
+                // A thick snapshot into a thin volume: copied like a thick restore, zero blocks
+                // skipped (a thin volume reads zeros where nothing was written).
+                try await restoreOrRemove(vg: vg, id: id, from: source, sparse: true)
+            }
         } else {
             if size > group.freeBytes {
                 throw StorageError(
                     .insufficientCapacity,
                     "volume group \(group.name) has \(group.freeBytes) bytes free; \(size) bytes requested for volume \(id)")
             }
-            if let source {
-                guard deviceMapper else {
-                    throw StorageError(
-                        .unsupported,
-                        "volume \(id) from snapshot \(source.path) needs the snapshot's data copied, which needs device nodes; device-mapper is not available on this machine"
-                    )
-                }
-            }
+            if let source { try requireDeviceMapper(deviceMapper, toRestore: id, from: source) }
             _ = try await lvm.run(
                 LVMCommand(
                     [LVMWord("lvcreate"), LVMWord("-L"), LVMWord(bytes: size), LVMWord("-n"), LVMWord(id)] + activation + tagWords
                         + [vg].map(LVMWord.init)))
-            if let source {
-                do throws(StorageError) {
-                    try await restore(volumeGroup: group.name, name: id.rawValue, from: source)
-                } catch {
-                    _ = try? await lvm.run(LVMCommand([LVMWord("lvremove"), LVMWord("-f"), LVMWord(vg, id)]))
-                    throw error
-                }
-            }
+            if let source { try await restoreOrRemove(vg: vg, id: id, from: source, sparse: false) }
         }
         if let source, source.isThinVolume {
             state = try await cache.fresh()
@@ -541,7 +533,7 @@ public final class LVMBackend: VolumeBackend {
                 )
             }
             defer { cache.invalidate() }
-            try await restore(volumeGroup: existing.volumeGroup, name: existing.name, from: source)
+            try await restore(volumeGroup: existing.volumeGroup, name: existing.name, from: source, sparse: existing.isThinVolume)
             var restored = existing
             restored.tags.removeAll { $0 == Self.restoringTag }
             return volume(restored, current)
@@ -549,12 +541,32 @@ public final class LVMBackend: VolumeBackend {
         return volume(existing, current)
     }
 
+    /// `.unsupported` when a restore from thick snapshot `source` cannot copy: no device nodes.
+    private func requireDeviceMapper(_ available: Bool, toRestore id: LVMName, from source: LogicalVolume) throws(StorageError) {
+        guard !available else { return }
+        throw StorageError(
+            .unsupported,
+            "volume \(id) from snapshot \(source.path) needs the snapshot's data copied, which needs device nodes; device-mapper is not available on this machine"
+        )
+    }
+
+    /// ``restore(volumeGroup:name:from:sparse:)`` into the LV just created, which is removed again
+    /// when the copy fails.
+    private func restoreOrRemove(vg: LVMName, id: LVMName, from source: LogicalVolume, sparse: Bool) async throws(StorageError) {
+        do throws(StorageError) {
+            try await restore(volumeGroup: vg.rawValue, name: id.rawValue, from: source, sparse: sparse)
+        } catch {
+            _ = try? await lvm.run(LVMCommand([LVMWord("lvremove"), LVMWord("-f"), LVMWord(vg, id)]))
+            throw error
+        }
+    }
+
     /// Copies snapshot `source` into the new LV `vg/name` and, once the copy is on disk (fsync),
-    /// removes the LV's ``restoringTag``.
-    private func restore(volumeGroup: String, name: String, from source: LogicalVolume) async throws(StorageError) {
+    /// removes the LV's ``restoringTag``. `sparse` skips zero blocks (for a thin destination).
+    private func restore(volumeGroup: String, name: String, from source: LogicalVolume, sparse: Bool) async throws(StorageError) {
         let from = try await activeNode(volumeGroup: source.volumeGroup, name: source.name)
         let to = try await activeNode(volumeGroup: volumeGroup, name: name)
-        try await offload { () throws(StorageError) in try copyData(from: from, to: to, bytes: source.sizeBytes, sparse: false) }
+        try await offload { () throws(StorageError) in try copyData(from: from, to: to, bytes: source.sizeBytes, sparse: sparse) }
         _ = try await lvm.run(
             LVMCommand([
                 LVMWord("lvchange"), LVMWord("--deltag"), LVMWord(try LVMTag(Self.restoringTag)),

@@ -152,8 +152,9 @@ def test_raw_block_volume_life(driver, paths, thin):
     assert lvs(vid) is None
 
 
-@pytest.mark.parametrize("thin", [False, True], ids=["thick", "thin"])
-def test_snapshot_restores_its_content(driver, paths, thin):
+@pytest.mark.parametrize("thin, restore_thin", [(False, False), (True, True), (False, True)],
+                         ids=["thick", "thin", "thick-into-thin"])
+def test_snapshot_restores_its_content(driver, paths, thin, restore_thin):
     staging, target = paths
     cap = mount_cap(driver.csi, "ext4")
     pb = driver.csi.pb
@@ -173,7 +174,8 @@ def test_snapshot_restores_its_content(driver, paths, thin):
     write_random(os.path.join(target, "data"), 4 * MIB)
 
     source = pb.VolumeContentSource(snapshot=pb.VolumeContentSource.SnapshotSource(snapshot_id=snap.snapshot_id))
-    restored = create(driver, 96 * MIB, cap=cap, parameters=THIN if thin else {}, volume_content_source=source)
+    restored = create(driver, 96 * MIB, cap=cap, parameters=THIN if restore_thin else {}, volume_content_source=source)
+    assert (lvs(restored.volume_id)["pool_lv"] == POOL) == restore_thin
     assert restored.content_source.snapshot.snapshot_id == snap.snapshot_id
     rstaging, rtarget = staging + "-restored", target + "-restored"
     os.makedirs(rstaging)
