@@ -5,6 +5,7 @@ path on a real kernel)."""
 import importlib
 import importlib.resources
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -187,6 +188,10 @@ def stage_and_publish(d, vid, staging, target, cap, readonly=False):
 
 
 def device_mapper_available():
+    """Whether this kernel has device-mapper; loads dm_mod first where modprobe can (a fresh
+    kernel loads it on first use), as LVM and the driver do."""
+    if not os.path.exists("/dev/mapper/control") and shutil.which("modprobe"):
+        subprocess.run(["modprobe", "dm_mod"], capture_output=True)
     try:
         os.close(os.open("/dev/mapper/control", os.O_RDWR))
         return True

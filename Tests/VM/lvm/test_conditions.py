@@ -3,10 +3,8 @@
 import os
 import subprocess
 
-import pytest
-
-from conftest import POOL, RATIO, TINY_POOL, VG, lvm, lvs
-from csi_support import C, MIB, block_cap, create, delete, expect_code, mount_cap, publish, stage
+from conftest import TINY_POOL, VG, lvm, lvs
+from csi_support import C, MIB, block_cap, create, expect_code, mount_cap, publish, stage
 
 
 def stats(d, vid, path):
