@@ -49,6 +49,11 @@ let package = Package(
             pkgConfig: "libnghttp2",
             providers: [.apt(["libnghttp2-dev"])]
         ),
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         // Linux system calls the event loop needs that Glibc's module does not export.
         .target(name: "CH2Sys"),
         .systemLibrary(
