@@ -65,7 +65,7 @@ let package = Package(
         .target(name: "ProtoWire", swiftSettings: strict),
         .target(name: "ProtoWireGenerator", dependencies: ["ProtoWire"], swiftSettings: strict),
         .target(name: "Deflate", swiftSettings: strict),
-        .target(name: "H2", dependencies: ["CNGHTTP2", "CH2Sys", "ProtoWire", "Deflate"], exclude: ["Protos"], swiftSettings: strict),
+        .target(name: "H2", dependencies: ["CNGHTTP2", "CZlib", "CH2Sys", "ProtoWire"], exclude: ["Protos"], swiftSettings: strict),
         .target(
             name: "CSI",
             dependencies: ["ProtoWire", "H2"],
@@ -107,7 +107,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire", "ProtoWireGenerator", "CSI", "H2", "TestSupport"], exclude: ["Protos"], swiftSettings: strict),
         .testTarget(name: "DeflateTests", dependencies: ["Deflate", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "H2Tests", dependencies: ["H2", "ProtoWire", "CSI"], swiftSettings: strict),
+        .testTarget(name: "H2Tests", dependencies: ["H2", "ProtoWire", "CSI", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "CSITests", dependencies: ["CSI", "ProtoWire", "H2"], swiftSettings: strict),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "DriverTests", dependencies: ["Driver", "CSI", "H2", "Storage", "ProtoWire"], swiftSettings: strict),
