@@ -9,8 +9,8 @@ enum ZlibFraming: Sendable, Hashable, CustomStringConvertible {
     /// gzip members: header, DEFLATE blocks, CRC-32 and length (RFC 1952): gRPC's `gzip`.
     case gzip
 
-    /// zlib's `windowBits`: a 32 KiB window, plus 16 for gzip framing.
-    var windowBits: Int32 { self == .gzip ? 31 : 15 }
+    /// zlib's `windowBits` for a window of 2^`bits` bytes: `bits` for zlib framing, plus 16 for gzip.
+    func windowBits(_ bits: Int32 = 15) -> Int32 { self == .gzip ? bits + 16 : bits }
 
     var description: String { self == .gzip ? "gzip" : "zlib" }
 }
@@ -25,6 +25,21 @@ enum ZlibFailure: Error {
 
 /// One-shot compression and decompression through zlib.
 enum Zlib {
+    /// The window (log2 of its size) and `memLevel` deflate uses for `count` bytes: zlib's defaults,
+    /// a 32 KiB window and memLevel 8, unless the data is shorter. Then the window is the smallest
+    /// (≥ 2^9) that holds all of it plus deflate's 262-byte lookahead, so every match the full window
+    /// would find is still in reach, and memLevel the smallest whose symbol buffer (2^(memLevel+6)
+    /// symbols) holds one per byte, so the data stays one block. The output is the same but for a
+    /// rare byte where a smaller hash table's collisions end a chain search early; deflateInit2
+    /// allocates and clears kilobytes instead of 256 KiB, which for a small message cost more than
+    /// compressing it (allocator traffic and page faults, the heap top trimmed after each call).
+    static func deflateParameters(count: Int) -> (windowBits: Int32, memLevel: Int32) {
+        var bits: Int32 = 9
+        while bits < 15 && 1 << bits < count + 262 { bits += 1 }
+        let log2Count = Int32(Int.bitWidth - max(0, count - 1).leadingZeroBitCount)  // ⌈log2(count)⌉
+        return (bits, min(8, max(1, log2Count - 6)))
+    }
+
     /// `data` compressed at `level` (0 stores, 1 fastest … 9 smallest; clamped), or nil when the
     /// result would not be smaller than `data` (zlib stops once its output fills that room).
     static func compress(_ data: [UInt8], framing: ZlibFraming, level: Int) -> [UInt8]? {
@@ -32,11 +47,12 @@ enum Zlib {
         guard room > 0, data.count <= Int(UInt32.max) else { return nil }
         let out = UnsafeMutablePointer<UInt8>.allocate(capacity: room)
         defer { out.deallocate() }
+        let (bits, memLevel) = deflateParameters(count: data.count)
         let written = withUnsafeTemporaryAllocation(of: z_stream.self, capacity: 1) { s -> Int? in
             // zlib keeps the stream's address in its state: the z_stream must not move.
             let strm = s.baseAddress!
             strm.initialize(to: z_stream())
-            let rc = CZlib_deflateInit2(strm, Int32(min(9, max(0, level))), framing.windowBits, 8, Z_DEFAULT_STRATEGY)
+            let rc = CZlib_deflateInit2(strm, Int32(min(9, max(0, level))), framing.windowBits(bits), memLevel, Z_DEFAULT_STRATEGY)
             guard rc == Z_OK else { return nil }
             defer { deflateEnd(strm) }
             return data.withUnsafeBufferPointer { input -> Int? in
@@ -108,7 +124,8 @@ enum Zlib {
     private static func inflateAll(
         _ input: UnsafeBufferPointer<UInt8>, _ strm: UnsafeMutablePointer<z_stream>, _ framing: ZlibFraming, _ limit: Int
     ) -> Result<[UInt8], ZlibFailure> {
-        guard CZlib_inflateInit2(strm, framing.windowBits) == Z_OK else {
+        // The full 32 KiB window, whichever window the sender used.
+        guard CZlib_inflateInit2(strm, framing.windowBits()) == Z_OK else {
             return .failure(.invalid("zlib could not set up an inflate stream (out of memory)"))
         }
         defer { inflateEnd(strm) }
