@@ -74,7 +74,7 @@ bench-lvm: deps
 fuzz:
 	bash Tests/Fuzz/run.sh $${FUZZ_SECONDS:-60}
 
-## Fuzz the Deflate decoder and encoder with libFuzzer (FUZZ_SECONDS, default 60).
+## Fuzz H2's gzip/deflate message decompression (over zlib) with libFuzzer (FUZZ_SECONDS, default 60).
 fuzz-deflate:
 	bash Tests/Fuzz/run-deflate.sh $${FUZZ_SECONDS:-60}
 
