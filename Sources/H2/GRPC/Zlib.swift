@@ -74,9 +74,12 @@ enum Zlib {
     /// Decompresses `data`, producing at most `limit` bytes. gzip data may hold several members;
     /// the result is their concatenation.
     ///
-    /// The output starts at four times the input (at most `limit`) and doubles, never past `limit`;
-    /// once it holds `limit` bytes, zlib is given one byte more to write, and writing it is
-    /// ``ZlibFailure/tooLarge``: a decompression bomb costs at most `limit` bytes.
+    /// zlib writes straight into the array returned: it starts at four times the input (at most
+    /// `limit`) and doubles, never past `limit`, each time copied into the next; once it holds
+    /// `limit` bytes, zlib is given one byte more to write, and writing it is
+    /// ``ZlibFailure/tooLarge``: a decompression bomb costs at most `limit` bytes (and the half as
+    /// large buffer before it while it is copied). When the room left unused is over 64 KiB and
+    /// over a quarter of the result's size, the result is copied to an array of its size.
     ///
     /// - Throws: ``ZlibFailure/tooLarge`` when the output would pass `limit`;
     ///   ``ZlibFailure/invalid(_:)`` for anything invalid: a wrong header, block, checksum or length,
@@ -89,36 +92,17 @@ enum Zlib {
                 return inflateAll(input, strm, framing, max(0, limit))
             }
         }
-        return try result.get()
+        let out = try result.get()
+        if out.capacity - out.count > max(64 << 10, out.count / 4) { return Array(out[...]) }
+        return out
     }
 
-    /// The output buffer of one decompression: grows by doubling up to the limit.
-    private struct Output {
-        var base: UnsafeMutablePointer<UInt8>
-        var count = 0
-        var capacity: Int
-
-        init(capacity: Int) {
-            self.capacity = capacity
-            base = .allocate(capacity: max(1, capacity))
-        }
-
-        mutating func grow(limit: Int) {
-            let c = min(limit, max(capacity * 2, 256))
-            let b = UnsafeMutablePointer<UInt8>.allocate(capacity: c)
-            b.moveInitialize(from: base, count: count)
-            base.deallocate()
-            base = b
-            capacity = c
-        }
-
-        /// The bytes written, as an array of their exact size.
-        func copy() -> [UInt8] {
-            [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-                if count > 0 { buffer.baseAddress!.update(from: base, count: count) }
-                initialized = count
-            }
-        }
+    /// Where one decompression stands after inflating into a buffer.
+    private enum Progress {
+        /// The buffer is full and smaller than the limit: inflating goes on in a larger one.
+        case full
+        case done
+        case failed(ZlibFailure)
     }
 
     private static func inflateAll(
@@ -129,58 +113,82 @@ enum Zlib {
             return .failure(.invalid("zlib could not set up an inflate stream (out of memory)"))
         }
         defer { inflateEnd(strm) }
-        var out = Output(capacity: min(limit, max(256, input.count &* 4)))
-        defer { out.base.deallocate() }
-        // Where the input not yet handed to zlib starts; zlib takes at most 1 GiB per call (avail_in is 32 bits).
+        // Where the input not yet handed to zlib starts.
         var fed = 0
+        var out: [UInt8] = []
+        var capacity = min(limit, max(256, input.count &* 4))
+        while true {
+            let previous = out
+            var progress = Progress.full
+            out = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
+                previous.withUnsafeBufferPointer { p in
+                    if p.count > 0 { buffer.baseAddress!.update(from: p.baseAddress!, count: p.count) }
+                }
+                count = previous.count
+                progress = inflate(input, &fed, into: buffer, &count, strm, framing, limit)
+            }
+            switch progress {
+            case .full: capacity = min(limit, max(capacity * 2, 256))
+            case .done: return .success(out)
+            case .failed(let failure): return .failure(failure)
+            }
+        }
+    }
+
+    /// Inflates into `buffer` after its first `count` bytes, handing zlib the input from `fed` on.
+    private static func inflate(
+        _ input: UnsafeBufferPointer<UInt8>, _ fed: inout Int, into buffer: UnsafeMutableBufferPointer<UInt8>,
+        _ count: inout Int, _ strm: UnsafeMutablePointer<z_stream>, _ framing: ZlibFraming, _ limit: Int
+    ) -> Progress {
         var probe: UInt8 = 0
         while true {
+            // zlib takes at most 1 GiB per call (avail_in is 32 bits).
             if strm.pointee.avail_in == 0 && fed < input.count {
                 let n = min(input.count - fed, 1 << 30)
                 strm.pointee.next_in = input.baseAddress! + fed
                 strm.pointee.avail_in = uInt(n)
                 fed += n
             }
-            if out.count == out.capacity && out.capacity < limit { out.grow(limit: limit) }
-            let full = out.count == out.capacity
-            let room = full ? 1 : min(out.capacity - out.count, 1 << 30)
+            let full = count == buffer.count
+            if full && buffer.count < limit { return .full }
+            let room = full ? 1 : min(buffer.count - count, 1 << 30)
             let rc = withUnsafeMutablePointer(to: &probe) { p in
-                strm.pointee.next_out = full ? p : out.base + out.count
+                strm.pointee.next_out = full ? p : buffer.baseAddress! + count
                 strm.pointee.avail_out = uInt(room)
                 // Z_FINISH: when one call ends the stream, zlib needs no 32 KiB window of its own.
-                return inflate(strm, Z_FINISH)
+                return CZlib.inflate(strm, Z_FINISH)
             }
             let written = room - Int(strm.pointee.avail_out)
-            if full && written > 0 { return .failure(.tooLarge) }
-            out.count += written
+            if full && written > 0 { return .failed(.tooLarge) }
+            count += written
             let left = Int(strm.pointee.avail_in) + input.count - fed
             let at = input.count - left
             switch rc {
             case Z_STREAM_END:
-                if left == 0 { return .success(out.copy()) }
+                if left == 0 { return .done }
                 guard framing == .gzip else {
                     let what = left == 1 ? "1 byte follows" : "\(left) bytes follow"
-                    return .failure(.invalid("\(what) the end of the zlib stream (at byte \(at) of \(input.count))"))
+                    return .failed(.invalid("\(what) the end of the zlib stream (at byte \(at) of \(input.count))"))
                 }
                 inflateReset(strm)  // the next gzip member
             case Z_OK, Z_BUF_ERROR:
-                // The output is full (grow it, or probe at the limit), or there is input to hand over.
+                // The buffer is full (grow it, or probe at the limit), or there is input to hand over.
                 if strm.pointee.avail_out == 0 || (strm.pointee.avail_in == 0 && fed < input.count) { continue }
                 if left == 0 {
-                    return .failure(.invalid("the data ends after \(input.count) bytes, inside the \(framing) stream"))
+                    return .failed(.invalid("the data ends after \(input.count) bytes, inside the \(framing) stream"))
                 }
-                return .failure(.invalid("zlib stopped at byte \(at) of \(input.count) without reaching the end of the \(framing) stream"))
+                return .failed(.invalid("zlib stopped at byte \(at) of \(input.count) without reaching the end of the \(framing) stream"))
             case Z_NEED_DICT:
-                return .failure(.invalid("the zlib stream needs a preset dictionary, which gRPC messages do not use"))
+                return .failed(.invalid("the zlib stream needs a preset dictionary, which gRPC messages do not use"))
             case Z_DATA_ERROR:
                 let zmsg = strm.pointee.msg.map { String(cString: $0) } ?? "invalid data"
                 let place = "at byte \(at) of the \(input.count)-byte \(framing) stream"
-                guard let meaning = explain(zmsg, framing) else { return .failure(.invalid("\(zmsg) \(place)")) }
-                return .failure(.invalid("\(meaning) (zlib: \(zmsg), \(place))"))
+                guard let meaning = explain(zmsg, framing) else { return .failed(.invalid("\(zmsg) \(place)")) }
+                return .failed(.invalid("\(meaning) (zlib: \(zmsg), \(place))"))
             case Z_MEM_ERROR:
-                return .failure(.invalid("zlib ran out of memory"))
+                return .failed(.invalid("zlib ran out of memory"))
             default:
-                return .failure(.invalid("zlib's inflate returned \(rc)"))
+                return .failed(.invalid("zlib's inflate returned \(rc)"))
             }
         }
     }
