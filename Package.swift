@@ -101,7 +101,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(name: "h2-interop", dependencies: ["H2", "ProtoWire"], swiftSettings: strict),
-        .executableTarget(name: "deflate-bench", dependencies: ["Deflate"], path: "Benchmarks/Deflate/deflate-bench", swiftSettings: strict),
+        .executableTarget(name: "deflate-bench", dependencies: ["H2"], path: "Benchmarks/Deflate/deflate-bench", swiftSettings: strict),
 
         // Tests.
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
