@@ -81,13 +81,14 @@ bench-lvm-vm: deps
 fuzz:
 	bash Tests/Fuzz/run.sh $${FUZZ_SECONDS:-60}
 
-## Fuzz the Deflate decoder and encoder with libFuzzer (FUZZ_SECONDS, default 60).
+## Fuzz H2's gzip/deflate message decompression (over zlib) with libFuzzer (FUZZ_SECONDS, default 60).
 fuzz-deflate:
 	bash Tests/Fuzz/run-deflate.sh $${FUZZ_SECONDS:-60}
 
-## Deflate beside Python's zlib: speed and ratio at levels 1 and 6 (README, "H2").
+## H2's gzip/deflate compression beside Python's zlib, and beside another build of
+## deflate-bench with BASELINE=PATH: speed and ratio at levels 1 and 6 (README, "H2").
 bench-deflate:
-	$(PYTHON) Benchmarks/Deflate/bench.py
+	$(PYTHON) Benchmarks/Deflate/bench.py $(if $(BASELINE),--baseline $(BASELINE))
 
 clean:
 	rm -rf .build .build-*

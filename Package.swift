@@ -49,6 +49,11 @@ let package = Package(
             pkgConfig: "libnghttp2",
             providers: [.apt(["libnghttp2-dev"])]
         ),
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         // Linux system calls the event loop needs that Glibc's module does not export.
         .target(name: "CH2Sys"),
         .systemLibrary(
@@ -59,8 +64,7 @@ let package = Package(
         // Libraries.
         .target(name: "ProtoWire", swiftSettings: strict),
         .target(name: "ProtoWireGenerator", dependencies: ["ProtoWire"], swiftSettings: strict),
-        .target(name: "Deflate", swiftSettings: strict),
-        .target(name: "H2", dependencies: ["CNGHTTP2", "CH2Sys", "ProtoWire", "Deflate"], exclude: ["Protos"], swiftSettings: strict),
+        .target(name: "H2", dependencies: ["CNGHTTP2", "CZlib", "CH2Sys", "ProtoWire"], exclude: ["Protos"], swiftSettings: strict),
         .target(
             name: "CSI",
             dependencies: ["ProtoWire", "H2"],
@@ -96,13 +100,12 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(name: "h2-interop", dependencies: ["H2", "ProtoWire"], swiftSettings: strict),
-        .executableTarget(name: "deflate-bench", dependencies: ["Deflate"], path: "Benchmarks/Deflate/deflate-bench", swiftSettings: strict),
+        .executableTarget(name: "deflate-bench", dependencies: ["H2"], path: "Benchmarks/Deflate/deflate-bench", swiftSettings: strict),
 
         // Tests.
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire", "ProtoWireGenerator", "CSI", "H2", "TestSupport"], exclude: ["Protos"], swiftSettings: strict),
-        .testTarget(name: "DeflateTests", dependencies: ["Deflate", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "H2Tests", dependencies: ["H2", "ProtoWire", "CSI"], swiftSettings: strict),
+        .testTarget(name: "H2Tests", dependencies: ["H2", "ProtoWire", "CSI", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "CSITests", dependencies: ["CSI", "ProtoWire", "H2"], swiftSettings: strict),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "DriverTests", dependencies: ["Driver", "CSI", "H2", "Storage", "ProtoWire"], swiftSettings: strict),

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 # libstdc++-12-dev: release executables link libstdc++.a (Linker/static-cxx).
-apt_packages=(libnghttp2-dev liblvm2-dev lvm2 protobuf-compiler libprotobuf-dev e2fsprogs xfsprogs
+apt_packages=(libnghttp2-dev zlib1g-dev liblvm2-dev lvm2 protobuf-compiler libprotobuf-dev e2fsprogs xfsprogs
               nghttp2-client util-linux pkg-config libstdc++-12-dev)
 pip_packages=(grpcio grpcio-tools protobuf h2 pytest grpcio-health-checking grpcio-reflection pyyaml)
 

@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""Compression speed and ratio of the Deflate module beside Python's zlib (the C zlib it links),
-at levels 1 and 6, on payloads of the kinds gRPC carries here. Builds `deflate-bench` in release
-(at nice 19) unless --no-build, writes the payloads to a temporary directory, prints a table.
+"""Speed and ratio of H2's message compression (GRPCCompression over zlib, the `deflate` encoding)
+beside Python's zlib (the same C zlib, called from Python), at levels 1 and 6, on payloads of the
+kinds gRPC carries here. Builds `deflate-bench` in release (at nice 19) unless --no-build, writes
+the payloads to a temporary directory, prints a table. With --baseline, another deflate-bench
+binary (for example one built from an older commit) is run alternately with ours on the same
+files, and the table gains its columns and ours ÷ its speed.
 
-    python3 Benchmarks/Deflate/bench.py [--no-build]
+    python3 Benchmarks/Deflate/bench.py [--no-build] [--baseline PATH] [--rounds N]
 """
 import os
 import pathlib
@@ -77,11 +80,23 @@ def best(fn, min_time=0.05):
     return b
 
 
+def run_bench(binary, level, path):
+    """(compressed bytes or None, compress MB/s, decompress MB/s or None) from one deflate-bench run."""
+    line = subprocess.run([str(binary), str(level), path], capture_output=True, text=True, check=True).stdout.split()
+    num = lambda v: None if v == "-" else float(v)
+    return (None if line[2] == "-" else int(line[2])), float(line[3]), num(line[4])
+
+
 def main():
-    if "--no-build" not in sys.argv:
+    args = sys.argv[1:]
+    baseline = args[args.index("--baseline") + 1] if "--baseline" in args else None
+    rounds = int(args[args.index("--rounds") + 1]) if "--rounds" in args else 3
+    if "--no-build" not in args:
         subprocess.run(["nice", "-n", "19", "swift", "build", "-c", "release", "--product", "deflate-bench"], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL)
     binary = ROOT / ".build" / "release" / "deflate-bench"
+    med = lambda v: None if None in v else sorted(v)[len(v) // 2]
+    fmt = lambda v, w, p=0: f"{'-':>{w}}" if v is None else f"{v:>{w}.{p}f}"
     with tempfile.TemporaryDirectory() as d:
         files = []
         for name, data in payloads():
@@ -89,23 +104,39 @@ def main():
             with open(p, "wb") as f:
                 f.write(data)
             files.append((name, p, data))
-        print(f"{'payload':<20}{'bytes':>9} {'lvl':>3} | {'ratio ours':>10} {'zlib':>6} | {'compress MB/s ours':>18} {'zlib':>6} | {'decompress MB/s ours':>20} {'zlib':>6}")
-        rounds = 3
+        head = f"{'payload':<20}{'bytes':>9} {'lvl':>3} | {'ratio ours':>10}"
+        head += f" {'base':>6}" if baseline else ""
+        head += f" {'zlib':>6} | {'compress MB/s ours':>18}" + (f" {'base':>6}" if baseline else "") + f" {'zlib':>6}"
+        head += f" | {'decompress MB/s ours':>20}" + (f" {'base':>6}" if baseline else "") + f" {'zlib':>6}"
+        head += f" | {'ours/base c':>11} {'d':>5}" if baseline else ""
+        print(head)
         for level in (1, 6):
             for name, path, data in files:
-                # Alternate ours and zlib, `rounds` times, and keep the medians: the machine is shared.
-                ours_c, ours_d, zlib_c, zlib_d = [], [], [], []
+                # Alternate ours, the baseline and zlib, `rounds` times, and keep the medians: the machine is shared.
+                ours_c, ours_d, base_c, base_d, zlib_c, zlib_d = [], [], [], [], [], []
                 z = zlib.compress(data, level)
+                ours_len = base_len = None
                 for _ in range(rounds):
-                    line = subprocess.run([str(binary), str(level), path], capture_output=True, text=True, check=True).stdout.split()
-                    clen = int(line[2])
-                    ours_c.append(float(line[3]))
-                    ours_d.append(float(line[4]))
+                    ours_len, c, dd = run_bench(binary, level, path)
+                    ours_c.append(c)
+                    ours_d.append(dd)
+                    if baseline:
+                        base_len, c, dd = run_bench(baseline, level, path)
+                        base_c.append(c)
+                        base_d.append(dd)
                     zlib_c.append(len(data) / 1e6 / best(lambda: zlib.compress(data, level)))
                     zlib_d.append(len(data) / 1e6 / best(lambda: zlib.decompress(z)))
-                med = lambda v: sorted(v)[len(v) // 2]
-                print(f"{name:<20}{len(data):>9} {level:>3} | {len(data) / clen:>10.2f} {len(data) / len(z):>6.2f} | "
-                      f"{med(ours_c):>18.0f} {med(zlib_c):>6.0f} | {med(ours_d):>20.0f} {med(zlib_d):>6.0f}", flush=True)
+                ratio = lambda n: None if n is None else len(data) / n
+                line = f"{name:<20}{len(data):>9} {level:>3} | {fmt(ratio(ours_len), 10, 2)}"
+                line += f" {fmt(ratio(base_len), 6, 2)}" if baseline else ""
+                line += f" {len(data) / len(z):>6.2f} | {fmt(med(ours_c), 18)}" + (f" {fmt(med(base_c), 6)}" if baseline else "")
+                line += f" {med(zlib_c):>6.0f} | {fmt(med(ours_d), 20)}" + (f" {fmt(med(base_d), 6)}" if baseline else "")
+                line += f" {med(zlib_d):>6.0f}"
+                if baseline:
+                    q = lambda a, b: None if a is None or b is None else a / b
+                    line += f" | {fmt(q(med(ours_c), med(base_c)), 11, 2)} {fmt(q(med(ours_d), med(base_d)), 5, 2)}"
+                print(line, flush=True)
+
 
 if __name__ == "__main__":
     main()

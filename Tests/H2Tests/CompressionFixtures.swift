@@ -1,9 +1,10 @@
-// Streams produced by CPython's zlib module (zlib 1.3) from `FixtureData.text(3000)`: zlib levels 1, 6
-// and 9; raw DEFLATE with Z_HUFFMAN_ONLY, Z_RLE and Z_FIXED; gzip (wbits 31); raw with a sync flush
-// and a full flush in the middle (empty stored blocks). Regenerate with the script in the comment
-// of `FixtureData`.
+// Streams produced by CPython's zlib module (zlib 1.3) from `CompressionFixtures.text(3000)`: zlib
+// levels 1, 6 and 9; raw DEFLATE with Z_HUFFMAN_ONLY, Z_RLE and Z_FIXED; gzip (wbits 31); raw with a
+// sync flush and a full flush in the middle (empty stored blocks). gRPC carries only zlib and gzip
+// framing, so the tests wrap the raw streams in both (`CompressionVectorTests`). The text comes from
+// the generator in the comment of `CompressionFixtures.text(_:)`.
 
-enum FixtureData {
+enum CompressionFixtures {
     /// Deterministic text-like bytes; the same generator in Python:
     ///
     ///     words = [b"volume", b"node", b"csi", b"publish", b"stage", b"capacity", b"mount",
