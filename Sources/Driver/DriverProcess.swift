@@ -1,5 +1,6 @@
 import CSI
 package import H2
+import Platform
 package import Storage
 
 #if canImport(Glibc)
@@ -125,13 +126,8 @@ public struct DriverProcess: Sendable {
 
     /// Creates `path` and its missing parents (mode 0750).
     static func makeDirectory(_ path: String) throws {
-        var current = ""
-        for part in path.split(separator: "/") {
-            current += "/" + part
-            if mkdir(current, 0o750) != 0 && errno != EEXIST {
-                let reason = String(cString: strerror(errno))
-                throw DriverStartError(message: "cannot create directory \(current): \(reason)")
-            }
+        do throws(SystemError) { try makeDirectories(path, mode: 0o750) } catch {
+            throw DriverStartError(message: "cannot create directory \(error.subject): \(error.reason)")
         }
     }
 

@@ -4,6 +4,7 @@ import Glibc
 import CNGHTTP2
 public import ProtoWire
 import Synchronization
+import Platform
 
 /// How a ``GRPCChannel`` connects and retries.
 public struct GRPCChannelConfiguration: Sendable {
@@ -466,7 +467,7 @@ final class ChannelCore: @unchecked Sendable {
         var pause = configuration.initialBackoff
         for _ in 1..<min(failures, 20) { pause = pause * 1.6 }
         pause = min(pause, configuration.maxBackoff)
-        nextAttempt = monotonicNanos() &+ pause.nanoseconds
+        nextAttempt = monotonicNanos() &+ UInt64(clamping: pause.wholeNanoseconds)
         let detail =
             error.errno == ETIMEDOUT && error.call == "connect"
             ? "no answer within \(configuration.connectTimeout) (\(error.reason))" : error.reason

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CH2Sys
+import Platform
 
 /// Runs a blocking closure on a small pool of worker threads and resumes the caller when it is done.
 ///
@@ -62,7 +62,7 @@ final class OffloadThreads: @unchecked Sendable {
 
     init(maxThreads: Int, idleTimeout: Duration, name: String) {
         self.maxThreads = max(1, maxThreads)
-        self.idleNanos = max(idleTimeout.nanoseconds, 1_000_000)
+        self.idleNanos = max(UInt64(clamping: idleTimeout.wholeNanoseconds), 1_000_000)
         self.name = name
         pthread_mutex_init(mutex, nil)
         var attr = pthread_condattr_t()
@@ -81,7 +81,7 @@ final class OffloadThreads: @unchecked Sendable {
     func setLimits(threads: Int?, idleTimeout: Duration?) {
         locked {
             if let threads { maxThreads = max(1, threads) }
-            if let idleTimeout { idleNanos = max(idleTimeout.nanoseconds, 1_000_000) }
+            if let idleTimeout { idleNanos = max(UInt64(clamping: idleTimeout.wholeNanoseconds), 1_000_000) }
             pthread_cond_broadcast(cond)
         }
     }
@@ -132,7 +132,7 @@ final class OffloadThreads: @unchecked Sendable {
     }
 
     private func work() {
-        h2_set_thread_name(String(name.prefix(15)))
+        setCurrentThreadName(name)
         pthread_mutex_lock(mutex)
         while true {
             var deadline = timespec()

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CNGHTTP2
+public import Platform
 public import ProtoWire
 import Synchronization
 
@@ -381,13 +382,13 @@ public final class GRPCServer: Sendable {
             }
             do {
                 _ = try address.withSockAddr { (sa, len) throws(SystemError) in
-                    try Sys.retrying("bind") { Int(bind(fd, sa, len)) }
+                    try systemCall("bind") { bind(fd, sa, len) }
                 }
             } catch { throw GRPCServerError(message: "cannot bind \(address)", underlying: error) }
             if case .unix(let path) = address, chmod(path, mode_t(mode)) != 0 {
                 throw GRPCServerError(message: "cannot set the mode of \(path)", underlying: SystemError(call: "chmod", errno: errno, subject: path))
             }
-            do { _ = try Sys.retrying("listen") { Int(Glibc.listen(fd, 1024)) } } catch {
+            do { try systemCall("listen") { Glibc.listen(fd, 1024) } } catch {
                 throw GRPCServerError(message: "cannot listen on \(address)", underlying: error)
             }
             return fd
@@ -400,7 +401,9 @@ public final class GRPCServer: Sendable {
     /// Creates the parent directory; removes a stale socket file; refuses a live one or a non-socket.
     private static func prepareSocketPath(_ path: String, _ address: SocketAddress) throws {
         if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
-            try makeDirectories(String(path[..<slash]))
+            do { try makeDirectories(String(path[..<slash]), mode: 0o755) } catch {
+                throw GRPCServerError(message: "cannot create the directory \(error.subject)", underlying: error)
+            }
         }
         var st = stat()
         guard lstat(path, &st) == 0 else { return }
@@ -430,16 +433,6 @@ public final class GRPCServer: Sendable {
         }
     }
 
-    private static func makeDirectories(_ dir: String) throws {
-        var st = stat()
-        if stat(dir, &st) == 0 { return }
-        if let slash = dir.lastIndex(of: "/"), slash != dir.startIndex {
-            try makeDirectories(String(dir[..<slash]))
-        }
-        if mkdir(dir, 0o755) != 0 && errno != EEXIST {
-            throw GRPCServerError(message: "cannot create the directory \(dir)", underlying: SystemError(call: "mkdir", errno: errno, subject: dir))
-        }
-    }
 }
 
 /// Runs `body` with a started server and shuts it down afterwards, also when `body` throws.

@@ -1,5 +1,6 @@
 // csi-lvm-driver: flags → DriverConfiguration → wired parts → run until SIGTERM/SIGINT.
 import Driver
+import Platform
 
 #if canImport(Glibc)
     import Glibc
@@ -63,7 +64,7 @@ func runDriver() async -> Int32 {
     var status: Int32 = 0
     guard let parsed = program.parseOrReport(exitStatus: &status) else { return status }
     // Two malloc arenas: every arena keeps its own free memory resident.
-    limitMallocArenas()
+    ProcessMemory.limitArenas()
     var raw = DriverConfiguration.Raw()
     raw.endpoint = parsed.string("endpoint")
     raw.driverName = parsed.string("driver-name")!

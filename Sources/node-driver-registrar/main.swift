@@ -2,6 +2,7 @@
 // A drop-in for kubernetes-csi's registrar: the same flags (Go style: -flag, --flag, =value or a separate
 // value), plus --kubelet-registry-link-dir, --registration-ack-timeout and the `inspect` subcommand.
 import Driver
+import Platform
 
 #if canImport(Glibc)
     import Glibc
@@ -166,7 +167,7 @@ func runRegistrar() async -> Int32 {
     var status: Int32 = 0
     guard let parsed = program.parseOrReport(exitStatus: &status) else { return status }
     // Two malloc arenas: every arena keeps its own free memory resident.
-    limitMallocArenas()
+    ProcessMemory.limitArenas()
     return parsed.command == "inspect" ? await inspect(parsed) : await serve(parsed)
 }
 

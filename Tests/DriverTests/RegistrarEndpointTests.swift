@@ -2,7 +2,7 @@ import CSI
 import Glibc
 import H2
 import ProtoWire
-import Storage
+import Platform
 import Testing
 
 @testable import Driver

@@ -1,5 +1,5 @@
 internal import Glibc
-package import Storage
+package import Platform
 
 /// Walks a kubelet plugin registry directory the way the kubelet's plugin watcher does and reports, for each
 /// entry, what the kubelet will record (the CSINode driver entry and the node-id annotation) or why it will not.

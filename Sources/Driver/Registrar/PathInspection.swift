@@ -1,4 +1,5 @@
 internal import Glibc
+import Platform
 
 /// What occupies a path, as `lstat(2)` and a connection attempt see it.
 package enum PathKind: Sendable, Hashable, CustomStringConvertible {
@@ -111,10 +112,9 @@ package enum PathInspection {
 
     /// Creates `path` and its missing parents with `mode`.
     package static func makeDirectories(_ path: String, mode: UInt32 = 0o755) throws(RegistrarError) {
-        if case .directory = resolvedKind(of: path) { return }
-        let parent = directoryName(of: path)
-        if parent != path && parent != "/" && parent != "." { try makeDirectories(parent, mode: mode) }
-        if mkdir(path, mode_t(mode)) != 0 && errno != EEXIST { throw systemError("mkdir", path) }
+        do throws(SystemError) { try Platform.makeDirectories(path, mode: mode) } catch {
+            throw systemError("mkdir", error.subject, errno: error.errno)
+        }
         guard case .directory = resolvedKind(of: path) else {
             throw RegistrarError(code: .pathConflict, message: "expected a directory at \(path), found \(kind(of: path))")
         }
@@ -157,7 +157,7 @@ package enum PathInspection {
     static func systemError(_ call: String, _ path: String, errno code: Int32 = errno) -> RegistrarError {
         RegistrarError(
             code: .systemCall, message: "\(call)(\(path)) failed",
-            underlying: "\(String(cString: strerror(code))) (errno \(code))")
+            underlying: errnoText(code))
     }
 }
 

@@ -2,6 +2,7 @@ internal import CLVM2Cmd
 import Dispatch
 import Glibc
 import Synchronization
+import Platform
 
 /// An in-process LVM client over liblvm2cmd.
 ///
@@ -150,7 +151,7 @@ final class LVM: Sendable {
             if let previous { setenv("LVM_SYSTEM_DIR", previous, 1) } else { unsetenv("LVM_SYSTEM_DIR") }
         }
         if let h { api.log_level?(h, 4) }
-        _ = malloc_trim(0)
+        ProcessMemory.trim()
         let failure =
             api.error.map { "liblvm2cmd could not be loaded: " + String(cString: $0) }
             ?? (h == nil ? "liblvm2cmd could not be initialised (lvm2_init returned NULL)" : nil)
@@ -207,7 +208,7 @@ final class LVM: Sendable {
         clvm2_unload()
         umask(processUmask)
         restoreLocale()
-        _ = malloc_trim(0)
+        ProcessMemory.trim()
     }
 
     private func restoreLocale() {
@@ -262,7 +263,7 @@ final class LVM: Sendable {
             let output = lvmCollector.finish(returnCode: rc)
             // liblvm2cmd allocates and frees megabytes per command (device scan, metadata
             // buffers); give the freed heap back to the kernel instead of keeping it resident.
-            _ = malloc_trim(0)
+            ProcessMemory.trim()
             self.scheduleRelease(after: count)
             if rc != LVM2_COMMAND_SUCCEEDED { throw output.error(command: line) }
             return output
@@ -289,7 +290,7 @@ final class LVM: Sendable {
     /// Makes the private configuration directory with the host's files but `lvm.conf` linked in.
     private static func makeSystemDirectory(host: String) -> String? {
         var base = "/run/swift-csi"
-        if mkdir(base, 0o700) != 0 && errno != EEXIST { base = "/tmp" }
+        if (try? makeDirectories(base, mode: 0o700)) == nil { base = "/tmp" }
         removeStaleSystemDirectories(in: base)
         let path = base + "/lvm.\(getpid())"
         _ = rmTree(path)

@@ -1,5 +1,6 @@
 import Dispatch
 import Glibc
+import Platform
 import Synchronization
 
 /// Where blocking system work (subprocesses, mount, ioctl, file copies) runs: threads of its own.
@@ -157,17 +158,5 @@ final class SerialThread: Sendable {
             let job = jobs.withLock { $0.isEmpty ? nil : $0.removeFirst() }
             job?()
         }
-    }
-}
-
-extension Duration {
-    /// The duration in whole nanoseconds (a fraction dropped), clamped to `Int`'s range: what
-    /// `DispatchTime` arithmetic takes.
-    package var wholeNanoseconds: Int {
-        let (seconds, attoseconds) = components
-        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        let (total, carry) = scaled.addingReportingOverflow(attoseconds / 1_000_000_000)
-        if overflow || carry { return seconds < 0 ? .min : .max }
-        return Int(total)
     }
 }

@@ -1,5 +1,5 @@
 /// A JSON value: enough for LVM's reports, the loop file backend's records and the registrar's
-/// `inspect --output json` and node annotation, so that neither Storage nor Driver needs Foundation.
+/// `inspect --output json` and node annotation, so that no module needs Foundation.
 package enum JSONValue: Sendable, Equatable {
     /// `null`.
     case null
@@ -51,6 +51,12 @@ package struct JSONError: Error, CustomStringConvertible {
     /// Where, in bytes from the start of the text.
     package var offset: Int
     package var description: String { "\(message) at byte \(offset)" }
+
+    /// Creates an error.
+    package init(message: String, offset: Int) {
+        self.message = message
+        self.offset = offset
+    }
 }
 
 /// Parses and prints JSON (RFC 8259), strictly: one value, nothing but whitespace around it.
