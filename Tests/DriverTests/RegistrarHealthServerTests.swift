@@ -1,6 +1,6 @@
 import Glibc
 import Synchronization
-import Storage
+import Platform
 import Testing
 
 @testable import Driver
@@ -8,7 +8,7 @@ import Testing
 /// Sends `request` to 127.0.0.1:`port` from a plain thread (the check runs on the task pool) and returns
 /// the whole response.
 func httpExchange(port: Int, _ request: String) async -> String {
-    await BlockingPool.shared.run { blockingHTTPExchange(port: port, request) }
+    await offload { blockingHTTPExchange(port: port, request) }
 }
 
 func blockingHTTPExchange(port: Int, _ request: String) -> String {

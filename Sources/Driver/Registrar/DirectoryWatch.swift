@@ -1,5 +1,5 @@
 internal import Glibc
-internal import Storage
+internal import Platform
 internal import Synchronization
 
 /// An inotify watch on one directory: wakes its waiter when an entry is created, removed, renamed or changed.

@@ -1,6 +1,5 @@
 internal import Glibc
 internal import Platform
-internal import Storage
 internal import Dispatch
 internal import Synchronization
 

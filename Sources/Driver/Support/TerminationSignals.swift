@@ -1,5 +1,5 @@
 internal import Glibc
-internal import Storage
+internal import Platform
 
 /// Where the SIGTERM/SIGINT handler writes; set before the handler is installed, never changed after.
 nonisolated(unsafe) private var terminationSignalFD: Int32 = -1
@@ -44,7 +44,7 @@ final class TerminationSignals: Sendable {
             return "cancellation"
         }
         return await withTaskCancellationHandler {
-            await BlockingPool.shared.run {
+            await offload {
                 var byte: UInt8 = 0
                 while true {
                     let n = read(readFD, &byte, 1)

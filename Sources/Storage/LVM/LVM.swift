@@ -1,5 +1,4 @@
 internal import CLVM2Cmd
-import Dispatch
 import Glibc
 import Synchronization
 import Platform
@@ -230,7 +229,7 @@ final class LVM: Sendable {
     /// Runs `body` on the LVM thread between commands (where process-wide state is the
     /// process's own again).
     func betweenCommands<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-        (try? await thread.run { () throws(StorageError) -> T in body() })!
+        await thread.run(body)
     }
 
     /// The umask and locale the process had before LVM was set up.
@@ -272,9 +271,7 @@ final class LVM: Sendable {
 
     /// Closes the handle `idleRelease` after the `count`-th command unless another ran since.
     private func scheduleRelease(after count: UInt64) {
-        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Self.idleRelease.wholeNanoseconds)) { [self] in
-            thread.submit { self.closeHandle(ifIdleSince: count) }
-        }
+        thread.submit(after: Self.idleRelease) { [self] in closeHandle(ifIdleSince: count) }
     }
 
     /// Runs a report command (`lvs`, `vgs`, `pvs`) with JSON output in plain bytes and decodes the

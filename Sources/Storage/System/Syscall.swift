@@ -27,17 +27,3 @@ func errnoCode(_ err: Int32) -> StorageError.Code {
     default: .failed
     }
 }
-
-/// Runs blocking work on a thread outside the caller's executor and resumes the caller with its
-/// result, so that `await`ing it never blocks a cooperative thread.
-@discardableResult
-func offload<T: Sendable>(_ work: @escaping @Sendable () throws(StorageError) -> T) async throws(StorageError) -> T {
-    let result: Result<T, StorageError> = await withCheckedContinuation { continuation in
-        BlockingPool.shared.submit {
-            do throws(StorageError) { continuation.resume(returning: .success(try work())) } catch {
-                continuation.resume(returning: .failure(error))
-            }
-        }
-    }
-    return try result.get()
-}
