@@ -1,6 +1,5 @@
 import CSI
 package import H2
-import Platform
 package import Storage
 
 #if canImport(Glibc)
@@ -34,11 +33,9 @@ public struct DriverProcess: Sendable {
         }
         var serverConfiguration = GRPCServerConfiguration(address: configuration.socketPath)
         serverConfiguration.socketMode = configuration.socketMode
+        serverConfiguration.socketDirectoryMode = 0o750
         serverConfiguration.reflectionFiles = [CsiProtoFile.descriptor]
         let server = GRPCServer(router: try makeRouter(), configuration: serverConfiguration)
-        do { try Self.makeDirectory(parentOf: configuration.socketPath) } catch {
-            throw DriverStartError(message: "--endpoint \(configuration.socketPath): \(error)")
-        }
         do { try server.start() } catch {
             throw DriverStartError(message: "cannot serve on \(configuration.socketPath) (--endpoint): \(error)")
         }
@@ -114,27 +111,11 @@ public struct DriverProcess: Sendable {
             return backend
         case .loopfile:
             do {
-                try Self.makeDirectory(configuration.loopfileDir)
                 return try LoopFileBackend(directory: configuration.loopfileDir, driverName: configuration.driverName)
-            } catch let error as DriverStartError {
-                throw DriverStartError(message: "--loopfile-dir: \(error.message)")
             } catch {
                 throw DriverStartError(message: "loop-file backend at \(configuration.loopfileDir) (--loopfile-dir): \(error)")
             }
         }
-    }
-
-    /// Creates `path` and its missing parents (mode 0750).
-    static func makeDirectory(_ path: String) throws {
-        do throws(SystemError) { try makeDirectories(path, mode: 0o750) } catch {
-            throw DriverStartError(message: "cannot create directory \(error.subject): \(error.reason)")
-        }
-    }
-
-    /// Creates the directory that will hold `path`.
-    static func makeDirectory(parentOf path: String) throws {
-        let parent = path.split(separator: "/").dropLast().joined(separator: "/")
-        if !parent.isEmpty { try makeDirectory("/" + parent) }
     }
 }
 

@@ -12,6 +12,9 @@ public struct GRPCServerConfiguration: Sendable {
     public var address: String
     /// The Unix socket file's permission bits.
     public var socketMode: UInt32 = 0o660
+    /// The permission bits of the directories the server creates when the socket's directory (or
+    /// a parent of it) does not exist; existing ones are left as they are.
+    public var socketDirectoryMode: UInt32 = 0o755
     /// When set, only peers with these uids may call (others get PERMISSION_DENIED).
     public var allowedUIDs: Set<UInt32>? = nil
     /// How many event-loop threads serve connections.
@@ -251,7 +254,7 @@ public final class GRPCServer: Sendable {
         do { address = try SocketAddress.parse(configuration.address) } catch {
             throw GRPCServerError(message: error.description)
         }
-        let fd = try Self.listen(address, mode: configuration.socketMode)
+        let fd = try Self.listen(address, mode: configuration.socketMode, directoryMode: configuration.socketDirectoryMode)
         let group: EventLoopGroup
         do {
             group = try EventLoopGroup(
@@ -368,7 +371,7 @@ public final class GRPCServer: Sendable {
         for c in list { c.resume() }
     }
 
-    private static func listen(_ address: SocketAddress, mode: UInt32) throws -> Int32 {
+    private static func listen(_ address: SocketAddress, mode: UInt32, directoryMode: UInt32) throws -> Int32 {
         let fd: Int32
         do { fd = try Sys.socket(address.family, Int32(SOCK_STREAM.rawValue)) } catch {
             throw GRPCServerError(message: "cannot create a socket for \(address)", underlying: error)
@@ -376,7 +379,7 @@ public final class GRPCServer: Sendable {
         do {
             switch address {
             case .unix(let path):
-                try prepareSocketPath(path, address)
+                try prepareSocketPath(path, address, directoryMode: directoryMode)
             case .tcp:
                 try Sys.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
             }
@@ -399,9 +402,9 @@ public final class GRPCServer: Sendable {
     }
 
     /// Creates the parent directory; removes a stale socket file; refuses a live one or a non-socket.
-    private static func prepareSocketPath(_ path: String, _ address: SocketAddress) throws {
+    private static func prepareSocketPath(_ path: String, _ address: SocketAddress, directoryMode: UInt32) throws {
         if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
-            do { try makeDirectories(String(path[..<slash]), mode: 0o755) } catch {
+            do { try makeDirectories(String(path[..<slash]), mode: directoryMode) } catch {
                 throw GRPCServerError(message: "cannot create the directory \(error.subject)", underlying: error)
             }
         }

@@ -93,6 +93,28 @@ func socketPath() -> String { "/tmp/h2-tests-\(getpid())-\(UInt32.random(in: 0..
         #expect(access(path, F_OK) != 0, "the socket file is removed on shutdown")
     }
 
+    @Test func missingSocketDirectoriesGetTheConfiguredMode() async throws {
+        let path = socketPath()
+        let top = String(path[..<path.lastIndex(of: "/")!])
+        let socket = top + "/a/b/s.sock"
+        defer {
+            rmdir(top + "/a/b")
+            rmdir(top + "/a")
+            rmdir(top)
+        }
+        var configuration = GRPCServerConfiguration(address: socket)
+        configuration.socketDirectoryMode = 0o710
+        let mask = umask(0o022)
+        defer { umask(mask) }
+        try await withGRPCServer(router: router(), configuration: configuration) { _ in
+            for directory in [top, top + "/a", top + "/a/b"] {
+                var info = stat()
+                #expect(stat(directory, &info) == 0)
+                #expect(info.st_mode & 0o777 == 0o710, "\(directory)")
+            }
+        }
+    }
+
     @Test func loopbackTCP() async throws {
         try await withGRPCServer(router: router(), configuration: GRPCServerConfiguration(address: "127.0.0.1:0")) { server in
             let address = try #require(server.listeningAddress)
