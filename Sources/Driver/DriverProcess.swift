@@ -1,3 +1,4 @@
+public import Platform
 import CSI
 package import H2
 package import Storage
@@ -12,10 +13,10 @@ public struct DriverProcess: Sendable {
     /// The validated configuration.
     public let configuration: DriverConfiguration
     /// Where the driver logs.
-    public let logger: DriverLogger
+    public let logger: Logger
 
     /// Creates the process description; nothing starts until ``run()``.
-    public init(configuration: DriverConfiguration, logger: DriverLogger) {
+    public init(configuration: DriverConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
     }

@@ -90,7 +90,7 @@ func runDriver() async -> Int32 {
         writeStandardError(program.usageError(error.description))
         return CommandLineError.exitStatus
     }
-    let logger = DriverLogger(sink: StandardErrorLogSink(style: .timestamped(label: "csi-lvm-driver")), level: config.logLevel)
+    let logger = Logger(sink: StandardErrorLogSink(style: .timestamped(label: "csi-lvm-driver")), level: config.logLevel)
     do {
         try await DriverProcess(configuration: config, logger: logger).run()
         return 0

@@ -78,7 +78,7 @@ let program = CommandLineProgram(
     singleDashLongFlags: true)
 
 /// Maps klog-style verbosity (`-v`) to a level: 0–2 info, 3–4 debug, 5 and more trace.
-func logLevel(verbosity: Int) -> DriverLogLevel {
+func logLevel(verbosity: Int) -> LogLevel {
     switch verbosity {
     case ..<3: .info
     case 3, 4: .debug
@@ -90,7 +90,7 @@ func logLevel(verbosity: Int) -> DriverLogLevel {
 /// Exit status: 0 after SIGTERM/SIGINT, 2 for a configuration upstream rejects, 64 for a usage
 /// error, 1 when the driver never answers within an explicit --connection-timeout or serving fails.
 func serve(_ flags: ParsedCommandLine) async -> Int32 {
-    let logger = DriverLogger(sink: StandardErrorLogSink(style: .klog), level: logLevel(verbosity: flags.int("v") ?? 0))
+    let logger = Logger(sink: StandardErrorLogSink(style: .klog), level: logLevel(verbosity: flags.int("v") ?? 0))
     if let mode = flags.string("mode") {
         switch mode {
         case "kubelet-registration-probe":

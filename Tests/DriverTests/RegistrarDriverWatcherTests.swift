@@ -1,3 +1,4 @@
+import Platform
 import Glibc
 import Testing
 
@@ -9,7 +10,7 @@ import Testing
         defer { scratch.remove() }
         let socketPath = scratch.path + "/plugins/driver.example/csi.sock"
         let sink = CollectingLogSink()
-        var watcher = DriverWatcher(socketPath: socketPath, logger: DriverLogger(sink: sink, level: .debug))
+        var watcher = DriverWatcher(socketPath: socketPath, logger: Logger(sink: sink, level: .debug))
         // Only inotify can wake the wait before a minute has passed: polling alone would answer after 60 s.
         watcher.maxBackoff = .seconds(60)
         let clock = ContinuousClock()
@@ -56,7 +57,7 @@ import Testing
         let listener = try UnixListener(path: socketPath, listening: false)
         defer { listener.close() }
         let sink = CollectingLogSink()
-        let watcher = DriverWatcher(socketPath: socketPath, logger: DriverLogger(sink: sink, level: .debug))
+        let watcher = DriverWatcher(socketPath: socketPath, logger: Logger(sink: sink, level: .debug))
         // Listen only once the watcher has seen the socket refuse connections, however late it looks.
         let starter = Task {
             let deadline = ContinuousClock.now + .seconds(10)
@@ -108,7 +109,7 @@ import Testing
 
     @Test func cancellationEndsTheWait() async throws {
         let sink = CollectingLogSink()
-        let watcher = DriverWatcher(socketPath: "/tmp/registrar-never-\(getpid())/csi.sock", logger: DriverLogger(sink: sink, level: .debug))
+        let watcher = DriverWatcher(socketPath: "/tmp/registrar-never-\(getpid())/csi.sock", logger: Logger(sink: sink, level: .debug))
         let task = Task { try await watcher.waitForDriver {} }
         // Cancelled once it is waiting, not before it starts.
         try await waitUntil("wait for the socket") { sink.messages.contains { $0.hasPrefix("waiting for driver socket") } }

@@ -1,3 +1,4 @@
+import Platform
 import Glibc
 import Testing
 
@@ -36,10 +37,10 @@ final class UnixListener: @unchecked Sendable {
 }
 
 /// A log sink that keeps every message.
-final class CollectingLogSink: DriverLogSink, @unchecked Sendable {
+final class CollectingLogSink: LogSink, @unchecked Sendable {
     private let lock = NSLockLike()
     private var lines: [String] = []
-    func write(level: DriverLogLevel, message: String, fields: [(String, String)]) {
+    func write(level: LogLevel, message: String, fields: [(String, String)]) {
         lock.withLock { lines.append(message) }
     }
     var messages: [String] { lock.withLock { lines } }

@@ -1,3 +1,5 @@
+public import Platform
+
 /// Which CSI services one driver process serves.
 public enum DriverMode: String, Sendable, Hashable, CaseIterable {
     /// Identity, Controller and Node: the controller runs beside the node plugin on every node.
@@ -43,45 +45,6 @@ public enum VolumeGroupSelection: Sendable, Hashable, CustomStringConvertible {
         case .pattern(let source):
             guard let regex = try? Regex(source) else { return false }
             return (try? regex.wholeMatch(in: name)) != nil
-        }
-    }
-}
-
-/// Log verbosity, from most to least verbose.
-public enum DriverLogLevel: Int, Sendable, Hashable, Comparable, CaseIterable, CustomStringConvertible {
-    case trace, debug, info, notice, warning, error, critical
-
-    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
-
-    public var description: String {
-        switch self {
-        case .trace: "trace"
-        case .debug: "debug"
-        case .info: "info"
-        case .notice: "notice"
-        case .warning: "warning"
-        case .error: "error"
-        case .critical: "critical"
-        }
-    }
-
-    /// Parses a level name (`info`) or a klog-style number (`0`…`5`: higher is more verbose).
-    public init?(parsing text: String) {
-        let lowered = text.lowercased()
-        if let level = Self.allCases.first(where: { $0.description == lowered }) {
-            self = level
-            return
-        }
-        if lowered == "warn" {
-            self = .warning
-            return
-        }
-        guard let number = Int(lowered), number >= 0 else { return nil }
-        switch number {
-        case 0: self = .warning
-        case 1, 2: self = .info
-        case 3, 4: self = .debug
-        default: self = .trace
         }
     }
 }
@@ -132,7 +95,7 @@ public struct DriverConfiguration: Sendable, Hashable {
     /// The kubelet root; staging and target paths must lie under it.
     public var kubeletDir: String
     /// Log verbosity.
-    public var logLevel: DriverLogLevel
+    public var logLevel: LogLevel
     /// Which backend holds the volumes.
     public var backend: BackendKind
     /// The directory of the loop-file backend's files and metadata.
@@ -244,7 +207,7 @@ public struct DriverConfiguration: Sendable, Hashable {
             throw ConfigurationError(flag: "--mode", "expected all, node or controller, found '\(raw.mode)'")
         }
         self.mode = mode
-        guard let level = DriverLogLevel(parsing: raw.logLevel) else {
+        guard let level = LogLevel(parsing: raw.logLevel) else {
             throw ConfigurationError(
                 flag: "--log-level", "expected trace, debug, info, notice, warning, error, critical or 0…5, found '\(raw.logLevel)'")
         }

@@ -1,3 +1,5 @@
+package import Platform
+
 /// Waits for the CSI driver's socket to exist and answer, instead of giving up after a timeout.
 ///
 /// The socket's directory (or, while it does not exist, its nearest existing ancestor) is watched with
@@ -8,7 +10,7 @@ package struct DriverWatcher: Sendable {
     /// The driver's socket path (no `unix://`).
     package let socketPath: String
     /// Where progress is logged.
-    package let logger: DriverLogger
+    package let logger: Logger
     /// The first retry delay for a socket that exists but does not answer.
     package var initialBackoff: Duration = .milliseconds(5)
     /// The longest delay between two looks, whatever happens.
@@ -17,7 +19,7 @@ package struct DriverWatcher: Sendable {
     package var progressInterval: Duration = .seconds(10)
 
     /// Watches `socketPath`, logging to `logger`.
-    package init(socketPath: String, logger: DriverLogger) {
+    package init(socketPath: String, logger: Logger) {
         self.socketPath = PathInspection.absolute(socketPath)
         self.logger = logger
     }

@@ -1,3 +1,4 @@
+public import Platform
 internal import Dispatch
 internal import Glibc
 internal import Synchronization
@@ -7,7 +8,7 @@ internal import Synchronization
 public final class Registrar: Sendable {
     /// The validated configuration.
     public let configuration: RegistrarConfiguration
-    let logger: DriverLogger
+    let logger: Logger
     /// How often the supervision loop looks when nothing wakes it.
     let tick: Duration = .milliseconds(250)
 
@@ -25,7 +26,7 @@ public final class Registrar: Sendable {
     private let live = Mutex(Live())
 
     /// Creates a registrar; nothing happens until ``run()``.
-    public init(configuration: RegistrarConfiguration, logger: DriverLogger) {
+    public init(configuration: RegistrarConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
     }

@@ -1,5 +1,6 @@
 // The registrar's gRPC calls: to the driver (Identity, Node), to a registration socket (GetInfo), and the
 // registration server itself. Everything else in the registrar is plain logic over these.
+package import Platform
 internal import CSI
 internal import Glibc
 internal import H2
@@ -85,7 +86,7 @@ package final class RegistrationEndpoint: Sendable {
 
     /// Serves GetInfo and NotifyRegistrationStatus from `state` on a new socket at `socketPath`, owner-only (0600).
     package static func start(
-        socketPath: String, state: RegistrationState, logger: DriverLogger,
+        socketPath: String, state: RegistrationState, logger: Logger,
         onAction: @escaping @Sendable (RegistrationState.Action) -> Void
     ) async throws -> RegistrationEndpoint {
         var router = GRPCRouter()
@@ -129,7 +130,7 @@ enum Transport {
 /// The `pluginregistration.Registration` service: answers from a ``RegistrationState``.
 struct RegistrationService: PluginRegistration.RegistrationService {
     let state: RegistrationState
-    let logger: DriverLogger
+    let logger: Logger
     let onAction: @Sendable (RegistrationState.Action) -> Void
 
     func getInfo(_ request: PluginRegistration.InfoRequest, context: ServerContext) async throws -> PluginRegistration.PluginInfo {

@@ -1,5 +1,6 @@
 // The executables' command-line parser: flags with values, subcommands, help and version.
 // Hand-written so the executables carry no argument-parsing library (and no Foundation with it).
+import Platform
 
 /// One flag a command takes. Every flag takes a value; `--help` and `--version` are built in.
 ///

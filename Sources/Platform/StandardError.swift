@@ -4,7 +4,7 @@
 
 /// Writes log records to standard error (what journald and `kubectl logs` collect), one line per
 /// record in one `write(2)`, so records from different threads never interleave.
-package struct StandardErrorLogSink: DriverLogSink {
+package struct StandardErrorLogSink: LogSink {
     /// How a line starts.
     package enum Style: Sendable, Hashable {
         /// `2026-11-24T21:46:21.123Z info <label>: message key=value`: UTC date and time, level name.
@@ -20,12 +20,12 @@ package struct StandardErrorLogSink: DriverLogSink {
     /// Creates a sink writing lines in `style`.
     package init(style: Style) { self.style = style }
 
-    package func write(level: DriverLogLevel, message: String, fields: [(String, String)]) {
+    package func write(level: LogLevel, message: String, fields: [(String, String)]) {
         writeStandardError(line(level: level, message: message, fields: fields, now: Self.now()))
     }
 
     /// The line for one record at `now` (seconds and nanoseconds since the epoch), newline included.
-    package func line(level: DriverLogLevel, message: String, fields: [(String, String)], now: (Int, Int)) -> String {
+    package func line(level: LogLevel, message: String, fields: [(String, String)], now: (Int, Int)) -> String {
         var seconds = now.0
         var parts = tm()
         gmtime_r(&seconds, &parts)
