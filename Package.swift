@@ -73,19 +73,21 @@ let package = Package(
         ),
         .target(name: "Storage", dependencies: ["CLVM2Cmd", "Platform"], swiftSettings: strict),
         .target(name: "Driver", dependencies: ["CSI", "H2", "Platform", "ProtoWire", "Storage"], swiftSettings: strict),
+        // The executables' flag parser.
+        .target(name: "Flags", dependencies: ["Platform"], swiftSettings: strict),
 
         // Executables: thin shells over the libraries.
         .executableTarget(
             name: "csi-lvm-driver",
             dependencies: [
-                "Driver", "CSI", "H2", "Platform", "Storage",
+                "Driver", "CSI", "Flags", "H2", "Platform", "Storage",
             ],
             swiftSettings: strict
         ),
         .executableTarget(
             name: "node-driver-registrar",
             dependencies: [
-                "Driver", "CSI", "H2", "Platform",
+                "Driver", "CSI", "Flags", "H2", "Platform",
             ],
             swiftSettings: strict
         ),
@@ -104,6 +106,7 @@ let package = Package(
 
         // Tests.
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
+        .testTarget(name: "FlagsTests", dependencies: ["Flags"], swiftSettings: strict),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire", "ProtoWireGenerator", "CSI", "H2", "TestSupport"], exclude: ["Protos"], swiftSettings: strict),
         .testTarget(name: "DeflateTests", dependencies: ["Deflate", "TestSupport"], swiftSettings: strict),

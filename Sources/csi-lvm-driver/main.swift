@@ -1,5 +1,6 @@
 // csi-lvm-driver: flags → DriverConfiguration → wired parts → run until SIGTERM/SIGINT.
 import Driver
+import Flags
 import Platform
 
 #if canImport(Glibc)

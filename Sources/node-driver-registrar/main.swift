@@ -2,6 +2,7 @@
 // A drop-in for kubernetes-csi's registrar: the same flags (Go style: -flag, --flag, =value or a separate
 // value), plus --kubelet-registry-link-dir, --registration-ack-timeout and the `inspect` subcommand.
 import Driver
+import Flags
 import Platform
 
 #if canImport(Glibc)

@@ -1,7 +1,6 @@
-import Platform
 import Testing
 
-@testable import Driver
+@testable import Flags
 
 @Suite struct CommandLineParserTests {
     /// A program shaped like the driver: one command, GNU-style flags only.
@@ -293,19 +292,5 @@ import Testing
     @Test(arguments: [("kitten", "sitting", 3), ("", "abc", 3), ("endpoint", "endpoint", 0), ("endpont", "endpoint", 1)])
     func editDistance(a: String, b: String, distance: Int) {
         #expect(CommandLineProgram.editDistance(Array(a.utf8), Array(b.utf8)) == distance)
-    }
-
-    // MARK: Log lines
-
-    @Test func logLineStyles() {
-        let fields = [("volume_id", "pvc-1"), ("secrets", "2")]
-        let timestamped = StandardErrorLogSink(style: .timestamped(label: "csi-lvm-driver"))
-        #expect(
-            timestamped.line(level: .warning, message: "slow call", fields: fields, now: (1_795_000_000, 7_000_000))
-                == "2026-11-18T11:06:40.007Z warning csi-lvm-driver: slow call volume_id=pvc-1 secrets=2\n")
-        let klog = StandardErrorLogSink(style: .klog)
-        #expect(klog.line(level: .info, message: "registered", fields: [], now: (59, 999_999_999)) == "I 00:00:59.999 registered\n")
-        #expect(klog.line(level: .error, message: "x", fields: [], now: (0, 0)) == "E 00:00:00.000 x\n")
-        #expect(klog.line(level: .debug, message: "x", fields: [], now: (0, 0)).hasPrefix("D "))
     }
 }
