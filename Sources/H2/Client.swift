@@ -51,19 +51,6 @@ extension CallOptions {
     }
 }
 
-/// The process-wide loop client connections run on, started on first use.
-enum ClientLoop {
-    private static let shared = Mutex<EventLoop?>(nil)
-    static func get() throws(SystemError) -> EventLoop {
-        try shared.withLock { (l: inout EventLoop?) throws(SystemError) -> EventLoop in
-            if let l { return l }
-            let loop = try EventLoop(name: "h2-client")
-            l = loop
-            return loop
-        }
-    }
-}
-
 /// A connection to a gRPC server that multiplexes many calls; generated clients wrap it.
 ///
 /// It connects on first use and reconnects after failures, pausing between attempts with capped
@@ -85,7 +72,7 @@ public final class GRPCChannel: Sendable {
         self.configuration = configuration
         do {
             let address = try SocketAddress.parse(target)
-            core = ChannelCore(loop: try ClientLoop.get(), address: address, target: target, configuration: configuration)
+            core = ChannelCore(loop: try SharedLoop.get(), address: address, target: target, configuration: configuration)
             setupError = nil
         } catch let e as SocketAddressError {
             core = nil

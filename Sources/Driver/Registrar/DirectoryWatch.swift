@@ -1,8 +1,9 @@
 internal import Glibc
-internal import Platform
+internal import H2
 internal import Synchronization
 
 /// An inotify watch on one directory: wakes its waiter when an entry is created, removed, renamed or changed.
+/// The wait happens on the process-wide event loop (H2's `DescriptorWait`): no thread blocks in it.
 ///
 /// Arm the watch first, then look at the file system, then ``wait(timeout:)``: a change that happens between
 /// the look and the wait is not lost, because the kernel queues it on the watch.
@@ -10,8 +11,6 @@ package final class DirectoryWatch: Sendable {
     /// The directory being watched.
     package let directory: String
     private let inotifyFD: Int32
-    private let wakeReadFD: Int32
-    private let wakeFD: Int32
     private let closed = Atomic<Bool>(false)
 
     /// Why ``wait(timeout:)`` returned.
@@ -20,7 +19,7 @@ package final class DirectoryWatch: Sendable {
         case changed([String])
         /// Nothing changed within the timeout.
         case timedOut
-        /// The waiting task was cancelled or the watch was closed.
+        /// The waiting task was cancelled, or the watch was closed.
         case cancelled
     }
 
@@ -35,18 +34,7 @@ package final class DirectoryWatch: Sendable {
             Glibc.close(fd)
             throw error
         }
-        var pipeFDs: [Int32] = [0, 0]
-        guard pipe(&pipeFDs) == 0 else {
-            Glibc.close(fd)
-            throw PathInspection.systemError("pipe", directory)
-        }
-        for end in pipeFDs {
-            _ = fcntl(end, F_SETFD, FD_CLOEXEC)
-            _ = fcntl(end, F_SETFL, O_NONBLOCK)
-        }
         inotifyFD = fd
-        wakeReadFD = pipeFDs[0]
-        wakeFD = pipeFDs[1]
     }
 
     /// Watches the nearest existing ancestor of `path` (the path itself when it is a directory).
@@ -66,50 +54,26 @@ package final class DirectoryWatch: Sendable {
     }
 
     deinit {
-        // A waiter holds a strong reference while it polls, so nobody uses the descriptors now.
+        // A waiter holds a strong reference while it waits, so nobody uses the descriptor now.
         Glibc.close(inotifyFD)
-        Glibc.close(wakeReadFD)
-        Glibc.close(wakeFD)
     }
 
-    /// Stops watching: a pending or later ``wait(timeout:)`` returns ``Outcome/cancelled``.
+    /// Stops watching: a later ``wait(timeout:)``, and one pending when it ends, returns
+    /// ``Outcome/cancelled``.
     package func close() {
-        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        wake()
-    }
-
-    private func wake() {
-        var one: UInt8 = 1
-        _ = Glibc.write(wakeFD, &one, 1)
+        closed.store(true, ordering: .releasing)
     }
 
     /// Waits until something changes in the directory, the timeout passes, or the task is cancelled.
     package func wait(timeout: Duration) async -> Outcome {
         if closed.load(ordering: .acquiring) || Task.isCancelled { return .cancelled }
-        let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Outcome, Never>) in
-                BlockingPool.shared.submit {
-                    continuation.resume(returning: self.blockingWait(milliseconds: max(0, milliseconds)))
-                }
-            }
-        } onCancel: {
-            self.wake()
-        }
-    }
-
-    private func blockingWait(milliseconds: Int32) -> Outcome {
-        var fds = [pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0), pollfd(fd: wakeReadFD, events: Int16(POLLIN), revents: 0)]
-        var rc: Int32
-        repeat { rc = poll(&fds, 2, milliseconds) } while rc < 0 && errno == EINTR
+        let outcome = await DescriptorWait.readable(inotifyFD, timeout: max(timeout, .zero))
         if closed.load(ordering: .acquiring) { return .cancelled }
-        if fds[1].revents != 0 {
-            var value: UInt8 = 0
-            _ = Glibc.read(wakeReadFD, &value, 1)
-            return .cancelled
+        switch outcome {
+        case .cancelled: return .cancelled
+        case .timedOut: return .timedOut
+        case .readable: return .changed(drainEvents())
         }
-        guard rc > 0, fds[0].revents != 0 else { return .timedOut }
-        return .changed(drainEvents())
     }
 
     private func drainEvents() -> [String] {

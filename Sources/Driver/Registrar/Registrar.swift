@@ -1,5 +1,5 @@
 public import Platform
-internal import Dispatch
+internal import H2
 internal import Glibc
 internal import Synchronization
 

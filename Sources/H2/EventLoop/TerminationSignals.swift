@@ -1,28 +1,32 @@
-internal import Glibc
-internal import Platform
+#if canImport(Glibc)
+import Glibc
+#endif
+package import Platform
 
 /// Where the SIGTERM/SIGINT handler writes; set before the handler is installed, never changed after.
 nonisolated(unsafe) private var terminationSignalFD: Int32 = -1
 
 /// SIGTERM and SIGINT caught from the moment this is made: the handler (async-signal-safe) writes the
-/// signal number to a pipe that ``wait()`` reads, so a signal is never lost nor takes its default action.
-final class TerminationSignals: Sendable {
+/// signal number to a pipe that ``wait()`` watches on the process-wide event loop, so a signal is
+/// never lost nor takes its default action, and no thread sits waiting for one.
+package final class TerminationSignals: Sendable {
     private let readFD: Int32
-    private let writeFD: Int32
 
-    init() throws(RegistrarError) {
+    /// Installs the handlers (once per process; a second instance shares the first one's pipe).
+    /// - Throws: ``SystemError`` when the pipe cannot be made.
+    package init() throws(SystemError) {
         if terminationSignalFD >= 0 {
             // Installed already (a second driver or registrar in this process): share the pipe.
             readFD = -1
-            writeFD = terminationSignalFD
             return
         }
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw PathInspection.systemError("pipe", "termination signals") }
-        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        _ = fcntl(fds[1], F_SETFL, O_NONBLOCK)
+        try systemCall("pipe", "termination signals") { pipe(&fds) }
+        for fd in fds {
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(fd, F_SETFL, O_NONBLOCK)
+        }
         readFD = fds[0]
-        writeFD = fds[1]
         terminationSignalFD = fds[1]
         for number in [SIGTERM, SIGINT] {
             var action = sigaction()
@@ -37,29 +41,24 @@ final class TerminationSignals: Sendable {
     }
 
     /// Suspends until SIGTERM or SIGINT arrives and returns its name ("cancellation" when cancelled).
-    func wait() async -> String {
-        let readFD = readFD, writeFD = writeFD
+    package func wait() async -> String {
         guard readFD >= 0 else {
             while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
             return "cancellation"
         }
-        return await withTaskCancellationHandler {
-            await offload {
-                var byte: UInt8 = 0
-                while true {
-                    let n = read(readFD, &byte, 1)
-                    if n < 0 && errno == EINTR { continue }
-                    break
-                }
+        while true {
+            var byte: UInt8 = 0
+            let n = read(readFD, &byte, 1)
+            if n == 1 {
                 switch Int32(byte) {
                 case SIGTERM: return "SIGTERM"
                 case SIGINT: return "SIGINT"
-                default: return "cancellation"
+                default: continue
                 }
             }
-        } onCancel: {
-            var zero: UInt8 = 0
-            _ = write(writeFD, &zero, 1)
+            if n < 0 && errno == EINTR { continue }
+            guard n < 0 && errno == EAGAIN else { return "cancellation" }
+            if await DescriptorWait.readable(readFD, timeout: nil) == .cancelled { return "cancellation" }
         }
     }
 }
