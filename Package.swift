@@ -73,6 +73,7 @@ let package = Package(
         ),
         .target(name: "Storage", dependencies: ["CLVM2Cmd", "Platform"], swiftSettings: strict),
         .target(name: "Driver", dependencies: ["CSI", "H2", "Platform", "ProtoWire", "Storage"], swiftSettings: strict),
+        .target(name: "Registrar", dependencies: ["CSI", "H2", "Platform"], swiftSettings: strict),
         // The executables' flag parser.
         .target(name: "Flags", dependencies: ["Platform"], swiftSettings: strict),
 
@@ -87,7 +88,7 @@ let package = Package(
         .executableTarget(
             name: "node-driver-registrar",
             dependencies: [
-                "Driver", "CSI", "Flags", "H2", "Platform",
+                "Registrar", "Flags", "Platform",
             ],
             swiftSettings: strict
         ),
@@ -114,6 +115,7 @@ let package = Package(
         .testTarget(name: "CSITests", dependencies: ["CSI", "ProtoWire", "H2"], swiftSettings: strict),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Platform", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "DriverTests", dependencies: ["Driver", "CSI", "H2", "Platform", "Storage", "ProtoWire"], swiftSettings: strict),
+        .testTarget(name: "RegistrarTests", dependencies: ["Registrar", "CSI", "H2", "Platform", "ProtoWire"], swiftSettings: strict),
     ]
 )
 

@@ -1,8 +1,8 @@
 // node-driver-registrar: flags → RegistrarConfiguration → Registrar → run until SIGTERM/SIGINT.
 // A drop-in for kubernetes-csi's registrar: the same flags (Go style: -flag, --flag, =value or a separate
 // value), plus --kubelet-registry-link-dir, --registration-ack-timeout and the `inspect` subcommand.
-import Driver
 import Flags
+import Registrar
 import Platform
 
 #if canImport(Glibc)

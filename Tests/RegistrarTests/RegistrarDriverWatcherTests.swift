@@ -2,7 +2,7 @@ import Platform
 import Glibc
 import Testing
 
-@testable import Driver
+@testable import Registrar
 
 @Suite struct RegistrarDriverWatcherTests {
     @Test func waitsForASocketWhoseDirectoryDoesNotExistYet() async throws {

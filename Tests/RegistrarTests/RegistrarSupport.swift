@@ -2,7 +2,7 @@ import Platform
 import Glibc
 import Testing
 
-@testable import Driver
+@testable import Registrar
 
 /// A fresh directory under /tmp, removed (with everything in it) by ``remove()``.
 struct ScratchDirectory {

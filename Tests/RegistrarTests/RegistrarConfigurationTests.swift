@@ -1,6 +1,6 @@
 import Testing
 
-@testable import Driver
+@testable import Registrar
 
 @Suite struct RegistrarConfigurationTests {
     static func raw(_ edit: (inout RegistrarConfiguration.Raw) -> Void = { _ in }) -> RegistrarConfiguration.Raw {

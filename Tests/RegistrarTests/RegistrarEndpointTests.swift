@@ -5,7 +5,7 @@ import ProtoWire
 import Platform
 import Testing
 
-@testable import Driver
+@testable import Registrar
 
 @Suite struct RegistrarEndpointTests {
     static let announcement = PluginAnnouncement(

@@ -1,7 +1,7 @@
 import Glibc
 import Testing
 
-@testable import Driver
+@testable import Registrar
 
 @Suite struct RegistryLinkTests {
     @Test func createsLinkAndRemovesOnlyItsOwn() throws {

@@ -3,7 +3,7 @@ import Synchronization
 import Platform
 import Testing
 
-@testable import Driver
+@testable import Registrar
 
 /// Sends `request` to 127.0.0.1:`port` from a plain thread (the check runs on the task pool) and returns
 /// the whole response.
