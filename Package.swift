@@ -115,7 +115,7 @@ let package = Package(
         .testTarget(name: "CSITests", dependencies: ["CSI", "ProtoWire", "H2"], swiftSettings: strict),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Platform", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "DriverTests", dependencies: ["Driver", "CSI", "H2", "Platform", "Storage", "ProtoWire"], swiftSettings: strict),
-        .testTarget(name: "RegistrarTests", dependencies: ["Registrar", "CSI", "H2", "Platform", "ProtoWire"], swiftSettings: strict),
+        .testTarget(name: "RegistrarTests", dependencies: ["Registrar", "CSI", "H2", "Platform", "ProtoWire", "TestSupport"], swiftSettings: strict),
     ]
 )
 

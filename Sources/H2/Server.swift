@@ -151,9 +151,8 @@ final class Listener: LoopSelectable, @unchecked Sendable {
         while !closed {
             let result: IOResult<Int32>
             do { result = try Sys.accept(fd) } catch {
-                // Out of descriptors (EMFILE, ENFILE) or memory: the pending connection stays
-                // queued and would wake the loop at once, so stop listening for a moment.
-                pause()
+                // Out of descriptors (EMFILE, ENFILE) or memory.
+                loop.pauseAccepting(fd, token: token, events: Epoll.readable) { [weak self] in self?.closed ?? true }
                 return
             }
             guard case .done(let client) = result else { return }
@@ -175,14 +174,6 @@ final class Listener: LoopSelectable, @unchecked Sendable {
                 do { try conn.start() } catch { conn.close(reason: "\(error)") }
             }
             if target === loop { start() } else { target.execute(start) }
-        }
-    }
-
-    private func pause() {
-        loop.modify(fd, token: token, events: 0)
-        loop.schedule(after: .milliseconds(100)) { [weak self] in
-            guard let self, !self.closed else { return }
-            self.loop.modify(self.fd, token: self.token, events: Epoll.readable)
         }
     }
 

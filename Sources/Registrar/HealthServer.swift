@@ -1,7 +1,6 @@
 internal import Glibc
+internal import H2
 internal import Platform
-internal import Dispatch
-internal import Synchronization
 
 /// The answer to one health check: healthy or not, and why.
 public struct HealthReport: Sendable, Hashable {
@@ -16,23 +15,19 @@ public struct HealthReport: Sendable, Hashable {
     }
 }
 
-/// A minimal HTTP/1.1 server on TCP that answers `GET /healthz` (and `HEAD`) from a health check.
+/// `GET /healthz` (and `HEAD`) over HTTP/1.1 on TCP, answered from a health check on the event loop
+/// the registrar's gRPC calls run on (H2's `HTTP1Server`): no thread of its own.
 ///
-/// One request per connection (`Connection: close`); requests are read with a deadline and a size limit,
-/// so a slow or hostile client cannot hold the server. 200 with the reason when healthy, 503 otherwise,
-/// 404 for other paths, 405 for other methods, 400 for anything that is not an HTTP/1.x request.
+/// One request per connection (`Connection: close`); its head is read within 2 s and 8 KiB, so a slow or
+/// hostile client cannot hold the server. 200 with the reason when healthy, 503 otherwise (or when the
+/// check takes longer than its timeout, or 32 connections are open already), 404 for other paths, 405 for
+/// other methods, 400 for anything that is not an HTTP/1.x request.
 package final class HealthServer: Sendable {
     /// The address as given, for example `:9809` or `127.0.0.1:9809`.
     package let endpoint: String
     /// The TCP port actually bound (useful with port 0).
     package let port: Int
-    private let listenFD: Int32
-    private let check: @Sendable () async -> HealthReport
-    private let checkTimeout: Duration
-    private let stopped = Atomic<Bool>(false)
-    private let active = Atomic<Int>(0)
-    private static let maxConnections = 32
-    private static let maxRequestBytes = 8192
+    private let server: HTTP1Server
 
     /// Listens on `endpoint` (`host:port`, `:port`, `[v6]:port`) and serves until ``stop()``; a `check`
     /// that has not finished after `checkTimeout` is answered with 503.
@@ -40,8 +35,6 @@ package final class HealthServer: Sendable {
         endpoint: String, checkTimeout: Duration = .seconds(10), check: @escaping @Sendable () async -> HealthReport
     ) throws(RegistrarError) {
         self.endpoint = endpoint
-        self.check = check
-        self.checkTimeout = checkTimeout
         let (host, portText) = try Self.split(endpoint)
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
@@ -90,10 +83,16 @@ package final class HealthServer: Sendable {
                 // sin_port and sin6_port share the same offset (2) in network byte order.
                 UInt16(raw[2]) << 8 | UInt16(raw[3])
             }
-            self.listenFD = fd
+            do {
+                server = try HTTP1Server(
+                    listeningSocket: fd, configuration: Self.configuration(checkTimeout: checkTimeout),
+                    respond: { request in await Self.answer(request, check: check) })
+            } catch {
+                close(fd)
+                throw RegistrarError(
+                    code: .systemCall, message: "cannot serve health endpoint \(endpoint)", underlying: error.description)
+            }
             self.port = Int(boundPort)
-            let server = self
-            BlockingPool.shared.submit { server.acceptLoop() }
             return
         }
         throw lastError
@@ -116,129 +115,37 @@ package final class HealthServer: Sendable {
         return (host, port)
     }
 
+    /// The limits and the answers given without asking the check.
+    private static func configuration(checkTimeout: Duration) -> HTTP1Server.Configuration {
+        let unavailable = "Service Unavailable"
+        return HTTP1Server.Configuration(
+            maxConnections: 32, maxRequestHeadBytes: 8192, requestHeadTimeout: .seconds(2), responseTimeout: checkTimeout,
+            badRequest: HTTP1Response(
+                status: 400, reason: "Bad Request", body: "expected an HTTP/1.x request head within 2 s and 8 KiB\n"),
+            tooManyConnections: HTTP1Response(status: 503, reason: unavailable, body: "too many health check connections\n"),
+            responseTimedOut: HTTP1Response(
+                status: 503, reason: unavailable,
+                body: "health check did not finish within \(DriverWatcher.seconds(checkTimeout))\n"))
+    }
+
+    /// The answer to one request: the check's verdict for `/healthz`, 404 or 405 otherwise.
+    static func answer(_ request: HTTP1Request, check: @Sendable () async -> HealthReport) async -> HTTP1Response {
+        let path = request.path
+        guard path == "/healthz" else {
+            return HTTP1Response(status: 404, reason: "Not Found", body: "no such path \(path); the health check is at /healthz\n")
+        }
+        guard request.method == "GET" || request.method == "HEAD" else {
+            return HTTP1Response(
+                status: 405, reason: "Method Not Allowed", body: "use GET or HEAD on /healthz, not \(request.method)\n",
+                headers: [("Allow", "GET, HEAD")])
+        }
+        let report = await check()
+        return HTTP1Response(
+            status: report.healthy ? 200 : 503, reason: report.healthy ? "OK" : "Service Unavailable", body: report.reason + "\n")
+    }
+
     /// Stops accepting connections; requests in flight finish.
     package func stop() {
-        guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        _ = shutdown(listenFD, Int32(SHUT_RDWR))
-    }
-
-    deinit { close(listenFD) }
-
-    private func acceptLoop() {
-        while !stopped.load(ordering: .acquiring) {
-            let fd = accept(listenFD, nil, nil)
-            if fd < 0 {
-                if errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE {
-                    if errno == EMFILE || errno == ENFILE { usleep(10_000) }
-                    continue
-                }
-                return
-            }
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            if active.add(1, ordering: .relaxed).newValue > Self.maxConnections {
-                active.subtract(1, ordering: .relaxed)
-                Self.respond(fd, status: 503, reason: "Service Unavailable", body: "too many health check connections\n", head: false)
-                close(fd)
-                continue
-            }
-            BlockingPool.shared.submit {
-                self.serve(fd)
-                self.active.subtract(1, ordering: .relaxed)
-            }
-        }
-    }
-
-    private func serve(_ fd: Int32) {
-        defer { close(fd) }
-        var timeout = timeval(tv_sec: 2, tv_usec: 0)
-        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        guard let request = Self.readRequestHead(fd) else {
-            Self.respond(fd, status: 400, reason: "Bad Request", body: "expected an HTTP/1.x request head within 2 s and 8 KiB\n", head: false)
-            return
-        }
-        let (method, target) = request
-        let path = target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? target
-        guard path == "/healthz" else {
-            Self.respond(fd, status: 404, reason: "Not Found", body: "no such path \(path); the health check is at /healthz\n", head: method == "HEAD")
-            return
-        }
-        guard method == "GET" || method == "HEAD" else {
-            Self.respond(fd, status: 405, reason: "Method Not Allowed", body: "use GET or HEAD on /healthz, not \(method)\n", head: false, extra: "Allow: GET, HEAD\r\n")
-            return
-        }
-        let report = Self.runBlocking(check, timeout: checkTimeout)
-        Self.respond(
-            fd, status: report.healthy ? 200 : 503, reason: report.healthy ? "OK" : "Service Unavailable",
-            body: report.reason + "\n", head: method == "HEAD")
-    }
-
-    /// Runs an async check from a plain thread and waits for it.
-    private static func runBlocking(_ check: @escaping @Sendable () async -> HealthReport, timeout: Duration) -> HealthReport {
-        let box = Mutex<HealthReport?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            let report = await check()
-            box.withLock { $0 = report }
-            done.signal()
-        }
-        if done.wait(timeout: .now() + .nanoseconds(timeout.wholeNanoseconds)) == .timedOut {
-            return HealthReport(healthy: false, reason: "health check did not finish within \(DriverWatcher.seconds(timeout))")
-        }
-        return box.withLock { $0 } ?? HealthReport(healthy: false, reason: "health check produced no result")
-    }
-
-    /// Reads up to the blank line ending the request head; returns method and target.
-    static func readRequestHead(_ fd: Int32) -> (String, String)? {
-        var data: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1024)
-        let terminator: [UInt8] = [13, 10, 13, 10]
-        while data.count < maxRequestBytes {
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { break }
-            data.append(contentsOf: chunk[0..<n])
-            if data.count >= 4 && containsTerminator(data, terminator) { break }
-        }
-        return parseRequestLine(data)
-    }
-
-    private static func containsTerminator(_ data: [UInt8], _ terminator: [UInt8]) -> Bool {
-        guard data.count >= terminator.count else { return false }
-        for i in 0...(data.count - terminator.count) where data[i..<(i + terminator.count)].elementsEqual(terminator) {
-            return true
-        }
-        return false
-    }
-
-    /// Parses `METHOD SP TARGET SP HTTP/1.x` from the start of a request head.
-    static func parseRequestLine(_ data: [UInt8]) -> (String, String)? {
-        guard let end = data.firstIndex(of: 13) ?? data.firstIndex(of: 10) else { return nil }
-        let parts = data[..<end].split(separator: 32, omittingEmptySubsequences: false)
-        guard parts.count == 3 else { return nil }
-        let method = String(decoding: parts[0], as: UTF8.self)
-        let target = String(decoding: parts[1], as: UTF8.self)
-        let version = String(decoding: parts[2], as: UTF8.self)
-        guard version.hasPrefix("HTTP/1."), !method.isEmpty, method.utf8.allSatisfy({ (65...90).contains($0) }),
-            target.hasPrefix("/")
-        else { return nil }
-        return (method, target)
-    }
-
-    private static func respond(_ fd: Int32, status: Int, reason: String, body: String, head: Bool, extra: String = "") {
-        let bodyBytes = Array(body.utf8)
-        var response = Array(
-            ("HTTP/1.1 \(status) \(reason)\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                + "Content-Length: \(bodyBytes.count)\r\n\(extra)Connection: close\r\n\r\n").utf8)
-        if !head { response += bodyBytes }
-        var offset = 0
-        while offset < response.count {
-            let n = response[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return }
-            offset += n
-        }
-        _ = shutdown(fd, Int32(SHUT_WR))
+        server.stop()
     }
 }
-

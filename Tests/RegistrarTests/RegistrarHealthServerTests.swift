@@ -1,6 +1,7 @@
 import Glibc
 import Synchronization
 import Platform
+import TestSupport
 import Testing
 
 @testable import Registrar
@@ -8,29 +9,7 @@ import Testing
 /// Sends `request` to 127.0.0.1:`port` from a plain thread (the check runs on the task pool) and returns
 /// the whole response.
 func httpExchange(port: Int, _ request: String) async -> String {
-    await offload { blockingHTTPExchange(port: port, request) }
-}
-
-func blockingHTTPExchange(port: Int, _ request: String) -> String {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let rc = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard rc == 0 else { return "connect failed" }
-    _ = request.withCString { send(fd, $0, strlen($0), 0) }
-    var response: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-        guard n > 0 else { break }
-        response += buffer[0..<n]
-    }
-    return String(decoding: response, as: UTF8.self)
+    await offload { loopbackExchange(port: port, [request]) }
 }
 
 /// How long these tests let a check run: the checks return at once, but a loaded machine may not run a
@@ -77,14 +56,7 @@ let generousCheckTimeout: Duration = .seconds(60)
         let server = try HealthServer(endpoint: ":0", checkTimeout: generousCheckTimeout) { HealthReport(healthy: true, reason: "ok") }
         defer { server.stop() }
         // A silent client is cut off after the read deadline; others are served meanwhile.
-        let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(server.port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        _ = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(silent, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
+        let silent = connectLoopback(port: server.port)
         defer { close(silent) }
         let response = await httpExchange(port: server.port, "GET /healthz HTTP/1.1\r\n\r\n")
         #expect(response.hasPrefix("HTTP/1.1 200"))

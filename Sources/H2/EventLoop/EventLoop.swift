@@ -321,6 +321,20 @@ final class EventLoop: TaskExecutor, @unchecked Sendable {
     }
 }
 
+extension EventLoop {
+    /// Stops watching the listening socket `fd` for a moment, then watches it for `events` again
+    /// unless `closed` says it was closed meanwhile. For an accept that failed for want of
+    /// descriptors or memory: the pending connection stays queued and would wake the loop at once.
+    /// Loop thread only.
+    func pauseAccepting(_ fd: Int32, token: UInt64, events: UInt32, closed: @escaping () -> Bool) {
+        modify(fd, token: token, events: 0)
+        schedule(after: .milliseconds(100)) { [weak self] in
+            guard let self, !closed() else { return }
+            self.modify(fd, token: token, events: events)
+        }
+    }
+}
+
 /// A binary min-heap of timers by deadline.
 struct TimerHeap {
     private var items: [LoopTimer] = []
@@ -363,7 +377,7 @@ struct TimerHeap {
 }
 
 /// The process-wide event loop, started on first use: client connections run on it, and so do
-/// ``DescriptorWait`` and ``TerminationSignals``.
+/// ``DescriptorWait``, ``TerminationSignals`` and ``HTTP1Server``.
 enum SharedLoop {
     private static let shared = Mutex<EventLoop?>(nil)
     static func get() throws(SystemError) -> EventLoop {
