@@ -13,7 +13,7 @@ package struct Inspector: Sendable {
     package static let nodeIDAnnotation = "csi.volume.kubernetes.io/nodeid"
 
     /// Inspects `registryDirectory`, bounding each call by `timeout`.
-    package init(registryDirectory: String, timeout: Duration = .seconds(1)) {
+    package init(registryDirectory: String, timeout: Duration = RegistrarConfiguration.defaultCallTimeout) {
         self.registryDirectory = PathInspection.absolute(registryDirectory)
         self.timeout = timeout
     }

@@ -42,8 +42,8 @@ public struct RegistrarConfiguration: Sendable, Hashable {
     /// Creates a configuration from explicit values (tests and embedding).
     public init(
         driverSocket: String, kubeletRegistrationPath: String, registrationDirectory: String,
-        callTimeout: Duration = .seconds(1), healthEndpoint: String? = nil, connectionTimeout: Duration? = nil,
-        registryLinkDirectory: String? = nil, registrationAckTimeout: Duration = .seconds(30)
+        callTimeout: Duration, healthEndpoint: String? = nil, connectionTimeout: Duration? = nil,
+        registryLinkDirectory: String? = nil, registrationAckTimeout: Duration
     ) {
         self.driverSocket = driverSocket
         self.kubeletRegistrationPath = kubeletRegistrationPath
@@ -73,7 +73,7 @@ public struct RegistrarConfiguration: Sendable, Hashable {
         }
 
         guard !raw.pluginRegistrationPath.isEmpty else {
-            throw invalid("--plugin-registration-path is empty; expected the kubelet's plugins_registry directory (default /registration)")
+            throw invalid("--plugin-registration-path is empty; expected the kubelet's plugins_registry directory (default \(Raw().pluginRegistrationPath))")
         }
         let registrationDirectory = PathInspection.absolute(raw.pluginRegistrationPath)
 
@@ -122,6 +122,9 @@ public struct RegistrarConfiguration: Sendable, Hashable {
             registrationDirectory: registrationDirectory, callTimeout: timeout, healthEndpoint: health,
             connectionTimeout: connectionTimeout, registryLinkDirectory: linkDirectory, registrationAckTimeout: ack)
     }
+
+    /// `--timeout`'s default (``Raw/timeout``) as a duration: the limit for each call.
+    public static var defaultCallTimeout: Duration { parseGoDuration(Raw().timeout)! }
 
     /// The registration socket for `driverName`: `<registration directory>/<driverName>-reg.sock`.
     public func registrationSocket(for driverName: String) -> String {

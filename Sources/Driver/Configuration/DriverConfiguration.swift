@@ -107,7 +107,7 @@ public struct DriverConfiguration: Sendable, Hashable {
 
     /// The raw command-line values, before validation.
     public struct Raw: Sendable, Hashable {
-        /// `--endpoint`; nil for the default under the kubelet directory.
+        /// `--endpoint`; nil for ``DriverConfiguration/defaultEndpoint(kubeletDir:driverName:)``.
         public var endpoint: String?
         /// `--driver-name`.
         public var driverName: String = DriverConfiguration.defaultDriverName
@@ -123,7 +123,7 @@ public struct DriverConfiguration: Sendable, Hashable {
         public var lvmScanDevices: [String] = []
         /// `--overprovision-ratio`.
         public var overprovisionRatio: Double = 1.0
-        /// `--topology-key`; nil for topology.<driver-name>/node.
+        /// `--topology-key`; nil for ``DriverConfiguration/defaultTopologyKey(driverName:)``.
         public var topologyKey: String?
         /// `--max-volumes-per-node`.
         public var maxVolumesPerNode: Int64 = 0
@@ -135,7 +135,7 @@ public struct DriverConfiguration: Sendable, Hashable {
         public var logLevel: String = "info"
         /// `--backend`.
         public var backend: String = "lvm"
-        /// `--loopfile-dir`; nil for /var/lib/<driver-name>/loopfile.
+        /// `--loopfile-dir`; nil for ``DriverConfiguration/defaultLoopfileDir(driverName:)``.
         public var loopfileDir: String?
         /// `--socket-mode`, octal.
         public var socketMode: String = "0660"
@@ -156,7 +156,7 @@ public struct DriverConfiguration: Sendable, Hashable {
         let kubelet = try Self.cleanAbsolutePath(raw.kubeletDir, flag: "--kubelet-dir")
         kubeletDir = kubelet
 
-        let endpoint = raw.endpoint ?? "unix://\(kubelet)/plugins/\(raw.driverName)/csi.sock"
+        let endpoint = raw.endpoint ?? Self.defaultEndpoint(kubeletDir: kubelet, driverName: raw.driverName)
         socketPath = try Self.parseEndpoint(endpoint)
 
         let node = raw.nodeID ?? raw.hostName
@@ -193,7 +193,7 @@ public struct DriverConfiguration: Sendable, Hashable {
         }
         overprovisionRatio = raw.overprovisionRatio
 
-        let key = raw.topologyKey ?? "topology.\(raw.driverName)/node"
+        let key = raw.topologyKey ?? Self.defaultTopologyKey(driverName: raw.driverName)
         try Self.validateTopologyKey(key)
         topologyKey = key
 
@@ -217,7 +217,7 @@ public struct DriverConfiguration: Sendable, Hashable {
         }
         self.backend = backend
         loopfileDir = try Self.cleanAbsolutePath(
-            raw.loopfileDir ?? "/var/lib/\(raw.driverName)/loopfile", flag: "--loopfile-dir")
+            raw.loopfileDir ?? Self.defaultLoopfileDir(driverName: raw.driverName), flag: "--loopfile-dir")
 
         var digits = Substring(raw.socketMode)
         if digits.hasPrefix("0o") { digits = digits.dropFirst(2) }
@@ -230,6 +230,17 @@ public struct DriverConfiguration: Sendable, Hashable {
         }
         shutdownGrace = .milliseconds(Int64(raw.shutdownGraceSeconds * 1000))
     }
+
+    /// `--endpoint`'s default: the socket under the kubelet's plugin directory for this driver.
+    public static func defaultEndpoint(kubeletDir: String, driverName: String) -> String {
+        "unix://\(kubeletDir)/plugins/\(driverName)/csi.sock"
+    }
+
+    /// `--topology-key`'s default.
+    public static func defaultTopologyKey(driverName: String) -> String { "topology.\(driverName)/node" }
+
+    /// `--loopfile-dir`'s default.
+    public static func defaultLoopfileDir(driverName: String) -> String { "/var/lib/\(driverName)/loopfile" }
 
     /// The topology segments of this node: `{<topology-key>: <node-id>}`.
     public var topologySegments: [String: String] { [topologyKey: nodeID] }
