@@ -88,7 +88,7 @@ let package = Package(
         .executableTarget(
             name: "node-driver-registrar",
             dependencies: [
-                "Registrar", "Flags", "Platform",
+                "Registrar", "Flags", "H2", "Platform",
             ],
             swiftSettings: strict
         ),

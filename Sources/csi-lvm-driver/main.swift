@@ -1,6 +1,7 @@
 // csi-lvm-driver: flags → DriverConfiguration → wired parts → run until SIGTERM/SIGINT.
 import Driver
 import Flags
+import H2
 import Platform
 
 #if canImport(Glibc)
@@ -111,4 +112,5 @@ func hostName() -> String {
     return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
-exit(await runDriver())
+// The driver runs on event loops and its blocking pool: the main thread only waits.
+runMainOnSharedLoop { await runDriver() }

@@ -2,8 +2,9 @@
 // A drop-in for kubernetes-csi's registrar: the same flags (Go style: -flag, --flag, =value or a separate
 // value), plus --kubelet-registry-link-dir, --registration-ack-timeout and the `inspect` subcommand.
 import Flags
-import Registrar
+import H2
 import Platform
+import Registrar
 
 #if canImport(Glibc)
     import Glibc
@@ -166,13 +167,14 @@ func inspect(_ flags: ParsedCommandLine) async -> Int32 {
     return report.allRegister ? 0 : 1
 }
 
-/// Parses the command line and runs the chosen command.
-func runRegistrar() async -> Int32 {
+/// Parses the command line and runs the chosen command on the shared event loop, where the
+/// registrar's calls and /healthz run anyway; exits with the command's status.
+func runRegistrar() -> Never {
     var status: Int32 = 0
-    guard let parsed = program.parseOrReport(exitStatus: &status) else { return status }
+    guard let parsed = program.parseOrReport(exitStatus: &status) else { exit(status) }
     // Two malloc arenas: every arena keeps its own free memory resident.
     ProcessMemory.limitArenas()
-    return parsed.command == "inspect" ? await inspect(parsed) : await serve(parsed)
+    runMainOnSharedLoop { parsed.command == "inspect" ? await inspect(parsed) : await serve(parsed) }
 }
 
-exit(await runRegistrar())
+runRegistrar()

@@ -376,20 +376,6 @@ struct TimerHeap {
     }
 }
 
-/// The process-wide event loop, started on first use: client connections run on it, and so do
-/// ``DescriptorWait``, ``TerminationSignals`` and ``HTTP1Server``.
-enum SharedLoop {
-    private static let shared = Mutex<EventLoop?>(nil)
-    static func get() throws(SystemError) -> EventLoop {
-        try shared.withLock { (l: inout EventLoop?) throws(SystemError) -> EventLoop in
-            if let l { return l }
-            let loop = try EventLoop(name: "h2-shared")
-            l = loop
-            return loop
-        }
-    }
-}
-
 /// A group of event loops handed out round-robin.
 final class EventLoopGroup: Sendable {
     let loops: [EventLoop]
