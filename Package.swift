@@ -33,6 +33,7 @@ let package = Package(
     name: "swift-csi",
     platforms: [.macOS(.v15)],
     products: [
+        .library(name: "Platform", targets: ["Platform"]),
         .library(name: "ProtoWire", targets: ["ProtoWire"]),
         .library(name: "H2", targets: ["H2"]),
         .library(name: "CSI", targets: ["CSI"]),
@@ -56,36 +57,42 @@ let package = Package(
         ),
         // Linux system calls the event loop needs that Glibc's module does not export.
         .target(name: "CH2Sys"),
+        // glibc's <malloc.h> and thread names, which Glibc's module does not export.
+        .target(name: "CPlatform"),
         .systemLibrary(
             name: "CLVM2Cmd",
             providers: [.apt(["liblvm2-dev"])]
         ),
 
         // Libraries.
+        .target(name: "Platform", dependencies: ["CPlatform"], swiftSettings: strict),
         .target(name: "ProtoWire", swiftSettings: strict),
         .target(name: "ProtoWireGenerator", dependencies: ["ProtoWire"], swiftSettings: strict),
-        .target(name: "H2", dependencies: ["CNGHTTP2", "CZlib", "CH2Sys", "ProtoWire"], exclude: ["Protos"], swiftSettings: strict),
+        .target(name: "H2", dependencies: ["CNGHTTP2", "CZlib", "CH2Sys", "Platform", "ProtoWire"], exclude: ["Protos"], swiftSettings: strict),
         .target(
             name: "CSI",
             dependencies: ["ProtoWire", "H2"],
             exclude: ["Protos"],
             swiftSettings: strict
         ),
-        .target(name: "Storage", dependencies: ["CLVM2Cmd"], swiftSettings: strict),
-        .target(name: "Driver", dependencies: ["CSI", "H2", "ProtoWire", "Storage"], swiftSettings: strict),
+        .target(name: "Storage", dependencies: ["CLVM2Cmd", "Platform"], swiftSettings: strict),
+        .target(name: "Driver", dependencies: ["CSI", "H2", "Platform", "ProtoWire", "Storage"], swiftSettings: strict),
+        .target(name: "Registrar", dependencies: ["CSI", "H2", "Platform"], swiftSettings: strict),
+        // The executables' flag parser.
+        .target(name: "Flags", dependencies: ["Platform"], swiftSettings: strict),
 
         // Executables: thin shells over the libraries.
         .executableTarget(
             name: "csi-lvm-driver",
             dependencies: [
-                "Driver", "CSI", "H2", "Storage",
+                "Driver", "CSI", "Flags", "H2", "Platform", "Storage",
             ],
             swiftSettings: strict
         ),
         .executableTarget(
             name: "node-driver-registrar",
             dependencies: [
-                "Driver", "CSI", "H2",
+                "Registrar", "Flags", "H2", "Platform",
             ],
             swiftSettings: strict
         ),
@@ -99,16 +106,19 @@ let package = Package(
             dependencies: ["ProtoWire", "CSI"],
             swiftSettings: strict
         ),
-        .executableTarget(name: "h2-interop", dependencies: ["H2", "ProtoWire"], swiftSettings: strict),
+        .executableTarget(name: "h2-interop", dependencies: ["H2", "Platform", "ProtoWire"], swiftSettings: strict),
         .executableTarget(name: "deflate-bench", dependencies: ["H2"], path: "Benchmarks/Deflate/deflate-bench", swiftSettings: strict),
 
         // Tests.
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
+        .testTarget(name: "FlagsTests", dependencies: ["Flags"], swiftSettings: strict),
+        .testTarget(name: "PlatformTests", dependencies: ["Platform", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire", "ProtoWireGenerator", "CSI", "H2", "TestSupport"], exclude: ["Protos"], swiftSettings: strict),
-        .testTarget(name: "H2Tests", dependencies: ["H2", "ProtoWire", "CSI", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "H2Tests", dependencies: ["H2", "Platform", "ProtoWire", "CSI", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "CSITests", dependencies: ["CSI", "ProtoWire", "H2"], swiftSettings: strict),
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "DriverTests", dependencies: ["Driver", "CSI", "H2", "Storage", "ProtoWire"], swiftSettings: strict),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "Platform", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "DriverTests", dependencies: ["Driver", "CSI", "H2", "Platform", "Storage", "ProtoWire"], swiftSettings: strict),
+        .testTarget(name: "RegistrarTests", dependencies: ["Registrar", "CSI", "H2", "Platform", "ProtoWire", "TestSupport"], swiftSettings: strict),
     ]
 )
 

@@ -1,7 +1,5 @@
 #define _GNU_SOURCE
 #include "ch2sys.h"
-#include <pthread.h>
-#include <malloc.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -47,10 +45,3 @@ int h2_peercred(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid) {
 }
 
 int h2_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }
-void h2_set_thread_name(const char *name) { pthread_setname_np(pthread_self(), name); }
-
-void h2_malloc_trim(void) {
-#ifdef __GLIBC__
-    malloc_trim(0);
-#endif
-}

@@ -2,8 +2,6 @@
 #define CLVM2CMD_SHIM_H
 /* The one place the package includes liblvm2cmd (Debian liblvm2-dev). */
 #include <lvm2cmd.h>
-/* mallopt and malloc_trim: the Glibc module leaves <malloc.h> out. */
-#include <malloc.h>
 #include <dlfcn.h>
 #include <stddef.h>
 

@@ -1,3 +1,4 @@
+public import Platform
 import CSI
 package import H2
 package import Storage
@@ -12,10 +13,10 @@ public struct DriverProcess: Sendable {
     /// The validated configuration.
     public let configuration: DriverConfiguration
     /// Where the driver logs.
-    public let logger: DriverLogger
+    public let logger: Logger
 
     /// Creates the process description; nothing starts until ``run()``.
-    public init(configuration: DriverConfiguration, logger: DriverLogger) {
+    public init(configuration: DriverConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
     }
@@ -33,11 +34,9 @@ public struct DriverProcess: Sendable {
         }
         var serverConfiguration = GRPCServerConfiguration(address: configuration.socketPath)
         serverConfiguration.socketMode = configuration.socketMode
+        serverConfiguration.socketDirectoryMode = 0o750
         serverConfiguration.reflectionFiles = [CsiProtoFile.descriptor]
         let server = GRPCServer(router: try makeRouter(), configuration: serverConfiguration)
-        do { try Self.makeDirectory(parentOf: configuration.socketPath) } catch {
-            throw DriverStartError(message: "--endpoint \(configuration.socketPath): \(error)")
-        }
         do { try server.start() } catch {
             throw DriverStartError(message: "cannot serve on \(configuration.socketPath) (--endpoint): \(error)")
         }
@@ -113,32 +112,11 @@ public struct DriverProcess: Sendable {
             return backend
         case .loopfile:
             do {
-                try Self.makeDirectory(configuration.loopfileDir)
                 return try LoopFileBackend(directory: configuration.loopfileDir, driverName: configuration.driverName)
-            } catch let error as DriverStartError {
-                throw DriverStartError(message: "--loopfile-dir: \(error.message)")
             } catch {
                 throw DriverStartError(message: "loop-file backend at \(configuration.loopfileDir) (--loopfile-dir): \(error)")
             }
         }
-    }
-
-    /// Creates `path` and its missing parents (mode 0750).
-    static func makeDirectory(_ path: String) throws {
-        var current = ""
-        for part in path.split(separator: "/") {
-            current += "/" + part
-            if mkdir(current, 0o750) != 0 && errno != EEXIST {
-                let reason = String(cString: strerror(errno))
-                throw DriverStartError(message: "cannot create directory \(current): \(reason)")
-            }
-        }
-    }
-
-    /// Creates the directory that will hold `path`.
-    static func makeDirectory(parentOf path: String) throws {
-        let parent = path.split(separator: "/").dropLast().joined(separator: "/")
-        if !parent.isEmpty { try makeDirectory("/" + parent) }
     }
 }
 

@@ -4,6 +4,7 @@ import Glibc
 import CNGHTTP2
 public import ProtoWire
 import Synchronization
+import Platform
 
 /// How a ``GRPCChannel`` connects and retries.
 public struct GRPCChannelConfiguration: Sendable {
@@ -50,19 +51,6 @@ extension CallOptions {
     }
 }
 
-/// The process-wide loop client connections run on, started on first use.
-enum ClientLoop {
-    private static let shared = Mutex<EventLoop?>(nil)
-    static func get() throws(SystemError) -> EventLoop {
-        try shared.withLock { (l: inout EventLoop?) throws(SystemError) -> EventLoop in
-            if let l { return l }
-            let loop = try EventLoop(name: "h2-client")
-            l = loop
-            return loop
-        }
-    }
-}
-
 /// A connection to a gRPC server that multiplexes many calls; generated clients wrap it.
 ///
 /// It connects on first use and reconnects after failures, pausing between attempts with capped
@@ -84,7 +72,7 @@ public final class GRPCChannel: Sendable {
         self.configuration = configuration
         do {
             let address = try SocketAddress.parse(target)
-            core = ChannelCore(loop: try ClientLoop.get(), address: address, target: target, configuration: configuration)
+            core = ChannelCore(loop: try SharedLoop.get(), address: address, target: target, configuration: configuration)
             setupError = nil
         } catch let e as SocketAddressError {
             core = nil
@@ -466,7 +454,7 @@ final class ChannelCore: @unchecked Sendable {
         var pause = configuration.initialBackoff
         for _ in 1..<min(failures, 20) { pause = pause * 1.6 }
         pause = min(pause, configuration.maxBackoff)
-        nextAttempt = monotonicNanos() &+ pause.nanoseconds
+        nextAttempt = monotonicNanos() &+ UInt64(clamping: pause.wholeNanoseconds)
         let detail =
             error.errno == ETIMEDOUT && error.call == "connect"
             ? "no answer within \(configuration.connectTimeout) (\(error.reason))" : error.reason

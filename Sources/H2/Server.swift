@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CNGHTTP2
+public import Platform
 public import ProtoWire
 import Synchronization
 
@@ -11,6 +12,9 @@ public struct GRPCServerConfiguration: Sendable {
     public var address: String
     /// The Unix socket file's permission bits.
     public var socketMode: UInt32 = 0o660
+    /// The permission bits of the directories the server creates when the socket's directory (or
+    /// a parent of it) does not exist; existing ones are left as they are.
+    public var socketDirectoryMode: UInt32 = 0o755
     /// When set, only peers with these uids may call (others get PERMISSION_DENIED).
     public var allowedUIDs: Set<UInt32>? = nil
     /// How many event-loop threads serve connections.
@@ -147,9 +151,8 @@ final class Listener: LoopSelectable, @unchecked Sendable {
         while !closed {
             let result: IOResult<Int32>
             do { result = try Sys.accept(fd) } catch {
-                // Out of descriptors (EMFILE, ENFILE) or memory: the pending connection stays
-                // queued and would wake the loop at once, so stop listening for a moment.
-                pause()
+                // Out of descriptors (EMFILE, ENFILE) or memory.
+                loop.pauseAccepting(fd, token: token, events: Epoll.readable) { [weak self] in self?.closed ?? true }
                 return
             }
             guard case .done(let client) = result else { return }
@@ -171,14 +174,6 @@ final class Listener: LoopSelectable, @unchecked Sendable {
                 do { try conn.start() } catch { conn.close(reason: "\(error)") }
             }
             if target === loop { start() } else { target.execute(start) }
-        }
-    }
-
-    private func pause() {
-        loop.modify(fd, token: token, events: 0)
-        loop.schedule(after: .milliseconds(100)) { [weak self] in
-            guard let self, !self.closed else { return }
-            self.loop.modify(self.fd, token: self.token, events: Epoll.readable)
         }
     }
 
@@ -250,7 +245,7 @@ public final class GRPCServer: Sendable {
         do { address = try SocketAddress.parse(configuration.address) } catch {
             throw GRPCServerError(message: error.description)
         }
-        let fd = try Self.listen(address, mode: configuration.socketMode)
+        let fd = try Self.listen(address, mode: configuration.socketMode, directoryMode: configuration.socketDirectoryMode)
         let group: EventLoopGroup
         do {
             group = try EventLoopGroup(
@@ -367,7 +362,7 @@ public final class GRPCServer: Sendable {
         for c in list { c.resume() }
     }
 
-    private static func listen(_ address: SocketAddress, mode: UInt32) throws -> Int32 {
+    private static func listen(_ address: SocketAddress, mode: UInt32, directoryMode: UInt32) throws -> Int32 {
         let fd: Int32
         do { fd = try Sys.socket(address.family, Int32(SOCK_STREAM.rawValue)) } catch {
             throw GRPCServerError(message: "cannot create a socket for \(address)", underlying: error)
@@ -375,19 +370,19 @@ public final class GRPCServer: Sendable {
         do {
             switch address {
             case .unix(let path):
-                try prepareSocketPath(path, address)
+                try prepareSocketPath(path, address, directoryMode: directoryMode)
             case .tcp:
                 try Sys.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
             }
             do {
                 _ = try address.withSockAddr { (sa, len) throws(SystemError) in
-                    try Sys.retrying("bind") { Int(bind(fd, sa, len)) }
+                    try systemCall("bind") { bind(fd, sa, len) }
                 }
             } catch { throw GRPCServerError(message: "cannot bind \(address)", underlying: error) }
             if case .unix(let path) = address, chmod(path, mode_t(mode)) != 0 {
                 throw GRPCServerError(message: "cannot set the mode of \(path)", underlying: SystemError(call: "chmod", errno: errno, subject: path))
             }
-            do { _ = try Sys.retrying("listen") { Int(Glibc.listen(fd, 1024)) } } catch {
+            do { try systemCall("listen") { Glibc.listen(fd, 1024) } } catch {
                 throw GRPCServerError(message: "cannot listen on \(address)", underlying: error)
             }
             return fd
@@ -398,9 +393,11 @@ public final class GRPCServer: Sendable {
     }
 
     /// Creates the parent directory; removes a stale socket file; refuses a live one or a non-socket.
-    private static func prepareSocketPath(_ path: String, _ address: SocketAddress) throws {
+    private static func prepareSocketPath(_ path: String, _ address: SocketAddress, directoryMode: UInt32) throws {
         if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
-            try makeDirectories(String(path[..<slash]))
+            do { try makeDirectories(String(path[..<slash]), mode: directoryMode) } catch {
+                throw GRPCServerError(message: "cannot create the directory \(error.subject)", underlying: error)
+            }
         }
         var st = stat()
         guard lstat(path, &st) == 0 else { return }
@@ -430,16 +427,6 @@ public final class GRPCServer: Sendable {
         }
     }
 
-    private static func makeDirectories(_ dir: String) throws {
-        var st = stat()
-        if stat(dir, &st) == 0 { return }
-        if let slash = dir.lastIndex(of: "/"), slash != dir.startIndex {
-            try makeDirectories(String(dir[..<slash]))
-        }
-        if mkdir(dir, 0o755) != 0 && errno != EEXIST {
-            throw GRPCServerError(message: "cannot create the directory \(dir)", underlying: SystemError(call: "mkdir", errno: errno, subject: dir))
-        }
-    }
 }
 
 /// Runs `body` with a started server and shuts it down afterwards, also when `body` throws.

@@ -1,11 +1,17 @@
 // csi-lvm-driver: flags → DriverConfiguration → wired parts → run until SIGTERM/SIGINT.
 import Driver
+import Flags
+import H2
+import Platform
 
 #if canImport(Glibc)
     import Glibc
 #endif
 
-/// The driver's flags, defaults and help.
+/// The defaults of the flags: what the configuration takes when a flag is absent.
+let defaults = DriverConfiguration.Raw()
+
+/// The driver's flags and help.
 let program = CommandLineProgram(
     name: "csi-lvm-driver",
     version: DriverConfiguration.version,
@@ -17,9 +23,9 @@ let program = CommandLineProgram(
             flags: [
                 CommandLineFlag(
                     "endpoint", value: "url",
-                    help: "The socket to serve: unix:///path or /path (default: unix://<kubelet-dir>/plugins/<driver-name>/csi.sock)."),
+                    help: "The socket to serve: unix:///path or /path (default: \(DriverConfiguration.defaultEndpoint(kubeletDir: "<kubelet-dir>", driverName: "<driver-name>")))."),
                 CommandLineFlag(
-                    "driver-name", value: "name", default: DriverConfiguration.defaultDriverName, help: "The CSI driver name."),
+                    "driver-name", value: "name", default: defaults.driverName, help: "The CSI driver name."),
                 CommandLineFlag("node-id", value: "id", help: "This node's id (default: the host name)."),
                 CommandLineFlag("volume-group", value: "name", help: "The volume group new volumes go to."),
                 CommandLineFlag(
@@ -30,28 +36,28 @@ let program = CommandLineProgram(
                     "lvm-scan-device", value: "device", repeats: true,
                     help: "A block device LVM may scan (repeat for each physical volume); by default LVM scans every device."),
                 CommandLineFlag(
-                    "overprovision-ratio", value: "ratio", kind: .number, default: "1.0",
+                    "overprovision-ratio", value: "ratio", kind: .number, default: "\(defaults.overprovisionRatio)",
                     help: "A thin pool promises at most its size times this ratio, all its thin volumes and snapshots together."),
                 CommandLineFlag(
                     "topology-key", value: "key",
-                    help: "The topology key whose value is the node id (default: topology.<driver-name>/node)."),
+                    help: "The topology key whose value is the node id (default: \(DriverConfiguration.defaultTopologyKey(driverName: "<driver-name>")))."),
                 CommandLineFlag(
-                    "max-volumes-per-node", value: "count", kind: .integer, default: "0",
+                    "max-volumes-per-node", value: "count", kind: .integer, default: "\(defaults.maxVolumesPerNode)",
                     help: "The most volumes this node takes; 0 means no limit."),
-                CommandLineFlag("mode", value: "mode", default: "all", help: "Which services to serve: all, node or controller."),
+                CommandLineFlag("mode", value: "mode", default: defaults.mode, help: "Which services to serve: all, node or controller."),
                 CommandLineFlag(
-                    "kubelet-dir", value: "path", default: DriverConfiguration.defaultKubeletDir,
+                    "kubelet-dir", value: "path", default: defaults.kubeletDir,
                     help: "The kubelet root directory; staging and target paths must lie under it."),
-                CommandLineFlag("backend", value: "backend", default: "lvm", help: "Where volumes live: lvm or loopfile."),
+                CommandLineFlag("backend", value: "backend", default: defaults.backend, help: "Where volumes live: lvm or loopfile."),
                 CommandLineFlag(
                     "loopfile-dir", value: "path",
-                    help: "The directory of the loop-file backend (default: /var/lib/<driver-name>/loopfile)."),
-                CommandLineFlag("socket-mode", value: "octal", default: "0660", help: "Permission bits of the socket, in octal."),
+                    help: "The directory of the loop-file backend (default: \(DriverConfiguration.defaultLoopfileDir(driverName: "<driver-name>")))."),
+                CommandLineFlag("socket-mode", value: "octal", default: defaults.socketMode, help: "Permission bits of the socket, in octal."),
                 CommandLineFlag(
-                    "shutdown-grace", value: "seconds", kind: .number, default: "10",
+                    "shutdown-grace", value: "seconds", kind: .number, default: "\(defaults.shutdownGraceSeconds)",
                     help: "Seconds in-flight calls may take to finish after SIGTERM."),
                 CommandLineFlag(
-                    "log-level", short: "v", value: "level", default: "info",
+                    "log-level", short: "v", value: "level", default: defaults.logLevel,
                     help: "Log verbosity: trace, debug, info, notice, warning, error, critical, or 0…5."),
             ])
     ])
@@ -63,7 +69,7 @@ func runDriver() async -> Int32 {
     var status: Int32 = 0
     guard let parsed = program.parseOrReport(exitStatus: &status) else { return status }
     // Two malloc arenas: every arena keeps its own free memory resident.
-    limitMallocArenas()
+    ProcessMemory.limitArenas()
     var raw = DriverConfiguration.Raw()
     raw.endpoint = parsed.string("endpoint")
     raw.driverName = parsed.string("driver-name")!
@@ -89,7 +95,7 @@ func runDriver() async -> Int32 {
         writeStandardError(program.usageError(error.description))
         return CommandLineError.exitStatus
     }
-    let logger = DriverLogger(sink: StandardErrorLogSink(style: .timestamped(label: "csi-lvm-driver")), level: config.logLevel)
+    let logger = Logger(sink: StandardErrorLogSink(style: .timestamped(label: "csi-lvm-driver")), level: config.logLevel)
     do {
         try await DriverProcess(configuration: config, logger: logger).run()
         return 0
@@ -106,4 +112,5 @@ func hostName() -> String {
     return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
-exit(await runDriver())
+// The driver runs on event loops and its blocking pool: the main thread only waits.
+runMainOnSharedLoop { await runDriver() }

@@ -1,6 +1,7 @@
 // A gRPC peer for the Python interoperability tests in Tests/Interop: it serves a test service
 // (`serve ADDRESS`) or calls one (`call TARGET SCENARIO`). Messages are raw bytes.
 import H2
+import Platform
 import ProtoWire
 
 #if canImport(Glibc)
@@ -62,7 +63,7 @@ func makeRouter() -> GRPCRouter {
     // Blocks a worker thread for the number of milliseconds in the request.
     router.registerUnary(method("Offload", .unary)) { (req: RawMessage, _) -> RawMessage in
         let ms = Int(req.text) ?? 0
-        return try await offload { usleep(UInt32(ms) * 1000); return RawMessage("blocked \(ms)") }
+        return await offload { usleep(UInt32(ms) * 1000); return RawMessage("blocked \(ms)") }
     }
     router.registerUnary(method("Peer", .unary)) { (_: RawMessage, ctx) -> RawMessage in
         guard let p = ctx.peer else { return RawMessage("none") }
@@ -123,7 +124,7 @@ func serve(_ args: [String]) async throws {
     fflush(nil)
     let stop = Task.detached {
         // SIGTERM/SIGINT → graceful shutdown. The handler writes to a pipe a worker blocks on.
-        _ = try? await offload { () -> Int in
+        _ = await offload { () -> Int in
             var b: UInt8 = 0
             return read(signalPipe.read, &b, 1)
         }

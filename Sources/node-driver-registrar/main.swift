@@ -1,13 +1,19 @@
 // node-driver-registrar: flags → RegistrarConfiguration → Registrar → run until SIGTERM/SIGINT.
 // A drop-in for kubernetes-csi's registrar: the same flags (Go style: -flag, --flag, =value or a separate
 // value), plus --kubelet-registry-link-dir, --registration-ack-timeout and the `inspect` subcommand.
-import Driver
+import Flags
+import H2
+import Platform
+import Registrar
 
 #if canImport(Glibc)
     import Glibc
 #endif
 
-/// The registrar's commands, flags, defaults and help.
+/// The defaults of the flags: what the configuration takes when a flag is absent.
+let defaults = RegistrarConfiguration.Raw()
+
+/// The registrar's commands, flags and help.
 let program = CommandLineProgram(
     name: "node-driver-registrar",
     version: RegistrarConfiguration.version,
@@ -24,16 +30,16 @@ let program = CommandLineProgram(
             abstract: "Register the driver and keep the registration alive (the default).",
             flags: [
                 CommandLineFlag(
-                    "csi-address", value: "path", default: "/run/csi/socket",
+                    "csi-address", value: "path", default: defaults.csiAddress,
                     help: "Path or unix:// URL of the CSI driver socket, as the registrar dials it."),
                 CommandLineFlag(
                     "kubelet-registration-path", value: "path",
                     help: "Path of the CSI driver socket as the kubelet dials it (required); announced by GetInfo."),
                 CommandLineFlag(
-                    "plugin-registration-path", value: "dir", default: "/registration",
+                    "plugin-registration-path", value: "dir", default: defaults.pluginRegistrationPath,
                     help: "Directory of the kubelet plugin registry, where <driver-name>-reg.sock is created."),
                 CommandLineFlag(
-                    "timeout", value: "duration", default: "1s", help: "Limit for each call to the driver (Go duration: 1s, 500ms)."),
+                    "timeout", value: "duration", default: defaults.timeout, help: "Limit for each call to the driver (Go duration: 1s, 500ms)."),
                 CommandLineFlag(
                     "http-endpoint", value: "address",
                     help: "TCP address of the HTTP server for /healthz, for example :9809 or 127.0.0.1:9809."),
@@ -50,7 +56,7 @@ let program = CommandLineProgram(
                     "kubelet-registry-link-dir", value: "dir",
                     help: "Place a link <dir>/<driver-name>-reg.sock to the registration socket (for custom directories); removed on exit."),
                 CommandLineFlag(
-                    "registration-ack-timeout", value: "duration", default: "30s",
+                    "registration-ack-timeout", value: "duration", default: defaults.registrationAckTimeout,
                     help: "Recreate the registration socket when the kubelet has not acknowledged it within this time."),
                 CommandLineFlag(
                     "v", short: "v", value: "level", kind: .integer, default: "0",
@@ -71,13 +77,13 @@ let program = CommandLineProgram(
                     "registry-dir", value: "dir", default: "/var/lib/kubelet/plugins_registry",
                     help: "The kubelet's plugin registry directory."),
                 CommandLineFlag("output", value: "format", kind: .choice(["text", "json"]), default: "text", help: "Output format."),
-                CommandLineFlag("timeout", value: "duration", default: "1s", help: "Limit for each call (Go duration)."),
+                CommandLineFlag("timeout", value: "duration", default: defaults.timeout, help: "Limit for each call (Go duration)."),
             ]),
     ],
     singleDashLongFlags: true)
 
 /// Maps klog-style verbosity (`-v`) to a level: 0–2 info, 3–4 debug, 5 and more trace.
-func logLevel(verbosity: Int) -> DriverLogLevel {
+func logLevel(verbosity: Int) -> LogLevel {
     switch verbosity {
     case ..<3: .info
     case 3, 4: .debug
@@ -89,7 +95,7 @@ func logLevel(verbosity: Int) -> DriverLogLevel {
 /// Exit status: 0 after SIGTERM/SIGINT, 2 for a configuration upstream rejects, 64 for a usage
 /// error, 1 when the driver never answers within an explicit --connection-timeout or serving fails.
 func serve(_ flags: ParsedCommandLine) async -> Int32 {
-    let logger = DriverLogger(sink: StandardErrorLogSink(style: .klog), level: logLevel(verbosity: flags.int("v") ?? 0))
+    let logger = Logger(sink: StandardErrorLogSink(style: .klog), level: logLevel(verbosity: flags.int("v")!))
     if let mode = flags.string("mode") {
         switch mode {
         case "kubelet-registration-probe":
@@ -161,13 +167,14 @@ func inspect(_ flags: ParsedCommandLine) async -> Int32 {
     return report.allRegister ? 0 : 1
 }
 
-/// Parses the command line and runs the chosen command.
-func runRegistrar() async -> Int32 {
+/// Parses the command line and runs the chosen command on the shared event loop, where the
+/// registrar's calls and /healthz run anyway; exits with the command's status.
+func runRegistrar() -> Never {
     var status: Int32 = 0
-    guard let parsed = program.parseOrReport(exitStatus: &status) else { return status }
+    guard let parsed = program.parseOrReport(exitStatus: &status) else { exit(status) }
     // Two malloc arenas: every arena keeps its own free memory resident.
-    limitMallocArenas()
-    return parsed.command == "inspect" ? await inspect(parsed) : await serve(parsed)
+    ProcessMemory.limitArenas()
+    runMainOnSharedLoop { parsed.command == "inspect" ? await inspect(parsed) : await serve(parsed) }
 }
 
-exit(await runRegistrar())
+runRegistrar()

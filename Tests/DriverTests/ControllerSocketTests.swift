@@ -1,6 +1,7 @@
 import CSI
 import Glibc
 import H2
+import Platform
 import Testing
 
 @testable import Driver

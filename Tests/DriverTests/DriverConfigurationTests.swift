@@ -1,3 +1,4 @@
+import Platform
 import Driver
 import Testing
 
@@ -171,11 +172,11 @@ import Testing
     }
 
     @Test(arguments: [
-        ("debug", DriverLogLevel.debug), ("WARN", .warning), ("0", .warning), ("2", .info),
+        ("debug", LogLevel.debug), ("WARN", .warning), ("0", .warning), ("2", .info),
         ("4", .debug), ("5", .trace),
     ])
-    func logLevels(text: String, level: DriverLogLevel) {
-        #expect(DriverLogLevel(parsing: text) == level)
+    func logLevels(text: String, level: LogLevel) {
+        #expect(LogLevel(parsing: text) == level)
     }
 
     @Test func modes() throws {

@@ -1,5 +1,6 @@
 import Glibc
 import H2
+import Platform
 import Testing
 
 @testable import Driver

@@ -1,3 +1,4 @@
+import Platform
 import CSI
 import Glibc
 import H2
@@ -8,9 +9,9 @@ import Testing
 @testable import Driver
 
 /// Collects log records in memory.
-final class MemoryLogSink: DriverLogSink {
+final class MemoryLogSink: LogSink {
     let records = Mutex<[String]>([])
-    func write(level: DriverLogLevel, message: String, fields: [(String, String)]) {
+    func write(level: LogLevel, message: String, fields: [(String, String)]) {
         let line = ([message] + fields.map { "\($0)=\($1)" }).joined(separator: " ")
         records.withLock { $0.append(line) }
     }
@@ -57,7 +58,7 @@ func removeTree(_ path: String) {
     static func controller(_ backend: any VolumeBackend, _ sink: MemoryLogSink = MemoryLogSink()) -> ControllerServer {
         ControllerServer(
             configuration: configuration, backend: backend, locks: VolumeLocks(),
-            log: RequestLog(logger: DriverLogger(sink: sink, level: .debug)))
+            log: RequestLog(logger: Logger(sink: sink, level: .debug)))
     }
 
     static func context(_ method: String) -> ServerContext {

@@ -1,6 +1,8 @@
 import Testing
 import H2
+import Platform
 import ProtoWire
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -31,11 +33,11 @@ func router() -> GRPCRouter {
     // Reports whether the handler ran on the same thread before and after a suspension.
     r.registerUnary(thread) { (_: Raw, _: ServerContext) in
         let before = pthread_self()
-        let name = currentThreadName()
+        let name = callingThreadName()
         await Task.yield()
         // Blocking work hops to a worker and comes back to the loop.
-        let worker = try await offload { currentThreadName() }
-        guard currentThreadName() == name, worker != name else { return Raw("offload did not return to \(name)") }
+        let worker = await offload { callingThreadName() }
+        guard callingThreadName() == name, worker != name else { return Raw("offload did not return to \(name)") }
         return Raw((pthread_equal(before, pthread_self()) != 0 ? "same " : "different ") + name)
     }
     r.registerUnary(fail) { (req: Raw, _: ServerContext) -> Raw in
@@ -53,24 +55,6 @@ func router() -> GRPCRouter {
         for try await m in reqs { try await w.write(Raw(m.text.uppercased())) }
     }
     return r
-}
-
-/// The calling thread's name, from /proc.
-func currentThreadName() -> String {
-    let fd = open("/proc/thread-self/comm", O_RDONLY)
-    guard fd >= 0 else { return "?" }
-    defer { close(fd) }
-    var buf = [UInt8](repeating: 0, count: 32)
-    let n = read(fd, &buf, buf.count)
-    return String(decoding: buf.prefix(max(0, n)), as: UTF8.self).trimmingSuffix()
-}
-
-extension String {
-    func trimmingSuffix() -> String {
-        var s = self
-        while s.last == "\n" { s.removeLast() }
-        return s
-    }
 }
 
 func socketPath() -> String { "/tmp/h2-tests-\(getpid())-\(UInt32.random(in: 0...UInt32.max))/s.sock" }
@@ -107,6 +91,28 @@ func socketPath() -> String { "/tmp/h2-tests-\(getpid())-\(UInt32.random(in: 0..
             #expect(replies == ["A", "B"])
         }
         #expect(access(path, F_OK) != 0, "the socket file is removed on shutdown")
+    }
+
+    @Test func missingSocketDirectoriesGetTheConfiguredMode() async throws {
+        let path = socketPath()
+        let top = String(path[..<path.lastIndex(of: "/")!])
+        let socket = top + "/a/b/s.sock"
+        defer {
+            rmdir(top + "/a/b")
+            rmdir(top + "/a")
+            rmdir(top)
+        }
+        var configuration = GRPCServerConfiguration(address: socket)
+        configuration.socketDirectoryMode = 0o710
+        let mask = umask(0o022)
+        defer { umask(mask) }
+        try await withGRPCServer(router: router(), configuration: configuration) { _ in
+            for directory in [top, top + "/a", top + "/a/b"] {
+                var info = stat()
+                #expect(stat(directory, &info) == 0)
+                #expect(info.st_mode & 0o777 == 0o710, "\(directory)")
+            }
+        }
     }
 
     @Test func loopbackTCP() async throws {
@@ -231,7 +237,7 @@ func socketPath() -> String { "/tmp/h2-tests-\(getpid())-\(UInt32.random(in: 0..
         #expect(bound == 0)
         listen(fd, 4)
         let silent = Task {
-            try await offload { () -> Int32 in
+            await offload { () -> Int32 in
                 let c = accept(fd, nil, nil)
                 var buf = [UInt8](repeating: 0, count: 4096)
                 while read(c, &buf, buf.count) > 0 {}
@@ -252,7 +258,7 @@ func socketPath() -> String { "/tmp/h2-tests-\(getpid())-\(UInt32.random(in: 0..
         channel.close()
         close(fd)
         unlink(path)
-        if let c = try? await silent.value { close(c) }
+        close(await silent.value)
     }
 }
 

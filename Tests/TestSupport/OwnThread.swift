@@ -86,13 +86,3 @@ extension Trait where Self == OwnThreadTrait {
     /// Runs each test case on a thread of its own, off the Swift concurrency pool.
     package static var ownThread: Self { Self() }
 }
-
-/// The name of the calling thread, from /proc.
-package func callingThreadName() -> String {
-    let fd = open("/proc/thread-self/comm", O_RDONLY)
-    guard fd >= 0 else { return "?" }
-    defer { close(fd) }
-    var buffer = [UInt8](repeating: 0, count: 32)
-    let n = read(fd, &buffer, buffer.count)
-    return String(decoding: buffer.prefix(max(0, n)).prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
-}

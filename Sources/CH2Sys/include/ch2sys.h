@@ -1,7 +1,7 @@
 #ifndef CH2SYS_H
 #define CH2SYS_H
 /* Linux calls H2's event loop needs that Swift's Glibc module does not export
-   (epoll, eventfd, accept4, SO_PEERCRED, thread names). The header uses plain
+   (epoll, eventfd, accept4, SO_PEERCRED). The header uses plain
    integer types only; the GNU feature macros stay inside sys.c so that no system
    header is compiled twice with different settings. */
 #include <stddef.h>
@@ -24,7 +24,4 @@ int h2_eventfd(void);
 /* SO_PEERCRED: returns 0 and fills the three values, or -1 with errno set. */
 int h2_peercred(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
 int h2_accept(int fd);
-void h2_set_thread_name(const char *name);
-/* Returns freed heap memory to the system (glibc malloc_trim; a no-op elsewhere). */
-void h2_malloc_trim(void);
 #endif

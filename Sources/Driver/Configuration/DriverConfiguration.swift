@@ -1,3 +1,5 @@
+public import Platform
+
 /// Which CSI services one driver process serves.
 public enum DriverMode: String, Sendable, Hashable, CaseIterable {
     /// Identity, Controller and Node: the controller runs beside the node plugin on every node.
@@ -43,45 +45,6 @@ public enum VolumeGroupSelection: Sendable, Hashable, CustomStringConvertible {
         case .pattern(let source):
             guard let regex = try? Regex(source) else { return false }
             return (try? regex.wholeMatch(in: name)) != nil
-        }
-    }
-}
-
-/// Log verbosity, from most to least verbose.
-public enum DriverLogLevel: Int, Sendable, Hashable, Comparable, CaseIterable, CustomStringConvertible {
-    case trace, debug, info, notice, warning, error, critical
-
-    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
-
-    public var description: String {
-        switch self {
-        case .trace: "trace"
-        case .debug: "debug"
-        case .info: "info"
-        case .notice: "notice"
-        case .warning: "warning"
-        case .error: "error"
-        case .critical: "critical"
-        }
-    }
-
-    /// Parses a level name (`info`) or a klog-style number (`0`…`5`: higher is more verbose).
-    public init?(parsing text: String) {
-        let lowered = text.lowercased()
-        if let level = Self.allCases.first(where: { $0.description == lowered }) {
-            self = level
-            return
-        }
-        if lowered == "warn" {
-            self = .warning
-            return
-        }
-        guard let number = Int(lowered), number >= 0 else { return nil }
-        switch number {
-        case 0: self = .warning
-        case 1, 2: self = .info
-        case 3, 4: self = .debug
-        default: self = .trace
         }
     }
 }
@@ -132,7 +95,7 @@ public struct DriverConfiguration: Sendable, Hashable {
     /// The kubelet root; staging and target paths must lie under it.
     public var kubeletDir: String
     /// Log verbosity.
-    public var logLevel: DriverLogLevel
+    public var logLevel: LogLevel
     /// Which backend holds the volumes.
     public var backend: BackendKind
     /// The directory of the loop-file backend's files and metadata.
@@ -144,7 +107,7 @@ public struct DriverConfiguration: Sendable, Hashable {
 
     /// The raw command-line values, before validation.
     public struct Raw: Sendable, Hashable {
-        /// `--endpoint`; nil for the default under the kubelet directory.
+        /// `--endpoint`; nil for ``DriverConfiguration/defaultEndpoint(kubeletDir:driverName:)``.
         public var endpoint: String?
         /// `--driver-name`.
         public var driverName: String = DriverConfiguration.defaultDriverName
@@ -160,7 +123,7 @@ public struct DriverConfiguration: Sendable, Hashable {
         public var lvmScanDevices: [String] = []
         /// `--overprovision-ratio`.
         public var overprovisionRatio: Double = 1.0
-        /// `--topology-key`; nil for topology.<driver-name>/node.
+        /// `--topology-key`; nil for ``DriverConfiguration/defaultTopologyKey(driverName:)``.
         public var topologyKey: String?
         /// `--max-volumes-per-node`.
         public var maxVolumesPerNode: Int64 = 0
@@ -172,7 +135,7 @@ public struct DriverConfiguration: Sendable, Hashable {
         public var logLevel: String = "info"
         /// `--backend`.
         public var backend: String = "lvm"
-        /// `--loopfile-dir`; nil for /var/lib/<driver-name>/loopfile.
+        /// `--loopfile-dir`; nil for ``DriverConfiguration/defaultLoopfileDir(driverName:)``.
         public var loopfileDir: String?
         /// `--socket-mode`, octal.
         public var socketMode: String = "0660"
@@ -193,7 +156,7 @@ public struct DriverConfiguration: Sendable, Hashable {
         let kubelet = try Self.cleanAbsolutePath(raw.kubeletDir, flag: "--kubelet-dir")
         kubeletDir = kubelet
 
-        let endpoint = raw.endpoint ?? "unix://\(kubelet)/plugins/\(raw.driverName)/csi.sock"
+        let endpoint = raw.endpoint ?? Self.defaultEndpoint(kubeletDir: kubelet, driverName: raw.driverName)
         socketPath = try Self.parseEndpoint(endpoint)
 
         let node = raw.nodeID ?? raw.hostName
@@ -230,7 +193,7 @@ public struct DriverConfiguration: Sendable, Hashable {
         }
         overprovisionRatio = raw.overprovisionRatio
 
-        let key = raw.topologyKey ?? "topology.\(raw.driverName)/node"
+        let key = raw.topologyKey ?? Self.defaultTopologyKey(driverName: raw.driverName)
         try Self.validateTopologyKey(key)
         topologyKey = key
 
@@ -244,7 +207,7 @@ public struct DriverConfiguration: Sendable, Hashable {
             throw ConfigurationError(flag: "--mode", "expected all, node or controller, found '\(raw.mode)'")
         }
         self.mode = mode
-        guard let level = DriverLogLevel(parsing: raw.logLevel) else {
+        guard let level = LogLevel(parsing: raw.logLevel) else {
             throw ConfigurationError(
                 flag: "--log-level", "expected trace, debug, info, notice, warning, error, critical or 0…5, found '\(raw.logLevel)'")
         }
@@ -254,7 +217,7 @@ public struct DriverConfiguration: Sendable, Hashable {
         }
         self.backend = backend
         loopfileDir = try Self.cleanAbsolutePath(
-            raw.loopfileDir ?? "/var/lib/\(raw.driverName)/loopfile", flag: "--loopfile-dir")
+            raw.loopfileDir ?? Self.defaultLoopfileDir(driverName: raw.driverName), flag: "--loopfile-dir")
 
         var digits = Substring(raw.socketMode)
         if digits.hasPrefix("0o") { digits = digits.dropFirst(2) }
@@ -267,6 +230,17 @@ public struct DriverConfiguration: Sendable, Hashable {
         }
         shutdownGrace = .milliseconds(Int64(raw.shutdownGraceSeconds * 1000))
     }
+
+    /// `--endpoint`'s default: the socket under the kubelet's plugin directory for this driver.
+    public static func defaultEndpoint(kubeletDir: String, driverName: String) -> String {
+        "unix://\(kubeletDir)/plugins/\(driverName)/csi.sock"
+    }
+
+    /// `--topology-key`'s default.
+    public static func defaultTopologyKey(driverName: String) -> String { "topology.\(driverName)/node" }
+
+    /// `--loopfile-dir`'s default.
+    public static func defaultLoopfileDir(driverName: String) -> String { "/var/lib/\(driverName)/loopfile" }
 
     /// The topology segments of this node: `{<topology-key>: <node-id>}`.
     public var topologySegments: [String: String] { [topologyKey: nodeID] }

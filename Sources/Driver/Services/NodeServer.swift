@@ -1,5 +1,6 @@
 public import CSI
 public import H2
+import Platform
 package import Storage
 
 #if canImport(Glibc)
@@ -202,7 +203,7 @@ public struct NodeServer: NodeService {
                 }
                 if block {
                     // The bind target of a device node is a file; the kubelet may not have made its directory.
-                    try Self.makeParents(of: target, below: paths.realDirectory)
+                    try Self.makeParents(of: target)
                 }
                 try await mapped("publishing volume \(request.volumeID) at \(target)") {
                     try await mounter.bindMount(source: source, at: target, options: options)
@@ -460,16 +461,11 @@ public struct NodeServer: NodeService {
         return (major, minor)
     }
 
-    /// Creates the missing directories between `root` and `path`'s parent (mode 0750).
-    static func makeParents(of path: String, below root: String) throws(RPCError) {
-        let parts = path.split(separator: "/").dropLast()
-        var current = ""
-        for part in parts {
-            current += "/" + part
-            guard current.count > root.count else { continue }
-            if mkdir(current, 0o750) != 0 && errno != EEXIST {
-                throw RPCError(code: .internalError, message: "cannot create directory \(current): \(String(cString: strerror(errno)))")
-            }
+    /// Creates `path`'s parent and its missing parents (mode 0750).
+    static func makeParents(of path: String) throws(RPCError) {
+        let parent = "/" + path.split(separator: "/").dropLast().joined(separator: "/")
+        do throws(SystemError) { try makeDirectories(parent, mode: 0o750) } catch {
+            throw RPCError(code: .internalError, message: "cannot create directory \(error.subject): \(error.reason)")
         }
     }
 }

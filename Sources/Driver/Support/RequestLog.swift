@@ -1,3 +1,4 @@
+package import Platform
 import H2
 package import ProtoWire
 
@@ -5,9 +6,9 @@ package import ProtoWire
 /// by the generated code with secret fields redacted, and the number of secrets (`secrets=N`).
 package struct RequestLog: Sendable {
     /// Where records go.
-    package let logger: DriverLogger
+    package let logger: Logger
 
-    package init(logger: DriverLogger) { self.logger = logger }
+    package init(logger: Logger) { self.logger = logger }
 
     /// Runs `body` for `method`, logging the request and its outcome; errors pass through as `RPCError`.
     package func call<Request: ProtoMessage, Response: Sendable>(
@@ -21,12 +22,12 @@ package struct RequestLog: Sendable {
         do {
             let response = try await body()
             // Polled, read-only calls succeed quietly; anything that changes state is logged at info.
-            let level: DriverLogLevel = Self.readOnly.contains(method) ? .debug : .info
+            let level: LogLevel = Self.readOnly.contains(method) ? .debug : .info
             logger.log(level, "\(method) ok", [("duration", Self.milliseconds(since: start))])
             return response
         } catch {
             let rpc = ErrorMapping.rpcError(error, while: method)
-            let level: DriverLogLevel = rpc.code == .internalError ? .error : .warning
+            let level: LogLevel = rpc.code == .internalError ? .error : .warning
             logger.log(level, "\(method) failed: \(rpc.code): \(rpc.message)", [("duration", Self.milliseconds(since: start))])
             throw rpc
         }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CNGHTTP2
+import Platform
 
 /// One call on a client connection. Loop thread only.
 final class ClientCall: @unchecked Sendable {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CNGHTTP2
+import Platform
 
 /// Header fields laid out for `nghttp2_submit_*`, which copies them during the call.
 struct HeaderBlock {

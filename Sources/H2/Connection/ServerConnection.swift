@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CNGHTTP2
+import Platform
 
 /// Response messages queued on a stream, read out by nghttp2's data provider.
 struct OutboundMessages {
@@ -148,7 +149,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         // retain in the nghttp2 callbacks take the slow path. Timers are cancelled on close.
         idleTimer = loop.schedule(after: idle / 2) { [self] in
             guard !self.isClosed else { return }
-            if self.streams.isEmpty && monotonicNanos() &- self.lastActive >= idle.nanoseconds {
+            if self.streams.isEmpty && monotonicNanos() &- self.lastActive >= UInt64(clamping: idle.wholeNanoseconds) {
                 self.beginShutdown(reason: "idle")
             } else {
                 self.armIdleTimer(idle)

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Synchronization
 import CH2Sys
+import Platform
 
 /// Something registered with an ``EventLoop`` for readiness events on a descriptor.
 protocol LoopSelectable: AnyObject {
@@ -26,23 +27,6 @@ final class LoopTimer {
     }
     /// Prevents the action from running. Loop thread only.
     func cancel() { action = nil }
-}
-
-/// Monotonic nanoseconds.
-@inline(__always)
-func monotonicNanos() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-}
-
-extension Duration {
-    /// The duration in whole nanoseconds, clamped at zero.
-    var nanoseconds: UInt64 {
-        let (s, a) = components
-        if s < 0 { return 0 }
-        return UInt64(s) &* 1_000_000_000 &+ UInt64(a / 1_000_000_000)
-    }
 }
 
 /// One thread running an `epoll` loop: it owns sockets, their buffers and nghttp2 sessions, and is
@@ -105,17 +89,7 @@ final class EventLoop: TaskExecutor, @unchecked Sendable {
         try Epoll.add(epfd, wakeFD, events: Epoll.readable, token: Self.wakeToken)
         local.reserveCapacity(64)
         spare.reserveCapacity(64)
-        let box = Unmanaged.passRetained(self).toOpaque()
-        var tid = pthread_t()
-        let rc = pthread_create(&tid, nil, { arg in
-            let loop = Unmanaged<EventLoop>.fromOpaque(arg!).takeRetainedValue()
-            loop.run()
-            return nil
-        }, box)
-        if rc != 0 {
-            Unmanaged<EventLoop>.fromOpaque(box).release()
-            throw SystemError(call: "pthread_create", errno: rc)
-        }
+        try spawnThread(detached: false) { self.run() }
         // Wait until the thread has recorded its identity, so `inEventLoop` is exact from now on.
         while !started.load(ordering: .acquiring) { sched_yield() }
     }
@@ -210,7 +184,7 @@ final class EventLoop: TaskExecutor, @unchecked Sendable {
     /// Schedules `action` after `delay`. Loop thread only.
     @discardableResult
     func schedule(after delay: Duration, _ action: @escaping () -> Void) -> LoopTimer {
-        let t = LoopTimer(deadline: monotonicNanos() &+ delay.nanoseconds, action: action)
+        let t = LoopTimer(deadline: monotonicNanos() &+ UInt64(clamping: delay.wholeNanoseconds), action: action)
         timers.push(t)
         return t
     }
@@ -231,11 +205,11 @@ final class EventLoop: TaskExecutor, @unchecked Sendable {
     private func run() {
         thread = pthread_self()
         started.store(true, ordering: .releasing)
-        h2_set_thread_name(String(name.prefix(15)))
+        setCurrentThreadName(name)
         let capacity = 256
         let events = UnsafeMutableRawPointer.allocate(byteCount: h2_epoll_event_size() * capacity, alignment: 16)
         defer { events.deallocate() }
-        let trimAfter = heapTrimDelay.map { Int32(clamping: max(($0.nanoseconds + 999_999) / 1_000_000, 1)) }
+        let trimAfter = heapTrimDelay.map { Int32(clamping: max((UInt64(clamping: $0.wholeNanoseconds) + 999_999) / 1_000_000, 1)) }
         // Whether anything ran since the heap was last trimmed: a quiet loop trims once, not again.
         var trimDue = false
         while !stopping {
@@ -264,7 +238,7 @@ final class EventLoop: TaskExecutor, @unchecked Sendable {
                 inbox.withLock { $0.sleeping = false; $0.wakeSent = false }
             }
             if trimWait && n == 0 {
-                h2_malloc_trim()
+                ProcessMemory.trim()
                 heapTrimCount.add(1, ordering: .relaxed)
                 trimDue = false
             } else if n > 0 || timeout == 0 {  // an interrupted wait (-1, EINTR) did nothing
@@ -344,6 +318,20 @@ final class EventLoop: TaskExecutor, @unchecked Sendable {
             }
         }
         return ran
+    }
+}
+
+extension EventLoop {
+    /// Stops watching the listening socket `fd` for a moment, then watches it for `events` again
+    /// unless `closed` says it was closed meanwhile. For an accept that failed for want of
+    /// descriptors or memory: the pending connection stays queued and would wake the loop at once.
+    /// Loop thread only.
+    func pauseAccepting(_ fd: Int32, token: UInt64, events: UInt32, closed: @escaping () -> Bool) {
+        modify(fd, token: token, events: 0)
+        schedule(after: .milliseconds(100)) { [weak self] in
+            guard let self, !closed() else { return }
+            self.modify(fd, token: token, events: events)
+        }
     }
 }
 

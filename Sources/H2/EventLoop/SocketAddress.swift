@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Platform
 
 /// Where a server listens or a client connects: a Unix socket path or a TCP host and port.
 enum SocketAddress: Sendable, Equatable, CustomStringConvertible {

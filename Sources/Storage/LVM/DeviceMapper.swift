@@ -1,5 +1,6 @@
 import Glibc
 import Synchronization
+import Platform
 
 /// Whether device-mapper can be used here, asked again while it cannot.
 ///

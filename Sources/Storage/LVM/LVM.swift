@@ -1,7 +1,7 @@
 internal import CLVM2Cmd
-import Dispatch
 import Glibc
 import Synchronization
+import Platform
 
 /// An in-process LVM client over liblvm2cmd.
 ///
@@ -150,7 +150,7 @@ final class LVM: Sendable {
             if let previous { setenv("LVM_SYSTEM_DIR", previous, 1) } else { unsetenv("LVM_SYSTEM_DIR") }
         }
         if let h { api.log_level?(h, 4) }
-        _ = malloc_trim(0)
+        ProcessMemory.trim()
         let failure =
             api.error.map { "liblvm2cmd could not be loaded: " + String(cString: $0) }
             ?? (h == nil ? "liblvm2cmd could not be initialised (lvm2_init returned NULL)" : nil)
@@ -207,7 +207,7 @@ final class LVM: Sendable {
         clvm2_unload()
         umask(processUmask)
         restoreLocale()
-        _ = malloc_trim(0)
+        ProcessMemory.trim()
     }
 
     private func restoreLocale() {
@@ -229,7 +229,7 @@ final class LVM: Sendable {
     /// Runs `body` on the LVM thread between commands (where process-wide state is the
     /// process's own again).
     func betweenCommands<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-        (try? await thread.run { () throws(StorageError) -> T in body() })!
+        await thread.run(body)
     }
 
     /// The umask and locale the process had before LVM was set up.
@@ -262,7 +262,7 @@ final class LVM: Sendable {
             let output = lvmCollector.finish(returnCode: rc)
             // liblvm2cmd allocates and frees megabytes per command (device scan, metadata
             // buffers); give the freed heap back to the kernel instead of keeping it resident.
-            _ = malloc_trim(0)
+            ProcessMemory.trim()
             self.scheduleRelease(after: count)
             if rc != LVM2_COMMAND_SUCCEEDED { throw output.error(command: line) }
             return output
@@ -271,9 +271,7 @@ final class LVM: Sendable {
 
     /// Closes the handle `idleRelease` after the `count`-th command unless another ran since.
     private func scheduleRelease(after count: UInt64) {
-        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Self.idleRelease.wholeNanoseconds)) { [self] in
-            thread.submit { self.closeHandle(ifIdleSince: count) }
-        }
+        thread.submit(after: Self.idleRelease) { [self] in closeHandle(ifIdleSince: count) }
     }
 
     /// Runs a report command (`lvs`, `vgs`, `pvs`) with JSON output in plain bytes and decodes the
@@ -289,7 +287,7 @@ final class LVM: Sendable {
     /// Makes the private configuration directory with the host's files but `lvm.conf` linked in.
     private static func makeSystemDirectory(host: String) -> String? {
         var base = "/run/swift-csi"
-        if mkdir(base, 0o700) != 0 && errno != EEXIST { base = "/tmp" }
+        if (try? makeDirectories(base, mode: 0o700)) == nil { base = "/tmp" }
         removeStaleSystemDirectories(in: base)
         let path = base + "/lvm.\(getpid())"
         _ = rmTree(path)

@@ -1,4 +1,5 @@
 import Glibc
+import Platform
 
 /// A ``VolumeBackend`` that keeps each volume in an LVM logical volume, driven in-process through
 /// liblvm2cmd.

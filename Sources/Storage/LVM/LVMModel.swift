@@ -1,3 +1,5 @@
+import Platform
+
 /// A volume group as reported by `vgs`.
 public struct VolumeGroup: Sendable, Hashable {
     /// Its name.

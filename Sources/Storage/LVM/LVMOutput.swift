@@ -1,4 +1,5 @@
 internal import CLVM2Cmd
+import Platform
 
 /// What one LVM command reported: the JSON report text, its other printed lines (warnings, notices)
 /// and its error lines.

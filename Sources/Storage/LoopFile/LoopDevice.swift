@@ -1,4 +1,5 @@
 import Glibc
+import Platform
 
 /// Loop devices driven by ioctls (linux/loop.h), without `losetup`.
 ///

@@ -1,4 +1,5 @@
 import Glibc
+import Platform
 
 /// A ``VolumeBackend`` for machines without LVM: each volume is a sparse file attached to a loop
 /// device.
@@ -28,8 +29,8 @@ public final class LoopFileBackend: VolumeBackend {
         try LinuxMounter.makeDirectory(self.directory)
         for sub in ["/volumes", "/snapshots"] {
             let path = self.directory + sub
-            if mkdir(path, 0o700) != 0 && errno != EEXIST {
-                throw StorageError(errnoCode(errno), "cannot create loop file directory \(path): \(errnoText(errno))")
+            do throws(SystemError) { try makeDirectories(path, mode: 0o700) } catch {
+                throw StorageError(errnoCode(error.errno), "cannot create loop file directory \(path): \(errnoText(error.errno))")
             }
         }
         removeLeftovers()

@@ -1,4 +1,5 @@
 import Glibc
+import Platform
 
 /// What a device holds, read from its first 68 KiB without a subprocess.
 enum DeviceSignature: Sendable, Equatable {

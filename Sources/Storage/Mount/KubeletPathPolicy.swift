@@ -1,4 +1,5 @@
 import Glibc
+import Platform
 
 /// Checks that a target or staging path lies inside the kubelet directory, and stays there when
 /// symbolic links are followed.

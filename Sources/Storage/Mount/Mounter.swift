@@ -1,4 +1,5 @@
 import Glibc
+import Platform
 
 /// Filesystem and mount operations of the CSI node service.
 public protocol Mounter: Sendable {
@@ -285,13 +286,10 @@ public struct LinuxMounter: Mounter {
         return try readMountTable().first { $0.major == major(info.st_rdev) && $0.minor == minor(info.st_rdev) }
     }
 
+    /// Creates `path` and its missing parents (mode 0750).
     static func makeDirectory(_ path: String) throws(StorageError) {
-        var built = ""
-        for part in KubeletPathPolicy.components(path) {
-            built += "/" + part
-            if mkdir(built, 0o750) != 0 && errno != EEXIST {
-                throw StorageError(errnoCode(errno), "cannot create directory \(built): \(errnoText(errno))")
-            }
+        do throws(SystemError) { try makeDirectories(path, mode: 0o750) } catch {
+            throw StorageError(errnoCode(error.errno), "cannot create directory \(error.subject): \(errnoText(error.errno))")
         }
     }
 }

@@ -1,5 +1,6 @@
 import Glibc
 import Synchronization
+import Platform
 
 private let spawnLock = Mutex(())
 

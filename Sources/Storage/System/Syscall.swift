@@ -1,24 +1,18 @@
 import Glibc
+import Platform
 
-/// The one helper through which the module makes system calls: retries `EINTR` and turns a failure
-/// into a ``StorageError`` naming the call, the object and errno.
+/// Platform's ``systemCall(_:_:_:)`` with a failure turned into a ``StorageError`` naming the call,
+/// the object and errno, its code from errno unless `code` is given.
 @discardableResult
-func syscall<T: FixedWidthInteger>(
+func syscall<T: FixedWidthInteger & SignedInteger>(
     _ name: StaticString, _ object: @autoclosure () -> String, code: StorageError.Code? = nil,
     _ body: () -> T
 ) throws(StorageError) -> T {
-    while true {
-        let result = body()
-        if result != -1 { return result }
-        let err = errno
-        if err == EINTR { continue }
-        throw StorageError(code ?? errnoCode(err), "\(name)(\(object())) failed: \(errnoText(err))")
+    do throws(SystemError) {
+        return try systemCall("\(name)", object(), body)
+    } catch {
+        throw StorageError(code ?? errnoCode(error.errno), "\(error.call)(\(error.subject)) failed: \(errnoText(error.errno))")
     }
-}
-
-/// The text of an errno value, `"No such file or directory (errno 2)"`.
-func errnoText(_ err: Int32) -> String {
-    String(cString: strerror(err)) + " (errno \(err))"
 }
 
 /// The error code an errno value maps to.
@@ -32,18 +26,4 @@ func errnoCode(_ err: Int32) -> StorageError.Code {
     case ENOTSUP, ENOSYS, ENOTTY: .unsupported
     default: .failed
     }
-}
-
-/// Runs blocking work on a thread outside the caller's executor and resumes the caller with its
-/// result, so that `await`ing it never blocks a cooperative thread.
-@discardableResult
-func offload<T: Sendable>(_ work: @escaping @Sendable () throws(StorageError) -> T) async throws(StorageError) -> T {
-    let result: Result<T, StorageError> = await withCheckedContinuation { continuation in
-        BlockingPool.shared.submit {
-            do throws(StorageError) { continuation.resume(returning: .success(try work())) } catch {
-                continuation.resume(returning: .failure(error))
-            }
-        }
-    }
-    return try result.get()
 }

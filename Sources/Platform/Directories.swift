@@ -1,0 +1,21 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Creates the directory `path` and any missing parents, each with `mode` (less the umask), like
+/// `mkdir -p`. Something that already exists at a path is left as it is, whatever it is: the
+/// caller checks what it needs there.
+///
+/// - Throws: ``SystemError`` for `mkdir`, naming the directory that could not be created.
+package func makeDirectories(_ path: String, mode: UInt32) throws(SystemError) {
+    var info = stat()
+    if path.isEmpty || stat(path, &info) == 0 { return }
+    var parent = Substring(path)
+    while parent.count > 1 && parent.hasSuffix("/") { parent = parent.dropLast() }
+    if let slash = parent.lastIndex(of: "/"), slash != parent.startIndex {
+        try makeDirectories(String(parent[..<slash]), mode: mode)
+    }
+    if mkdir(path, mode_t(mode)) != 0 && errno != EEXIST {
+        throw SystemError(call: "mkdir", errno: errno, subject: path)
+    }
+}
