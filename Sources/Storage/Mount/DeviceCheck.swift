@@ -1,4 +1,5 @@
 import Glibc
+import Platform
 
 /// A block device's kernel number, written `major:minor` as in /proc/self/mountinfo and /sys/dev/block.
 public struct DeviceNumber: Sendable, Hashable, CustomStringConvertible {
