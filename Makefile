@@ -29,7 +29,7 @@ deps:
 build: deps
 	$(SWIFT) build
 
-## Release binaries for deployment, Swift runtime linked in (README, "Memory").
+## Release binaries for deployment, Swift runtime linked in (docs/PERFORMANCE.md, "Memory").
 release: deps
 	$(SWIFT) build -c release --static-swift-stdlib --product csi-lvm-driver
 	$(SWIFT) build -c release --static-swift-stdlib --product node-driver-registrar
@@ -64,7 +64,7 @@ generate: deps
 check-generated: deps
 	bash scripts/generate.sh --check
 
-## Measure the gRPC stack and the codec beside their peers in one run (README, "Performance").
+## Measure the gRPC stack and the codec beside their peers in one run (docs/PERFORMANCE.md).
 bench:
 	bash Benchmarks/run.sh
 
@@ -86,7 +86,7 @@ fuzz-deflate:
 	bash Tests/Fuzz/run-deflate.sh $${FUZZ_SECONDS:-60}
 
 ## H2's gzip/deflate compression beside Python's zlib, and beside another build of
-## deflate-bench with BASELINE=PATH: speed and ratio at levels 1 and 6 (README, "H2").
+## deflate-bench with BASELINE=PATH: speed and ratio at levels 1 and 6 (docs/PERFORMANCE.md, "Message compression").
 bench-deflate:
 	$(PYTHON) Benchmarks/Deflate/bench.py $(if $(BASELINE),--baseline $(BASELINE))
 

@@ -9,7 +9,7 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
-/// How release executables are linked on Linux (README, "Memory"; each of these cut idle RSS):
+/// How release executables are linked on Linux (docs/PERFORMANCE.md, "Memory"; each of these cut idle RSS):
 /// lld with packed relative relocations (DT_RELR, glibc 2.36+), so the loader reads a few KiB instead
 /// of ~600 KiB of relocations; no exported symbol table beyond what shared libraries need (the
 /// static Swift runtime's link arguments export every symbol); the C++ runtime linked in

@@ -3,7 +3,7 @@
 and the driver start, answer calls under load and shut down, and while the registrar registers the
 driver with the kubelet simulator (Tests/E2E), answers /healthz and stops, as callgrind records them. Laid out
 together they share a few hundred KiB of pages; scattered, start-up alone faults in most of the
-text (README, "Memory"). Names missing from a later build are ignored by the linker, so a stale list
+text (docs/PERFORMANCE.md, "Memory"). Names missing from a later build are ignored by the linker, so a stale list
 costs memory, never correctness.
 
 Needs valgrind, h2load, the E2E tests' Python packages and release builds of the three binaries:

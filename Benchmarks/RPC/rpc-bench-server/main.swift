@@ -85,5 +85,5 @@ do {
 }
 // The server runs on its own event-loop thread; the main thread only waits for a signal to end
 // the process. No `await` here: an async main would park this thread in Dispatch and start
-// Dispatch's worker threads, which serve nothing (README, "Memory").
+// Dispatch's worker threads, which serve nothing (docs/PERFORMANCE.md, "Memory").
 while true { pause() }
