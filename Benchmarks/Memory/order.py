@@ -3,14 +3,19 @@
 and the driver start, answer calls under load and shut down, and while the registrar registers the
 driver with the kubelet simulator (Tests/E2E), answers /healthz and stops, as callgrind records them. Laid out
 together they share a few hundred KiB of pages; scattered, start-up alone faults in most of the
-text (docs/PERFORMANCE.md, "Memory"). Names missing from a later build are ignored by the linker, so a stale list
-costs memory, never correctness.
+text (docs/PERFORMANCE.md, "Memory"). The list is grouped by which binaries run a function, those all three run
+first, then those the registrar runs with another, the registrar's own, then the rest: each
+binary's functions stand together, the registrar's (the smallest process) most tightly. Names
+missing from a later build are ignored by the linker, so a stale list costs memory, never
+correctness.
 
 Needs valgrind, h2load, the E2E tests' Python packages and release builds of the three binaries:
   cd Benchmarks && for p in rpc-bench-server csi-lvm-driver node-driver-registrar; do
       swift build -c release --static-swift-stdlib --scratch-path .build-static --product $p; done
   python3 Benchmarks/Memory/order.py Benchmarks/.build-static/release
 The linker does not know the list is an input: delete the binaries before building them again.
+The binaries are profiled as copies without debug information (objcopy --strip-debug): valgrind
+cannot read the DWARF this toolchain writes, and the function names come from the symbol table.
 """
 
 import os
@@ -122,15 +127,19 @@ def profile_registrar(bin_dir, workdir):
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
-    bin_dir = os.path.abspath(sys.argv[1])
-    for tool in ("valgrind", "h2load"):
+    for tool in ("valgrind", "h2load", "objcopy"):
         if not shutil.which(tool):
             sys.exit(f"order.py: {tool} is needed")
     workdir = tempfile.mkdtemp(prefix="swift-csi-order-")
+    bin_dir = os.path.join(workdir, "bin")
+    os.makedirs(bin_dir)
+    for name in ("rpc-bench-server", "csi-lvm-driver", "node-driver-registrar"):
+        subprocess.run(["objcopy", "--strip-debug", os.path.join(os.path.abspath(sys.argv[1]), name),
+                        os.path.join(bin_dir, name)], check=True)
     body = os.path.join(workdir, "request.bin")
     with open(body, "wb") as f:
         f.write(b"\x00" * 5)
-    everything = set()
+    ran = {}
     try:
         sock = os.path.join(workdir, "bench.sock")
 
@@ -140,7 +149,7 @@ def main():
             h2load(sock, body, "/csi.v1.Node/NodeGetInfo", 20, 1, 1)
         found = profile([os.path.join(bin_dir, "rpc-bench-server"), "--socket", sock], sock, bench, workdir)
         print(f"order.py: rpc-bench-server ran {len(found)} functions", file=sys.stderr)
-        everything |= found
+        ran["bench"] = found
 
         sock = os.path.join(workdir, "csi.sock")
         state = os.path.join(workdir, "driver")
@@ -155,16 +164,22 @@ def main():
                          os.path.join(state, "kubelet"), "--node-id", "node-1", "--log-level", "warning"],
                         sock, driver, workdir)
         print(f"order.py: csi-lvm-driver ran {len(found)} functions", file=sys.stderr)
-        everything |= found
+        ran["driver"] = found
 
         found = profile_registrar(bin_dir, workdir)
         print(f"order.py: node-driver-registrar ran {len(found)} functions", file=sys.stderr)
-        everything |= found
+        ran["registrar"] = found
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    groups = [("registrar", "driver", "bench"), ("registrar", "driver"), ("registrar", "bench"), ("registrar",),
+              ("driver", "bench"), ("driver",), ("bench",)]
+    everything = set().union(*ran.values())
+    ordered = []
+    for group in groups:
+        ordered += sorted(n for n in everything if {b for b in ran if n in ran[b]} == set(group))
     with open(OUT, "w") as f:
-        f.write("\n".join(sorted(everything)) + "\n")
-    print(f"order.py: {len(everything)} functions written to {OUT}", file=sys.stderr)
+        f.write("\n".join(ordered) + "\n")
+    print(f"order.py: {len(ordered)} functions written to {OUT}", file=sys.stderr)
 
 
 if __name__ == "__main__":
