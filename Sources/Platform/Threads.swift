@@ -150,10 +150,13 @@ package final class SerialThread: @unchecked Sendable {
     /// Delayed jobs, earliest deadline (monotonic nanoseconds) first.
     private var timers: [(deadline: UInt64, job: @Sendable () -> Void)] = []
 
-    /// Starts the thread.
-    package init() {
+    /// Starts the thread, named `name` (the first 15 bytes show in `/proc`).
+    package init(name: String) {
         do throws(SystemError) {
-            try spawnThread(detached: true) { self.loop() }
+            try spawnThread(detached: true) {
+                setCurrentThreadName(name)
+                self.loop()
+            }
         } catch {
             preconditionFailure("cannot start a thread: \(error)")
         }

@@ -165,13 +165,14 @@ final class Counter: Sendable {
 /// come, between the others.
 @Suite struct SerialThreadTests {
     @Test func jobsRunInOrderAndDelayedJobsWhenDue() async throws {
-        let thread = SerialThread()
+        let thread = SerialThread(name: "serial-test")
         let order = Mutex<[String]>([])
         thread.submit(after: .milliseconds(200)) { order.withLock { $0.append("late") } }
         thread.submit(after: .milliseconds(50)) { order.withLock { $0.append("soon") } }
         for i in 0..<3 { thread.submit { order.withLock { $0.append("\(i)") } } }
-        let first = await thread.run { order.withLock { $0 } }
+        let (first, name) = await thread.run { (order.withLock { $0 }, callingThreadName()) }
         #expect(first == ["0", "1", "2"])
+        #expect(name == "serial-test")
         #expect(await eventually { order.withLock { $0.count } == 5 })
         #expect(order.withLock { $0 } == ["0", "1", "2", "soon", "late"])
         await #expect(throws: CancellationError.self) {

@@ -74,7 +74,7 @@ final class LVM: Sendable {
     /// Its `lvm.conf` without the settings that depend on udev running.
     private let baseConfiguration: String
 
-    private let thread = SerialThread()
+    private let thread = SerialThread(name: "lvm")
     /// The open `lvm2_init` handle and what happened to it; only touched on `thread`.
     private let session = Mutex(Session())
     /// The process's umask before LVM's: liblvm2cmd sets its own (0077) process-wide at
