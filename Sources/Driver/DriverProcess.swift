@@ -49,12 +49,18 @@ public struct DriverProcess: Sendable {
             ])
         let grace = configuration.shutdownGrace
         let logger = self.logger
-        Task {
-            let name = await termination.wait()
-            logger.info("received \(name): no new calls; in-flight calls have \(grace) to finish")
-            await server.shutdown(grace: grace)
+        // A child task, not an unstructured one: it stays on the executor this task prefers (the
+        // shared event loop) instead of starting the global executor's threads to wait on.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                let name = await termination.wait()
+                guard !Task.isCancelled else { return }
+                logger.info("received \(name): no new calls; in-flight calls have \(grace) to finish")
+                await server.shutdown(grace: grace)
+            }
+            try await server.run()
+            group.cancelAll()
         }
-        try await server.run()
         logger.info("stopped; removed \(configuration.socketPath)")
     }
 
