@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Platform
+import Synchronization
 
 /// Waits for a descriptor of one's own (an inotify instance, a pipe) to become readable on the
 /// process-wide event loop, so that no thread blocks in `poll` or `read` meanwhile.
@@ -31,10 +32,12 @@ package enum DescriptorWait {
             }
             return .timedOut
         }
-        let waiter = ReadinessWaiter(loop: loop, fd: fd)
+        let waiter = ReadinessWaiter(loop: loop, fd: fd, timeout: timeout)
+        // The closures capture the waiter alone: it is their context, no box to allocate and free.
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Outcome, Never>) in
-                loop.execute { waiter.start(continuation, timeout: timeout) }
+                waiter.hand(continuation)
+                loop.execute { waiter.start() }
             }
         } onCancel: {
             loop.execute { waiter.finish(.cancelled) }
@@ -42,23 +45,34 @@ package enum DescriptorWait {
     }
 }
 
-/// One ``DescriptorWait/readable(_:timeout:)`` on the loop. Loop thread only, which is what makes
-/// the `@unchecked Sendable` sound: other threads reach it through `EventLoop.execute`.
+/// One ``DescriptorWait/readable(_:timeout:)`` on the loop. Loop thread only but for `handed`,
+/// which is what makes the `@unchecked Sendable` sound: other threads reach it through
+/// `EventLoop.execute`, and hand over the continuation under a lock.
 private final class ReadinessWaiter: LoopSelectable, @unchecked Sendable {
     let loop: EventLoop
     let fd: Int32
+    let timeout: Duration?
+    /// The waiting task's continuation until the loop takes it.
+    private let handed = Mutex<CheckedContinuation<DescriptorWait.Outcome, Never>?>(nil)
     private var continuation: CheckedContinuation<DescriptorWait.Outcome, Never>?
     private var token: UInt64?
     private var timer: LoopTimer?
     /// Set once the wait is over; a cancellation may end it before it started.
     private var outcome: DescriptorWait.Outcome?
 
-    init(loop: EventLoop, fd: Int32) {
+    init(loop: EventLoop, fd: Int32, timeout: Duration?) {
         self.loop = loop
         self.fd = fd
+        self.timeout = timeout
     }
 
-    func start(_ continuation: CheckedContinuation<DescriptorWait.Outcome, Never>, timeout: Duration?) {
+    /// Gives the waiting task's continuation to ``start()``; any thread.
+    func hand(_ continuation: CheckedContinuation<DescriptorWait.Outcome, Never>) {
+        handed.withLock { $0 = continuation }
+    }
+
+    func start() {
+        guard let continuation = handed.withLock({ c in defer { c = nil }; return c }) else { return }
         if let outcome {
             continuation.resume(returning: outcome)
             return
@@ -66,7 +80,8 @@ private final class ReadinessWaiter: LoopSelectable, @unchecked Sendable {
         self.continuation = continuation
         token = try? loop.register(fd, events: Epoll.readable, self)
         if let timeout {
-            timer = loop.schedule(after: timeout) { [weak self] in self?.finish(.timedOut) }
+            // A strong capture: finish() cancels the timer, which drops the closure.
+            timer = loop.schedule(after: timeout) { self.finish(.timedOut) }
         }
     }
 
