@@ -9,7 +9,9 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("InternalImportsByDefault"),
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
-    .unsafeFlags(["-Xfrontend", "-function-sections"], .when(platforms: [.linux], configuration: .release)),
+    .unsafeFlags(
+        ["-Xfrontend", "-function-sections", "-Xfrontend", "-disable-llvm-merge-functions-pass"],
+        .when(platforms: [.linux], configuration: .release)),
 ]
 
 /// How release executables are linked on Linux (docs/PERFORMANCE.md, "Memory"; each of these cut idle RSS):

@@ -95,7 +95,8 @@ def profile(argv, sock, scenario, workdir):
 
 def profile_registrar(bin_dir, workdir):
     """The registrar under callgrind (through a wrapper script in the harness's place), registered
-    by the kubelet simulator, asked for /healthz, then stopped with SIGTERM."""
+    by the kubelet simulator, asked for /healthz, left idle for a while (supervision ticks, the
+    heap trim), then stopped with SIGTERM."""
     os.environ["SWIFT_CSI_BIN_DIR"] = bin_dir
     sys.path.insert(0, os.path.join(ROOT, "Tests", "E2E"))
     import registrar_harness as rh
@@ -117,6 +118,7 @@ def profile_registrar(bin_dir, workdir):
         rh.wait_until(lambda: rh.registered(sim), 120, what="registration under valgrind")
         for _ in range(3):
             rh.wait_until(lambda: rh.healthz(port)[0] == 200, 60, what="/healthz")
+        time.sleep(10)
         registrar.signal(signal.SIGTERM)
         registrar.wait_exit(timeout=60)
     finally:
