@@ -1,7 +1,8 @@
 // protowire: a small tool around the ProtoWire codec and the generated CSI types.
 //
 //   protowire demo                                 encode, decode and check a sample CSI request
-//   protowire decode --type csi.v1.X [file|-]      print a message (secrets redacted)
+//   protowire decode csi.v1.X [file|-]             binary protobuf in, its proto3 JSON out
+//   protowire encode csi.v1.X [file|-]             proto3 JSON in, binary protobuf out
 //   protowire raw [file|-]                         print the fields of any wire data, no schema
 //   protowire bench [iterations]                   time encode/decode of the demo's sample (use -c release)
 import CSI
@@ -29,7 +30,9 @@ func fail(_ message: String, code: Int32 = 1) -> Never {
 
 let usage = """
     usage: protowire demo
-           protowire decode --type <message, e.g. csi.v1.NodePublishVolumeRequest> [file|-]
+           protowire decode [--show-secrets] [--proto-names] <message> [file|-]
+           protowire encode [--ignore-unknown] <message> [file|-]
+           protowire types
            protowire raw [file|-]
            protowire bench [iterations [encode|decode]]
     """
@@ -135,22 +138,61 @@ let messageTypes: [String: any ProtoCodable.Type] = {
     return types
 }()
 
-func decode(typeName: String, path: String?) -> Int32 {
+/// The generated type named `typeName`, or a failure naming a few known ones.
+func messageType(_ typeName: String) -> any ProtoCodable.Type {
     guard let type = messageTypes[typeName] else {
         fail(
-            "unknown message type '\(typeName)'; known types include csi.v1.NodePublishVolumeRequest, pluginregistration.PluginInfo (\(messageTypes.count) in all)"
+            "unknown message type '\(typeName)'; known types include csi.v1.NodePublishVolumeRequest, pluginregistration.PluginInfo (\(messageTypes.count) in all; `protowire types` lists them)"
         )
     }
+    return type
+}
+
+/// Binary protobuf in, proto3 JSON out. The bytes are first decoded strictly by the generated
+/// type, so malformed input fails with the generated decoder's message. Secret fields print as
+/// "***stripped***" unless `showSecrets`.
+func decode(typeName: String, path: String?, showSecrets: Bool, protoNames: Bool) -> Int32 {
+    let type = messageType(typeName)
     let bytes = readInput(path)
     do {
-        let message = try bytes.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws -> any ProtoCodable in
+        _ = try bytes.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws -> any ProtoCodable in
             try type.init(serializedBytes: raw)
         }
-        emit(String(describing: message))
-        return 0
     } catch {
         fail("cannot decode \(bytes.count) bytes as \(typeName): \(error)")
     }
+    do {
+        let options = ProtoJSONCoder.Options(preservingProtoFieldNames: protoNames, strippingSecrets: !showSecrets)
+        emit(try ProtoJSONCoder.csi.json(fromWire: bytes, messageType: typeName, options: options))
+        return 0
+    } catch {
+        fail("cannot write \(typeName) as JSON: \(error)")
+    }
+}
+
+/// proto3 JSON in, binary protobuf out (written to stdout as it is).
+func encode(typeName: String, path: String?, ignoreUnknown: Bool) -> Int32 {
+    let type = messageType(typeName)
+    let input = readInput(path)
+    guard let text = String(validating: input, as: UTF8.self) else { fail("the JSON input is not valid UTF-8") }
+    let bytes: [UInt8]
+    do {
+        bytes = try ProtoJSONCoder.csi.wire(
+            fromJSON: text, messageType: typeName, options: ProtoJSONCoder.Options(ignoringUnknownFields: ignoreUnknown))
+        _ = try bytes.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws -> any ProtoCodable in
+            try type.init(serializedBytes: raw)
+        }
+    } catch {
+        fail("cannot read \(typeName) from JSON: \(error)")
+    }
+    var written = 0
+    while written < bytes.count {
+        let n = bytes.withUnsafeBytes { write(1, $0.baseAddress! + written, $0.count - written) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { fail("cannot write to stdout: \(String(cString: strerror(errno)))") }
+        written += n
+    }
+    return 0
 }
 
 func raw(path: String?) -> Int32 {
@@ -223,9 +265,12 @@ switch command {
 case "demo":
     guard arguments.isEmpty else { fail("demo takes no arguments\n" + usage, code: 2) }
     exit(demo())
-case "decode":
+case "decode", "encode":
+    // decode|encode [flags] <message> [file|-]; `--type NAME` is kept as an alias for the name.
     var typeName: String?
     var path: String?
+    var flags: Set<String> = []
+    let allowed: Set<String> = command == "decode" ? ["--show-secrets", "--proto-names"] : ["--ignore-unknown"]
     while let argument = arguments.first {
         arguments.removeFirst()
         if argument == "--type" {
@@ -234,14 +279,26 @@ case "decode":
             arguments.removeFirst()
         } else if argument.hasPrefix("--type=") {
             typeName = String(argument.dropFirst("--type=".count))
+        } else if allowed.contains(argument) {
+            flags.insert(argument)
+        } else if argument.hasPrefix("--") {
+            fail("\(command): unknown flag '\(argument)'\n" + usage, code: 2)
+        } else if typeName == nil {
+            typeName = argument
         } else if path == nil {
             path = argument
         } else {
             fail("unexpected argument '\(argument)'\n" + usage, code: 2)
         }
     }
-    guard let typeName else { fail("decode needs --type\n" + usage, code: 2) }
-    exit(decode(typeName: typeName, path: path))
+    guard let typeName else { fail("\(command) needs a message name\n" + usage, code: 2) }
+    if command == "decode" {
+        exit(decode(typeName: typeName, path: path, showSecrets: flags.contains("--show-secrets"), protoNames: flags.contains("--proto-names")))
+    }
+    exit(encode(typeName: typeName, path: path, ignoreUnknown: flags.contains("--ignore-unknown")))
+case "types":
+    guard arguments.isEmpty else { fail("types takes no arguments\n" + usage, code: 2) }
+    emit(messageTypes.keys.sorted().joined(separator: "\n"))
 case "raw":
     guard arguments.count <= 1 else { fail("raw takes at most one file\n" + usage, code: 2) }
     exit(raw(path: arguments.first))
