@@ -192,6 +192,10 @@ func removeTree(_ path: String) {
             #expect(!sink.text.contains("t0ken-value"))
             #expect(sink.text.contains("secrets=2"))
             #expect(sink.text.contains("pvc-1"))
+            // The sidecars' shape: the call, the request as JSON with secrets stripped, the response.
+            #expect(sink.text.contains("GRPC call: /csi.v1.Controller/DeleteVolume"))
+            #expect(sink.text.contains(#"GRPC request: {"volume_id":"pvc-1","secrets":"***stripped***"}"#))
+            #expect(sink.text.contains("GRPC response: {}"))
         }
     }
 
@@ -213,6 +217,8 @@ func removeTree(_ path: String) {
             #expect(created.volume?.capacityBytes == 1 << 20)
             #expect(sink.text.contains("pvc-flags"))
             #expect(sink.text.contains("2 mount flags"))
+            #expect(sink.text.contains(#""mount_flags":["<2 mount flags>"]"#))
+            #expect(sink.text.contains(#"GRPC response: {"volume":{"capacity_bytes":"1048576""#))
             #expect(!sink.text.contains("hunter2-flag"))
         }
     }

@@ -1106,7 +1106,7 @@ def test_sigterm_lets_an_in_flight_call_finish(binary, csi):
         call = d.node.NodeStageVolume.future(pb.NodeStageVolumeRequest(
             volume_id=volume.volume_id, staging_target_path=staging, volume_capability=cap))
         deadline = time.monotonic() + 10
-        while "NodeStageVolume called" not in d.output():
+        while "GRPC call: /csi.v1.Node/NodeStageVolume" not in d.output():
             assert time.monotonic() < deadline, d.output()
             time.sleep(0.002)
         d.process.send_signal(signal.SIGTERM)

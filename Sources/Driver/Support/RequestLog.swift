@@ -1,9 +1,13 @@
+import CSI
 package import Platform
 import H2
 package import ProtoWire
 
-/// Logs each call once: method, outcome, duration; at debug level also the request, described
-/// by the generated code with secret fields redacted, and the number of secrets (`secrets=N`).
+/// Logs each call once: method, outcome, duration. At debug level (`-v 5`) also the call, its
+/// request and its response or error the way the kubernetes-csi sidecars print them
+/// (`GRPC call: /csi.v1.Node/NodeGetInfo`, `GRPC request: {...}`, `GRPC response: {...}`): proto3
+/// JSON with the `.proto` field names, every `csi_secret` field at any depth as
+/// `"***stripped***"`, mount flags replaced by their count, and the number of secrets (`secrets=N`).
 package struct RequestLog: Sendable {
     /// Where records go.
     package let logger: Logger
@@ -15,32 +19,63 @@ package struct RequestLog: Sendable {
         _ method: String, _ request: Request, _ body: () async throws -> Response
     ) async throws -> Response {
         let start = ContinuousClock.now
-        if logger.isEnabled(.debug) {
-            logger.debug(
-                "\(method) called", [("request", Self.describe(request)), ("secrets", String(request.protoSecretValueCount))])
+        let debug = logger.isEnabled(.debug)
+        if debug {
+            logger.debug("GRPC call: \(Self.path(of: method))")
+            logger.debug("GRPC request: \(Self.describe(request))", [("secrets", String(request.protoSecretValueCount))])
         }
         do {
             let response = try await body()
+            if debug, let message = response as? any ProtoMessage {
+                logger.debug("GRPC response: \(Self.json(message))")
+            }
             // Polled, read-only calls succeed quietly; anything that changes state is logged at info.
             let level: LogLevel = Self.readOnly.contains(method) ? .debug : .info
             logger.log(level, "\(method) ok", [("duration", Self.milliseconds(since: start))])
             return response
         } catch {
             let rpc = ErrorMapping.rpcError(error, while: method)
+            if debug { logger.debug("GRPC error: rpc error: code = \(rpc.code) desc = \(rpc.message)") }
             let level: LogLevel = rpc.code == .internalError ? .error : .warning
             logger.log(level, "\(method) failed: \(rpc.code): \(rpc.message)", [("duration", Self.milliseconds(since: start))])
             throw rpc
         }
     }
 
-    /// The request's description: generated messages print `csi_secret` fields as `<redacted>`,
-    /// and mount flags are replaced by their count.
+    /// The request as the sidecars log it: proto3 JSON with `.proto` names, `csi_secret` fields
+    /// as `"***stripped***"`, and mount flags replaced by their count.
     package static func describe<Request: ProtoMessage>(_ request: Request) -> String {
-        if let redacting = request as? any MountFlagRedacting {
-            return String(describing: redacting.redactingMountFlags())
+        if let redacting = request as? any MountFlagRedacting, let redacted = redacting.redactingMountFlags() as? any ProtoMessage {
+            return json(redacted)
         }
-        return String(describing: request)
+        return json(request)
     }
+
+    /// A message as JSON for the log; a message the mapping cannot write (which the tests rule
+    /// out for CSI's) falls back to its redacted description.
+    static func json(_ message: some ProtoMessage) -> String {
+        let options = ProtoJSONCoder.Options(preservingProtoFieldNames: true, strippingSecrets: true)
+        return (try? ProtoJSONCoder.csi.json(message, options: options)) ?? String(describing: message)
+    }
+
+    /// The full gRPC path of a CSI method, for example `/csi.v1.Node/NodeGetInfo`.
+    static func path(of method: String) -> String {
+        let service: String
+        if identityMethods.contains(method) {
+            service = "Identity"
+        } else if method.hasPrefix("Node") {
+            service = "Node"
+        } else if method.contains("VolumeGroupSnapshot") || method == "GroupControllerGetCapabilities" {
+            service = "GroupController"
+        } else if method.contains("SnapshotMetadata") || method == "GetMetadataAllocated" || method == "GetMetadataDelta" {
+            service = "SnapshotMetadata"
+        } else {
+            service = "Controller"
+        }
+        return "/csi.v1.\(service)/\(method)"
+    }
+
+    static let identityMethods: Set<String> = ["GetPluginInfo", "GetPluginCapabilities", "Probe"]
 
     /// Calls that change nothing; kubelets, provisioners and probes poll them.
     static let readOnly: Set<String> = [
