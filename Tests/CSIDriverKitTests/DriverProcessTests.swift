@@ -3,7 +3,7 @@ import H2
 import Platform
 import Testing
 
-@testable import Driver
+@testable import CSIDriverKit
 
 @Suite struct DriverProcessTests {
     /// A fresh directory under /tmp, removed by the caller.
