@@ -1,4 +1,4 @@
-public import CSI
+import CSI
 public import H2
 public import Platform
 

@@ -77,7 +77,8 @@ final class FakeMounter: Mounter {
         var filesystems: [String: String] = [:]
         var sizes: [String: UInt64] = [:]
         /// Every change, in order: `mkfs <device> <type>`, `mount <device> <target>`,
-        /// `bind <source> <target> ro|rw`, `umount <target>`, `mkdir <path>`, `resize <device>`.
+        /// `bind <source> <target> ro|rw`, `umount <target>`, `mkdir <path>`, `resize <device>`,
+        /// `check <path>` (a device check).
         var calls: [String] = []
         var nextInode: UInt64 = 100
         var nextMountID = 30
@@ -151,22 +152,21 @@ final class FakeMounter: Mounter {
     func bindMount(source: String, at target: String, options: MountOptions) async throws(StorageError) {
         try state.withLock { s throws(StorageError) in
             guard let shown = s.files[source] else { throw StorageError(.notFound, "stat(\(source)) failed: No such file or directory") }
+            // As the kernel shows a bind mount: the device and the path inside its filesystem.
             let number: DeviceNumber
             let fsType: String
+            let root: String
             if shown.kind == .blockDevice {
-                number = Self.devtmpfs
-                fsType = "devtmpfs"
+                (number, fsType, root) = (Self.devtmpfs, "devtmpfs", "/" + (source.split(separator: "/").last ?? ""))
             } else if let mount = s.mounts.last(where: { $0.mountPoint == source }) {
-                number = DeviceNumber(major: mount.major, minor: mount.minor)
-                fsType = mount.fsType
+                (number, fsType, root) = (DeviceNumber(major: mount.major, minor: mount.minor), mount.fsType, mount.root)
             } else {
-                number = shown.device
-                fsType = "ext4"
+                (number, fsType, root) = (shown.device, "ext4", source)
             }
             if shown.kind == .directory { Self.makeDirectory(target, in: &s) }
             s.covered[target] = s.files[target]
             s.files[target] = shown
-            Self.appendMount(number: number, root: source, at: target, readOnly: options.readOnly, fsType: fsType, source: source, in: &s)
+            Self.appendMount(number: number, root: root, at: target, readOnly: options.readOnly, fsType: fsType, source: source, in: &s)
             s.calls.append("bind \(source) \(target) \(options.readOnly ? "ro" : "rw")")
         }
     }
@@ -209,7 +209,10 @@ final class FakeMounter: Mounter {
         return size
     }
 
-    func checkDevice(at path: String) async throws(StorageError) -> DeviceCheck { DeviceCheck(device: nil) }
+    func checkDevice(at path: String) async throws(StorageError) -> DeviceCheck {
+        state.withLock { $0.calls.append("check \(path)") }
+        return DeviceCheck(device: nil)
+    }
 
     func status(of path: String) async throws(StorageError) -> FileStatus? { state.withLock { $0.files[path] } }
 

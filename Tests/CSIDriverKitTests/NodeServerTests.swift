@@ -271,9 +271,29 @@ import Testing
             let usage = try await f.node.nodeGetVolumeStats(stats, context: Self.context)
             #expect(usage.volumeCondition?.abnormal == false)
             #expect(usage.usage.first?.total == 1 << 30)
+            // The device behind a directory volume is the host's: it is not checked.
+            #expect(!f.mounter.calls.contains { $0.hasPrefix("check") })
             try await Self.unpublish(f, "dir-1")
             try await Self.unstage(f, "dir-1")
             #expect(try await f.mounter.mounts().isEmpty)
+        }
+    }
+
+    /// Stats of a mounted device volume check its device; with nothing mounted the condition says so.
+    @Test func statsCheckTheDeviceOfAMountedVolume() async throws {
+        try await Self.withFixture { f in
+            var stats = NodeGetVolumeStatsRequest()
+            stats.volumeID = "vol-1"
+            stats.volumePath = f.target
+            f.mounter.addDirectory(f.target)
+            let unmounted = try await f.node.nodeGetVolumeStats(stats, context: Self.context)
+            #expect(unmounted.volumeCondition?.abnormal == true)
+            #expect(unmounted.volumeCondition?.message.contains("nothing is mounted") == true)
+            try await Self.stage(f, "vol-1")
+            try await Self.publish(f, "vol-1")
+            let usage = try await f.node.nodeGetVolumeStats(stats, context: Self.context)
+            #expect(usage.volumeCondition?.abnormal == false)
+            #expect(f.mounter.calls.last == "check \(f.target)")
         }
     }
 

@@ -307,7 +307,8 @@ public struct NodeServer: NodeService {
                 if volume == nil { throw RPCError(code: .notFound, message: "volume \(request.volumeID) does not exist") }
                 throw RPCError(code: .notFound, message: "volume \(request.volumeID) is not at volume_path \(path): nothing is there")
             }
-            let mounted = try await mountInfo(at: path) != nil
+            let mount = try await mountInfo(at: path)
+            let mounted = mount != nil
             // A volume that vanished from the backend while still mounted is reported, not hidden.
             guard volume != nil || mounted else {
                 throw RPCError(code: .notFound, message: "volume \(request.volumeID) does not exist")
@@ -320,7 +321,11 @@ public struct NodeServer: NodeService {
                 response.volumeCondition = condition
                 return response
             }
-            let problems = try await deviceProblems(of: request.volumeID, volume: volume, at: path)
+            // A bind mount of a subdirectory at a directory path is a directory volume: the device
+            // behind it is the host filesystem's, not the volume's, and is not checked. (A raw block
+            // publish is a bind of a device node; a staged filesystem is mounted from its root.)
+            let ownsDevice = kind == .blockDevice || mount?.root == "/"
+            let problems = ownsDevice ? try await deviceProblems(of: request.volumeID, volume: volume, at: path) : []
             // A dead device may not answer usage questions; the condition says why.
             if kind == .blockDevice {
                 let size = try await usage(bestEffort: !problems.isEmpty) {
