@@ -25,7 +25,7 @@ public struct DriverOptions: Sendable, Hashable {
     /// CONTROLLER_SERVICE).
     public var servesController: Bool
     /// The CreateVolume and GetCapacity parameter keys passed on to the backend as
-    /// ``Storage/VolumeRequest/parameters``; other keys are INVALID_ARGUMENT. `fsType` and
+    /// `VolumeRequest.parameters`; other keys are INVALID_ARGUMENT. `fsType` and
     /// `csi.storage.k8s.io/…` keys are always accepted and never passed on. Empty by default.
     public var volumeParameters: Set<String>
 

@@ -27,8 +27,11 @@ public protocol VolumeBackend: Sendable {
 
     /// Grows a volume to at least `bytes` (rounded up to the backend's allocation unit); a volume
     /// already that large is returned unchanged. The filesystem on it is not resized.
-    /// - Parameter limitBytes: the largest acceptable size, or nil (or 0) for no limit; checked
-    ///   before anything grows.
+    /// - Parameters:
+    ///   - id: the volume id.
+    ///   - bytes: the size it must have at least.
+    ///   - limitBytes: the largest acceptable size, or nil (or 0) for no limit; checked before
+    ///     anything grows.
     /// - Throws: `.notFound`, `.outOfRange` when the rounded size is above `limitBytes`,
     ///   `.insufficientCapacity`.
     func expandVolume(id: String, toBytes bytes: UInt64, limitBytes: UInt64?) async throws(StorageError) -> BackendVolume

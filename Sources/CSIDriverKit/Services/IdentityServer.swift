@@ -13,7 +13,7 @@ public struct IdentityServer: IdentityService {
     /// Creates the service.
     /// - Parameters:
     ///   - options: the name, version and manifest to report, and whether a controller is served.
-    ///   - backend: asked by Probe; the driver is ready while ``Storage/VolumeBackend/probe()`` succeeds.
+    ///   - backend: asked by Probe; the driver is ready while `VolumeBackend.probe()` succeeds.
     ///   - logger: where each call is logged once (requests at debug level, secrets redacted).
     public init(options: DriverOptions, backend: any VolumeBackend, logger: Logger = .disabled) {
         self.init(options: options, backend: backend, log: RequestLog(logger: logger))

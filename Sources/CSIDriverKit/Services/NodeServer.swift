@@ -10,7 +10,7 @@ public import Storage
 /// NodeGetVolumeStats take no lock. What is mounted where is read from the mount table on every
 /// call, so a restarted driver continues where the last one stopped, and a repeated request
 /// completes an interrupted one. Every look at the node's filesystem (`stat`, `mkdir`, path
-/// resolution, the mount table) goes through the ``Storage/Mounter``, which runs it off the event loop.
+/// resolution, the mount table) goes through the `Mounter`, which runs it off the event loop.
 public struct NodeServer: NodeService {
     let options: DriverOptions
     let backend: any VolumeBackend
@@ -22,9 +22,9 @@ public struct NodeServer: NodeService {
     /// Creates the service.
     /// - Parameters:
     ///   - options: the node id, topology and volume limit NodeGetInfo reports.
-    ///   - backend: where volumes live; ``Storage/VolumeBackend/device(forVolume:)`` says where a
+    ///   - backend: where volumes live; `VolumeBackend.device(forVolume:)` says where a
     ///     volume's data is on this node (a device node or a directory).
-    ///   - mounter: the node's mounts and filesystem; ``Storage/LinuxMounter`` by default.
+    ///   - mounter: the node's mounts and filesystem; `LinuxMounter` by default.
     ///   - paths: where staging and target paths must lie (the kubelet directory).
     ///   - locks: the per-volume locks, shared with the ``ControllerServer`` of the same process.
     ///   - logger: where each call is logged once (requests at debug level, secrets redacted).

@@ -5,7 +5,7 @@ public import Storage
 /// spec's error tables. The servers map every error through it; a driver's own service code can
 /// use it the same way.
 ///
-/// | ``Storage/StorageError/Code`` | gRPC code |
+/// | `StorageError.Code` | gRPC code |
 /// |---|---|
 /// | `.notFound` | NOT_FOUND |
 /// | `.alreadyExists` | ALREADY_EXISTS |
