@@ -28,6 +28,10 @@ public struct DriverOptions: Sendable, Hashable {
     /// `VolumeRequest.parameters`; other keys are INVALID_ARGUMENT. `fsType` and
     /// `csi.storage.k8s.io/…` keys are always accepted and never passed on. Empty by default.
     public var volumeParameters: Set<String>
+    /// Whether the backend takes snapshots (true by default). Without, ControllerGetCapabilities
+    /// leaves out CREATE_DELETE_SNAPSHOT and LIST_SNAPSHOTS, the snapshot calls are UNIMPLEMENTED
+    /// and a volume content source from a snapshot is INVALID_ARGUMENT.
+    public var snapshots: Bool
 
     /// Creates options for a driver serving Identity, Controller and Node, without topology.
     /// - Parameters:
@@ -43,6 +47,7 @@ public struct DriverOptions: Sendable, Hashable {
         self.maxVolumesPerNode = 0
         self.servesController = true
         self.volumeParameters = []
+        self.snapshots = true
     }
 
     /// Whether every segment of `segments` whose key this node has names this node's value.

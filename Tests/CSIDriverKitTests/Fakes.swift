@@ -6,6 +6,8 @@ final class FakeBackend: VolumeBackend {
     struct State {
         var volumes: [String: BackendVolume] = [:]
         var devices: [String: VolumeDevice] = [:]
+        /// What the last CreateVolume asked for.
+        var lastRequest: VolumeRequest?
     }
     let state = Mutex(State())
 
@@ -20,7 +22,10 @@ final class FakeBackend: VolumeBackend {
     func createVolume(_ request: VolumeRequest) async throws(StorageError) -> BackendVolume {
         let volume = BackendVolume(
             id: request.name, name: request.name, capacityBytes: max(request.requiredBytes, 1 << 20), location: "fake/\(request.name)")
-        state.withLock { $0.volumes[volume.id] = $0.volumes[volume.id] ?? volume }
+        state.withLock {
+            $0.volumes[volume.id] = $0.volumes[volume.id] ?? volume
+            $0.lastRequest = request
+        }
         return state.withLock { $0.volumes[volume.id]! }
     }
 

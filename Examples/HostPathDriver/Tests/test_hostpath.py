@@ -162,9 +162,13 @@ def test_refusals_keep_their_codes(driver):
         volume_id="pvc-none", staging_target_path=staging, volume_capability=capability(pb)))) == C.NOT_FOUND
     assert code_of(lambda: driver.controller.CreateVolume(pb.CreateVolumeRequest(
         name="../escape", volume_capabilities=[capability(pb)]))) == C.INVALID_ARGUMENT
-    # Snapshots are not supported by this backend.
+    # This driver takes no snapshots, and says so.
+    rpcs = [c.rpc.type for c in driver.controller.ControllerGetCapabilities(
+        pb.ControllerGetCapabilitiesRequest()).capabilities]
+    assert pb.ControllerServiceCapability.RPC.CREATE_DELETE_VOLUME in rpcs
+    assert pb.ControllerServiceCapability.RPC.CREATE_DELETE_SNAPSHOT not in rpcs
     assert code_of(lambda: driver.controller.CreateSnapshot(pb.CreateSnapshotRequest(
-        name="snap-1", source_volume_id=name))) == C.FAILED_PRECONDITION
+        name="snap-1", source_volume_id=name))) == C.UNIMPLEMENTED
 
 
 def test_sigterm_removes_the_socket_and_exits_cleanly(driver):

@@ -77,6 +77,9 @@ public struct ControllerServer: ControllerService {
             case nil:
                 break
             case .snapshot(let source)?:
+                guard options.snapshots else {
+                    throw RPCError(code: .invalidArgument, message: "volume_content_source: \(options.name) takes no snapshots")
+                }
                 try Rules.require(source.snapshotID, "volume_content_source.snapshot.snapshot_id")
                 guard Rules.isPlausibleID(source.snapshotID) else {
                     throw RPCError(code: .notFound, message: "source snapshot \(source.snapshotID) does not exist")
@@ -208,7 +211,7 @@ public struct ControllerServer: ControllerService {
             let types: [ControllerServiceCapability.RPC.TypeEnum] = [
                 .createDeleteVolume, .listVolumes, .getCapacity, .createDeleteSnapshot, .listSnapshots,
                 .expandVolume, .volumeCondition, .getVolume, .singleNodeMultiWriter,
-            ]
+            ].filter { options.snapshots || ($0 != .createDeleteSnapshot && $0 != .listSnapshots) }
             var response = ControllerGetCapabilitiesResponse()
             response.capabilities = types.map { type in
                 var rpc = ControllerServiceCapability.RPC()
@@ -277,6 +280,7 @@ public struct ControllerServer: ControllerService {
 
     public func createSnapshot(_ request: CreateSnapshotRequest, context: ServerContext) async throws -> CreateSnapshotResponse {
         try await log.call("CreateSnapshot", request) {
+            try requireSnapshots("CreateSnapshot")
             try Rules.require(request.name, "name")
             try Rules.require(request.sourceVolumeID, "source_volume_id")
             if let key = request.parameters.keys.sorted().first(where: { !$0.hasPrefix("csi.storage.k8s.io/") }) {
@@ -300,6 +304,7 @@ public struct ControllerServer: ControllerService {
 
     public func deleteSnapshot(_ request: DeleteSnapshotRequest, context: ServerContext) async throws -> DeleteSnapshotResponse {
         try await log.call("DeleteSnapshot", request) {
+            try requireSnapshots("DeleteSnapshot")
             try Rules.require(request.snapshotID, "snapshot_id")
             guard Rules.isPlausibleID(request.snapshotID) else { return DeleteSnapshotResponse() }
             return try await locks.withLock(request.snapshotID) {
@@ -313,6 +318,7 @@ public struct ControllerServer: ControllerService {
 
     public func listSnapshots(_ request: ListSnapshotsRequest, context: ServerContext) async throws -> ListSnapshotsResponse {
         try await log.call("ListSnapshots", request) {
+            try requireSnapshots("ListSnapshots")
             _ = try Rules.pageStart(request.startingToken)
             var all = try await ErrorMapping.mapping("listing snapshots") { try await backend.listSnapshots() }
             if !request.snapshotID.isEmpty { all = all.filter { $0.id == request.snapshotID } }
@@ -331,6 +337,7 @@ public struct ControllerServer: ControllerService {
 
     public func getSnapshot(_ request: GetSnapshotRequest, context: ServerContext) async throws -> GetSnapshotResponse {
         try await log.call("GetSnapshot", request) {
+            try requireSnapshots("GetSnapshot")
             try Rules.require(request.snapshotID, "snapshot_id")
             guard Rules.isPlausibleID(request.snapshotID),
                 let snapshot = try await ErrorMapping.mapping(
@@ -346,6 +353,13 @@ public struct ControllerServer: ControllerService {
     }
 
     // MARK: - Helpers
+
+    /// UNIMPLEMENTED when the options say the backend takes no snapshots.
+    func requireSnapshots(_ method: String) throws(RPCError) {
+        guard options.snapshots else {
+            throw RPCError(code: .unimplemented, message: "\(method): \(options.name) takes no snapshots")
+        }
+    }
 
     /// The volume with `id`, or NOT_FOUND.
     func existingVolume(_ id: String) async throws -> BackendVolume {

@@ -48,6 +48,8 @@ func runDriver(_ arguments: Arguments, logger: Logger) async throws {
     var options = DriverOptions(name: driverName, version: "0.1.0", nodeID: arguments.nodeID)
     options.topology = ["topology.\(driverName)/node": arguments.nodeID]
     options.manifest = ["backend": "hostpath"]
+    // The backend takes no snapshots: the controller does not advertise them.
+    options.snapshots = false
 
     // Staging and target paths must lie inside the kubelet directory, symbolic links included.
     let paths = try KubeletPathPolicy(kubeletDirectory: arguments.kubeletDir)
