@@ -98,4 +98,4 @@ bench-deflate:
 	$(PYTHON) Benchmarks/Deflate/bench.py $(if $(BASELINE),--baseline $(BASELINE))
 
 clean:
-	rm -rf .build .build-*
+	rm -rf .build .build-* Examples/HostPathDriver/.build
