@@ -2,7 +2,7 @@
 SWIFT ?= swift
 PYTHON ?= python3
 
-.PHONY: demo test vm-test deps build release bench-memory bench-memory-h2 linker-order swift-test py-test generate check-generated fuzz fuzz-deflate bench bench-deflate bench-lvm bench-lvm-vm clean
+.PHONY: demo test example vm-test deps build release bench-memory bench-memory-h2 linker-order swift-test py-test generate check-generated fuzz fuzz-deflate bench bench-deflate bench-lvm bench-lvm-vm clean
 
 ## Run the main job on its embedded default: registration, then a real LVM volume's life (thin
 ## volume, snapshot, restore, online growth) through the driver's socket; in Tests/VM/vm when this
@@ -15,7 +15,14 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	$(MAKE) py-test
+	$(MAKE) example
 	$(MAKE) vm-test
+
+## The example driver (Examples/HostPathDriver, its own package) built against this working tree,
+## then driven over its socket: create, stage, publish, write, unpublish, delete (root: bind mounts).
+example: deps
+	cd Examples/HostPathDriver && SWIFT_CSI_PATH=$(CURDIR) $(SWIFT) build
+	$(PYTHON) -m pytest -q Examples/HostPathDriver/Tests
 
 ## The LVM path on Debian's kernel under qemu: Tests/VM/lvm without and with udev, and the
 ## conformance suite's LVM cases (Tests/VM/README.md). Sets the VM up on first use.
@@ -91,4 +98,4 @@ bench-deflate:
 	$(PYTHON) Benchmarks/Deflate/bench.py $(if $(BASELINE),--baseline $(BASELINE))
 
 clean:
-	rm -rf .build .build-*
+	rm -rf .build .build-* Examples/HostPathDriver/.build

@@ -43,6 +43,7 @@ let package = Package(
         .library(name: "H2", targets: ["H2"]),
         .library(name: "CSI", targets: ["CSI"]),
         .library(name: "Storage", targets: ["Storage"]),
+        .library(name: "CSIDriverKit", targets: ["CSIDriverKit"]),
         .executable(name: "csi-lvm-driver", targets: ["csi-lvm-driver"]),
         .executable(name: "node-driver-registrar", targets: ["node-driver-registrar"]),
         .executable(name: "protoc-gen-protowire", targets: ["protoc-gen-protowire"]),
@@ -81,7 +82,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "Storage", dependencies: ["CLVM2Cmd", "Platform"], swiftSettings: strict),
-        .target(name: "Driver", dependencies: ["CSI", "H2", "Platform", "ProtoWire", "Storage"], swiftSettings: strict),
+        .target(name: "CSIDriverKit", dependencies: ["CSI", "H2", "Platform", "ProtoWire", "Storage"], swiftSettings: strict),
         .target(name: "Registrar", dependencies: ["CSI", "H2", "Platform"], swiftSettings: strict),
         // The executables' flag parser.
         .target(name: "Flags", dependencies: ["Platform"], swiftSettings: strict),
@@ -90,7 +91,7 @@ let package = Package(
         .executableTarget(
             name: "csi-lvm-driver",
             dependencies: [
-                "Driver", "CSI", "Flags", "H2", "Platform", "Storage",
+                "CSIDriverKit", "CSI", "Flags", "H2", "Platform", "Storage",
             ],
             swiftSettings: strict
         ),
@@ -122,7 +123,7 @@ let package = Package(
         .testTarget(name: "H2Tests", dependencies: ["H2", "Platform", "ProtoWire", "CSI", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "CSITests", dependencies: ["CSI", "ProtoWire", "H2"], swiftSettings: strict),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Platform", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "DriverTests", dependencies: ["Driver", "CSI", "H2", "Platform", "Storage", "ProtoWire"], swiftSettings: strict),
+        .testTarget(name: "CSIDriverKitTests", dependencies: ["CSIDriverKit", "CSI", "H2", "Platform", "Storage", "ProtoWire"], swiftSettings: strict),
         .testTarget(name: "RegistrarTests", dependencies: ["Registrar", "CSI", "H2", "Platform", "ProtoWire", "TestSupport"], swiftSettings: strict),
     ]
 )

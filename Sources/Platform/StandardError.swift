@@ -4,9 +4,9 @@
 
 /// Writes log records to standard error (what journald and `kubectl logs` collect), one line per
 /// record in one `write(2)`, so records from different threads never interleave.
-package struct StandardErrorLogSink: LogSink {
+public struct StandardErrorLogSink: LogSink {
     /// How a line starts.
-    package enum Style: Sendable, Hashable {
+    public enum Style: Sendable, Hashable {
         /// `2026-11-24T21:46:21.123Z info <label>: message key=value`: UTC date and time, level name.
         case timestamped(label: String)
         /// `I 21:46:27.010 message key=value`: klog's level letter (D, I, W, E) and the UTC time
@@ -15,12 +15,13 @@ package struct StandardErrorLogSink: LogSink {
     }
 
     /// How a line starts.
-    package let style: Style
+    public let style: Style
 
     /// Creates a sink writing lines in `style`.
-    package init(style: Style) { self.style = style }
+    public init(style: Style) { self.style = style }
 
-    package func write(level: LogLevel, message: String, fields: [(String, String)]) {
+    /// Writes one record as one line.
+    public func write(level: LogLevel, message: String, fields: [(String, String)]) {
         writeStandardError(line(level: level, message: message, fields: fields, now: Self.now()))
     }
 

@@ -1,8 +1,13 @@
 /// Where volumes live: the operations the CSI controller and node services need, independent of
-/// gRPC and of the storage technology. Implementations: ``LVMBackend`` and ``LoopFileBackend``.
+/// gRPC and of the storage technology. Implementations: ``LVMBackend`` and ``LoopFileBackend``;
+/// a driver of your own implements it for its storage and hands it to CSIDriverKit's servers.
 ///
 /// Every method is safe to call concurrently; mutating calls on one volume should be serialized by
 /// the caller (the CSI services lock per volume id). Create and delete calls are idempotent.
+/// Failures are ``StorageError``s, whose ``StorageError/Code`` the services map to gRPC codes
+/// (`.notFound` → NOT_FOUND, `.insufficientCapacity` → RESOURCE_EXHAUSTED, …). Ids should be
+/// made of `A-Z a-z 0-9 + _ . -` (at most 127 characters, no leading `-`): the services answer
+/// NOT_FOUND for any other id without asking the backend.
 public protocol VolumeBackend: Sendable {
     /// Creates a volume, or returns the existing one when a volume of that name and a compatible
     /// size already exists. The size is a whole number of the backend's allocation unit: the
@@ -14,7 +19,7 @@ public protocol VolumeBackend: Sendable {
     ///   snapshot's size or the filesystem's minimum is above `limitBytes`), `.alreadyExists` when the name is taken with
     ///   another size or source, `.insufficientCapacity` when there is no room, `.notFound` when
     ///   the source snapshot does not exist.
-    func createVolume(_ request: VolumeRequest) async throws(StorageError) -> Volume
+    func createVolume(_ request: VolumeRequest) async throws(StorageError) -> BackendVolume
 
     /// Deletes a volume; deleting a volume that does not exist succeeds.
     /// - Throws: `.busy` when the volume is in use or has snapshots that depend on it.
@@ -22,32 +27,35 @@ public protocol VolumeBackend: Sendable {
 
     /// Grows a volume to at least `bytes` (rounded up to the backend's allocation unit); a volume
     /// already that large is returned unchanged. The filesystem on it is not resized.
-    /// - Parameter limitBytes: the largest acceptable size, or nil (or 0) for no limit; checked
-    ///   before anything grows.
+    /// - Parameters:
+    ///   - id: the volume id.
+    ///   - bytes: the size it must have at least.
+    ///   - limitBytes: the largest acceptable size, or nil (or 0) for no limit; checked before
+    ///     anything grows.
     /// - Throws: `.notFound`, `.outOfRange` when the rounded size is above `limitBytes`,
     ///   `.insufficientCapacity`.
-    func expandVolume(id: String, toBytes bytes: UInt64, limitBytes: UInt64?) async throws(StorageError) -> Volume
+    func expandVolume(id: String, toBytes bytes: UInt64, limitBytes: UInt64?) async throws(StorageError) -> BackendVolume
 
     /// The volume with this id, or nil when there is none (or it belongs to another driver).
-    func volume(id: String) async throws(StorageError) -> Volume?
+    func volume(id: String) async throws(StorageError) -> BackendVolume?
 
     /// Every volume this driver owns, sorted by id.
-    func listVolumes() async throws(StorageError) -> [Volume]
+    func listVolumes() async throws(StorageError) -> [BackendVolume]
 
     /// Creates a snapshot of a volume, or returns the existing one of that name and source.
     /// - Throws: `.notFound` for an unknown source, `.alreadyExists` when the name is taken by a
     ///   snapshot of another volume, `.insufficientCapacity`, `.unsupported` where the machine cannot
     ///   make one.
-    func createSnapshot(name: String, sourceVolumeID: String) async throws(StorageError) -> Snapshot
+    func createSnapshot(name: String, sourceVolumeID: String) async throws(StorageError) -> BackendSnapshot
 
     /// Deletes a snapshot; deleting one that does not exist succeeds.
     func deleteSnapshot(id: String) async throws(StorageError)
 
     /// The snapshot with this id, or nil.
-    func snapshot(id: String) async throws(StorageError) -> Snapshot?
+    func snapshot(id: String) async throws(StorageError) -> BackendSnapshot?
 
     /// Every snapshot this driver owns, sorted by id.
-    func listSnapshots() async throws(StorageError) -> [Snapshot]
+    func listSnapshots() async throws(StorageError) -> [BackendSnapshot]
 
     /// Bytes available for new volumes with these creation parameters.
     func capacity(parameters: [String: String]) async throws(StorageError) -> UInt64
@@ -160,9 +168,10 @@ public struct VolumeRequest: Sendable, Hashable {
     }
 }
 
-/// A volume as the backend knows it.
-public struct Volume: Sendable, Hashable {
-    /// The volume id (stable, valid as an LVM name).
+/// A volume as the backend knows it (named apart from `CSI.Volume`, the message the controller
+/// builds from it).
+public struct BackendVolume: Sendable, Hashable {
+    /// The volume id (stable; `A-Z a-z 0-9 + _ . -`, as an LVM name).
     public var id: String
     /// The request name it was created for, when recorded.
     public var name: String?
@@ -175,11 +184,25 @@ public struct Volume: Sendable, Hashable {
     /// Where it lives, for messages: `vg/lv` or a file path.
     public var location: String
     /// Whether it looks healthy.
-    public var condition: VolumeCondition
+    public var condition: VolumeHealth
+
+    /// Creates a volume description.
+    public init(
+        id: String, name: String? = nil, capacityBytes: UInt64, fsType: String? = nil, sourceSnapshotID: String? = nil,
+        location: String, condition: VolumeHealth = .healthy
+    ) {
+        self.id = id
+        self.name = name
+        self.capacityBytes = capacityBytes
+        self.fsType = fsType
+        self.sourceSnapshotID = sourceSnapshotID
+        self.location = location
+        self.condition = condition
+    }
 }
 
-/// A snapshot as the backend knows it.
-public struct Snapshot: Sendable, Hashable {
+/// A snapshot as the backend knows it (named apart from `CSI.Snapshot`).
+public struct BackendSnapshot: Sendable, Hashable {
     /// The snapshot id.
     public var id: String
     /// The request name it was created for, when recorded.
@@ -194,17 +217,31 @@ public struct Snapshot: Sendable, Hashable {
     public var readyToUse: Bool
     /// Where it lives, for messages.
     public var location: String
+
+    /// Creates a snapshot description.
+    public init(
+        id: String, name: String? = nil, sourceVolumeID: String, sizeBytes: UInt64, creationTime: Int64, readyToUse: Bool = true,
+        location: String
+    ) {
+        self.id = id
+        self.name = name
+        self.sourceVolumeID = sourceVolumeID
+        self.sizeBytes = sizeBytes
+        self.creationTime = creationTime
+        self.readyToUse = readyToUse
+        self.location = location
+    }
 }
 
-/// Health of a volume (CSI VolumeCondition).
-public struct VolumeCondition: Sendable, Hashable {
+/// Health of a volume, as the backend sees it (CSI's `VolumeCondition`, named apart from it).
+public struct VolumeHealth: Sendable, Hashable {
     /// True when something is wrong.
     public var abnormal: Bool
     /// What is wrong, or a short confirmation that all is well.
     public var message: String
 
     /// A healthy condition.
-    public static let healthy = VolumeCondition(abnormal: false, message: "healthy")
+    public static let healthy = VolumeHealth(abnormal: false, message: "healthy")
 
     /// Creates a condition.
     public init(abnormal: Bool, message: String) {
@@ -213,10 +250,14 @@ public struct VolumeCondition: Sendable, Hashable {
     }
 }
 
-/// The block device of a volume.
+/// Where the node service finds a volume's data on this machine.
 public enum VolumeDevice: Sendable, Hashable {
-    /// The device node, for example `/dev/vg0/pvc-1` or `/dev/loop3`.
+    /// The device node, for example `/dev/vg0/pvc-1` or `/dev/loop3`: staging makes a filesystem
+    /// on it (only when it is blank) and mounts it; raw block publishing binds the node itself.
     case node(String)
+    /// A directory that is the volume (a hostpath-style backend): staging bind-mounts it, nothing
+    /// is formatted, the filesystem type is the host's, and raw block access is refused.
+    case directory(String)
     /// The volume exists but has no device node on this machine; the reason says why (for example
     /// device-mapper is not available, so logical volumes cannot be activated).
     case unavailable(reason: String)

@@ -1,5 +1,5 @@
 // csi-lvm-driver: flags → DriverConfiguration → wired parts → run until SIGTERM/SIGINT.
-import Driver
+import CSIDriverKit
 import Flags
 import H2
 import Platform

@@ -130,23 +130,23 @@ public final class LVMBackend: VolumeBackend {
         return try eligibleGroups(state, parameters: [:])
     }
 
-    public func volume(id: String) async throws(StorageError) -> Volume? {
+    public func volume(id: String) async throws(StorageError) -> BackendVolume? {
         let state = try await cache.state()
         guard let lv = owned(state, id: id, kind: "volume") else { return nil }
         return volume(lv, state)
     }
 
-    public func listVolumes() async throws(StorageError) -> [Volume] {
+    public func listVolumes() async throws(StorageError) -> [BackendVolume] {
         let state = try await cache.state()
         return state.logicalVolumes.filter { isOwned($0, kind: "volume") }.map { volume($0, state) }.sorted { $0.id < $1.id }
     }
 
-    public func snapshot(id: String) async throws(StorageError) -> Snapshot? {
+    public func snapshot(id: String) async throws(StorageError) -> BackendSnapshot? {
         let state = try await cache.state()
         return owned(state, id: id, kind: "snapshot").map(snapshot)
     }
 
-    public func listSnapshots() async throws(StorageError) -> [Snapshot] {
+    public func listSnapshots() async throws(StorageError) -> [BackendSnapshot] {
         let state = try await cache.state()
         return state.logicalVolumes.filter { isOwned($0, kind: "snapshot") }.map(snapshot).sorted { $0.id < $1.id }
     }
@@ -222,7 +222,7 @@ public final class LVMBackend: VolumeBackend {
 
     // MARK: Writes
 
-    public func createVolume(_ request: VolumeRequest) async throws(StorageError) -> Volume {
+    public func createVolume(_ request: VolumeRequest) async throws(StorageError) -> BackendVolume {
         let id = try LVMName(Self.volumeID(forName: request.name))
         if let limit = request.effectiveLimit, limit < request.requiredBytes {
             throw StorageError(.invalidArgument, "volume \(id): limit \(limit) bytes is below the required \(request.requiredBytes) bytes")
@@ -237,7 +237,7 @@ public final class LVMBackend: VolumeBackend {
         }
     }
 
-    private func createVolume(_ request: VolumeRequest, id: LVMName, state: LVMState) async throws(StorageError) -> Volume {
+    private func createVolume(_ request: VolumeRequest, id: LVMName, state: LVMState) async throws(StorageError) -> BackendVolume {
         var state = state
         let fsTag = try request.fsType.map { (t) throws(StorageError) in try LVMTag(Self.tagPrefix + "fs=" + LVMTag.encode(t)) }
 
@@ -336,7 +336,7 @@ public final class LVMBackend: VolumeBackend {
         }
         // lvcreate succeeded with a size that is already a whole number of extents: no need to
         // ask LVM again (the cache is dropped; the next read sees the new LV).
-        return Volume(
+        return BackendVolume(
             id: id.rawValue, name: request.name, capacityBytes: size, fsType: request.fsType,
             sourceSnapshotID: request.sourceSnapshotID, location: group.name + "/" + id.rawValue, condition: .healthy)
     }
@@ -351,7 +351,7 @@ public final class LVMBackend: VolumeBackend {
         try await remove(lv)
     }
 
-    public func expandVolume(id: String, toBytes bytes: UInt64, limitBytes: UInt64?) async throws(StorageError) -> Volume {
+    public func expandVolume(id: String, toBytes bytes: UInt64, limitBytes: UInt64?) async throws(StorageError) -> BackendVolume {
         let state = try await cache.fresh()
         guard let lv = owned(state, id: id, kind: "volume"), let group = state.group(lv.volumeGroup) else {
             throw StorageError(.notFound, "volume \(id) not found in any volume group")
@@ -383,7 +383,7 @@ public final class LVMBackend: VolumeBackend {
         return volume(grown, state)
     }
 
-    public func createSnapshot(name: String, sourceVolumeID: String) async throws(StorageError) -> Snapshot {
+    public func createSnapshot(name: String, sourceVolumeID: String) async throws(StorageError) -> BackendSnapshot {
         let id = try LVMName(Self.volumeID(forName: name))
         let state = try await cache.fresh()
         guard let origin = owned(state, id: sourceVolumeID, kind: "volume") else {
@@ -482,7 +482,7 @@ public final class LVMBackend: VolumeBackend {
         }
     }
 
-    private func reloadSnapshot(id: String) async throws(StorageError) -> Snapshot {
+    private func reloadSnapshot(id: String) async throws(StorageError) -> BackendSnapshot {
         let state = try await cache.fresh()
         guard let lv = owned(state, id: id, kind: "snapshot") else {
             throw StorageError(.failed, "snapshot \(id) was created but is not reported by lvs")
@@ -490,7 +490,7 @@ public final class LVMBackend: VolumeBackend {
         return snapshot(lv)
     }
 
-    private func existingVolume(_ existing: LogicalVolume, request: VolumeRequest, state: LVMState) async throws(StorageError) -> Volume {
+    private func existingVolume(_ existing: LogicalVolume, request: VolumeRequest, state: LVMState) async throws(StorageError) -> BackendVolume {
         guard isOwned(existing, kind: "volume") else {
             throw StorageError(
                 .alreadyExists, "logical volume \(existing.path) exists and is not a volume of driver \(configuration.driverName)")
@@ -613,12 +613,12 @@ public final class LVMBackend: VolumeBackend {
         return LVMTag.decode(String(tag.dropFirst(prefix.count)))
     }
 
-    private func volume(_ lv: LogicalVolume, _ state: LVMState) -> Volume {
-        Volume(
+    private func volume(_ lv: LogicalVolume, _ state: LVMState) -> BackendVolume {
+        BackendVolume(
             id: lv.name, name: tagValue(lv, "name"), capacityBytes: lv.sizeBytes, fsType: tagValue(lv, "fs"),
             sourceSnapshotID: tagValue(lv, "source"), location: lv.path,
             condition: isRestoring(lv)
-                ? VolumeCondition(abnormal: true, message: stillRestoring(lv).message)
+                ? VolumeHealth(abnormal: true, message: stillRestoring(lv).message)
                 : lv.condition(in: state.group(lv.volumeGroup), pool: thinPool(of: lv, state)))
     }
 
@@ -628,8 +628,8 @@ public final class LVMBackend: VolumeBackend {
         return state.logicalVolumes.first { $0.volumeGroup == lv.volumeGroup && $0.name == lv.pool && $0.isThinPool }
     }
 
-    private func snapshot(_ lv: LogicalVolume) -> Snapshot {
-        Snapshot(
+    private func snapshot(_ lv: LogicalVolume) -> BackendSnapshot {
+        BackendSnapshot(
             id: lv.name, name: tagValue(lv, "name"), sourceVolumeID: tagValue(lv, "source") ?? lv.origin,
             sizeBytes: lv.sizeBytes, creationTime: Int64(tagValue(lv, "created") ?? "") ?? 0,
             readyToUse: !lv.origin.isEmpty || lv.isThinVolume, location: lv.path)

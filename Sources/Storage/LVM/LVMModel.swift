@@ -49,7 +49,7 @@ struct LogicalVolume: Sendable, Hashable {
 
     /// Health from `lv_attr` and `lv_health_status`, and for a thin volume from its thin pool's
     /// (``thinPoolProblems``): a pool that cannot take writes makes every volume in it abnormal.
-    func condition(in group: VolumeGroup?, pool: LogicalVolume? = nil) -> VolumeCondition {
+    func condition(in group: VolumeGroup?, pool: LogicalVolume? = nil) -> VolumeHealth {
         let attr = Array(attributes)
         var problems: [String] = []
         if !healthStatus.isEmpty { problems.append("health status \"\(healthStatus)\"") }
@@ -77,7 +77,7 @@ struct LogicalVolume: Sendable, Hashable {
             problems.append("its thin pool \(pool.path) (lv_attr \(pool.attributes)) \(poolProblems)")
         }
         if problems.isEmpty { return .healthy }
-        return VolumeCondition(
+        return VolumeHealth(
             abnormal: true, message: "logical volume \(path) (lv_attr \(attributes)): " + problems.joined(separator: "; "))
     }
 

@@ -87,13 +87,13 @@ public final class LoopFileBackend: VolumeBackend {
 
     // MARK: VolumeBackend
 
-    public func createVolume(_ request: VolumeRequest) async throws(StorageError) -> Volume {
+    public func createVolume(_ request: VolumeRequest) async throws(StorageError) -> BackendVolume {
         let id = try LVMName(LVMBackend.volumeID(forName: request.name)).rawValue
         if let key = request.parameters.keys.first(where: { !$0.hasPrefix("csi.storage.k8s.io/") }) {
             throw StorageError(.invalidArgument, "unknown parameter \(LVMName.quoted(key)); the loop file backend takes none")
         }
         let size = try request.size(unit: 1 << 20, unitName: "one MiB", volume: id)
-        return try await offload { [self] () throws(StorageError) -> Volume in
+        return try await offload { [self] () throws(StorageError) -> BackendVolume in
             if let existing = try record(kind: "volume", id: id) {
                 guard existing.owner == owner, existing.name == request.name else {
                     throw StorageError(
@@ -146,8 +146,8 @@ public final class LoopFileBackend: VolumeBackend {
         try await delete(kind: "volume", id: id)
     }
 
-    public func expandVolume(id: String, toBytes bytes: UInt64, limitBytes: UInt64?) async throws(StorageError) -> Volume {
-        try await offload { [self] () throws(StorageError) -> Volume in
+    public func expandVolume(id: String, toBytes bytes: UInt64, limitBytes: UInt64?) async throws(StorageError) -> BackendVolume {
+        try await offload { [self] () throws(StorageError) -> BackendVolume in
             guard var record = try record(kind: "volume", id: id), record.owner == owner else {
                 throw StorageError(.notFound, "volume \(id) not found in \(directory)/volumes")
             }
@@ -173,20 +173,20 @@ public final class LoopFileBackend: VolumeBackend {
         }
     }
 
-    public func volume(id: String) async throws(StorageError) -> Volume? {
-        try await offload { [self] () throws(StorageError) -> Volume? in
+    public func volume(id: String) async throws(StorageError) -> BackendVolume? {
+        try await offload { [self] () throws(StorageError) -> BackendVolume? in
             guard let r = try record(kind: "volume", id: id), r.owner == owner else { return nil }
             return volume(r)
         }
     }
 
-    public func listVolumes() async throws(StorageError) -> [Volume] {
-        try await offload { [self] () throws(StorageError) -> [Volume] in try records(kind: "volume").map(volume) }
+    public func listVolumes() async throws(StorageError) -> [BackendVolume] {
+        try await offload { [self] () throws(StorageError) -> [BackendVolume] in try records(kind: "volume").map(volume) }
     }
 
-    public func createSnapshot(name: String, sourceVolumeID: String) async throws(StorageError) -> Snapshot {
+    public func createSnapshot(name: String, sourceVolumeID: String) async throws(StorageError) -> BackendSnapshot {
         let id = try LVMName(LVMBackend.volumeID(forName: name)).rawValue
-        return try await offload { [self] () throws(StorageError) -> Snapshot in
+        return try await offload { [self] () throws(StorageError) -> BackendSnapshot in
             if let existing = try record(kind: "snapshot", id: id) {
                 guard existing.owner == owner, existing.name == name, existing.source == sourceVolumeID else {
                     throw StorageError(
@@ -215,15 +215,15 @@ public final class LoopFileBackend: VolumeBackend {
         try await delete(kind: "snapshot", id: id)
     }
 
-    public func snapshot(id: String) async throws(StorageError) -> Snapshot? {
-        try await offload { [self] () throws(StorageError) -> Snapshot? in
+    public func snapshot(id: String) async throws(StorageError) -> BackendSnapshot? {
+        try await offload { [self] () throws(StorageError) -> BackendSnapshot? in
             guard let r = try record(kind: "snapshot", id: id), r.owner == owner else { return nil }
             return snapshot(r)
         }
     }
 
-    public func listSnapshots() async throws(StorageError) -> [Snapshot] {
-        try await offload { [self] () throws(StorageError) -> [Snapshot] in try records(kind: "snapshot").map(snapshot) }
+    public func listSnapshots() async throws(StorageError) -> [BackendSnapshot] {
+        try await offload { [self] () throws(StorageError) -> [BackendSnapshot] in try records(kind: "snapshot").map(snapshot) }
     }
 
     public func capacity(parameters: [String: String]) async throws(StorageError) -> UInt64 {
@@ -381,26 +381,26 @@ public final class LoopFileBackend: VolumeBackend {
 
     static func now() -> Int64 { Int64(time(nil)) }
 
-    private func volume(_ r: Record) -> Volume {
-        Volume(
+    private func volume(_ r: Record) -> BackendVolume {
+        BackendVolume(
             id: r.id, name: r.name, capacityBytes: r.capacityBytes, fsType: r.fsType, sourceSnapshotID: r.source,
             location: imagePath("volume", r.id), condition: condition(r))
     }
 
-    private func snapshot(_ r: Record) -> Snapshot {
-        Snapshot(
+    private func snapshot(_ r: Record) -> BackendSnapshot {
+        BackendSnapshot(
             id: r.id, name: r.name, sourceVolumeID: r.source ?? "", sizeBytes: r.capacityBytes, creationTime: r.createdAt,
             readyToUse: true, location: imagePath("snapshot", r.id))
     }
 
-    private func condition(_ r: Record) -> VolumeCondition {
+    private func condition(_ r: Record) -> VolumeHealth {
         let image = imagePath("volume", r.id)
         var info = stat()
         guard stat(image, &info) == 0 else {
-            return VolumeCondition(abnormal: true, message: "volume file \(image) is missing: \(errnoText(errno))")
+            return VolumeHealth(abnormal: true, message: "volume file \(image) is missing: \(errnoText(errno))")
         }
         if UInt64(info.st_size) < r.capacityBytes {
-            return VolumeCondition(abnormal: true, message: "volume file \(image) has \(info.st_size) bytes, \(r.capacityBytes) expected")
+            return VolumeHealth(abnormal: true, message: "volume file \(image) has \(info.st_size) bytes, \(r.capacityBytes) expected")
         }
         return .healthy
     }

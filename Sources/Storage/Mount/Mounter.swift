@@ -1,7 +1,10 @@
 import Glibc
 import Platform
 
-/// Filesystem and mount operations of the CSI node service.
+/// Filesystem and mount operations of the CSI node service: every call the node service makes to
+/// the node's filesystem goes through one of these, so that none blocks the event loop (the
+/// Linux implementation runs each on the blocking pool) and the service can be tested with a fake.
+/// ``LinuxMounter`` is the real one.
 public protocol Mounter: Sendable {
     /// Mounts the filesystem on `device` at the directory `target` (created if missing). A target
     /// that already has this device mounted is left as it is.
@@ -45,6 +48,53 @@ public protocol Mounter: Sendable {
     /// (`/sys/dev/block/MAJ:MIN`) and answers one aligned 4 KiB `O_DIRECT` read.
     /// - Throws: when `path` cannot be looked at; a dead device is a ``DeviceCheck/problem``.
     func checkDevice(at path: String) async throws(StorageError) -> DeviceCheck
+
+    /// What is at `path`, symbolic links followed (`stat`), or nil when nothing is there or it
+    /// cannot be examined.
+    func status(of path: String) async throws(StorageError) -> FileStatus?
+
+    /// Creates the directory `path` and its missing parents (mode 0750); one that exists is fine.
+    /// - Throws: the failing directory and the reason.
+    func makeDirectories(_ path: String) async throws(StorageError)
+
+    /// `path` checked against `policy` (``KubeletPathPolicy/validate(_:field:)``) and returned with
+    /// symbolic links resolved.
+    /// - Throws: `.invalidArgument` naming `field`, the path and the rule it breaks.
+    func resolve(_ path: String, field: String, policy: KubeletPathPolicy) async throws(StorageError) -> String
+}
+
+/// What `stat(2)` reports about a path, as far as the node service needs it.
+public struct FileStatus: Sendable, Hashable {
+    /// The type of file.
+    public enum Kind: Sendable, Hashable {
+        /// A directory.
+        case directory
+        /// A regular file.
+        case regularFile
+        /// A block device node.
+        case blockDevice
+        /// A character device node.
+        case characterDevice
+        /// Anything else (socket, FIFO, …).
+        case other
+    }
+
+    /// The type of file.
+    public var kind: Kind
+    /// The device of the filesystem the file is on (`st_dev`).
+    public var device: DeviceNumber
+    /// The inode number (`st_ino`); with ``device`` it names the file.
+    public var inode: UInt64
+    /// For a device node, the device it stands for (`st_rdev`); nil otherwise.
+    public var representedDevice: DeviceNumber?
+
+    /// Creates a status.
+    public init(kind: Kind, device: DeviceNumber, inode: UInt64, representedDevice: DeviceNumber? = nil) {
+        self.kind = kind
+        self.device = device
+        self.inode = inode
+        self.representedDevice = representedDevice
+    }
 }
 
 /// Space and inode usage of a filesystem (from statvfs).
@@ -61,6 +111,18 @@ public struct FilesystemStatistics: Sendable, Hashable {
     public var usedInodes: UInt64
     /// Inodes free.
     public var freeInodes: UInt64
+
+    /// Creates statistics.
+    public init(
+        totalBytes: UInt64, usedBytes: UInt64, availableBytes: UInt64, totalInodes: UInt64, usedInodes: UInt64, freeInodes: UInt64
+    ) {
+        self.totalBytes = totalBytes
+        self.usedBytes = usedBytes
+        self.availableBytes = availableBytes
+        self.totalInodes = totalInodes
+        self.usedInodes = usedInodes
+        self.freeInodes = freeInodes
+    }
 }
 
 /// The ``Mounter`` of a Linux node: mount(2)/umount2(2) called directly, `mkfs.*`, `resize2fs` and
@@ -247,7 +309,37 @@ public struct LinuxMounter: Mounter {
         try await offload { () throws(StorageError) -> DeviceCheck in try Self.checkDeviceBlocking(at: path) }
     }
 
+    public func status(of path: String) async throws(StorageError) -> FileStatus? {
+        await offload { () -> FileStatus? in Self.statusBlocking(of: path) }
+    }
+
+    public func makeDirectories(_ path: String) async throws(StorageError) {
+        try await offload { () throws(StorageError) in try Self.makeDirectory(path) }
+    }
+
+    public func resolve(_ path: String, field: String, policy: KubeletPathPolicy) async throws(StorageError) -> String {
+        try await offload { () throws(StorageError) -> String in try policy.validate(path, field: field) }
+    }
+
     // MARK: Helpers
+
+    /// ``status(of:)`` on the calling thread.
+    static func statusBlocking(of path: String) -> FileStatus? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        let kind: FileStatus.Kind =
+            switch info.st_mode & S_IFMT {
+            case S_IFDIR: .directory
+            case S_IFREG: .regularFile
+            case S_IFBLK: .blockDevice
+            case S_IFCHR: .characterDevice
+            default: .other
+            }
+        let isNode = kind == .blockDevice || kind == .characterDevice
+        return FileStatus(
+            kind: kind, device: DeviceNumber(info.st_dev), inode: UInt64(info.st_ino),
+            representedDevice: isNode ? DeviceNumber(info.st_rdev) : nil)
+    }
 
     static func deviceSize(_ device: String) throws(StorageError) -> UInt64 {
         let fd = try syscall("open", device) { open(device, O_RDONLY | O_CLOEXEC) }
@@ -288,7 +380,7 @@ public struct LinuxMounter: Mounter {
 
     /// Creates `path` and its missing parents (mode 0750).
     static func makeDirectory(_ path: String) throws(StorageError) {
-        do throws(SystemError) { try makeDirectories(path, mode: 0o750) } catch {
+        do throws(SystemError) { try Platform.makeDirectories(path, mode: 0o750) } catch {
             throw StorageError(errnoCode(error.errno), "cannot create directory \(error.subject): \(errnoText(error.errno))")
         }
     }

@@ -1,31 +1,45 @@
 public import CSI
 public import H2
-import Platform
-package import Storage
+public import Platform
+public import Storage
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
-/// csi.v1.Node: staging (format + mount), publishing (bind mounts), stats and online expansion.
+/// csi.v1.Node: staging (format + mount, or a bind mount of a directory volume), publishing (bind
+/// mounts), stats and online expansion.
 ///
 /// Every mutating call locks its volume id; NodeGetInfo, NodeGetCapabilities and
-/// NodeGetVolumeStats take no lock. What is mounted where is read from /proc/self/mountinfo on
-/// every call, so a restarted driver continues where the last one stopped, and a repeated
-/// request completes an interrupted one.
+/// NodeGetVolumeStats take no lock. What is mounted where is read from the mount table on every
+/// call, so a restarted driver continues where the last one stopped, and a repeated request
+/// completes an interrupted one. Every look at the node's filesystem (`stat`, `mkdir`, path
+/// resolution, the mount table) goes through the `Mounter`, which runs it off the event loop.
 public struct NodeServer: NodeService {
-    let configuration: DriverConfiguration
+    let options: DriverOptions
     let backend: any VolumeBackend
     let mounter: any Mounter
     let paths: KubeletPathPolicy
     let locks: VolumeLocks
     let log: RequestLog
 
-    package init(
-        configuration: DriverConfiguration, backend: any VolumeBackend, mounter: any Mounter, paths: KubeletPathPolicy,
-        locks: VolumeLocks, log: RequestLog
+    /// Creates the service.
+    /// - Parameters:
+    ///   - options: the node id, topology and volume limit NodeGetInfo reports.
+    ///   - backend: where volumes live; `VolumeBackend.device(forVolume:)` says where a
+    ///     volume's data is on this node (a device node or a directory).
+    ///   - mounter: the node's mounts and filesystem; `LinuxMounter` by default.
+    ///   - paths: where staging and target paths must lie (the kubelet directory).
+    ///   - locks: the per-volume locks, shared with the ``ControllerServer`` of the same process.
+    ///   - logger: where each call is logged once (requests at debug level, secrets redacted).
+    public init(
+        options: DriverOptions, backend: any VolumeBackend, mounter: any Mounter = LinuxMounter(), paths: KubeletPathPolicy,
+        locks: VolumeLocks = VolumeLocks(), logger: Logger = .disabled
     ) {
-        self.configuration = configuration
+        self.init(options: options, backend: backend, mounter: mounter, paths: paths, locks: locks, log: RequestLog(logger: logger))
+    }
+
+    package init(
+        options: DriverOptions, backend: any VolumeBackend, mounter: any Mounter, paths: KubeletPathPolicy, locks: VolumeLocks,
+        log: RequestLog
+    ) {
+        self.options = options
         self.backend = backend
         self.mounter = mounter
         self.paths = paths
@@ -33,14 +47,23 @@ public struct NodeServer: NodeService {
         self.log = log
     }
 
+    package init(
+        configuration: DriverConfiguration, backend: any VolumeBackend, mounter: any Mounter, paths: KubeletPathPolicy,
+        locks: VolumeLocks, log: RequestLog
+    ) {
+        self.init(options: configuration.driverOptions, backend: backend, mounter: mounter, paths: paths, locks: locks, log: log)
+    }
+
     public func nodeGetInfo(_ request: NodeGetInfoRequest, context: ServerContext) async throws -> NodeGetInfoResponse {
         try await log.call("NodeGetInfo", request) {
             var response = NodeGetInfoResponse()
-            response.nodeID = configuration.nodeID
-            response.maxVolumesPerNode = configuration.maxVolumesPerNode
-            var topology = Topology()
-            topology.segments = configuration.topologySegments
-            response.accessibleTopology = topology
+            response.nodeID = options.nodeID
+            response.maxVolumesPerNode = options.maxVolumesPerNode
+            if !options.topology.isEmpty {
+                var topology = Topology()
+                topology.segments = options.topology
+                response.accessibleTopology = topology
+            }
             return response
         }
     }
@@ -72,17 +95,28 @@ public struct NodeServer: NodeService {
             if let reason = CapabilityRules.unsupportedReason(capability) {
                 throw RPCError(code: .invalidArgument, message: "volume_capability: \(reason)")
             }
-            let staging = try checked(request.stagingTargetPath, field: "staging_target_path")
+            let staging = try await checked(request.stagingTargetPath, field: "staging_target_path")
             let options = try mountOptions(capability)
             return try await locks.withLock(request.volumeID) {
-                let device = try await device(of: request.volumeID)
+                let location = try await location(of: request.volumeID)
+                let device: String
+                switch location {
+                case .directory(let directory):
+                    guard case .mount? = capability.accessType else { throw Self.blockOfDirectory(request.volumeID, directory) }
+                    try await stageDirectory(
+                        directory, at: staging, volumeID: request.volumeID, readOnly: CapabilityRules.isReadOnlyMode(capability),
+                        options: options)
+                    return NodeStageVolumeResponse()
+                case .node(let node): device = node
+                case .unavailable(let reason): throw ErrorMapping.deviceUnavailable(volumeID: request.volumeID, reason: reason)
+                }
                 // Raw block volumes are published straight from the device node: nothing to stage.
                 guard case .mount(let mount)? = capability.accessType else { return NodeStageVolumeResponse() }
                 let readOnly = CapabilityRules.isReadOnlyMode(capability)
                 let asked = mount.fsType.isEmpty ? (request.volumeContext["fsType"] ?? "") : mount.fsType
-                let number = try Self.deviceNumber(device)
+                let number = try await deviceNumber(device)
                 if let existing = try await mountInfo(at: staging) {
-                    guard (existing.major, existing.minor) == number else {
+                    guard DeviceNumber(major: existing.major, minor: existing.minor) == number else {
                         throw RPCError(
                             code: .alreadyExists,
                             message:
@@ -139,7 +173,7 @@ public struct NodeServer: NodeService {
         try await log.call("NodeUnstageVolume", request) {
             try Rules.require(request.volumeID, "volume_id")
             try Rules.require(request.stagingTargetPath, "staging_target_path")
-            let staging = try checked(request.stagingTargetPath, field: "staging_target_path")
+            let staging = try await checked(request.stagingTargetPath, field: "staging_target_path")
             return try await locks.withLock(request.volumeID) {
                 // The staging directory belongs to the CO, which made it: only the mount goes.
                 try await unmount(staging, volumeID: request.volumeID, remove: false)
@@ -157,37 +191,62 @@ public struct NodeServer: NodeService {
                 throw RPCError(code: .invalidArgument, message: "volume_capability: \(reason)")
             }
             try Rules.require(request.stagingTargetPath, "staging_target_path")
-            let target = try checked(request.targetPath, field: "target_path")
-            let staging = try checked(request.stagingTargetPath, field: "staging_target_path")
+            let target = try await checked(request.targetPath, field: "target_path")
+            let staging = try await checked(request.stagingTargetPath, field: "staging_target_path")
             let readOnly = request.readonly || CapabilityRules.isReadOnlyMode(capability)
             let block = CapabilityRules.isBlock(capability)
             var options = try mountOptions(capability)
             if readOnly { options.flags |= MountFlag.readOnly }
             return try await locks.withLock(request.volumeID) {
-                let device = try await device(of: request.volumeID)
-                let number = try Self.deviceNumber(device)
+                let location = try await location(of: request.volumeID)
                 let source: String
-                if block {
-                    source = device
-                } else {
-                    guard let staged = try await mountInfo(at: staging) else {
+                /// Whether what is mounted at the target (`existing`) is this volume.
+                let isThisVolume: (MountInfo) async throws -> Bool
+                switch location {
+                case .unavailable(let reason):
+                    throw ErrorMapping.deviceUnavailable(volumeID: request.volumeID, reason: reason)
+                case .directory(let directory):
+                    guard !block else { throw Self.blockOfDirectory(request.volumeID, directory) }
+                    let volume = try await directoryStatus(directory, volumeID: request.volumeID)
+                    guard try await mountInfo(at: staging) != nil else {
                         throw RPCError(
                             code: .failedPrecondition,
                             message: "volume \(request.volumeID) is not staged at \(staging): call NodeStageVolume first")
                     }
-                    guard (staged.major, staged.minor) == number else {
+                    guard try await isSameFile(staging, as: volume) else {
                         throw RPCError(
-                            code: .failedPrecondition, message: "\(staging) holds \(staged.source), not volume \(request.volumeID)")
+                            code: .failedPrecondition, message: "\(staging) holds another directory, not volume \(request.volumeID)")
                     }
                     source = staging
-                }
-                if let existing = try await mountInfo(at: target) {
+                    isThisVolume = { _ in try await isSameFile(target, as: volume) }
+                case .node(let device):
+                    let number = try await deviceNumber(device)
+                    if block {
+                        source = device
+                    } else {
+                        guard let staged = try await mountInfo(at: staging) else {
+                            throw RPCError(
+                                code: .failedPrecondition,
+                                message: "volume \(request.volumeID) is not staged at \(staging): call NodeStageVolume first")
+                        }
+                        guard DeviceNumber(major: staged.major, minor: staged.minor) == number else {
+                            throw RPCError(
+                                code: .failedPrecondition, message: "\(staging) holds \(staged.source), not volume \(request.volumeID)")
+                        }
+                        source = staging
+                    }
                     // A bind of a device node shows devtmpfs; the node it shows stands for the
                     // volume's device number (even when that node was deleted and made again, as an
                     // LV deactivated and activated with the same minor is). A bind of the staged
                     // filesystem shows the volume's own device number.
-                    let same = block ? Self.isDeviceNode(target, number: number) : (existing.major, existing.minor) == number
-                    guard same else {
+                    isThisVolume = { existing in
+                        block
+                            ? try await isDeviceNode(target, number: number)
+                            : DeviceNumber(major: existing.major, minor: existing.minor) == number
+                    }
+                }
+                if let existing = try await mountInfo(at: target) {
+                    guard try await isThisVolume(existing) else {
                         throw RPCError(
                             code: .alreadyExists,
                             message: "target_path \(target) already has \(existing.source) mounted, not volume \(request.volumeID)")
@@ -203,7 +262,7 @@ public struct NodeServer: NodeService {
                 }
                 if block {
                     // The bind target of a device node is a file; the kubelet may not have made its directory.
-                    try Self.makeParents(of: target)
+                    try await makeParents(of: target)
                 }
                 try await mapped("publishing volume \(request.volumeID) at \(target)") {
                     try await mounter.bindMount(source: source, at: target, options: options)
@@ -219,7 +278,7 @@ public struct NodeServer: NodeService {
         try await log.call("NodeUnpublishVolume", request) {
             try Rules.require(request.volumeID, "volume_id")
             try Rules.require(request.targetPath, "target_path")
-            let target = try checked(request.targetPath, field: "target_path")
+            let target = try await checked(request.targetPath, field: "target_path")
             return try await locks.withLock(request.volumeID) {
                 // The spec asks the plugin to delete the target it created.
                 try await unmount(target, volumeID: request.volumeID, remove: true)
@@ -233,22 +292,23 @@ public struct NodeServer: NodeService {
         try await log.call("NodeGetVolumeStats", request) {
             try Rules.require(request.volumeID, "volume_id")
             try Rules.require(request.volumePath, "volume_path")
-            let volume: Storage.Volume? =
+            let volume: BackendVolume? =
                 Rules.isPlausibleID(request.volumeID)
                 ? try await ErrorMapping.mapping("looking up volume \(request.volumeID)", { try await backend.volume(id: request.volumeID) })
                 : nil
             // An unknown volume is NOT_FOUND whatever its path; a bad path is INVALID_ARGUMENT
             // only for a known one.
             let path: String
-            do { path = try checked(request.volumePath, field: "volume_path") } catch {
+            do { path = try await checked(request.volumePath, field: "volume_path") } catch {
                 if volume == nil { throw RPCError(code: .notFound, message: "volume \(request.volumeID) does not exist") }
                 throw error
             }
-            guard let kind = Self.fileKind(path) else {
+            guard let kind = try await status(of: path)?.kind else {
                 if volume == nil { throw RPCError(code: .notFound, message: "volume \(request.volumeID) does not exist") }
                 throw RPCError(code: .notFound, message: "volume \(request.volumeID) is not at volume_path \(path): nothing is there")
             }
-            let mounted = try await mountInfo(at: path) != nil
+            let mount = try await mountInfo(at: path)
+            let mounted = mount != nil
             // A volume that vanished from the backend while still mounted is reported, not hidden.
             guard volume != nil || mounted else {
                 throw RPCError(code: .notFound, message: "volume \(request.volumeID) does not exist")
@@ -261,9 +321,13 @@ public struct NodeServer: NodeService {
                 response.volumeCondition = condition
                 return response
             }
-            let problems = try await deviceProblems(of: request.volumeID, volume: volume, at: path)
+            // A bind mount of a subdirectory at a directory path is a directory volume: the device
+            // behind it is the host filesystem's, not the volume's, and is not checked. (A raw block
+            // publish is a bind of a device node; a staged filesystem is mounted from its root.)
+            let ownsDevice = kind == .blockDevice || mount?.root == "/"
+            let problems = ownsDevice ? try await deviceProblems(of: request.volumeID, volume: volume, at: path) : []
             // A dead device may not answer usage questions; the condition says why.
-            if kind == S_IFBLK {
+            if kind == .blockDevice {
                 let size = try await usage(bestEffort: !problems.isEmpty) {
                     try await mapped("sizing \(path)") { try await mounter.blockDeviceSize(path) }
                 }
@@ -312,24 +376,38 @@ public struct NodeServer: NodeService {
             }
             // An unknown volume is NOT_FOUND whatever its path; the path is checked for a known one.
             _ = try await knownVolume(request.volumeID)
-            let path = try checked(request.volumePath, field: "volume_path")
+            let path = try await checked(request.volumePath, field: "volume_path")
             let required = request.capacityRange?.requiredBytes ?? 0
             return try await locks.withLock(request.volumeID) {
-                let device = try await device(of: request.volumeID)
-                guard let kind = Self.fileKind(path) else {
+                let (volume, location) = try await volumeAndLocation(of: request.volumeID)
+                guard let kind = try await status(of: path)?.kind else {
                     throw RPCError(code: .notFound, message: "volume \(request.volumeID) is not at volume_path \(path): nothing is there")
                 }
-                if kind != S_IFBLK && !CapabilityRules.isBlock(request.volumeCapability) {
+                let size: Int64
+                switch location {
+                case .unavailable(let reason):
+                    throw ErrorMapping.deviceUnavailable(volumeID: request.volumeID, reason: reason)
+                case .directory:
+                    // A directory has no filesystem of its own to grow: its size is the backend's.
                     guard try await mountInfo(at: path) != nil else {
                         throw RPCError(
                             code: .failedPrecondition,
                             message: "volume \(request.volumeID) is not mounted at \(path); expansion is online only")
                     }
-                    try await mapped("growing the filesystem of volume \(request.volumeID) at \(path)") {
-                        try await mounter.resizeFilesystem(on: device, mountedAt: path)
+                    size = Int64(clamping: volume.capacityBytes)
+                case .node(let device):
+                    if kind != .blockDevice && !CapabilityRules.isBlock(request.volumeCapability) {
+                        guard try await mountInfo(at: path) != nil else {
+                            throw RPCError(
+                                code: .failedPrecondition,
+                                message: "volume \(request.volumeID) is not mounted at \(path); expansion is online only")
+                        }
+                        try await mapped("growing the filesystem of volume \(request.volumeID) at \(path)") {
+                            try await mounter.resizeFilesystem(on: device, mountedAt: path)
+                        }
                     }
+                    size = Int64(clamping: try await mapped("sizing \(device)") { try await mounter.blockDeviceSize(device) })
                 }
-                let size = Int64(clamping: try await mapped("sizing \(device)") { try await mounter.blockDeviceSize(device) })
                 if required > 0 && size < required {
                     throw RPCError(
                         code: .outOfRange,
@@ -347,8 +425,8 @@ public struct NodeServer: NodeService {
     // MARK: - Helpers
 
     /// The path with symlinks resolved, after checking it lies inside the kubelet directory.
-    func checked(_ path: String, field: String) throws(RPCError) -> String {
-        do { return try paths.validate(path, field: field) } catch {
+    func checked(_ path: String, field: String) async throws(RPCError) -> String {
+        do throws(StorageError) { return try await mounter.resolve(path, field: field, policy: paths) } catch {
             throw RPCError(code: .invalidArgument, message: error.message)
         }
     }
@@ -365,10 +443,15 @@ public struct NodeServer: NodeService {
         try await mapped("reading /proc/self/mountinfo") { try await mounter.mounts() }.last { $0.mountPoint == path }
     }
 
+    /// What is at `path` (links followed), or nil when nothing is.
+    func status(of path: String) async throws -> FileStatus? {
+        try await mapped("examining \(path)") { try await mounter.status(of: path) }
+    }
+
     /// What is wrong with the device behind `path`, where volume `id` is published: gone or
     /// failing a read (``Mounter/checkDevice(at:)``, any backend), or no longer the volume's
     /// device (``VolumeBackend/deviceProblem(_:ofVolume:)``); empty when nothing is.
-    func deviceProblems(of id: String, volume: Storage.Volume?, at path: String) async throws -> [String] {
+    func deviceProblems(of id: String, volume: BackendVolume?, at path: String) async throws -> [String] {
         let check = try await mapped("checking the device of volume \(id) at \(path)") { try await mounter.checkDevice(at: path) }
         var problems: [String] = []
         if let problem = check.problem { problems.append("volume \(id) at \(path): \(problem)") }
@@ -387,20 +470,67 @@ public struct NodeServer: NodeService {
     }
 
     /// The volume, or NOT_FOUND.
-    func knownVolume(_ id: String) async throws -> Storage.Volume {
+    func knownVolume(_ id: String) async throws -> BackendVolume {
         guard Rules.isPlausibleID(id),
             let volume = try await ErrorMapping.mapping("looking up volume \(id)", { try await backend.volume(id: id) })
         else { throw RPCError(code: .notFound, message: "volume \(id) does not exist") }
         return volume
     }
 
-    /// The device node of an existing volume: NOT_FOUND when the volume is unknown,
-    /// FAILED_PRECONDITION when this machine cannot give it a device node.
-    func device(of id: String) async throws -> String {
-        _ = try await knownVolume(id)
-        switch try await ErrorMapping.mapping("finding the device of volume \(id)", { try await backend.device(forVolume: id) }) {
-        case .node(let path): return path
-        case .unavailable(let reason): throw ErrorMapping.deviceUnavailable(volumeID: id, reason: reason)
+    /// An existing volume and where its data is on this node: NOT_FOUND when the volume is unknown.
+    func volumeAndLocation(of id: String) async throws -> (BackendVolume, VolumeDevice) {
+        let volume = try await knownVolume(id)
+        return (volume, try await ErrorMapping.mapping("finding the device of volume \(id)", { try await backend.device(forVolume: id) }))
+    }
+
+    /// Where an existing volume's data is on this node: NOT_FOUND when the volume is unknown.
+    func location(of id: String) async throws -> VolumeDevice {
+        try await volumeAndLocation(of: id).1
+    }
+
+    /// INVALID_ARGUMENT: a directory volume has no device to publish as raw block.
+    static func blockOfDirectory(_ id: String, _ directory: String) -> RPCError {
+        RPCError(
+            code: .invalidArgument,
+            message: "volume_capability: volume \(id) is the directory \(directory) on this node; it cannot be used as a raw block device")
+    }
+
+    /// The identity of a directory volume's directory; INTERNAL when it is missing or not a directory.
+    func directoryStatus(_ directory: String, volumeID: String) async throws -> FileStatus {
+        guard let found = try await status(of: directory), found.kind == .directory else {
+            throw RPCError(code: .internalError, message: "the directory \(directory) of volume \(volumeID) is missing or not a directory")
+        }
+        return found
+    }
+
+    /// Whether `path` (a mount point) shows the file `file` names.
+    func isSameFile(_ path: String, as file: FileStatus) async throws -> Bool {
+        guard let here = try await status(of: path) else { return false }
+        return here.device == file.device && here.inode == file.inode
+    }
+
+    /// Stages a directory volume: a bind mount of `directory` at `staging`, read-only when asked.
+    func stageDirectory(_ directory: String, at staging: String, volumeID: String, readOnly: Bool, options: MountOptions) async throws {
+        let volume = try await directoryStatus(directory, volumeID: volumeID)
+        if let existing = try await mountInfo(at: staging) {
+            guard try await isSameFile(staging, as: volume) else {
+                throw RPCError(
+                    code: .alreadyExists,
+                    message: "staging_target_path \(staging) already has \(existing.source) mounted, not volume \(volumeID) (\(directory))")
+            }
+            guard existing.readOnly == readOnly else {
+                throw RPCError(
+                    code: .alreadyExists,
+                    message:
+                        "volume \(volumeID) is already staged at \(staging)\(existing.readOnly ? " read-only" : " read-write"), which the requested capability does not match"
+                )
+            }
+            return
+        }
+        var stageOptions = options
+        if readOnly { stageOptions.flags |= MountFlag.readOnly }
+        try await mapped("mounting volume \(volumeID) at \(staging)") {
+            try await mounter.bindMount(source: directory, at: staging, options: stageOptions)
         }
     }
 
@@ -422,7 +552,7 @@ public struct NodeServer: NodeService {
     /// Unmounts `path` and, when `remove` is set, deletes it. When nothing is there, the call
     /// succeeds if the volume exists (a repeat) and is NOT_FOUND when it does not.
     func unmount(_ path: String, volumeID: String, remove: Bool) async throws {
-        if Self.fileKind(path) == nil, try await mountInfo(at: path) == nil {
+        if try await status(of: path) == nil, try await mountInfo(at: path) == nil {
             _ = try await knownVolume(volumeID)
             return
         }
@@ -433,39 +563,25 @@ public struct NodeServer: NodeService {
         try await ErrorMapping.mapping(action, body)
     }
 
-    /// `S_IFMT` bits of `path` (following links), or nil when it does not exist.
-    static func fileKind(_ path: String) -> mode_t? {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
-        return info.st_mode & S_IFMT
-    }
-
     /// Whether `path` is a block device node for `number`.
-    static func isDeviceNode(_ path: String, number: (UInt32, UInt32)) -> Bool {
-        var info = stat()
-        guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFBLK else { return false }
-        let dev = UInt64(info.st_rdev)
-        return (UInt32(truncatingIfNeeded: ((dev >> 8) & 0xfff) | ((dev >> 32) & ~0xfff)),
-                UInt32(truncatingIfNeeded: (dev & 0xff) | ((dev >> 12) & ~0xff))) == number
+    func isDeviceNode(_ path: String, number: DeviceNumber) async throws -> Bool {
+        guard let found = try await status(of: path), found.kind == .blockDevice else { return false }
+        return found.representedDevice == number
     }
 
     /// Major and minor number of a device node.
-    static func deviceNumber(_ device: String) throws(RPCError) -> (UInt32, UInt32) {
-        var info = stat()
-        guard stat(device, &info) == 0 else {
-            throw RPCError(code: .internalError, message: "cannot stat device \(device): \(String(cString: strerror(errno)))")
+    func deviceNumber(_ device: String) async throws -> DeviceNumber {
+        guard let number = try await status(of: device)?.representedDevice else {
+            throw RPCError(code: .internalError, message: "cannot stat device \(device): it does not exist or is not a device node")
         }
-        let dev = UInt64(info.st_rdev)
-        let major = UInt32(truncatingIfNeeded: ((dev >> 8) & 0xfff) | ((dev >> 32) & ~0xfff))
-        let minor = UInt32(truncatingIfNeeded: (dev & 0xff) | ((dev >> 12) & ~0xff))
-        return (major, minor)
+        return number
     }
 
     /// Creates `path`'s parent and its missing parents (mode 0750).
-    static func makeParents(of path: String) throws(RPCError) {
+    func makeParents(of path: String) async throws {
         let parent = "/" + path.split(separator: "/").dropLast().joined(separator: "/")
-        do throws(SystemError) { try makeDirectories(parent, mode: 0o750) } catch {
-            throw RPCError(code: .internalError, message: "cannot create directory \(error.subject): \(error.reason)")
+        do throws(StorageError) { try await mounter.makeDirectories(parent) } catch {
+            throw RPCError(code: .internalError, message: error.message)
         }
     }
 }

@@ -245,6 +245,19 @@ public struct DriverConfiguration: Sendable, Hashable {
     /// The topology segments of this node: `{<topology-key>: <node-id>}`.
     public var topologySegments: [String: String] { [topologyKey: nodeID] }
 
+    /// What the servers report and check, from these flags: the driver name and ``version``,
+    /// the backend and mode in GetPluginInfo's manifest, the node id, its one topology segment,
+    /// the volume limit, and the LVM placement parameters (`volumeGroup`, `vgPattern`, `thinPool`).
+    public var driverOptions: DriverOptions {
+        var options = DriverOptions(name: driverName, version: Self.version, nodeID: nodeID)
+        options.manifest = ["backend": backend.rawValue, "mode": mode.rawValue]
+        options.topology = topologySegments
+        options.maxVolumesPerNode = maxVolumesPerNode
+        options.servesController = mode.servesController
+        options.volumeParameters = ControllerServer.Parameter.placement
+        return options
+    }
+
     // MARK: - Rules
 
     /// Parses `unix:///path`, `unix:/path` or a plain absolute path into a socket path.

@@ -1,5 +1,5 @@
 import Platform
-import Driver
+import CSIDriverKit
 import Testing
 
 @Suite struct DriverConfigurationTests {

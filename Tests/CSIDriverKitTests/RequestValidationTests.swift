@@ -6,7 +6,7 @@ import Storage
 import Synchronization
 import Testing
 
-@testable import Driver
+@testable import CSIDriverKit
 
 /// Collects log records in memory.
 final class MemoryLogSink: LogSink {

@@ -1,26 +1,40 @@
 public import CSI
 public import H2
-package import Storage
+public import Platform
+public import Storage
 
 /// csi.v1.Identity: who the driver is, what it can do, and whether its storage answers.
 /// No call takes a volume lock: nothing here changes state.
 public struct IdentityServer: IdentityService {
-    let configuration: DriverConfiguration
+    let options: DriverOptions
     let backend: any VolumeBackend
     let log: RequestLog
 
-    package init(configuration: DriverConfiguration, backend: any VolumeBackend, log: RequestLog) {
-        self.configuration = configuration
+    /// Creates the service.
+    /// - Parameters:
+    ///   - options: the name, version and manifest to report, and whether a controller is served.
+    ///   - backend: asked by Probe; the driver is ready while `VolumeBackend.probe()` succeeds.
+    ///   - logger: where each call is logged once (requests at debug level, secrets redacted).
+    public init(options: DriverOptions, backend: any VolumeBackend, logger: Logger = .disabled) {
+        self.init(options: options, backend: backend, log: RequestLog(logger: logger))
+    }
+
+    package init(options: DriverOptions, backend: any VolumeBackend, log: RequestLog) {
+        self.options = options
         self.backend = backend
         self.log = log
+    }
+
+    package init(configuration: DriverConfiguration, backend: any VolumeBackend, log: RequestLog) {
+        self.init(options: configuration.driverOptions, backend: backend, log: log)
     }
 
     public func getPluginInfo(_ request: GetPluginInfoRequest, context: ServerContext) async throws -> GetPluginInfoResponse {
         try await log.call("GetPluginInfo", request) {
             var response = GetPluginInfoResponse()
-            response.name = configuration.driverName
-            response.vendorVersion = DriverConfiguration.version
-            response.manifest = ["backend": configuration.backend.rawValue, "mode": configuration.mode.rawValue]
+            response.name = options.name
+            response.vendorVersion = options.version
+            response.manifest = options.manifest
             return response
         }
     }
@@ -30,8 +44,9 @@ public struct IdentityServer: IdentityService {
     ) async throws -> GetPluginCapabilitiesResponse {
         try await log.call("GetPluginCapabilities", request) {
             var response = GetPluginCapabilitiesResponse()
-            var services: [PluginCapability.Service.TypeEnum] = [.volumeAccessibilityConstraints]
-            if configuration.mode.servesController { services.insert(.controllerService, at: 0) }
+            var services: [PluginCapability.Service.TypeEnum] = []
+            if options.servesController { services.append(.controllerService) }
+            if !options.topology.isEmpty { services.append(.volumeAccessibilityConstraints) }
             for type in services {
                 var service = PluginCapability.Service()
                 service.type = type

@@ -2,7 +2,7 @@ import H2
 import Storage
 import Testing
 
-@testable import Driver
+@testable import CSIDriverKit
 
 @Suite struct ErrorMappingTests {
     /// Without details, the message is exactly the action and the backend's own message.

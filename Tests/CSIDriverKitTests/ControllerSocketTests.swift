@@ -4,7 +4,7 @@ import H2
 import Platform
 import Testing
 
-@testable import Driver
+@testable import CSIDriverKit
 
 /// The controller as a CSI caller sees it: the driver's own router over the loop-file backend in a
 /// temporary directory, served on a Unix socket, called through the generated client.

@@ -1,10 +1,11 @@
 public import CSI
 public import H2
+public import Platform
 import ProtoWire
-package import Storage
+public import Storage
 
 /// csi.v1.Controller for local volumes: the controller runs on the node that holds the storage,
-/// so every volume's accessible topology is this node.
+/// so every volume's accessible topology is this node's (``DriverOptions/topology``).
 ///
 /// Mutating calls lock the volume (or snapshot) they touch; a second call on the same one while the
 /// first runs gets ABORTED. List, get, capacity and capability calls take no lock.
@@ -12,7 +13,7 @@ package import Storage
 /// Sizes cross the CSI boundary here: the request's signed `capacity_range` is checked and becomes
 /// the backend's unsigned sizes; sizes in responses are clamped to `Int64`.
 public struct ControllerServer: ControllerService {
-    let configuration: DriverConfiguration
+    let options: DriverOptions
     let backend: any VolumeBackend
     let locks: VolumeLocks
     let log: RequestLog
@@ -26,14 +27,29 @@ public struct ControllerServer: ControllerService {
         package static let vgPattern = "vgPattern"
         package static let thinPool = "thinPool"
         package static let fsType = "fsType"
-        package static let all: Set<String> = [volumeGroup, vgPattern, thinPool, fsType]
+        /// The LVM backend's placement keys, passed on to it.
+        package static let placement: Set<String> = [volumeGroup, vgPattern, thinPool]
     }
 
-    package init(configuration: DriverConfiguration, backend: any VolumeBackend, locks: VolumeLocks, log: RequestLog) {
-        self.configuration = configuration
+    /// Creates the service.
+    /// - Parameters:
+    ///   - options: the node's topology and the parameter keys the backend takes.
+    ///   - backend: where volumes and snapshots live.
+    ///   - locks: the per-volume locks, shared with the ``NodeServer`` of the same process.
+    ///   - logger: where each call is logged once (requests at debug level, secrets redacted).
+    public init(options: DriverOptions, backend: any VolumeBackend, locks: VolumeLocks = VolumeLocks(), logger: Logger = .disabled) {
+        self.init(options: options, backend: backend, locks: locks, log: RequestLog(logger: logger))
+    }
+
+    package init(options: DriverOptions, backend: any VolumeBackend, locks: VolumeLocks, log: RequestLog) {
+        self.options = options
         self.backend = backend
         self.locks = locks
         self.log = log
+    }
+
+    package init(configuration: DriverConfiguration, backend: any VolumeBackend, locks: VolumeLocks, log: RequestLog) {
+        self.init(options: configuration.driverOptions, backend: backend, locks: locks, log: log)
     }
 
     // MARK: - Volumes
@@ -53,7 +69,7 @@ public struct ControllerServer: ControllerService {
             }
             try checkTopology(request.accessibilityRequirements)
 
-            var sourceSnapshot: Storage.Snapshot?
+            var sourceSnapshot: BackendSnapshot?
             // A source snapshot that does not exist, still passed to the backend: a restore from it
             // that was cut short is removed there, and the answer is NOT_FOUND either way.
             var missingSnapshotID: String?
@@ -61,6 +77,9 @@ public struct ControllerServer: ControllerService {
             case nil:
                 break
             case .snapshot(let source)?:
+                guard options.snapshots else {
+                    throw RPCError(code: .invalidArgument, message: "volume_content_source: \(options.name) takes no snapshots")
+                }
                 try Rules.require(source.snapshotID, "volume_content_source.snapshot.snapshot_id")
                 guard Rules.isPlausibleID(source.snapshotID) else {
                     throw RPCError(code: .notFound, message: "source snapshot \(source.snapshotID) does not exist")
@@ -192,7 +211,7 @@ public struct ControllerServer: ControllerService {
             let types: [ControllerServiceCapability.RPC.TypeEnum] = [
                 .createDeleteVolume, .listVolumes, .getCapacity, .createDeleteSnapshot, .listSnapshots,
                 .expandVolume, .volumeCondition, .getVolume, .singleNodeMultiWriter,
-            ]
+            ].filter { options.snapshots || ($0 != .createDeleteSnapshot && $0 != .listSnapshots) }
             var response = ControllerGetCapabilitiesResponse()
             response.capabilities = types.map { type in
                 var rpc = ControllerServiceCapability.RPC()
@@ -261,6 +280,7 @@ public struct ControllerServer: ControllerService {
 
     public func createSnapshot(_ request: CreateSnapshotRequest, context: ServerContext) async throws -> CreateSnapshotResponse {
         try await log.call("CreateSnapshot", request) {
+            try requireSnapshots("CreateSnapshot")
             try Rules.require(request.name, "name")
             try Rules.require(request.sourceVolumeID, "source_volume_id")
             if let key = request.parameters.keys.sorted().first(where: { !$0.hasPrefix("csi.storage.k8s.io/") }) {
@@ -284,6 +304,7 @@ public struct ControllerServer: ControllerService {
 
     public func deleteSnapshot(_ request: DeleteSnapshotRequest, context: ServerContext) async throws -> DeleteSnapshotResponse {
         try await log.call("DeleteSnapshot", request) {
+            try requireSnapshots("DeleteSnapshot")
             try Rules.require(request.snapshotID, "snapshot_id")
             guard Rules.isPlausibleID(request.snapshotID) else { return DeleteSnapshotResponse() }
             return try await locks.withLock(request.snapshotID) {
@@ -297,6 +318,7 @@ public struct ControllerServer: ControllerService {
 
     public func listSnapshots(_ request: ListSnapshotsRequest, context: ServerContext) async throws -> ListSnapshotsResponse {
         try await log.call("ListSnapshots", request) {
+            try requireSnapshots("ListSnapshots")
             _ = try Rules.pageStart(request.startingToken)
             var all = try await ErrorMapping.mapping("listing snapshots") { try await backend.listSnapshots() }
             if !request.snapshotID.isEmpty { all = all.filter { $0.id == request.snapshotID } }
@@ -315,6 +337,7 @@ public struct ControllerServer: ControllerService {
 
     public func getSnapshot(_ request: GetSnapshotRequest, context: ServerContext) async throws -> GetSnapshotResponse {
         try await log.call("GetSnapshot", request) {
+            try requireSnapshots("GetSnapshot")
             try Rules.require(request.snapshotID, "snapshot_id")
             guard Rules.isPlausibleID(request.snapshotID),
                 let snapshot = try await ErrorMapping.mapping(
@@ -331,8 +354,15 @@ public struct ControllerServer: ControllerService {
 
     // MARK: - Helpers
 
+    /// UNIMPLEMENTED when the options say the backend takes no snapshots.
+    func requireSnapshots(_ method: String) throws(RPCError) {
+        guard options.snapshots else {
+            throw RPCError(code: .unimplemented, message: "\(method): \(options.name) takes no snapshots")
+        }
+    }
+
     /// The volume with `id`, or NOT_FOUND.
-    func existingVolume(_ id: String) async throws -> Storage.Volume {
+    func existingVolume(_ id: String) async throws -> BackendVolume {
         guard Rules.isPlausibleID(id),
             let volume = try await ErrorMapping.mapping("looking up volume \(id)", { try await backend.volume(id: id) })
         else { throw RPCError(code: .notFound, message: "volume \(id) does not exist") }
@@ -357,7 +387,7 @@ public struct ControllerServer: ControllerService {
 
     /// ALREADY_EXISTS unless `existing` satisfies a repeated request.
     static func checkCompatible(
-        _ existing: Storage.Volume, name: String, required: UInt64, limit: UInt64, snapshot: String?
+        _ existing: BackendVolume, name: String, required: UInt64, limit: UInt64, snapshot: String?
     ) throws(RPCError) {
         if let recorded = existing.name, recorded != name {
             throw RPCError(code: .alreadyExists, message: "volume id \(existing.id) already belongs to the name \(recorded)")
@@ -376,16 +406,19 @@ public struct ControllerServer: ControllerService {
         }
     }
 
-    /// The placement parameters for the backend, checked: `volumeGroup` or `vgPattern`, `thinPool`;
-    /// `fsType` is the driver's own and is not passed on. Unknown keys are INVALID_ARGUMENT.
+    /// The parameters for the backend, checked: the keys of ``DriverOptions/volumeParameters``
+    /// (for LVM `volumeGroup` or `vgPattern`, `thinPool`, whose values are checked here); `fsType`
+    /// is the driver's own and is not passed on. Unknown keys are INVALID_ARGUMENT.
     func placement(_ parameters: [String: String]) throws(RPCError) -> [String: String] {
         var out: [String: String] = [:]
+        let known = options.volumeParameters.union([Parameter.fsType])
         for key in parameters.keys.sorted() where !key.hasPrefix("csi.storage.k8s.io/") {
-            guard Parameter.all.contains(key) else {
+            guard known.contains(key) else {
                 throw RPCError(
                     code: .invalidArgument,
-                    message: "parameters: unknown key '\(key)'; expected \(Parameter.all.sorted().joined(separator: ", "))")
+                    message: "parameters: unknown key '\(key)'; expected \(known.sorted().joined(separator: ", "))")
             }
+            if key != Parameter.fsType && !Parameter.placement.contains(key) { out[key] = parameters[key] }
         }
         if parameters[Parameter.volumeGroup] != nil && parameters[Parameter.vgPattern] != nil {
             throw RPCError(code: .invalidArgument, message: "parameters: give volumeGroup or vgPattern, not both")
@@ -426,26 +459,28 @@ public struct ControllerServer: ControllerService {
             throw RPCError(
                 code: .resourceExhausted,
                 message:
-                    "accessibility_requirements: no requisite topology includes this node (\(configuration.topologyKey)=\(configuration.nodeID))"
+                    "accessibility_requirements: no requisite topology includes this node (\(options.topologyDescription))"
             )
         }
     }
 
     /// Whether every segment of `topology` this driver knows about names this node.
     func matchesThisNode(_ topology: Topology) -> Bool {
-        topology.segments.allSatisfy { key, value in key != configuration.topologyKey || value == configuration.nodeID }
+        options.matches(topology.segments)
     }
 
-    func csiVolume(_ volume: Storage.Volume) -> CSI.Volume {
+    func csiVolume(_ volume: BackendVolume) -> CSI.Volume {
         var out = CSI.Volume()
         out.volumeID = volume.id
         out.capacityBytes = Int64(clamping: volume.capacityBytes)
         var context = ["location": volume.location]
         if let fsType = volume.fsType { context["fsType"] = fsType }
         out.volumeContext = context
-        var topology = Topology()
-        topology.segments = configuration.topologySegments
-        out.accessibleTopology = [topology]
+        if !options.topology.isEmpty {
+            var topology = Topology()
+            topology.segments = options.topology
+            out.accessibleTopology = [topology]
+        }
         if let snapshot = volume.sourceSnapshotID {
             var source = VolumeContentSource()
             var snapshotSource = VolumeContentSource.SnapshotSource()
@@ -456,14 +491,14 @@ public struct ControllerServer: ControllerService {
         return out
     }
 
-    static func condition(_ volume: Storage.Volume) -> CSI.VolumeCondition {
+    static func condition(_ volume: BackendVolume) -> CSI.VolumeCondition {
         var condition = CSI.VolumeCondition()
         condition.abnormal = volume.condition.abnormal
         condition.message = volume.condition.abnormal ? volume.condition.message : "volume \(volume.id) is healthy"
         return condition
     }
 
-    static func csiSnapshot(_ snapshot: Storage.Snapshot) -> CSI.Snapshot {
+    static func csiSnapshot(_ snapshot: BackendSnapshot) -> CSI.Snapshot {
         var out = CSI.Snapshot()
         out.snapshotID = snapshot.id
         out.sourceVolumeID = snapshot.sourceVolumeID
@@ -473,7 +508,7 @@ public struct ControllerServer: ControllerService {
         return out
     }
 
-    static func snapshotResponse(_ snapshot: Storage.Snapshot) -> CreateSnapshotResponse {
+    static func snapshotResponse(_ snapshot: BackendSnapshot) -> CreateSnapshotResponse {
         var response = CreateSnapshotResponse()
         response.snapshot = csiSnapshot(snapshot)
         return response

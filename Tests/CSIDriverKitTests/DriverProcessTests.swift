@@ -1,9 +1,10 @@
 import Glibc
 import H2
 import Platform
+import Storage
 import Testing
 
-@testable import Driver
+@testable import CSIDriverKit
 
 @Suite struct DriverProcessTests {
     /// A fresh directory under /tmp, removed by the caller.
@@ -66,9 +67,16 @@ import Testing
 }
 
 @Suite struct NodeHelperTests {
+    /// A node service over the real mounter, for its helpers.
+    static func node() throws -> NodeServer {
+        let options = DriverOptions(name: "lvm.csi.swift-csi.io", version: "0", nodeID: "node0")
+        return NodeServer(
+            options: options, backend: FakeBackend(), mounter: LinuxMounter(), paths: try KubeletPathPolicy(kubeletDirectory: "/tmp"))
+    }
+
     /// A raw block target is recognised by the device number of the node bound there, through
     /// symbolic links (LVM's /dev/vg/lv) and whatever the node's name.
-    @Test(.enabled(if: getuid() == 0, "mknod needs root")) func blockTargetsAreRecognisedByDeviceNumber() throws {
+    @Test(.enabled(if: getuid() == 0, "mknod needs root")) func blockTargetsAreRecognisedByDeviceNumber() async throws {
         let dir = DriverProcessTests.temporaryDirectory()
         defer {
             unlink(dir + "/lv")
@@ -81,17 +89,19 @@ import Testing
         let dev = dev_t((minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12))
         try #require(mknod(dir + "/node", S_IFBLK | 0o600, dev) == 0)
         #expect(symlink(dir + "/node", dir + "/lv") == 0)
-        #expect(NodeServer.isDeviceNode(dir + "/node", number: (259, 300)))
-        #expect(NodeServer.isDeviceNode(dir + "/lv", number: (259, 300)))
-        #expect(!NodeServer.isDeviceNode(dir + "/node", number: (259, 301)))
-        #expect(!NodeServer.isDeviceNode("/dev/null", number: (1, 3)))  // a character device
-        #expect(!NodeServer.isDeviceNode(dir + "/missing", number: (259, 300)))
+        let node = try Self.node()
+        #expect(try await node.isDeviceNode(dir + "/node", number: DeviceNumber(major: 259, minor: 300)))
+        #expect(try await node.isDeviceNode(dir + "/lv", number: DeviceNumber(major: 259, minor: 300)))
+        #expect(try await !node.isDeviceNode(dir + "/node", number: DeviceNumber(major: 259, minor: 301)))
+        #expect(try await !node.isDeviceNode("/dev/null", number: DeviceNumber(major: 1, minor: 3)))  // a character device
+        #expect(try await !node.isDeviceNode(dir + "/missing", number: DeviceNumber(major: 259, minor: 300)))
     }
 
-    @Test func deviceNumbersComeFromTheNode() throws {
+    @Test func deviceNumbersComeFromTheNode() async throws {
         // /dev/null is character device 1:3 on Linux.
-        let number = try NodeServer.deviceNumber("/dev/null")
-        #expect(number == (1, 3))
-        #expect(throws: RPCError.self) { try NodeServer.deviceNumber("/dev/does-not-exist") }
+        let node = try Self.node()
+        let number = try await node.deviceNumber("/dev/null")
+        #expect(number == DeviceNumber(major: 1, minor: 3))
+        await #expect(throws: RPCError.self) { try await node.deviceNumber("/dev/does-not-exist") }
     }
 }

@@ -7,8 +7,10 @@ package import Storage
     import Glibc
 #endif
 
-/// The whole driver process: builds the backend and services from a configuration, serves them
-/// on the socket, and shuts down cleanly on SIGTERM or SIGINT.
+/// The whole `csi-lvm-driver` process: builds the backend and services from its command-line
+/// configuration, serves them on the socket, and shuts down cleanly on SIGTERM or SIGINT.
+/// A driver of your own wires ``IdentityServer``, ``ControllerServer``, ``NodeServer`` and
+/// ``CSIEndpoint`` itself instead.
 public struct DriverProcess: Sendable {
     /// The validated configuration.
     public let configuration: DriverConfiguration
@@ -22,57 +24,36 @@ public struct DriverProcess: Sendable {
     }
 
     /// Serves until SIGTERM or SIGINT, then stops accepting, lets in-flight calls finish within the
-    /// grace period, removes the socket and returns.
+    /// grace period, removes the socket and returns (``CSIEndpoint``).
     /// - Throws: a start-up error naming the path or flag that is wrong.
     public func run() async throws {
-        // A peer that hangs up mid-write must cost an EPIPE on that connection, not the process.
-        signal(SIGPIPE, SIG_IGN)
-        // Catch SIGTERM/SIGINT from here on, so one arriving during start-up is not fatal.
-        let termination: TerminationSignals
-        do { termination = try TerminationSignals() } catch {
-            throw DriverStartError(message: "cannot catch SIGTERM and SIGINT: \(error)")
-        }
-        var serverConfiguration = GRPCServerConfiguration(address: configuration.socketPath)
-        serverConfiguration.socketMode = configuration.socketMode
-        serverConfiguration.socketDirectoryMode = 0o750
-        serverConfiguration.reflectionFiles = [CsiProtoFile.descriptor]
-        let server = GRPCServer(router: try makeRouter(), configuration: serverConfiguration)
-        do { try server.start() } catch {
-            throw DriverStartError(message: "cannot serve on \(configuration.socketPath) (--endpoint): \(error)")
-        }
-        logger.info(
-            "csi-lvm-driver \(DriverConfiguration.version) serving",
-            [
-                ("driver", configuration.driverName), ("node", configuration.nodeID),
-                ("endpoint", configuration.socketPath), ("mode", configuration.mode.rawValue),
-                ("backend", configuration.backend.rawValue),
-            ])
-        let grace = configuration.shutdownGrace
+        var endpoint = CSIEndpoint(socketPath: configuration.socketPath, logger: logger)
+        endpoint.socketMode = configuration.socketMode
+        endpoint.shutdownGrace = configuration.shutdownGrace
+        endpoint.socketPathOrigin = "--endpoint"
+        let configuration = self.configuration
         let logger = self.logger
-        // A child task, not an unstructured one: it stays on the executor this task prefers (the
-        // shared event loop) instead of starting the global executor's threads to wait on.
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                let name = await termination.wait()
-                guard !Task.isCancelled else { return }
-                logger.info("received \(name): no new calls; in-flight calls have \(grace) to finish")
-                await server.shutdown(grace: grace)
-            }
-            try await server.run()
-            group.cancelAll()
+        try await endpoint.run(router: try makeRouter()) {
+            logger.info(
+                "csi-lvm-driver \(DriverConfiguration.version) serving",
+                [
+                    ("driver", configuration.driverName), ("node", configuration.nodeID),
+                    ("endpoint", configuration.socketPath), ("mode", configuration.mode.rawValue),
+                    ("backend", configuration.backend.rawValue),
+                ])
         }
-        logger.info("stopped; removed \(configuration.socketPath)")
     }
 
     /// A router with the services the mode asks for, over the configured backend.
     package func makeRouter() throws -> GRPCRouter {
         let backend = try makeBackend()
+        let options = configuration.driverOptions
         let log = RequestLog(logger: logger)
         let locks = VolumeLocks()
         var router = GRPCRouter()
-        router.register(IdentityServer(configuration: configuration, backend: backend, log: log))
+        router.register(IdentityServer(options: options, backend: backend, log: log))
         if configuration.mode.servesController {
-            router.register(ControllerServer(configuration: configuration, backend: backend, locks: locks, log: log))
+            router.register(ControllerServer(options: options, backend: backend, locks: locks, log: log))
         }
         if configuration.mode.servesNode {
             let paths: KubeletPathPolicy
@@ -80,8 +61,7 @@ public struct DriverProcess: Sendable {
                 throw DriverStartError(message: "--kubelet-dir \(configuration.kubeletDir): \(error.message)")
             }
             router.register(
-                NodeServer(
-                    configuration: configuration, backend: backend, mounter: LinuxMounter(), paths: paths, locks: locks, log: log))
+                NodeServer(options: options, backend: backend, mounter: LinuxMounter(), paths: paths, locks: locks, log: log))
         }
         return router
     }
@@ -124,11 +104,4 @@ public struct DriverProcess: Sendable {
             }
         }
     }
-}
-
-/// Why the driver could not start, naming the path or flag.
-public struct DriverStartError: Error, Sendable, CustomStringConvertible {
-    /// What went wrong.
-    public var message: String
-    public var description: String { message }
 }

@@ -1,4 +1,4 @@
-import Driver
+import CSIDriverKit
 import H2
 import Testing
 
