@@ -25,10 +25,19 @@ public final class Registrar: Sendable {
     }
     private let live = Mutex(Live())
 
+    /// Where the running kubelet is looked for.
+    let kubeletDiscovery: KubeletDiscovery
+
     /// Creates a registrar; nothing happens until ``run()``.
-    public init(configuration: RegistrarConfiguration, logger: Logger) {
+    public convenience init(configuration: RegistrarConfiguration, logger: Logger) {
+        self.init(configuration: configuration, logger: logger, kubeletDiscovery: KubeletDiscovery())
+    }
+
+    /// Creates a registrar that looks for the kubelet with `kubeletDiscovery`.
+    package init(configuration: RegistrarConfiguration, logger: Logger, kubeletDiscovery: KubeletDiscovery) {
         self.configuration = configuration
         self.logger = logger
+        self.kubeletDiscovery = kubeletDiscovery
     }
 
     /// Runs until SIGTERM or SIGINT, then cleans up and returns.
@@ -127,6 +136,41 @@ public final class Registrar: Sendable {
                 logger.warning("replaced \(leftOver) link \(link.path) -> \(link.target) (left by a registrar that did not exit cleanly)")
             }
         }
+        checkKubelet()
+    }
+
+    /// Compares the registry this registrar serves or links into, and the endpoint it announces, with
+    /// what the running kubelet watches and can dial; logs a warning for each mismatch.
+    /// - Returns: the warnings logged.
+    @discardableResult
+    func checkKubelet() -> [String] {
+        let linked = configuration.registryLinkDirectory != nil
+        let directory = configuration.registryLinkDirectory ?? configuration.registrationDirectory
+        let flag = linked ? "--kubelet-registry-link-dir" : "--plugin-registration-path"
+        let kubelets = kubeletDiscovery.runningKubelets()
+        guard !kubelets.isEmpty else {
+            logger.info("no running kubelet found in \(kubeletDiscovery.procDirectory); cannot check that it watches \(directory)")
+            return []
+        }
+        var problems: [String] = []
+        let registry = kubelets.map { ($0, KubeletReach.registryProblem(directory: directory, kubelet: $0)) }
+        if let watching = registry.first(where: { $0.1 == nil })?.0 {
+            logger.info("the running kubelet (\(watching.summary)) watches \(directory), where this registrar \(linked ? "links" : "serves") the registration socket")
+        } else {
+            for case (let kubelet, let problem?) in registry {
+                problems.append(
+                    "\(problem): it will never see the registration socket this registrar \(linked ? "links into" : "serves in") \(directory) (\(flag)); expected \(flag)=\(kubelet.registryDirectory)")
+            }
+        }
+        let endpoint = configuration.kubeletRegistrationPath
+        let reach = kubelets.map { KubeletReach.endpointProblem(endpoint: endpoint, kubelet: $0) }
+        if !reach.contains(where: { $0 == nil }) {
+            for case let problem? in reach {
+                problems.append("--kubelet-registration-path \(endpoint) is not reachable by the kubelet: \(problem)")
+            }
+        }
+        for problem in problems { logger.warning(problem) }
+        return problems
     }
 
     private func fetchName(_ driver: DriverClient) async throws -> DriverPluginInfo {
@@ -230,6 +274,8 @@ public final class Registrar: Sendable {
                 clock.now - socketSince >= configuration.registrationAckTimeout
             {
                 recreateReason = "the kubelet has not called NotifyRegistrationStatus within \(DriverWatcher.seconds(configuration.registrationAckTimeout)) (--registration-ack-timeout); is \(configuration.registryLinkDirectory ?? configuration.registrationDirectory) the kubelet's plugins_registry?"
+                // The likeliest cause: the kubelet watches another directory. Say so again.
+                checkKubelet()
             }
             // 3. Someone removed or replaced the socket.
             let expected = live.withLock { $0.socketIdentity }
