@@ -59,6 +59,9 @@ let program = CommandLineProgram(
                 CommandLineFlag(
                     "log-level", short: "v", value: "level", default: defaults.logLevel,
                     help: "Log verbosity: trace, debug, info, notice, warning, error, critical, or 0…5."),
+                CommandLineFlag(
+                    "logging-format", value: "format", kind: .choice(["text", "json"]), default: "text",
+                    help: "Log format: text or json (one object a line: ts, msg, v or level, key/values)."),
             ])
     ])
 
@@ -95,7 +98,9 @@ func runDriver() async -> Int32 {
         writeStandardError(program.usageError(error.description))
         return CommandLineError.exitStatus
     }
-    let logger = Logger(sink: StandardErrorLogSink(style: .timestamped(label: "csi-lvm-driver")), level: config.logLevel)
+    let text = StandardErrorLogSink.Style.timestamped(label: "csi-lvm-driver")
+    let style = StandardErrorLogSink.Style.forFormat(parsed.string("logging-format")!, text: text)!
+    let logger = Logger(sink: StandardErrorLogSink(style: style), level: config.logLevel)
     do {
         try await DriverProcess(configuration: config, logger: logger).run()
         return 0

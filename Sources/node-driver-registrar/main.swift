@@ -61,6 +61,9 @@ let program = CommandLineProgram(
                 CommandLineFlag(
                     "v", short: "v", value: "level", kind: .integer, default: "0",
                     help: "Log verbosity (klog style): 0-2 info, 3-4 debug, 5 trace."),
+                CommandLineFlag(
+                    "logging-format", value: "format", kind: .choice(["text", "json"]), default: "text",
+                    help: "Log format: text (klog style) or json (one object a line: ts, msg, v or level, key/values)."),
             ]),
         CommandLineCommand(
             name: "inspect",
@@ -95,7 +98,8 @@ func logLevel(verbosity: Int) -> LogLevel {
 /// Exit status: 0 after SIGTERM/SIGINT, 2 for a configuration upstream rejects, 64 for a usage
 /// error, 1 when the driver never answers within an explicit --connection-timeout or serving fails.
 func serve(_ flags: ParsedCommandLine) async -> Int32 {
-    let logger = Logger(sink: StandardErrorLogSink(style: .klog), level: logLevel(verbosity: flags.int("v")!))
+    let style = StandardErrorLogSink.Style.forFormat(flags.string("logging-format")!, text: .klog)!
+    let logger = Logger(sink: StandardErrorLogSink(style: style), level: logLevel(verbosity: flags.int("v")!))
     if let mode = flags.string("mode") {
         switch mode {
         case "kubelet-registration-probe":

@@ -27,11 +27,12 @@ OUR_FLAGS = {
         "endpoint", "driver-name", "node-id", "volume-group", "vg-pattern", "thin-pool",
         "overprovision-ratio", "topology-key", "max-volumes-per-node", "mode", "kubelet-dir",
         "backend", "loopfile-dir", "socket-mode", "shutdown-grace", "log-level", "v", "lvm-scan-device",
+        "logging-format",
     },
     "node-driver-registrar": {
         # upstream v2.17 compatible
         "csi-address", "kubelet-registration-path", "plugin-registration-path", "timeout",
-        "http-endpoint", "health-port", "mode", "connection-timeout", "v",
+        "http-endpoint", "health-port", "mode", "connection-timeout", "v", "logging-format",
         # this project's own
         "kubelet-registry-link-dir", "registration-ack-timeout",
     },
