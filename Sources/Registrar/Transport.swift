@@ -152,7 +152,7 @@ struct RegistrationService: PluginRegistration.RegistrationService {
     func notifyRegistrationStatus(
         _ request: PluginRegistration.RegistrationStatus, context: ServerContext
     ) async throws -> PluginRegistration.RegistrationStatusResponse {
-        logger.info("Received NotifyRegistrationStatus call: \(request) \(Self.describe(context.peer))")
+        logger.info("Received NotifyRegistrationStatus call: \(Self.describe(request)) \(Self.describe(context.peer))")
         let action = state.notify(registered: request.pluginRegistered, error: request.error)
         if request.pluginRegistered {
             logger.info("the kubelet registered \"\(state.announcement.name)\" (endpoint \(state.announcement.endpoint))")
@@ -161,6 +161,12 @@ struct RegistrationService: PluginRegistration.RegistrationService {
         }
         onAction(action)
         return PluginRegistration.RegistrationStatusResponse()
+    }
+
+    /// The kubelet's verdict in words: `registered=true`, or `registered=false error="<the kubelet's reason>"`.
+    static func describe(_ status: PluginRegistration.RegistrationStatus) -> String {
+        if status.error.isEmpty { return status.pluginRegistered ? "registered=true" : "registered=false (no error given)" }
+        return "registered=\(status.pluginRegistered) error=\(JSON.print(.string(status.error)))"
     }
 
     static func describe(_ peer: PeerCredentials?) -> String {
