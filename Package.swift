@@ -48,6 +48,11 @@ let package = Package(
         .executable(name: "protoc-gen-protowire", targets: ["protoc-gen-protowire"]),
         .executable(name: "protowire", targets: ["protowire"]),
     ],
+    // Only executables' modules (MetricsExport) use these; the libraries depend on the toolchain and
+    // Debian's C libraries alone.
+    dependencies: [
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+    ],
     targets: [
         // C libraries, each behind one thin system-library shim.
         .systemLibrary(
@@ -85,6 +90,10 @@ let package = Package(
         .target(name: "Registrar", dependencies: ["CSI", "H2", "Platform"], swiftSettings: strict),
         // The executables' flag parser.
         .target(name: "Flags", dependencies: ["Platform"], swiftSettings: strict),
+        // The executables' Prometheus metrics (swift-prometheus): registry, process metrics, gRPC calls.
+        .target(
+            name: "MetricsExport", dependencies: [.product(name: "Prometheus", package: "swift-prometheus")],
+            swiftSettings: strict),
 
         // Executables: thin shells over the libraries.
         .executableTarget(
@@ -97,7 +106,7 @@ let package = Package(
         .executableTarget(
             name: "node-driver-registrar",
             dependencies: [
-                "Registrar", "Flags", "H2", "Platform",
+                "Registrar", "Flags", "H2", "MetricsExport", "Platform",
             ],
             swiftSettings: strict
         ),
@@ -117,6 +126,7 @@ let package = Package(
         // Tests.
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "FlagsTests", dependencies: ["Flags"], swiftSettings: strict),
+        .testTarget(name: "MetricsExportTests", dependencies: ["MetricsExport"], swiftSettings: strict),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire", "ProtoWireGenerator", "CSI", "H2", "TestSupport"], exclude: ["Protos"], swiftSettings: strict),
         .testTarget(name: "H2Tests", dependencies: ["H2", "Platform", "ProtoWire", "CSI", "TestSupport"], swiftSettings: strict),

@@ -1,5 +1,5 @@
 internal import Glibc
-package import Platform
+internal import Platform
 
 /// A running kubelet, as its command line and its `--config` file describe it.
 package struct KubeletProcess: Sendable, Hashable {

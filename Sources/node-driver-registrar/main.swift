@@ -42,7 +42,7 @@ let program = CommandLineProgram(
                     "timeout", value: "duration", default: defaults.timeout, help: "Limit for each call to the driver (Go duration: 1s, 500ms)."),
                 CommandLineFlag(
                     "http-endpoint", value: "address",
-                    help: "TCP address of the HTTP server for /healthz, for example :9809 or 127.0.0.1:9809."),
+                    help: "TCP address of the HTTP server for /healthz and /metrics, for example :9809 or 127.0.0.1:9809."),
                 CommandLineFlag(
                     "health-port", value: "port", kind: .integer,
                     help: "Deprecated: TCP port of /healthz on all interfaces; use --http-endpoint. 0 disables."),
@@ -139,7 +139,11 @@ func serve(_ flags: ParsedCommandLine) async -> Int32 {
             ("kubelet-registration-path", configuration.kubeletRegistrationPath),
             ("plugin-registration-path", configuration.registrationDirectory),
         ])
-    let registrar = Registrar(configuration: configuration, logger: logger)
+    // Metrics are kept only where they can be read: on the HTTP endpoint.
+    let metrics = configuration.healthEndpoint == nil ? nil : RegistrarMetrics(version: RegistrarConfiguration.version)
+    var exposition: (@Sendable () -> String)?
+    if let metrics { exposition = { metrics.exposition() } }
+    let registrar = Registrar(configuration: configuration, logger: logger, observer: metrics, metricsExposition: exposition)
     do {
         try await registrar.runUntilSignal()
         return 0
