@@ -58,6 +58,7 @@ CLI::
 from __future__ import annotations
 
 import argparse
+import atexit
 import ctypes
 import ctypes.util
 import datetime as _dt
@@ -67,6 +68,7 @@ import os
 import pathlib
 import re
 import select
+import shutil
 import signal
 import socket as _socket
 import stat
@@ -127,6 +129,8 @@ def load_stubs(protos_dir: pathlib.Path = CSI_PROTOS) -> Stubs:
         from grpc_tools import protoc
 
         out = tempfile.mkdtemp(prefix="kubelet-sim-stubs-")
+        # Imported from there until the process ends; removed then.
+        atexit.register(shutil.rmtree, out, True)
         well_known = pathlib.Path(grpc_tools.__file__).parent / "_proto"
         for name in ("csi.proto", "pluginregistration.proto"):
             rc = protoc.main([
