@@ -90,16 +90,17 @@ let package = Package(
         .target(name: "Registrar", dependencies: ["CSI", "H2", "Platform"], swiftSettings: strict),
         // The executables' flag parser.
         .target(name: "Flags", dependencies: ["Platform"], swiftSettings: strict),
-        // The executables' Prometheus metrics (swift-prometheus): registry, process metrics, gRPC calls.
+        // The executables' Prometheus metrics (swift-prometheus): registry, process metrics, gRPC calls,
+        // and the driver's /metrics server.
         .target(
-            name: "MetricsExport", dependencies: [.product(name: "Prometheus", package: "swift-prometheus")],
+            name: "MetricsExport", dependencies: ["H2", "Platform", .product(name: "Prometheus", package: "swift-prometheus")],
             swiftSettings: strict),
 
         // Executables: thin shells over the libraries.
         .executableTarget(
             name: "csi-lvm-driver",
             dependencies: [
-                "Driver", "CSI", "Flags", "H2", "Platform", "Storage",
+                "Driver", "CSI", "Flags", "H2", "MetricsExport", "Platform", "Storage",
             ],
             swiftSettings: strict
         ),
@@ -126,7 +127,7 @@ let package = Package(
         // Tests.
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "FlagsTests", dependencies: ["Flags"], swiftSettings: strict),
-        .testTarget(name: "MetricsExportTests", dependencies: ["MetricsExport"], swiftSettings: strict),
+        .testTarget(name: "MetricsExportTests", dependencies: ["MetricsExport", "Platform", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire", "ProtoWireGenerator", "CSI", "H2", "TestSupport"], exclude: ["Protos"], swiftSettings: strict),
         .testTarget(name: "H2Tests", dependencies: ["H2", "Platform", "ProtoWire", "CSI", "TestSupport"], swiftSettings: strict),

@@ -14,6 +14,9 @@ public struct DriverProcess: Sendable {
     public let configuration: DriverConfiguration
     /// Where the driver logs.
     public let logger: Logger
+    /// Told when each CSI call finishes: its method (`CreateVolume`), the gRPC status code (0: OK)
+    /// and how long it took; for metrics. Runs on the serving thread: it must not block.
+    public var onCallFinished: (@Sendable (_ method: String, _ code: Int, _ duration: Duration) -> Void)?
 
     /// Creates the process description; nothing starts until ``run()``.
     public init(configuration: DriverConfiguration, logger: Logger) {
@@ -67,7 +70,7 @@ public struct DriverProcess: Sendable {
     /// A router with the services the mode asks for, over the configured backend.
     package func makeRouter() throws -> GRPCRouter {
         let backend = try makeBackend()
-        let log = RequestLog(logger: logger)
+        let log = RequestLog(logger: logger, onFinished: onCallFinished)
         let locks = VolumeLocks()
         var router = GRPCRouter()
         router.register(IdentityServer(configuration: configuration, backend: backend, log: log))

@@ -56,8 +56,10 @@ public final class MetricsRegistry: Sendable {
 /// A value that only goes up.
 public struct MetricCounter: Sendable {
     let base: Counter
-    /// Adds `amount` (1 by default).
-    public func increment(by amount: Double = 1) { base.increment(by: amount) }
+    /// Adds 1.
+    public func increment() { base.increment() }
+    /// Adds a whole `amount`.
+    public func increment(by amount: Int64) { base.increment(by: amount) }
 }
 
 /// A value that goes up and down.

@@ -2,6 +2,7 @@
 import Driver
 import Flags
 import H2
+import MetricsExport
 import Platform
 
 #if canImport(Glibc)
@@ -62,6 +63,9 @@ let program = CommandLineProgram(
                 CommandLineFlag(
                     "logging-format", value: "format", kind: .choice(["text", "json"]), default: "text",
                     help: "Log format: text or json (one object a line: ts, msg, v or level, key/values)."),
+                CommandLineFlag(
+                    "metrics-address", value: "address",
+                    help: "TCP address to serve Prometheus metrics at /metrics, for example :9810 (default: none)."),
             ])
     ])
 
@@ -101,8 +105,22 @@ func runDriver() async -> Int32 {
     let text = StandardErrorLogSink.Style.timestamped(label: "csi-lvm-driver")
     let style = StandardErrorLogSink.Style.forFormat(parsed.string("logging-format")!, text: text)!
     let logger = Logger(sink: StandardErrorLogSink(style: style), level: config.logLevel)
+    var process = DriverProcess(configuration: config, logger: logger)
+    var metricsServer: MetricsServer?
+    if let address = parsed.string("metrics-address"), !address.isEmpty {
+        let metrics = DriverMetrics(driverName: config.driverName, version: DriverConfiguration.version)
+        do {
+            metricsServer = try MetricsServer(address: address) { metrics.registry.exposition() }
+        } catch {
+            logger.error("csi-lvm-driver: --metrics-address: \(error)")
+            return 1
+        }
+        process.onCallFinished = { method, code, duration in metrics.record(method: method, code: code, duration: duration) }
+        logger.info("metrics served at http://\(address)/metrics (port \(metricsServer!.port))")
+    }
+    defer { metricsServer?.stop() }
     do {
-        try await DriverProcess(configuration: config, logger: logger).run()
+        try await process.run()
         return 0
     } catch {
         logger.error("csi-lvm-driver: \(error)")
