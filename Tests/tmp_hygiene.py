@@ -5,18 +5,27 @@ Tests/Interop; the hooks there call `start` and `finish`, which run once however
 
 import os
 import shutil
+import sys
 import tempfile
 
 _state = {"dir": None, "finished": False}
 
 
-def start():
+def start(config=None):
     if _state["dir"] is None:
         # Short: sockets are made below it, and a Unix socket path is limited to 107 bytes.
         _state["dir"] = tempfile.mkdtemp(prefix="swift-csi-py-", dir="/tmp")
         tempfile.tempdir = _state["dir"]
         os.environ["TMPDIR"] = _state["dir"]
+    if config is not None and not config.option.basetemp:
+        # pytest's own tmp_path directories: managed by pytest, removed with the session's directory.
+        config.option.basetemp = os.path.join(_state["dir"], "pytest")
     return _state["dir"]
+
+
+def _swiftpm_own(name):
+    """What `swift build` (run by some tests to link an executable) leaves in TMPDIR of its own accord."""
+    return name.startswith("TemporaryDirectory.") or (name.startswith("_") and name.endswith(".lock"))
 
 
 def leftovers(path):
@@ -32,6 +41,19 @@ def finish(session, reporter=None):
     if _state["finished"] or _state["dir"] is None:
         return
     _state["finished"] = True
+    # Modules that keep temporary files for the life of the process (the kubelet simulator's generated
+    # stubs, removed at exit) remove them now, before the check.
+    for module in list(sys.modules.values()):
+        remove = getattr(module, "remove_temporary_files", None)
+        if callable(remove):
+            remove()
+    shutil.rmtree(os.path.join(_state["dir"], "pytest"), ignore_errors=True)
+    for name in filter(_swiftpm_own, os.listdir(_state["dir"])):
+        path = os.path.join(_state["dir"], name)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
     left = leftovers(_state["dir"])
     shutil.rmtree(_state["dir"], ignore_errors=True)
     if left:

@@ -15,7 +15,7 @@ import tmp_hygiene  # noqa: E402
 
 
 def pytest_configure(config):
-    tmp_hygiene.start()
+    tmp_hygiene.start(config)
 
 
 def pytest_sessionfinish(session, exitstatus):
