@@ -134,9 +134,22 @@ def main():
     csi, gen = csi_stubs()
     print("binaries:", BIN)
     if wanted("driver"):
-        print("driver, loop file backend, idle:     ", driver_case(
-            csi, ["--backend", "loopfile", "--loopfile-dir", tempfile.mkdtemp(prefix="mem-lf-")],
-            lambda d: d.identity.Probe(d.csi.pb.ProbeRequest())))
+        loopfiles = tempfile.mkdtemp(prefix="mem-lf-")
+        try:
+            print("driver, loop file backend, idle:     ", driver_case(
+                csi, ["--backend", "loopfile", "--loopfile-dir", loopfiles],
+                lambda d: d.identity.Probe(d.csi.pb.ProbeRequest())))
+            port = rh.free_port()
+
+            def probe_and_scrape(d):
+                d.identity.Probe(d.csi.pb.ProbeRequest())
+                scrape(port)
+
+            print("driver, loop file, /metrics scraped: ", driver_case(
+                csi, ["--backend", "loopfile", "--loopfile-dir", loopfiles, "--metrics-address", f"127.0.0.1:{port}"],
+                probe_and_scrape))
+        finally:
+            shutil.rmtree(loopfiles, ignore_errors=True)
     if wanted("driver") and os.geteuid() == 0 and shutil.which("lvm"):
         name = "memvg" + uuid.uuid4().hex[:6]
         image = tempfile.mktemp(prefix="mem-pv-")
