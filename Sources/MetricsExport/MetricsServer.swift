@@ -11,9 +11,12 @@ public final class MetricsServer: Sendable {
     private let server: HTTP1Server
 
     /// Listens on `address` (`host:port`, `:port` for every interface, `[v6]:port`) and serves
-    /// `exposition()` at `/metrics` until ``stop()``.
+    /// `exposition()` at `/metrics` until ``stop()``; `refresh`, when given, runs before each
+    /// exposition (to read gauges that are costly to keep current).
     /// - Throws: ``MetricsServerError`` naming the address and what failed.
-    public init(address: String, exposition: @escaping @Sendable () -> String) throws(MetricsServerError) {
+    public init(
+        address: String, refresh: (@Sendable () async -> Void)? = nil, exposition: @escaping @Sendable () -> String
+    ) throws(MetricsServerError) {
         guard let colon = address.lastIndex(of: ":"), let number = Int(address[address.index(after: colon)...]),
             (0...65535).contains(number)
         else {
@@ -74,7 +77,10 @@ public final class MetricsServer: Sendable {
             do {
                 server = try HTTP1Server(
                     listeningSocket: fd, configuration: configuration,
-                    respond: { request in Self.answer(request, exposition: exposition) })
+                    respond: { request in
+                        if request.path == "/metrics", let refresh { await refresh() }
+                        return Self.answer(request, exposition: exposition)
+                    })
             } catch {
                 close(fd)
                 throw MetricsServerError(message: "cannot serve metrics on \(address): \(error)")

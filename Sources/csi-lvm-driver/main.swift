@@ -110,12 +110,15 @@ func runDriver() async -> Int32 {
     if let address = parsed.string("metrics-address"), !address.isEmpty {
         let metrics = DriverMetrics(driverName: config.driverName, version: DriverConfiguration.version)
         do {
-            metricsServer = try MetricsServer(address: address) { metrics.registry.exposition() }
+            metricsServer = try MetricsServer(address: address, refresh: { await metrics.refresh() }) {
+                metrics.registry.exposition()
+            }
         } catch {
             logger.error("csi-lvm-driver: --metrics-address: \(error)")
             return 1
         }
         process.onCallFinished = { method, code, duration in metrics.record(method: method, code: code, duration: duration) }
+        process.onBackendReady = { backend in metrics.use(backend) }
         logger.info("metrics served at http://\(address)/metrics (port \(metricsServer!.port))")
     }
     defer { metricsServer?.stop() }

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from csi_support import BINARY, Driver, create, delete, expect_code, generate_stubs
 from registrar_harness import free_port
+from test_csi_conformance import PHYSICAL_VOLUMES, lvm, volume_group  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.skipif(not os.path.exists(BINARY), reason=f"{BINARY} is not built (swift build)")
 DRIVER_NAME = "metrics.csi.swift-csi.io"
@@ -108,4 +109,39 @@ def test_metrics_address_that_cannot_be_bound_stops_the_driver(csi):
         assert r.returncode == 1, r
         assert "--metrics-address" in r.stderr and "not-an-address" in r.stderr, r.stderr
     finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_driver_reports_what_its_backend_holds(driver):
+    pb = driver.csi.pb
+    kept = [create(driver) for _ in range(2)]
+    gone = create(driver)
+    delete(driver, gone.volume_id)
+    driver.controller.CreateSnapshot(pb.CreateSnapshotRequest(name="snap-metrics", source_volume_id=kept[0].volume_id))
+    samples, families = scrape(driver.metrics_port)
+    listed = driver.controller.ListVolumes(pb.ListVolumesRequest()).entries
+    assert samples[("csi_lvm_driver_volumes", ())] == len(listed) == 2
+    assert samples[("csi_lvm_driver_snapshots", ())] == 1
+    assert families["csi_lvm_driver_volumes"].type == "gauge" and families["csi_lvm_driver_volumes"].documentation
+    # The loop-file backend has no volume groups.
+    assert not [k for k in samples if k[0].startswith("csi_lvm_driver_volume_group")]
+
+
+def test_driver_reports_its_volume_groups(csi, volume_group):
+    workdir = tempfile.mkdtemp(prefix="csi-metrics-")
+    port = free_port()
+    d = Driver(BINARY, csi, workdir, ["--backend", "lvm", "--volume-group", volume_group,
+                                      "--lvm-scan-device", PHYSICAL_VOLUMES[volume_group],
+                                      "--metrics-address", f"127.0.0.1:{port}"], driver_name=DRIVER_NAME)
+    try:
+        samples, _ = scrape(port)
+        report = lvm("vgs", "--noheadings", "--units", "b", "--nosuffix", "-o", "vg_size,vg_free", volume_group)
+        assert report.returncode == 0, report.stderr
+        size, free = (int(float(x)) for x in report.stdout.split())
+        labels = (("volume_group", volume_group),)
+        assert samples[("csi_lvm_driver_volume_group_size_bytes", labels)] == size
+        assert samples[("csi_lvm_driver_volume_group_free_bytes", labels)] == free
+        assert samples[("csi_lvm_driver_volumes", ())] == 0
+    finally:
+        d.stop()
         shutil.rmtree(workdir, ignore_errors=True)
