@@ -49,6 +49,11 @@ let package = Package(
         .executable(name: "protoc-gen-protowire", targets: ["protoc-gen-protowire"]),
         .executable(name: "protowire", targets: ["protowire"]),
     ],
+    // Only executables' modules (MetricsExport) use these; the libraries depend on the toolchain and
+    // Debian's C libraries alone.
+    dependencies: [
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+    ],
     targets: [
         // C libraries, each behind one thin system-library shim.
         .systemLibrary(
@@ -86,19 +91,24 @@ let package = Package(
         .target(name: "Registrar", dependencies: ["CSI", "H2", "Platform"], swiftSettings: strict),
         // The executables' flag parser.
         .target(name: "Flags", dependencies: ["Platform"], swiftSettings: strict),
+        // The executables' Prometheus metrics (swift-prometheus): registry, process metrics, gRPC calls,
+        // and the driver's /metrics server.
+        .target(
+            name: "MetricsExport", dependencies: ["H2", "Platform", .product(name: "Prometheus", package: "swift-prometheus")],
+            swiftSettings: strict),
 
         // Executables: thin shells over the libraries.
         .executableTarget(
             name: "csi-lvm-driver",
             dependencies: [
-                "CSIDriverKit", "CSI", "Flags", "H2", "Platform", "Storage",
+                "CSIDriverKit", "CSI", "Flags", "H2", "MetricsExport", "Platform", "Storage",
             ],
             swiftSettings: strict
         ),
         .executableTarget(
             name: "node-driver-registrar",
             dependencies: [
-                "Registrar", "Flags", "H2", "Platform",
+                "Registrar", "Flags", "H2", "MetricsExport", "Platform",
             ],
             swiftSettings: strict
         ),
@@ -118,6 +128,7 @@ let package = Package(
         // Tests.
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "FlagsTests", dependencies: ["Flags"], swiftSettings: strict),
+        .testTarget(name: "MetricsExportTests", dependencies: ["MetricsExport", "Platform", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire", "ProtoWireGenerator", "CSI", "H2", "TestSupport"], exclude: ["Protos"], swiftSettings: strict),
         .testTarget(name: "H2Tests", dependencies: ["H2", "Platform", "ProtoWire", "CSI", "TestSupport"], swiftSettings: strict),

@@ -1,6 +1,7 @@
 """Idle memory of the release binaries: the driver with the loop file backend, the driver with the
 LVM backend after a few calls (1.5 s after them, and 8 s after them, when the driver has closed its
-liblvm2cmd handle), the registrar once registered, and (with --h2-server) the H2 benchmark server
+liblvm2cmd handle), the registrar once registered (without, then with --http-endpoint after one
+/healthz and one /metrics request), and (with --h2-server) the H2 benchmark server
 at start, after one call and after a burst of calls. Prints VmRSS, RssAnon, RssFile and the thread
 count from /proc/PID/status; with --mappings (always for the H2 server) also where the resident
 pages are, per mapping (Benchmarks/Memory/smaps.py). Needs root for the LVM case (a VG on a loop
@@ -133,9 +134,22 @@ def main():
     csi, gen = csi_stubs()
     print("binaries:", BIN)
     if wanted("driver"):
-        print("driver, loop file backend, idle:     ", driver_case(
-            csi, ["--backend", "loopfile", "--loopfile-dir", tempfile.mkdtemp(prefix="mem-lf-")],
-            lambda d: d.identity.Probe(d.csi.pb.ProbeRequest())))
+        loopfiles = tempfile.mkdtemp(prefix="mem-lf-")
+        try:
+            print("driver, loop file backend, idle:     ", driver_case(
+                csi, ["--backend", "loopfile", "--loopfile-dir", loopfiles],
+                lambda d: d.identity.Probe(d.csi.pb.ProbeRequest())))
+            port = rh.free_port()
+
+            def probe_and_scrape(d):
+                d.identity.Probe(d.csi.pb.ProbeRequest())
+                scrape(port)
+
+            print("driver, loop file, /metrics scraped: ", driver_case(
+                csi, ["--backend", "loopfile", "--loopfile-dir", loopfiles, "--metrics-address", f"127.0.0.1:{port}"],
+                probe_and_scrape))
+        finally:
+            shutil.rmtree(loopfiles, ignore_errors=True)
     if wanted("driver") and os.geteuid() == 0 and shutil.which("lvm"):
         name = "memvg" + uuid.uuid4().hex[:6]
         image = tempfile.mktemp(prefix="mem-pv-")
@@ -154,18 +168,39 @@ def main():
     if not wanted("registrar"):
         gen.close()
         return
-    world = rh.World()
-    try:
-        endpoint = world.driver_socket(world.kubelet_plugins)
-        sim = world.start_kubelet()
-        world.start_driver(world.kubelet_plugins)
-        registrar = world.start_registrar(endpoint, endpoint, world.kubelet_registry)
-        rh.wait_until(lambda: rh.registered(sim), 10, what="registration")
-        time.sleep(1.5)
-        print("registrar, registered, idle:         ", status(registrar.popen.pid))
-    finally:
-        world.close()
+    for http in (False, True):
+        world = rh.World()
+        try:
+            endpoint = world.driver_socket(world.kubelet_plugins)
+            sim = world.start_kubelet()
+            world.start_driver(world.kubelet_plugins)
+            port = rh.free_port()
+            extra = (f"--http-endpoint=127.0.0.1:{port}",) if http else ()
+            registrar = world.start_registrar(endpoint, endpoint, world.kubelet_registry, extra=extra)
+            rh.wait_until(lambda: rh.registered(sim), 10, what="registration")
+            if http:
+                # One health check and one scrape: the metrics' code and state are resident.
+                rh.healthz(port)
+                scrape(port)
+            time.sleep(1.5)
+            label = "registrar, registered, idle:         " if not http else \
+                "registrar, /healthz + /metrics, idle:"
+            print(label, status(registrar.popen.pid))
+        finally:
+            world.close()
     gen.close()
+
+
+def scrape(port):
+    """GET /metrics; a binary without metrics answers 404, which is fine here."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            return r.read()
+    except urllib.error.HTTPError:
+        return b""
 
 
 if __name__ == "__main__":

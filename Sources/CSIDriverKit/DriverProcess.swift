@@ -1,7 +1,7 @@
 public import Platform
 import CSI
 package import H2
-package import Storage
+public import Storage
 
 #if canImport(Glibc)
     import Glibc
@@ -16,6 +16,11 @@ public struct DriverProcess: Sendable {
     public let configuration: DriverConfiguration
     /// Where the driver logs.
     public let logger: Logger
+    /// Told when each CSI call finishes: its method (`CreateVolume`), the gRPC status code (0: OK)
+    /// and how long it took; for metrics. Runs on the serving thread: it must not block.
+    public var onCallFinished: (@Sendable (_ method: String, _ code: Int, _ duration: Duration) -> Void)?
+    /// Given the storage backend once it is made, before the first call; for metrics.
+    public var onBackendReady: (@Sendable (any VolumeBackend) -> Void)?
 
     /// Creates the process description; nothing starts until ``run()``.
     public init(configuration: DriverConfiguration, logger: Logger) {
@@ -48,7 +53,8 @@ public struct DriverProcess: Sendable {
     package func makeRouter() throws -> GRPCRouter {
         let backend = try makeBackend()
         let options = configuration.driverOptions
-        let log = RequestLog(logger: logger)
+        onBackendReady?(backend)
+        let log = RequestLog(logger: logger, onFinished: onCallFinished)
         let locks = VolumeLocks()
         var router = GRPCRouter()
         router.register(IdentityServer(options: options, backend: backend, log: log))

@@ -12,6 +12,20 @@ public struct StandardErrorLogSink: LogSink {
         /// `I 21:46:27.010 message key=value`: klog's level letter (D, I, W, E) and the UTC time
         /// of day, as the upstream registrar logs.
         case klog
+        /// One JSON object a line, as Kubernetes components log with `--logging-format=json`:
+        /// `{"ts":1764971187.123456,"msg":"…","v":0,"key":"value"}`: `ts` in seconds since the epoch,
+        /// `v` the klog verbosity a record needs (0 info, 3 debug, 5 trace), or instead `level`
+        /// (`warning`, `error`) for warnings and errors; then the record's key/values.
+        case json
+
+        /// The style for a `--logging-format` value (`text` or `json`); `text` is `textStyle`.
+        package static func forFormat(_ format: String, text textStyle: Style) -> Style? {
+            switch format {
+            case "text": textStyle
+            case "json": .json
+            default: nil
+            }
+        }
     }
 
     /// How a line starts.
@@ -27,6 +41,7 @@ public struct StandardErrorLogSink: LogSink {
 
     /// The line for one record at `now` (seconds and nanoseconds since the epoch), newline included.
     package func line(level: LogLevel, message: String, fields: [(String, String)], now: (Int, Int)) -> String {
+        if case .json = style { return Self.jsonLine(level: level, message: message, fields: fields, now: now) }
         var seconds = now.0
         var parts = tm()
         gmtime_r(&seconds, &parts)
@@ -37,6 +52,8 @@ public struct StandardErrorLogSink: LogSink {
         case .timestamped(let label):
             let date = "\(Self.digits(Int(parts.tm_year) + 1900, 4))-\(Self.digits(Int(parts.tm_mon) + 1, 2))-\(Self.digits(Int(parts.tm_mday), 2))"
             line = "\(date)T\(time)Z \(level) \(label): \(message)"
+        case .json:
+            line = ""
         case .klog:
             let letter: String =
                 switch level {
@@ -50,6 +67,22 @@ public struct StandardErrorLogSink: LogSink {
         for (key, value) in fields { line += " \(key)=\(value)" }
         line += "\n"
         return line
+    }
+
+    /// One record as a JSON object and a newline (``Style/json``).
+    static func jsonLine(level: LogLevel, message: String, fields: [(String, String)], now: (Int, Int)) -> String {
+        let ts = "\(now.0).\(digits(now.1 / 1000, 6))"
+        var members: [(String, JSONValue)] = [("ts", .number(ts)), ("msg", .string(message))]
+        switch level {
+        case .trace: members.append(("v", .int(5)))
+        case .debug: members.append(("v", .int(3)))
+        case .info, .notice: members.append(("v", .int(0)))
+        case .warning: members.append(("level", .string("warning")))
+        case .error, .critical: members.append(("level", .string("error")))
+        }
+        let reserved: Set<String> = ["ts", "msg", "v", "level"]
+        for (key, value) in fields { members.append((reserved.contains(key) ? "field." + key : key, .string(value))) }
+        return JSON.print(.object(members)) + "\n"
     }
 
     private static func now() -> (Int, Int) {

@@ -32,7 +32,8 @@ package final class HealthServer: Sendable {
     /// Listens on `endpoint` (`host:port`, `:port`, `[v6]:port`) and serves until ``stop()``; a `check`
     /// that has not finished after `checkTimeout` is answered with 503.
     package init(
-        endpoint: String, checkTimeout: Duration = .seconds(10), check: @escaping @Sendable () async -> HealthReport
+        endpoint: String, checkTimeout: Duration = .seconds(10), metrics: (@Sendable () -> String)? = nil,
+        check: @escaping @Sendable () async -> HealthReport
     ) throws(RegistrarError) {
         self.endpoint = endpoint
         let (host, portText) = try Self.split(endpoint)
@@ -86,7 +87,7 @@ package final class HealthServer: Sendable {
             do {
                 server = try HTTP1Server(
                     listeningSocket: fd, configuration: Self.configuration(checkTimeout: checkTimeout),
-                    respond: { request in await Self.answer(request, check: check) })
+                    respond: { request in await Self.answer(request, metrics: metrics, check: check) })
             } catch {
                 close(fd)
                 throw RegistrarError(
@@ -128,9 +129,20 @@ package final class HealthServer: Sendable {
                 body: "health check did not finish within \(DriverWatcher.seconds(checkTimeout))\n"))
     }
 
-    /// The answer to one request: the check's verdict for `/healthz`, 404 or 405 otherwise.
-    static func answer(_ request: HTTP1Request, check: @Sendable () async -> HealthReport) async -> HTTP1Response {
+    /// The answer to one request: the check's verdict for `/healthz`, the Prometheus text for
+    /// `/metrics` (when `metrics` is given), 404 or 405 otherwise.
+    static func answer(
+        _ request: HTTP1Request, metrics: (@Sendable () -> String)? = nil, check: @Sendable () async -> HealthReport
+    ) async -> HTTP1Response {
         let path = request.path
+        if path == "/metrics", let metrics {
+            guard request.method == "GET" || request.method == "HEAD" else {
+                return HTTP1Response(
+                    status: 405, reason: "Method Not Allowed", body: "use GET or HEAD on /metrics, not \(request.method)\n",
+                    headers: [("Allow", "GET, HEAD")])
+            }
+            return HTTP1Response(status: 200, reason: "OK", body: metrics())
+        }
         guard path == "/healthz" else {
             return HTTP1Response(status: 404, reason: "Not Found", body: "no such path \(path); the health check is at /healthz\n")
         }

@@ -12,10 +12,18 @@ package struct Inspector: Sendable {
     /// The kubelet's annotation of driver names to node ids.
     package static let nodeIDAnnotation = "csi.volume.kubernetes.io/nodeid"
 
-    /// Inspects `registryDirectory`, bounding each call by `timeout`.
-    package init(registryDirectory: String, timeout: Duration = RegistrarConfiguration.defaultCallTimeout) {
+    /// Where the running kubelet is looked for.
+    package let kubeletDiscovery: KubeletDiscovery
+
+    /// Inspects `registryDirectory`, bounding each call by `timeout`; the running kubelet is looked for
+    /// with `kubeletDiscovery`.
+    package init(
+        registryDirectory: String, timeout: Duration = RegistrarConfiguration.defaultCallTimeout,
+        kubeletDiscovery: KubeletDiscovery = KubeletDiscovery()
+    ) {
         self.registryDirectory = PathInspection.absolute(registryDirectory)
         self.timeout = timeout
+        self.kubeletDiscovery = kubeletDiscovery
     }
 
     /// What one entry of the registry is and what the kubelet will do with it.
@@ -63,6 +71,10 @@ package struct Inspector: Sendable {
     package struct Report: Sendable, Hashable {
         package var registryDirectory: String
         package var entries: [Entry]
+        /// The kubelets running on this machine (none found: empty, and nothing is checked against them).
+        package var kubelets: [KubeletProcess] = []
+        /// Why no running kubelet watches ``registryDirectory``; nil when one does, or none was found.
+        package var registryProblem: String?
 
         /// The annotation value the kubelet keeps on the Node: every registering driver's node id.
         package var annotation: String? {
@@ -73,8 +85,8 @@ package struct Inspector: Sendable {
             return pairs.isEmpty ? nil : JSON.print(.object(pairs.sorted { $0.0 < $1.0 }))
         }
 
-        /// Whether every entry registers.
-        package var allRegister: Bool { entries.allSatisfy(\.registers) }
+        /// Whether every entry registers, in a directory the running kubelet (if one was found) watches.
+        package var allRegister: Bool { registryProblem == nil && entries.allSatisfy(\.registers) }
     }
 
     /// Looks at every entry of the registry (names starting with a dot are skipped, as the kubelet does).
@@ -95,11 +107,30 @@ package struct Inspector: Sendable {
             names.append(name)
         }
         closedir(dir)
+        let kubelets = kubeletDiscovery.runningKubelets()
         var entries: [Entry] = []
         for name in names.sorted() {
-            entries.append(await inspectEntry(name))
+            var entry = await inspectEntry(name)
+            // The announced endpoint must exist where the kubelet looks, not only where this process does.
+            if entry.failure == nil, let endpoint = entry.announcement?.endpoint, !kubelets.isEmpty {
+                let problems = kubelets.map { KubeletReach.endpointProblem(endpoint: endpoint, kubelet: $0) }
+                if !problems.contains(where: { $0 == nil }), let problem = problems.first ?? nil {
+                    entry.failure = problem
+                }
+            }
+            entries.append(entry)
         }
-        return Report(registryDirectory: registryDirectory, entries: entries)
+        var report = Report(registryDirectory: registryDirectory, entries: entries, kubelets: kubelets)
+        let problems = kubelets.map { KubeletReach.registryProblem(directory: registryDirectory, kubelet: $0) }
+        if !kubelets.isEmpty, !problems.contains(where: { $0 == nil }) {
+            let watched = kubelets.map(\.registryDirectory).joined(separator: ", ")
+            let problem = (problems.first ?? nil) ?? "no running kubelet watches \(registryDirectory)"
+            report.registryProblem = "\(problem): nothing in this directory registers (inspect --registry-dir=\(watched) shows what the kubelet sees)"
+            for index in report.entries.indices where report.entries[index].failure == nil {
+                report.entries[index].failure = "the running kubelet does not watch \(registryDirectory)"
+            }
+        }
+        return report
     }
 
     func inspectEntry(_ name: String) async -> Entry {
@@ -245,7 +276,18 @@ extension Inspector.Report {
             if !e.warnings.isEmpty { members.append(("warnings", .array(e.warnings.map { .string($0) }))) }
             items.append(.object(members))
         }
-        var root: [(String, JSONValue)] = [("registryDirectory", .string(registryDirectory)), ("entries", .array(items))]
+        var root: [(String, JSONValue)] = [("registryDirectory", .string(registryDirectory))]
+        root.append(("kubelets", .array(kubelets.map { k in
+            var members: [(String, JSONValue)] = [
+                ("pid", .int(k.pid)), ("rootDir", .string(k.rootDirectory)), ("rootDirSource", .string(k.source.description)),
+                ("registryDirectory", .string(k.registryDirectory)),
+            ]
+            if let problem = k.configProblem { members.append(("configProblem", .string(problem))) }
+            return .object(members)
+        })))
+        root.append(("watchedByKubelet", kubelets.isEmpty ? .null : .bool(registryProblem == nil)))
+        if let registryProblem { root.append(("verdict", .string(registryProblem))) }
+        root.append(("entries", .array(items)))
         root.append(("annotation", annotation.map { .object([(Inspector.nodeIDAnnotation, .string($0))]) } ?? .null))
         return JSON.print(.object(root), pretty: true)
     }
@@ -253,6 +295,15 @@ extension Inspector.Report {
     /// The report as text for an operator.
     package var text: String {
         var out = "Registry \(registryDirectory): \(entries.count) \(entries.count == 1 ? "entry" : "entries")\n"
+        if kubelets.isEmpty {
+            out += "  kubelet:         no running kubelet found; not checked that one watches this directory\n"
+        }
+        for k in kubelets {
+            out += "  kubelet:         \(k.summary): watches \(k.registryDirectory)\n"
+        }
+        if let registryProblem {
+            out += "  verdict:         NOT watched by the kubelet: \(registryProblem)\n"
+        }
         if entries.isEmpty {
             out += "  (empty: the kubelet has no plugin to register here)\n"
         }

@@ -25,10 +25,37 @@ public final class Registrar: Sendable {
     }
     private let live = Mutex(Live())
 
+    /// Where the running kubelet is looked for.
+    let kubeletDiscovery: KubeletDiscovery
+    /// Told what happens, for metrics.
+    let observer: (any RegistrarObserver)?
+    /// The text served at `/metrics` beside `/healthz`; nil: no `/metrics`.
+    let metricsExposition: (@Sendable () -> String)?
+
     /// Creates a registrar; nothing happens until ``run()``.
-    public init(configuration: RegistrarConfiguration, logger: Logger) {
+    /// - Parameters:
+    ///   - observer: told each ``RegistrarEvent``, for metrics.
+    ///   - metricsExposition: the Prometheus text served at `/metrics` on the health endpoint
+    ///     (`--http-endpoint`); nil: `/metrics` is not served.
+    public convenience init(
+        configuration: RegistrarConfiguration, logger: Logger, observer: (any RegistrarObserver)? = nil,
+        metricsExposition: (@Sendable () -> String)? = nil
+    ) {
+        self.init(
+            configuration: configuration, logger: logger, kubeletDiscovery: KubeletDiscovery(), observer: observer,
+            metricsExposition: metricsExposition)
+    }
+
+    /// Creates a registrar that looks for the kubelet with `kubeletDiscovery`.
+    package init(
+        configuration: RegistrarConfiguration, logger: Logger, kubeletDiscovery: KubeletDiscovery,
+        observer: (any RegistrarObserver)? = nil, metricsExposition: (@Sendable () -> String)? = nil
+    ) {
         self.configuration = configuration
         self.logger = logger
+        self.kubeletDiscovery = kubeletDiscovery
+        self.observer = observer
+        self.metricsExposition = metricsExposition
     }
 
     /// Runs until SIGTERM or SIGINT, then cleans up and returns.
@@ -71,16 +98,19 @@ public final class Registrar: Sendable {
     // MARK: - Start
 
     private func register() async throws {
+        observer?.record(.phase(.waitingForDriver))
         if let endpoint = configuration.healthEndpoint {
-            let health = try HealthServer(endpoint: endpoint) { await self.health() }
+            let health = try HealthServer(endpoint: endpoint, metrics: metricsExposition) { await self.health() }
             live.withLock { $0.health = health }
-            logger.info("health check served at http://\(endpoint)/healthz (port \(health.port))")
+            logger.info("health check served at http://\(endpoint)/healthz (port \(health.port))"
+                + (metricsExposition == nil ? "" : ", metrics at /metrics"))
         }
-        let driver = DriverClient(socketPath: configuration.driverSocket, timeout: configuration.callTimeout)
+        let driver = DriverClient(socketPath: configuration.driverSocket, timeout: configuration.callTimeout, observer: observer)
         logger.info("Attempting to open a gRPC connection with: \(configuration.driverSocket)")
         let info = try await DriverWatcher(socketPath: configuration.driverSocket, logger: logger)
             .waitForDriver(timeout: configuration.connectionTimeout) { try await self.fetchName(driver) }
         logger.info("CSI driver name: \"\(info.name)\"")
+        observer?.record(.driverIdentified(name: info.name))
 
         let socketPath = configuration.registrationSocket(for: info.name)
         let state = RegistrationState(announcement: PluginAnnouncement(
@@ -127,6 +157,41 @@ public final class Registrar: Sendable {
                 logger.warning("replaced \(leftOver) link \(link.path) -> \(link.target) (left by a registrar that did not exit cleanly)")
             }
         }
+        checkKubelet()
+    }
+
+    /// Compares the registry this registrar serves or links into, and the endpoint it announces, with
+    /// what the running kubelet watches and can dial; logs a warning for each mismatch.
+    /// - Returns: the warnings logged.
+    @discardableResult
+    func checkKubelet() -> [String] {
+        let linked = configuration.registryLinkDirectory != nil
+        let directory = configuration.registryLinkDirectory ?? configuration.registrationDirectory
+        let flag = linked ? "--kubelet-registry-link-dir" : "--plugin-registration-path"
+        let kubelets = kubeletDiscovery.runningKubelets()
+        guard !kubelets.isEmpty else {
+            logger.info("no running kubelet found in \(kubeletDiscovery.procDirectory); cannot check that it watches \(directory)")
+            return []
+        }
+        var problems: [String] = []
+        let registry = kubelets.map { ($0, KubeletReach.registryProblem(directory: directory, kubelet: $0)) }
+        if let watching = registry.first(where: { $0.1 == nil })?.0 {
+            logger.info("the running kubelet (\(watching.summary)) watches \(directory), where this registrar \(linked ? "links" : "serves") the registration socket")
+        } else {
+            for case (let kubelet, let problem?) in registry {
+                problems.append(
+                    "\(problem): it will never see the registration socket this registrar \(linked ? "links into" : "serves in") \(directory) (\(flag)); expected \(flag)=\(kubelet.registryDirectory)")
+            }
+        }
+        let endpoint = configuration.kubeletRegistrationPath
+        let reach = kubelets.map { KubeletReach.endpointProblem(endpoint: endpoint, kubelet: $0) }
+        if !reach.contains(where: { $0 == nil }) {
+            for case let problem? in reach {
+                problems.append("--kubelet-registration-path \(endpoint) is not reachable by the kubelet: \(problem)")
+            }
+        }
+        for problem in problems { logger.warning(problem) }
+        return problems
     }
 
     private func fetchName(_ driver: DriverClient) async throws -> DriverPluginInfo {
@@ -156,7 +221,8 @@ public final class Registrar: Sendable {
                 code: .pathConflict,
                 message: "cannot create registration socket \(socketPath): expected nothing or a stale socket there, found \(other)")
         }
-        let endpoint = try await RegistrationEndpoint.start(socketPath: socketPath, state: state, logger: logger) { [weak self] action in
+        let endpoint = try await RegistrationEndpoint.start(socketPath: socketPath, state: state, logger: logger, observer: observer) {
+            [weak self] action in
             self?.live.withLock { $0.pendingActions.append(action) }
         }
         guard chmod(socketPath, 0o600) == 0 else {
@@ -170,6 +236,7 @@ public final class Registrar: Sendable {
             $0.conflict = nil
         }
         state.socketRecreated()
+        observer?.record(.phase(.pending))
         logger.info("Registration Server started at: \(socketPath)")
     }
 
@@ -194,7 +261,7 @@ public final class Registrar: Sendable {
         var driverIdentity = PathInspection.identity(of: configuration.driverSocket)
         // A restarted driver's socket whose GetPluginInfo has not answered yet: asked again every tick.
         var unansweredIdentity: FileIdentity?
-        let driver = DriverClient(socketPath: configuration.driverSocket, timeout: configuration.callTimeout)
+        let driver = DriverClient(socketPath: configuration.driverSocket, timeout: configuration.callTimeout, observer: observer)
         // Recreations because the kubelet refused: 0.5 s doubling to 30 s, so a kubelet that keeps
         // refusing is not hammered; reset once it registers the driver.
         var refusals = 0
@@ -208,6 +275,7 @@ public final class Registrar: Sendable {
             // 1. The kubelet said no: recreate so it tries again.
             let actions = live.withLock { l in defer { l.pendingActions = [] }; return l.pendingActions }
             var recreateReason: String?
+            var reregistration = ReregistrationReason.refused
             for case .recreateSocket(let reason) in actions {
                 refusals += 1
                 let delay = Duration.milliseconds(min(30_000, 500 << min(refusals - 1, 6)))
@@ -229,13 +297,17 @@ public final class Registrar: Sendable {
                 live.withLock({ $0.linkProblem == nil }),
                 clock.now - socketSince >= configuration.registrationAckTimeout
             {
+                reregistration = .acknowledgementTimeout
                 recreateReason = "the kubelet has not called NotifyRegistrationStatus within \(DriverWatcher.seconds(configuration.registrationAckTimeout)) (--registration-ack-timeout); is \(configuration.registryLinkDirectory ?? configuration.registrationDirectory) the kubelet's plugins_registry?"
+                // The likeliest cause: the kubelet watches another directory. Say so again.
+                checkKubelet()
             }
             // 3. Someone removed or replaced the socket.
             let expected = live.withLock { $0.socketIdentity }
             let current = PathInspection.identity(of: socketPath)
             if recreateReason == nil, current != expected {
                 if current == nil {
+                    reregistration = .removed
                     recreateReason = "registration socket \(socketPath) was removed by another process"
                 } else if live.withLock({ $0.conflict == nil }) {
                     let problem = "registration socket \(socketPath) was replaced by \(PathInspection.kind(of: socketPath)) not made by this registrar; leaving it alone"
@@ -245,6 +317,7 @@ public final class Registrar: Sendable {
             }
             if let reason = recreateReason {
                 logger.warning("\(reason); recreating \(socketPath) so the kubelet registers the driver again")
+                observer?.record(.reregistration(reregistration))
                 await recreate(socketPath, state: state)
                 socketSince = clock.now
             }
@@ -351,7 +424,8 @@ public final class Registrar: Sendable {
         }
         if let problem = state.driverProblem { return HealthReport(healthy: false, reason: problem) }
         do {
-            let ready = try await DriverClient(socketPath: configuration.driverSocket, timeout: configuration.callTimeout).probe()
+            let ready = try await DriverClient(socketPath: configuration.driverSocket, timeout: configuration.callTimeout, observer: observer)
+                .probe()
             if ready == false {
                 return HealthReport(healthy: false, reason: "driver at \(configuration.driverSocket) answered Probe with ready: false")
             }

@@ -41,6 +41,8 @@ public struct RegistrarError: Error, Sendable, Hashable, CustomStringConvertible
     public var message: String
     /// The error that caused this one, if any.
     public var underlying: String?
+    /// The gRPC status code of a failed call (``Code/driverUnavailable``), for metrics.
+    package var grpcCode: Int?
 
     /// Creates an error.
     public init(code: Code, message: String, underlying: String? = nil) {

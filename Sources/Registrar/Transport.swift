@@ -22,35 +22,53 @@ package struct DriverNodeInfo: Sendable, Hashable {
 package struct DriverClient: Sendable {
     package let socketPath: String
     package let timeout: Duration
+    /// Told each call's method, status code and duration.
+    package let observer: (any RegistrarObserver)?
 
-    package init(socketPath: String, timeout: Duration) {
+    package init(socketPath: String, timeout: Duration, observer: (any RegistrarObserver)? = nil) {
         self.socketPath = socketPath
         self.timeout = timeout
+        self.observer = observer
     }
 
     private var options: CallOptions { CallOptions(timeout: timeout) }
 
     /// `csi.v1.Identity/GetPluginInfo`.
     package func pluginInfo() async throws -> DriverPluginInfo {
-        let response = try await call("GetPluginInfo") { try await IdentityClient(channel: $0).getPluginInfo(options: options) }
+        let response = try await call("/csi.v1.Identity/GetPluginInfo") { try await IdentityClient(channel: $0).getPluginInfo(options: options) }
         return DriverPluginInfo(name: response.name, vendorVersion: response.vendorVersion)
     }
 
     /// `csi.v1.Identity/Probe`: whether the driver says it is ready (nil: it did not say, which means ready).
     package func probe() async throws -> Bool? {
-        try await call("Probe") { try await IdentityClient(channel: $0).probe(options: options) }.ready
+        try await call("/csi.v1.Identity/Probe") { try await IdentityClient(channel: $0).probe(options: options) }.ready
     }
 
     /// `csi.v1.Node/NodeGetInfo`.
     package func nodeInfo() async throws -> DriverNodeInfo {
-        let response = try await call("NodeGetInfo") { try await NodeClient(channel: $0).nodeGetInfo(options: options) }
+        let response = try await call("/csi.v1.Node/NodeGetInfo") { try await NodeClient(channel: $0).nodeGetInfo(options: options) }
         return DriverNodeInfo(
             nodeID: response.nodeID, maxVolumesPerNode: response.maxVolumesPerNode,
             topologySegments: response.accessibleTopology?.segments ?? [:])
     }
 
+    /// One call; `method` is the full name (`/csi.v1.Identity/Probe`), its last part names it in errors.
     private func call<R: Sendable>(_ method: String, _ body: (GRPCChannel) async throws -> R) async throws -> R {
-        try await Transport.call(socketPath: socketPath, method: method, body)
+        let name = String(method.split(separator: "/").last ?? Substring(method))
+        guard let observer else { return try await Transport.call(socketPath: socketPath, method: name, body) }
+        let clock = ContinuousClock()
+        let start = clock.now
+        var code = 0
+        defer { observer.record(.driverCall(method: method, code: code, duration: clock.now - start)) }
+        do {
+            return try await Transport.call(socketPath: socketPath, method: name, body)
+        } catch let error as RegistrarError {
+            code = error.grpcCode ?? RPCError.Code.unknown.rawValue
+            throw error
+        } catch {
+            code = RPCError.Code.unknown.rawValue
+            throw error
+        }
     }
 }
 
@@ -86,11 +104,11 @@ package final class RegistrationEndpoint: Sendable {
 
     /// Serves GetInfo and NotifyRegistrationStatus from `state` on a new socket at `socketPath`, owner-only (0600).
     package static func start(
-        socketPath: String, state: RegistrationState, logger: Logger,
+        socketPath: String, state: RegistrationState, logger: Logger, observer: (any RegistrarObserver)? = nil,
         onAction: @escaping @Sendable (RegistrationState.Action) -> Void
     ) async throws -> RegistrationEndpoint {
         var router = GRPCRouter()
-        router.register(RegistrationService(state: state, logger: logger, onAction: onAction))
+        router.register(RegistrationService(state: state, logger: logger, observer: observer, onAction: onAction))
         var configuration = GRPCServerConfiguration(address: socketPath)
         configuration.socketMode = 0o600
         configuration.maxConnections = 64
@@ -122,7 +140,9 @@ enum Transport {
         do {
             return try await body(channel)
         } catch let error as RPCError {
-            throw RegistrarError(code: .driverUnavailable, message: "\(method) on \(socketPath) failed", underlying: error.description)
+            var failure = RegistrarError(code: .driverUnavailable, message: "\(method) on \(socketPath) failed", underlying: error.description)
+            failure.grpcCode = error.code.rawValue
+            throw failure
         }
     }
 }
@@ -131,6 +151,7 @@ enum Transport {
 struct RegistrationService: PluginRegistration.RegistrationService {
     let state: RegistrationState
     let logger: Logger
+    var observer: (any RegistrarObserver)? = nil
     let onAction: @Sendable (RegistrationState.Action) -> Void
 
     func getInfo(_ request: PluginRegistration.InfoRequest, context: ServerContext) async throws -> PluginRegistration.PluginInfo {
@@ -140,6 +161,7 @@ struct RegistrationService: PluginRegistration.RegistrationService {
             logger.debug("Received GetInfo call from this process's health check")
         } else {
             logger.info("Received GetInfo call: \(Self.describe(context.peer))")
+            observer?.record(.kubeletGetInfo)
         }
         var info = PluginRegistration.PluginInfo()
         info.type = announcement.type
@@ -152,8 +174,10 @@ struct RegistrationService: PluginRegistration.RegistrationService {
     func notifyRegistrationStatus(
         _ request: PluginRegistration.RegistrationStatus, context: ServerContext
     ) async throws -> PluginRegistration.RegistrationStatusResponse {
-        logger.info("Received NotifyRegistrationStatus call: \(request) \(Self.describe(context.peer))")
+        logger.info("Received NotifyRegistrationStatus call: \(Self.describe(request)) \(Self.describe(context.peer))")
         let action = state.notify(registered: request.pluginRegistered, error: request.error)
+        observer?.record(.kubeletNotified(registered: request.pluginRegistered))
+        observer?.record(.phase(request.pluginRegistered ? .registered : .refused))
         if request.pluginRegistered {
             logger.info("the kubelet registered \"\(state.announcement.name)\" (endpoint \(state.announcement.endpoint))")
         } else {
@@ -161,6 +185,12 @@ struct RegistrationService: PluginRegistration.RegistrationService {
         }
         onAction(action)
         return PluginRegistration.RegistrationStatusResponse()
+    }
+
+    /// The kubelet's verdict in words: `registered=true`, or `registered=false error="<the kubelet's reason>"`.
+    static func describe(_ status: PluginRegistration.RegistrationStatus) -> String {
+        if status.error.isEmpty { return status.pluginRegistered ? "registered=true" : "registered=false (no error given)" }
+        return "registered=\(status.pluginRegistered) error=\(JSON.print(.string(status.error)))"
     }
 
     static func describe(_ peer: PeerCredentials?) -> String {

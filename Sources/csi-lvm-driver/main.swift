@@ -2,6 +2,7 @@
 import CSIDriverKit
 import Flags
 import H2
+import MetricsExport
 import Platform
 
 #if canImport(Glibc)
@@ -59,6 +60,12 @@ let program = CommandLineProgram(
                 CommandLineFlag(
                     "log-level", short: "v", value: "level", default: defaults.logLevel,
                     help: "Log verbosity: trace, debug, info, notice, warning, error, critical, or 0…5."),
+                CommandLineFlag(
+                    "logging-format", value: "format", kind: .choice(["text", "json"]), default: "text",
+                    help: "Log format: text or json (one object a line: ts, msg, v or level, key/values)."),
+                CommandLineFlag(
+                    "metrics-address", value: "address",
+                    help: "TCP address to serve Prometheus metrics at /metrics, for example :9810 (default: none)."),
             ])
     ])
 
@@ -95,9 +102,28 @@ func runDriver() async -> Int32 {
         writeStandardError(program.usageError(error.description))
         return CommandLineError.exitStatus
     }
-    let logger = Logger(sink: StandardErrorLogSink(style: .timestamped(label: "csi-lvm-driver")), level: config.logLevel)
+    let text = StandardErrorLogSink.Style.timestamped(label: "csi-lvm-driver")
+    let style = StandardErrorLogSink.Style.forFormat(parsed.string("logging-format")!, text: text)!
+    let logger = Logger(sink: StandardErrorLogSink(style: style), level: config.logLevel)
+    var process = DriverProcess(configuration: config, logger: logger)
+    var metricsServer: MetricsServer?
+    if let address = parsed.string("metrics-address"), !address.isEmpty {
+        let metrics = DriverMetrics(driverName: config.driverName, version: DriverConfiguration.version)
+        do {
+            metricsServer = try MetricsServer(address: address, refresh: { await metrics.refresh() }) {
+                metrics.registry.exposition()
+            }
+        } catch {
+            logger.error("csi-lvm-driver: --metrics-address: \(error)")
+            return 1
+        }
+        process.onCallFinished = { method, code, duration in metrics.record(method: method, code: code, duration: duration) }
+        process.onBackendReady = { backend in metrics.use(backend) }
+        logger.info("metrics served at http://\(address)/metrics (port \(metricsServer!.port))")
+    }
+    defer { metricsServer?.stop() }
     do {
-        try await DriverProcess(configuration: config, logger: logger).run()
+        try await process.run()
         return 0
     } catch {
         logger.error("csi-lvm-driver: \(error)")

@@ -42,7 +42,7 @@ let program = CommandLineProgram(
                     "timeout", value: "duration", default: defaults.timeout, help: "Limit for each call to the driver (Go duration: 1s, 500ms)."),
                 CommandLineFlag(
                     "http-endpoint", value: "address",
-                    help: "TCP address of the HTTP server for /healthz, for example :9809 or 127.0.0.1:9809."),
+                    help: "TCP address of the HTTP server for /healthz and /metrics, for example :9809 or 127.0.0.1:9809."),
                 CommandLineFlag(
                     "health-port", value: "port", kind: .integer,
                     help: "Deprecated: TCP port of /healthz on all interfaces; use --http-endpoint. 0 disables."),
@@ -61,6 +61,9 @@ let program = CommandLineProgram(
                 CommandLineFlag(
                     "v", short: "v", value: "level", kind: .integer, default: "0",
                     help: "Log verbosity (klog style): 0-2 info, 3-4 debug, 5 trace."),
+                CommandLineFlag(
+                    "logging-format", value: "format", kind: .choice(["text", "json"]), default: "text",
+                    help: "Log format: text (klog style) or json (one object a line: ts, msg, v or level, key/values)."),
             ]),
         CommandLineCommand(
             name: "inspect",
@@ -95,7 +98,8 @@ func logLevel(verbosity: Int) -> LogLevel {
 /// Exit status: 0 after SIGTERM/SIGINT, 2 for a configuration upstream rejects, 64 for a usage
 /// error, 1 when the driver never answers within an explicit --connection-timeout or serving fails.
 func serve(_ flags: ParsedCommandLine) async -> Int32 {
-    let logger = Logger(sink: StandardErrorLogSink(style: .klog), level: logLevel(verbosity: flags.int("v")!))
+    let style = StandardErrorLogSink.Style.forFormat(flags.string("logging-format")!, text: .klog)!
+    let logger = Logger(sink: StandardErrorLogSink(style: style), level: logLevel(verbosity: flags.int("v")!))
     if let mode = flags.string("mode") {
         switch mode {
         case "kubelet-registration-probe":
@@ -135,7 +139,11 @@ func serve(_ flags: ParsedCommandLine) async -> Int32 {
             ("kubelet-registration-path", configuration.kubeletRegistrationPath),
             ("plugin-registration-path", configuration.registrationDirectory),
         ])
-    let registrar = Registrar(configuration: configuration, logger: logger)
+    // Metrics are kept only where they can be read: on the HTTP endpoint.
+    let metrics = configuration.healthEndpoint == nil ? nil : RegistrarMetrics(version: RegistrarConfiguration.version)
+    var exposition: (@Sendable () -> String)?
+    if let metrics { exposition = { metrics.exposition() } }
+    let registrar = Registrar(configuration: configuration, logger: logger, observer: metrics, metricsExposition: exposition)
     do {
         try await registrar.runUntilSignal()
         return 0

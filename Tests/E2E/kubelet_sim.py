@@ -58,6 +58,7 @@ CLI::
 from __future__ import annotations
 
 import argparse
+import atexit
 import ctypes
 import ctypes.util
 import datetime as _dt
@@ -67,6 +68,7 @@ import os
 import pathlib
 import re
 import select
+import shutil
 import signal
 import socket as _socket
 import stat
@@ -116,6 +118,16 @@ class Stubs:
         self.reg_pb2_grpc = importlib.import_module("pluginregistration_pb2_grpc")
 
 
+_STUB_DIRS: list[str] = []
+
+
+def remove_temporary_files():
+    """Removes the generated stubs' directory (at exit; a test session calls it before checking that
+    nothing is left in its temporary directory). The modules stay imported."""
+    while _STUB_DIRS:
+        shutil.rmtree(_STUB_DIRS.pop(), ignore_errors=True)
+
+
 def load_stubs(protos_dir: pathlib.Path = CSI_PROTOS) -> Stubs:
     """Generates (once per process) and imports Python stubs for csi.proto and
     pluginregistration.proto into a temporary directory."""
@@ -127,6 +139,9 @@ def load_stubs(protos_dir: pathlib.Path = CSI_PROTOS) -> Stubs:
         from grpc_tools import protoc
 
         out = tempfile.mkdtemp(prefix="kubelet-sim-stubs-")
+        # Imported from there until the process ends; removed then.
+        _STUB_DIRS.append(out)
+        atexit.register(remove_temporary_files)
         well_known = pathlib.Path(grpc_tools.__file__).parent / "_proto"
         for name in ("csi.proto", "pluginregistration.proto"):
             rc = protoc.main([

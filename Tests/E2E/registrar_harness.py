@@ -134,6 +134,7 @@ class World:
             d.mkdir(parents=True, exist_ok=True)
         self.procs: list[Proc] = []
         self.sims: list[kubelet_sim.KubeletSim] = []
+        self.fake_kubelets: list[subprocess.Popen] = []
         self._counter = 0
 
     # ---- processes ----------------------------------------------------------------------
@@ -176,6 +177,14 @@ class World:
         self.sims.append(sim)
         return sim
 
+    def start_fake_kubelet(self, *args: str) -> subprocess.Popen:
+        """A process whose command line reads like a kubelet's (`kubelet <args>`), as the registrar finds
+        the running kubelet in /proc; it only sleeps. Its argv[0] is `kubelet`, its program Python."""
+        p = subprocess.Popen(["kubelet", "-c", "import time; time.sleep(600)", *args], executable=sys.executable,
+                             stdin=subprocess.DEVNULL)
+        self.fake_kubelets.append(p)
+        return p
+
     def inspect(self, registry: Optional[pathlib.Path] = None) -> tuple[int, dict]:
         r = subprocess.run([str(REGISTRAR_BIN), "inspect", f"--registry-dir={registry or self.kubelet_registry}",
                             "--output=json"], capture_output=True, text=True, timeout=30)
@@ -197,6 +206,9 @@ class World:
                 pass
         for p in self.procs:
             p.kill()
+        for p in self.fake_kubelets:
+            p.kill()
+            p.wait()
         if os.environ.get("E2E_KEEP"):
             print(f"kept {self.base}")
         else:

@@ -36,7 +36,8 @@ def check_registered(world, sim, endpoint, registrar):
     validate = f"kubernetes.io/csi: Trying to validate a new CSI Driver with name: {DRIVER} endpoint: {endpoint} versions: 1.0.0"
     assert any(validate in line for line in sim.log.lines), sim.log.lines
     registrar.wait_log("Received GetInfo call")
-    registrar.wait_log("Received NotifyRegistrationStatus call")
+    registrar.wait_log("Received NotifyRegistrationStatus call: registered=true (peer pid")
+    assert "RegistrationStatus(" not in registrar.log()
 
 
 def check_inspect_registers(world, registry, endpoint):

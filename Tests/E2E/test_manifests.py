@@ -9,8 +9,12 @@ import shlex
 import shutil
 import subprocess
 
+import copy
+
+import kubernetes_validate
 import pytest
 import yaml
+from kubernetes_validate.utils import all_versions
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -27,11 +31,12 @@ OUR_FLAGS = {
         "endpoint", "driver-name", "node-id", "volume-group", "vg-pattern", "thin-pool",
         "overprovision-ratio", "topology-key", "max-volumes-per-node", "mode", "kubelet-dir",
         "backend", "loopfile-dir", "socket-mode", "shutdown-grace", "log-level", "v", "lvm-scan-device",
+        "logging-format", "metrics-address",
     },
     "node-driver-registrar": {
         # upstream v2.17 compatible
         "csi-address", "kubelet-registration-path", "plugin-registration-path", "timeout",
-        "http-endpoint", "health-port", "mode", "connection-timeout", "v",
+        "http-endpoint", "health-port", "mode", "connection-timeout", "v", "logging-format",
         # this project's own
         "kubelet-registry-link-dir", "registration-ack-timeout",
     },
@@ -120,6 +125,37 @@ def host_path_of(pod, c, path):
 def test_every_manifest_parses_and_has_kind(k8s):
     for name, d in k8s:
         assert "apiVersion" in d and "kind" in d, name
+
+
+# The Kubernetes versions whose OpenAPI schemas every manifest must satisfy, offline (PyPI's
+# kubernetes-validate carries them): the oldest it ships and the newest.
+SCHEMA_VERSIONS = sorted({all_versions()[0], kubernetes_validate.latest_version()})
+
+
+@pytest.mark.parametrize("version", SCHEMA_VERSIONS)
+def test_manifests_match_the_official_schemas(k8s, version):
+    """Every document, strictly: unknown fields, wrong types and missing required fields all fail."""
+    failures = []
+    for name, d in k8s:
+        try:
+            kubernetes_validate.validate(d, version, strict=True)
+        except (kubernetes_validate.ValidationError, kubernetes_validate.SchemaNotFoundError) as e:
+            failures.append(f"{name} {d.get('kind')}/{d.get('metadata', {}).get('name')}: {e}")
+    assert not failures, f"against Kubernetes {version}:\n" + "\n".join(failures)
+
+
+def test_schema_validation_catches_mistakes(k8s):
+    """The check above can fail: a misspelled field and a wrong type in the DaemonSet are refused."""
+    (ds,) = by_kind(k8s, "DaemonSet")
+    version = kubernetes_validate.latest_version()
+    misspelled = copy.deepcopy(ds)
+    misspelled["spec"]["template"]["spec"]["containers"][0]["volumeMount"] = []
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(misspelled, version, strict=True)
+    wrong_type = copy.deepcopy(ds)
+    wrong_type["spec"]["template"]["spec"]["containers"][0]["args"] = "--v=5"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(wrong_type, version, strict=True)
 
 
 def test_csidriver(k8s):

@@ -191,7 +191,7 @@ def test_a_restarted_driver_that_answers_late_is_asked_again(world):
 
 def test_kubelet_that_rejects_the_registration(world):
     endpoint, sim, driver, registrar = custom_setup(world, reject=(DRIVER,))
-    registrar.wait_log("Received NotifyRegistrationStatus call")
+    registrar.wait_log("Received NotifyRegistrationStatus call: registered=false error=\"")
     registrar.wait_log("failed")
     # The registrar recreates its socket and link so the kubelet tries again; the kubelet keeps refusing.
     registrar.wait_log("recreating")

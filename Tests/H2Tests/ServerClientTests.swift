@@ -57,7 +57,24 @@ func router() -> GRPCRouter {
     return r
 }
 
-func socketPath() -> String { "/tmp/h2-tests-\(getpid())-\(UInt32.random(in: 0...UInt32.max))/s.sock" }
+/// A fresh socket path in a directory of its own (the server makes it) under ``socketRoot``.
+func socketPath() -> String { "\(socketRoot)/\(UInt32.random(in: 0...UInt32.max))/s.sock" }
+
+/// `$TMPDIR/h2-tests-<pid>` (`/tmp` without TMPDIR): every socket directory of this process, removed
+/// with everything in it when the process exits.
+let socketRoot: String = {
+    let base = getenv("TMPDIR").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+    let root = "\(base)/h2-tests-\(getpid())"
+    // Made here: some tests make their socket's directory themselves, one level only.
+    mkdir(root, 0o700)
+    setenv("H2_TESTS_SOCKET_ROOT", root, 1)
+    atexit {
+        // No capture in a C callback: the root comes back through the environment.
+        guard let root = getenv("H2_TESTS_SOCKET_ROOT") else { return }
+        _ = system("rm -rf '\(String(cString: root))'")
+    }
+    return root
+}()
 
 @Suite struct ServerClientTests {
     @Test func allFourCallKinds() async throws {

@@ -9,6 +9,19 @@ sys.path.insert(0, os.path.dirname(__file__))
 from h2_interop_support import SwiftServer  # noqa: E402
 
 
+# No files left in /tmp: a private temporary directory for the session, checked empty at its end.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import tmp_hygiene  # noqa: E402
+
+
+def pytest_configure(config):
+    tmp_hygiene.start(config)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    tmp_hygiene.finish(session, session.config.pluginmanager.get_plugin("terminalreporter"))
+
+
 @pytest.fixture
 def sockdir():
     with tempfile.TemporaryDirectory(prefix="h2-interop-") as d:

@@ -47,6 +47,43 @@ import Testing
         #expect(actions.withLock { seen } == [.recreateSocket(reason: "plugin validation failed"), .none])
     }
 
+    @Test func logsTheKubeletsVerdictInWords() async throws {
+        let scratch = ScratchDirectory()
+        defer { scratch.remove() }
+        let path = scratch.path + "/lvm.csi.swift-csi.io-reg.sock"
+        let sink = CollectingLogSink()
+        let endpoint = try await RegistrationEndpoint.start(
+            socketPath: path, state: RegistrationState(announcement: Self.announcement), logger: Logger(sink: sink, level: .info)
+        ) { _ in }
+        defer { Task { await endpoint.stop() } }
+        let channel = GRPCChannel(target: "unix://" + path)
+        defer { channel.close() }
+        let client = PluginRegistration.RegistrationClient(channel: channel)
+        var status = PluginRegistration.RegistrationStatus()
+        status.pluginRegistered = true
+        _ = try await client.notifyRegistrationStatus(status)
+        status.pluginRegistered = false
+        status.error = "plugin \"x\" failed validation"
+        _ = try await client.notifyRegistrationStatus(status)
+        let received = sink.messages.filter { $0.hasPrefix("Received NotifyRegistrationStatus call: ") }
+        #expect(received.count == 2)
+        #expect(received.first?.hasPrefix("Received NotifyRegistrationStatus call: registered=true (peer pid \(getpid()), uid ") == true)
+        #expect(received.last?.hasPrefix("Received NotifyRegistrationStatus call: registered=false error=\"plugin \\\"x\\\" failed validation\" (peer pid") == true)
+        #expect(!sink.messages.contains { $0.contains("RegistrationStatus(") })
+    }
+
+    @Test func describesARegistrationStatus() {
+        var status = PluginRegistration.RegistrationStatus()
+        #expect(RegistrationService.describe(status) == "registered=false (no error given)")
+        status.pluginRegistered = true
+        #expect(RegistrationService.describe(status) == "registered=true")
+        status.error = "odd\nbut registered"
+        #expect(RegistrationService.describe(status) == "registered=true error=\"odd\\nbut registered\"")
+        status.pluginRegistered = false
+        status.error = "no"
+        #expect(RegistrationService.describe(status) == "registered=false error=\"no\"")
+    }
+
     @Test func reflectionDescribesTheRegistrationService() async throws {
         let scratch = ScratchDirectory()
         defer { scratch.remove() }

@@ -38,6 +38,23 @@ let generousCheckTimeout: Duration = .seconds(60)
         #expect(head.hasPrefix("HTTP/1.1 503") && head.hasSuffix("\r\n\r\n"))
     }
 
+    @Test func servesMetricsBesideHealthzWhenGiven() async throws {
+        let scrapes = Atomic<Int>(0)
+        let server = try HealthServer(
+            endpoint: "127.0.0.1:0", checkTimeout: generousCheckTimeout,
+            metrics: { "# TYPE x counter\nx_total \(scrapes.add(1, ordering: .relaxed).newValue)\n" }
+        ) { HealthReport(healthy: true, reason: "ok") }
+        defer { server.stop() }
+        let first = await httpExchange(port: server.port, "GET /metrics HTTP/1.1\r\n\r\n")
+        #expect(first.hasPrefix("HTTP/1.1 200 OK\r\n") && first.hasSuffix("\r\n\r\n# TYPE x counter\nx_total 1\n"))
+        let second = await httpExchange(port: server.port, "GET /metrics?x=1 HTTP/1.0\r\n\r\n")
+        #expect(second.hasSuffix("x_total 2\n"))
+        let post = await httpExchange(port: server.port, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+        #expect(post.hasPrefix("HTTP/1.1 405"))
+        let health = await httpExchange(port: server.port, "GET /healthz HTTP/1.1\r\n\r\n")
+        #expect(health.hasPrefix("HTTP/1.1 200 OK\r\n") && health.hasSuffix("\r\n\r\nok\n"))
+    }
+
     @Test(arguments: [
         ("GET /metrics HTTP/1.1\r\n\r\n", "HTTP/1.1 404"),
         ("POST /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 405"),

@@ -11,8 +11,13 @@ package import ProtoWire
 package struct RequestLog: Sendable {
     /// Where records go.
     package let logger: Logger
+    /// Told each call's method, gRPC status code (0: OK) and duration, for metrics.
+    package let onFinished: (@Sendable (_ method: String, _ code: Int, _ duration: Duration) -> Void)?
 
-    package init(logger: Logger) { self.logger = logger }
+    package init(logger: Logger, onFinished: (@Sendable (String, Int, Duration) -> Void)? = nil) {
+        self.logger = logger
+        self.onFinished = onFinished
+    }
 
     /// Runs `body` for `method`, logging the request and its outcome; errors pass through as `RPCError`.
     package func call<Request: ProtoMessage, Response: Sendable>(
@@ -32,12 +37,14 @@ package struct RequestLog: Sendable {
             // Polled, read-only calls succeed quietly; anything that changes state is logged at info.
             let level: LogLevel = Self.readOnly.contains(method) ? .debug : .info
             logger.log(level, "\(method) ok", [("duration", Self.milliseconds(since: start))])
+            onFinished?(method, 0, ContinuousClock.now - start)
             return response
         } catch {
             let rpc = ErrorMapping.rpcError(error, while: method)
             if debug { logger.debug("GRPC error: rpc error: code = \(rpc.code) desc = \(rpc.message)") }
             let level: LogLevel = rpc.code == .internalError ? .error : .warning
             logger.log(level, "\(method) failed: \(rpc.code): \(rpc.message)", [("duration", Self.milliseconds(since: start))])
+            onFinished?(method, rpc.code.rawValue, ContinuousClock.now - start)
             throw rpc
         }
     }
