@@ -13,21 +13,34 @@ struct ProcessResult: Sendable {
 
 /// Runs a program with an argument vector (never a shell) through `posix_spawn`, capturing its
 /// standard output and error. Blocks; call it from ``offload(_:)``.
+///
+/// `input`, when given, is written to the program's standard input through a pipe and the pipe
+/// closed: how secrets (a LUKS passphrase) reach a program without touching its command line,
+/// its environment or a file. It must fit in the pipe's buffer (64 KiB); standard input is
+/// `/dev/null` otherwise.
 /// - Throws: `.notFound` when the program cannot be started.
-func runProgram(_ program: String, _ arguments: [String], environment: [String: String] = [:]) throws(StorageError) -> ProcessResult {
+func runProgram(
+    _ program: String, _ arguments: [String], environment: [String: String] = [:], input: [UInt8]? = nil
+) throws(StorageError) -> ProcessResult {
     var outPipe: [Int32] = [0, 0]
     var errPipe: [Int32] = [0, 0]
+    var inPipe: [Int32] = [-1, -1]
     // pipe2 is not visible from Swift here: pipe + FD_CLOEXEC and spawning happen under one lock,
     // so no concurrently spawned child inherits another run's pipe ends.
     try spawnLock.withLock { (_: inout ()) throws(StorageError) in
         _ = try syscall("pipe", program) { pipe(&outPipe) }
         _ = try syscall("pipe", program) { pipe(&errPipe) }
-        for fd in outPipe + errPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        if input != nil { _ = try syscall("pipe", program) { pipe(&inPipe) } }
+        for fd in outPipe + errPipe + inPipe where fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
     }
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    if input != nil {
+        posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
+    } else {
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    }
     posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
     posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
 
@@ -43,6 +56,21 @@ func runProgram(_ program: String, _ arguments: [String], environment: [String: 
     let rc = spawnLock.withLock { _ in posix_spawnp(&pid, program, &actions, nil, argv, envp) }
     close(outPipe[1])
     close(errPipe[1])
+    if inPipe[0] >= 0 { close(inPipe[0]) }
+    if inPipe[1] >= 0 {
+        // The child has its end; write the input and close ours so it sees end of file. A child
+        // that exits without reading makes this EPIPE (SIGPIPE is ignored by the executables).
+        if rc == 0, let input {
+            var written = 0
+            while written < input.count {
+                let n = input.withUnsafeBytes { write(inPipe[1], $0.baseAddress! + written, $0.count - written) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                written += n
+            }
+        }
+        close(inPipe[1])
+    }
     defer {
         close(outPipe[0])
         close(errPipe[0])
@@ -81,10 +109,10 @@ func runProgram(_ program: String, _ arguments: [String], environment: [String: 
 
 /// Runs a program and throws when it exits with anything but 0, quoting its error output.
 @discardableResult
-func runChecked(_ program: String, _ arguments: [String], code: StorageError.Code = .failed, what: String) throws(StorageError)
-    -> ProcessResult
-{
-    let result = try runProgram(program, arguments)
+func runChecked(
+    _ program: String, _ arguments: [String], code: StorageError.Code = .failed, what: String, input: [UInt8]? = nil
+) throws(StorageError) -> ProcessResult {
+    let result = try runProgram(program, arguments, input: input)
     guard result.status == 0 else {
         let lines = (result.error + result.output).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
         throw StorageError(

@@ -1,0 +1,170 @@
+import Glibc
+import Platform
+
+/// A passphrase: it prints as `<redacted>` and reaches a program only on its standard input.
+public struct Passphrase: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+    let bytes: [UInt8]
+
+    /// Wraps a passphrase taken from a CSI secret.
+    public init(_ text: String) { bytes = Array(text.utf8) }
+
+    /// Whether the passphrase is empty.
+    public var isEmpty: Bool { bytes.isEmpty }
+
+    public var description: String { "<redacted>" }
+    public var debugDescription: String { "<redacted>" }
+}
+
+/// LUKS2 encryption of a volume's block device with `cryptsetup`: format once, open under a name
+/// derived from the volume id, resize, close. Every call blocks (run it from ``offload(_:)``) and
+/// is idempotent, so a repeated NodeStageVolume after a crash finishes what the first began. The
+/// passphrase goes to cryptsetup on a pipe (`--key-file -`): never on its command line, in its
+/// environment or in a file.
+public enum LUKS {
+    /// The magic bytes a LUKS (1 or 2) header starts with: `LUKS\xba\xbe`.
+    static let magic: [UInt8] = [0x4C, 0x55, 0x4B, 0x53, 0xBA, 0xBE]
+
+    /// The device-mapper name a volume's opened mapping gets: `luks-` and the volume id when it
+    /// is made of letters, digits, `-`, `_` and `.` and short enough, else `luks-` and a hash of it
+    /// (device-mapper names are at most 127 bytes and must not hold `/`).
+    public static func mappingName(forVolume id: String) -> String {
+        let safe = id.utf8.allSatisfy { byte in
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_")
+                || byte == UInt8(ascii: ".")
+        }
+        if safe && !id.isEmpty && id.utf8.count <= 100 && !id.hasPrefix(".") { return "luks-" + id }
+        // FNV-1a, 64 bits, twice with different offsets: stable across runs and builds.
+        func fnv(_ seed: UInt64) -> String {
+            var hash = seed
+            for byte in id.utf8 {
+                hash ^= UInt64(byte)
+                hash &*= 0x100_0000_01b3
+            }
+            let text = String(hash, radix: 16)
+            return String(repeating: "0", count: 16 - text.count) + text
+        }
+        return "luks-" + fnv(0xcbf2_9ce4_8422_2325) + fnv(0x8422_2325_cbf2_9ce4)
+    }
+
+    /// The path of an opened mapping.
+    public static func mappingPath(_ name: String) -> String { "/dev/mapper/" + name }
+
+    /// Whether `device` starts with a LUKS header.
+    ///
+    /// - Throws: `.notFound` when the device is not there; `.failed` when it cannot be read.
+    public static func hasHeader(device: String) throws(StorageError) -> Bool {
+        let fd = try syscall("open", device) { Glibc.open(device, O_RDONLY | O_CLOEXEC) }
+        defer { Glibc.close(fd) }
+        var header = [UInt8](repeating: 0, count: magic.count)
+        let count = try syscall("read", device) { header.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }
+        return count == magic.count && header == magic
+    }
+
+    /// Formats `device` as LUKS2 with `passphrase`, unless it holds a LUKS header already.
+    ///
+    /// A device that holds anything else that `blkid` recognises (a filesystem from an
+    /// unencrypted life) is refused with `.busy`, never overwritten.
+    public static func formatIfNeeded(device: String, volume: String, passphrase: Passphrase) throws(StorageError) {
+        if try hasHeader(device: device) { return }
+        let probe = try runProgram("blkid", ["-p", "-o", "value", "-s", "TYPE", device])
+        let type = probe.output.trimmingWhitespace()
+        if probe.status == 0 && !type.isEmpty {
+            throw StorageError(
+                .busy, "volume \(volume) is to be encrypted but its device \(device) already holds \(type) data, which would be lost")
+        }
+        try runChecked(
+            "cryptsetup",
+            ["luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "argon2id", "--key-file", "-", device],
+            what: "formatting volume \(volume) (\(device)) with LUKS2", input: passphrase.bytes)
+    }
+
+    /// Opens `device` as `/dev/mapper/<name>` with `passphrase`. An existing mapping of that name
+    /// over the same device is kept (a repeated stage); one over another device is `.alreadyExists`.
+    /// A wrong passphrase is `.invalidArgument`, naming the volume and never the passphrase.
+    public static func open(device: String, name: String, volume: String, passphrase: Passphrase) throws(StorageError) {
+        if let backing = try backingDevice(ofMapping: name) {
+            let wanted = try deviceNumber(of: device)
+            guard backing == wanted else {
+                throw StorageError(
+                    .alreadyExists,
+                    "volume \(volume): the mapping \(name) is open over device \(backing), not over \(device) (\(wanted))")
+            }
+            return
+        }
+        // --disable-keyring keeps the volume key in the mapping, so a later resize needs no passphrase.
+        let result = try runProgram(
+            "cryptsetup", ["open", "--type", "luks2", "--disable-keyring", "--key-file", "-", device, name], input: passphrase.bytes)
+        switch result.status {
+        case 0: return
+        case 2:
+            throw StorageError(.invalidArgument, "volume \(volume): the passphrase in the node-stage secret does not open its LUKS2 device \(device)")
+        default:
+            let lines = (result.error + result.output).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+            throw StorageError(
+                .failed, "opening the LUKS2 device \(device) of volume \(volume) as \(name): cryptsetup exited with status \(result.status)",
+                command: "cryptsetup open --type luks2 --disable-keyring --key-file - \(device) \(name)", details: lines)
+        }
+    }
+
+    /// Closes the mapping `name`; nothing to do when it is not open.
+    public static func close(name: String, volume: String) throws(StorageError) {
+        guard try backingDevice(ofMapping: name) != nil else { return }
+        try runChecked("cryptsetup", ["close", name], code: .busy, what: "closing the LUKS2 mapping \(name) of volume \(volume)")
+    }
+
+    /// Grows the mapping `name` to its device's new size.
+    public static func resize(name: String, volume: String) throws(StorageError) {
+        try runChecked("cryptsetup", ["resize", name], what: "resizing the LUKS2 mapping \(name) of volume \(volume)")
+    }
+
+    /// Whether the mapping `name` is open.
+    public static func isOpen(name: String) -> Bool { (try? backingDevice(ofMapping: name)) != nil }
+
+    /// The device under the open mapping `name`, from sysfs; nil when no such mapping is open.
+    static func backingDevice(ofMapping name: String) throws(StorageError) -> DeviceNumber? {
+        var info = stat()
+        let path = mappingPath(name)
+        guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFBLK else { return nil }
+        let mapping = DeviceNumber(info.st_rdev)
+        let slaves = "/sys/dev/block/\(mapping)/slaves"
+        guard let directory = opendir(slaves) else { return nil }
+        defer { closedir(directory) }
+        while let entry = readdir(directory) {
+            let entryName = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            if entryName == "." || entryName == ".." { continue }
+            let dev = "/sys/class/block/\(entryName)/dev"
+            if let text = try? readSmallFile(dev) {
+                let parts = text.trimmingWhitespace().split(separator: ":")
+                if parts.count == 2, let major = UInt32(parts[0]), let minor = UInt32(parts[1]) {
+                    return DeviceNumber(major: major, minor: minor)
+                }
+            }
+        }
+        return nil
+    }
+
+    static func deviceNumber(of device: String) throws(StorageError) -> DeviceNumber {
+        var info = stat()
+        _ = try syscall("stat", device) { stat(device, &info) }
+        guard info.st_mode & S_IFMT == S_IFBLK else { throw StorageError(.invalidArgument, "\(device) is not a block device") }
+        return DeviceNumber(info.st_rdev)
+    }
+
+    static func readSmallFile(_ path: String) throws(StorageError) -> String {
+        let fd = try syscall("open", path) { Glibc.open(path, O_RDONLY | O_CLOEXEC) }
+        defer { Glibc.close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let count = try syscall("read", path) { buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }
+        return String(decoding: buffer[0..<count], as: UTF8.self)
+    }
+}
+
+extension String {
+    fileprivate func trimmingWhitespace() -> String {
+        var scalars = Substring(self)
+        while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }
+        while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
+        return String(scalars)
+    }
+}
