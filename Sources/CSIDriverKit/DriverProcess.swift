@@ -67,7 +67,9 @@ public struct DriverProcess: Sendable {
                 throw DriverStartError(message: "--kubelet-dir \(configuration.kubeletDir): \(error.message)")
             }
             router.register(
-                NodeServer(options: options, backend: backend, mounter: LinuxMounter(), paths: paths, locks: locks, log: log))
+                NodeServer(
+                    options: options, backend: backend, mounter: LinuxMounter(), encryptor: configuration.encryptor, paths: paths,
+                    locks: locks, log: log))
         }
         return router
     }

@@ -102,12 +102,17 @@ public struct VolumeRequest: Sendable, Hashable {
     public var sourceSnapshotID: String?
     /// Backend-specific parameters (the storage class parameters), see each backend.
     public var parameters: [String: String]
+    /// How the volume's data is to be encrypted on the node, or nil for not at all. A volume
+    /// restored from an encrypted snapshot is encrypted the same way whatever this says.
+    public var encryption: VolumeEncryption?
 
     /// Creates a request.
     public init(
         name: String, requiredBytes: UInt64, limitBytes: UInt64? = nil, defaultBytes: UInt64 = Self.defaultVolumeBytes,
-        fsType: String? = nil, sourceSnapshotID: String? = nil, parameters: [String: String] = [:]
+        fsType: String? = nil, sourceSnapshotID: String? = nil, parameters: [String: String] = [:],
+        encryption: VolumeEncryption? = nil
     ) {
+        self.encryption = encryption
         self.name = name
         self.requiredBytes = requiredBytes
         self.limitBytes = limitBytes
@@ -134,7 +139,8 @@ public struct VolumeRequest: Sendable, Hashable {
     ///   limit alone is less than one unit.
     package func size(unit: UInt64, unitName: String, volume: String) throws(StorageError) -> UInt64 {
         let unit = max(unit, 1)
-        let minimum = FilesystemMinimum.bytes(for: fsType)
+        // An encrypted volume's filesystem lives on the mapping, behind the LUKS2 header.
+        let minimum = FilesystemMinimum.bytes(for: fsType) + (encryption?.headerBytes ?? 0) * (fsType == nil ? 0 : 1)
         let floor = minimum > 0 ? roundUp(minimum, to: unit) : 0
         guard let limit = effectiveLimit else {
             return max(roundUp(max(requiredBytes == 0 ? defaultBytes : requiredBytes, 1), to: unit), floor)
@@ -185,12 +191,15 @@ public struct BackendVolume: Sendable, Hashable {
     public var location: String
     /// Whether it looks healthy.
     public var condition: VolumeHealth
+    /// How its data is encrypted on the node, or nil.
+    public var encryption: VolumeEncryption?
 
     /// Creates a volume description.
     public init(
         id: String, name: String? = nil, capacityBytes: UInt64, fsType: String? = nil, sourceSnapshotID: String? = nil,
-        location: String, condition: VolumeHealth = .healthy
+        location: String, condition: VolumeHealth = .healthy, encryption: VolumeEncryption? = nil
     ) {
+        self.encryption = encryption
         self.id = id
         self.name = name
         self.capacityBytes = capacityBytes
@@ -198,6 +207,19 @@ public struct BackendVolume: Sendable, Hashable {
         self.sourceSnapshotID = sourceSnapshotID
         self.location = location
         self.condition = condition
+    }
+}
+
+/// How a volume's data is encrypted on the node (the StorageClass parameter `encryption`).
+public enum VolumeEncryption: String, Sendable, Hashable, CaseIterable {
+    /// LUKS2 through dm-crypt, opened with the `passphrase` key of the node-stage secret.
+    case luks2
+
+    /// What the encryption header takes from the device: the LUKS2 default of 16 MiB.
+    public var headerBytes: UInt64 {
+        switch self {
+        case .luks2: 16 << 20
+        }
     }
 }
 
@@ -217,12 +239,15 @@ public struct BackendSnapshot: Sendable, Hashable {
     public var readyToUse: Bool
     /// Where it lives, for messages.
     public var location: String
+    /// How the data it holds is encrypted (its source volume's encryption), or nil.
+    public var encryption: VolumeEncryption?
 
     /// Creates a snapshot description.
     public init(
         id: String, name: String? = nil, sourceVolumeID: String, sizeBytes: UInt64, creationTime: Int64, readyToUse: Bool = true,
-        location: String
+        location: String, encryption: VolumeEncryption? = nil
     ) {
+        self.encryption = encryption
         self.id = id
         self.name = name
         self.sourceVolumeID = sourceVolumeID

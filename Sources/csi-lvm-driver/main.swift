@@ -55,6 +55,12 @@ let program = CommandLineProgram(
                     help: "The directory of the loop-file backend (default: \(DriverConfiguration.defaultLoopfileDir(driverName: "<driver-name>")))."),
                 CommandLineFlag("socket-mode", value: "octal", default: defaults.socketMode, help: "Permission bits of the socket, in octal."),
                 CommandLineFlag(
+                    "luks-pbkdf-memory", value: "KiB", kind: .integer, default: "\(defaults.luksPBKDFMemoryKiB)",
+                    help: "Memory the key derivation of an encrypted volume (argon2id) may use, in KiB."),
+                CommandLineFlag(
+                    "luks-iter-time", value: "ms", kind: .integer, default: "\(defaults.luksIterationTimeMilliseconds)",
+                    help: "How long opening an encrypted volume's key takes on this node, in milliseconds (set when it is formatted)."),
+                CommandLineFlag(
                     "shutdown-grace", value: "seconds", kind: .number, default: "\(defaults.shutdownGraceSeconds)",
                     help: "Seconds in-flight calls may take to finish after SIGTERM."),
                 CommandLineFlag(
@@ -95,6 +101,8 @@ func runDriver() async -> Int32 {
     raw.loopfileDir = parsed.string("loopfile-dir")
     raw.socketMode = parsed.string("socket-mode")!
     raw.shutdownGraceSeconds = parsed.double("shutdown-grace")!
+    raw.luksPBKDFMemoryKiB = parsed.int64("luks-pbkdf-memory")!
+    raw.luksIterationTimeMilliseconds = parsed.int64("luks-iter-time")!
     raw.hostName = hostName()
 
     let config: DriverConfiguration

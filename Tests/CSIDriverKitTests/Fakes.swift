@@ -1,4 +1,4 @@
-import Storage
+@testable import Storage
 import Synchronization
 
 /// A volume backend in memory: volumes by id, each with the device the test gives it.
@@ -12,9 +12,9 @@ final class FakeBackend: VolumeBackend {
     let state = Mutex(State())
 
     /// Adds volume `id` of `bytes`, found on this node as `device`.
-    func add(_ id: String, device: VolumeDevice, bytes: UInt64 = 1 << 30) {
+    func add(_ id: String, device: VolumeDevice, bytes: UInt64 = 1 << 30, encryption: VolumeEncryption? = nil) {
         state.withLock {
-            $0.volumes[id] = BackendVolume(id: id, name: id, capacityBytes: bytes, location: "fake/\(id)")
+            $0.volumes[id] = BackendVolume(id: id, name: id, capacityBytes: bytes, location: "fake/\(id)", encryption: encryption)
             $0.devices[id] = device
         }
     }
@@ -231,4 +231,43 @@ final class FakeMounter: Mounter {
     func resolve(_ path: String, field: String, policy: KubeletPathPolicy) async throws(StorageError) -> String {
         try policy.validate(path, field: field)
     }
+}
+
+/// An encryptor in memory: records its calls; a volume's mapping is `/dev/mapper/luks-<id>`, and
+/// the passphrase `wrong` does not open anything.
+final class FakeEncryptor: VolumeEncryptor {
+    struct State {
+        var open: Set<String> = []
+        var calls: [String] = []
+        var passphrases: [String] = []
+    }
+    let state = Mutex(State())
+    var calls: [String] { state.withLock { $0.calls } }
+
+    func open(device: String, volumeID: String, passphrase: Passphrase, format: Bool) async throws(StorageError) -> String {
+        let text = String(decoding: passphrase.bytes, as: UTF8.self)
+        return try state.withLock { (s) throws(StorageError) -> String in
+            s.calls.append("open \(device) \(volumeID)\(format ? " format" : "")")
+            s.passphrases.append(text)
+            guard text != "wrong" else { throw StorageError(.invalidArgument, "volume \(volumeID): the passphrase does not open it") }
+            s.open.insert(volumeID)
+            return "/dev/mapper/luks-" + volumeID
+        }
+    }
+
+    func openMapping(volumeID: String) async throws(StorageError) -> String? {
+        state.withLock { $0.open.contains(volumeID) ? "/dev/mapper/luks-" + volumeID : nil }
+    }
+
+    func close(volumeID: String) async throws(StorageError) {
+        state.withLock { s in
+            if s.open.remove(volumeID) != nil { s.calls.append("close \(volumeID)") }
+        }
+    }
+
+    func resize(volumeID: String) async throws(StorageError) {
+        state.withLock { $0.calls.append("resize \(volumeID)") }
+    }
+
+    func underlyingDevice(of device: DeviceNumber) async -> DeviceNumber? { nil }
 }

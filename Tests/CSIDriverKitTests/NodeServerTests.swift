@@ -14,6 +14,7 @@ import Testing
         let node: NodeServer
         let backend = FakeBackend()
         let mounter = FakeMounter()
+        let encryptor = FakeEncryptor()
         let kubelet: String
         var staging: String { kubelet + "/plugins/kubernetes.io/csi/staging/pv1/globalmount" }
         var target: String { kubelet + "/pods/uid-1/volumes/kubernetes.io~csi/pv1/mount" }
@@ -25,13 +26,17 @@ import Testing
             var options = DriverOptions(name: "fake.csi.example.com", version: "1.2.3", nodeID: "node-7")
             options.topology = ["topology.fake.csi.example.com/node": "node-7"]
             options.maxVolumesPerNode = 12
-            node = NodeServer(options: options, backend: backend, mounter: mounter, paths: paths)
+            node = NodeServer(options: options, backend: backend, mounter: mounter, encryptor: encryptor, paths: paths)
             // Volume "vol-1" is block device 253:4; "dir-1" is a directory.
             backend.add("vol-1", device: .node("/dev/fake0"))
             mounter.addDevice("/dev/fake0", DeviceNumber(major: 253, minor: 4))
             backend.add("dir-1", device: .directory("/srv/volumes/dir-1"), bytes: 5 << 20)
             mounter.addDirectory("/srv/volumes/dir-1")
             backend.add("gone-1", device: .unavailable(reason: "device-mapper is not available"))
+            // "enc-1" is encrypted: device 253:5, opened as /dev/mapper/luks-enc-1 (253:9).
+            backend.add("enc-1", device: .node("/dev/fake1"), encryption: .luks2)
+            mounter.addDevice("/dev/fake1", DeviceNumber(major: 253, minor: 5))
+            mounter.addDevice("/dev/mapper/luks-enc-1", DeviceNumber(major: 253, minor: 9))
         }
     }
 
@@ -47,11 +52,13 @@ import Testing
         RequestValidationTests.capability(mode, fsType: fsType)
     }
 
-    static func stage(_ f: Fixture, _ id: String, _ capability: VolumeCapability = mountCapability(), path: String? = nil)
-        async throws
-    {
+    static func stage(
+        _ f: Fixture, _ id: String, _ capability: VolumeCapability = mountCapability(), path: String? = nil,
+        secrets: [String: String] = [:]
+    ) async throws {
         var request = NodeStageVolumeRequest()
         request.volumeID = id
+        request.secrets = secrets
         request.stagingTargetPath = path ?? f.staging
         request.volumeCapability = capability
         _ = try await f.node.nodeStageVolume(request, context: context)
@@ -120,6 +127,31 @@ import Testing
             #expect(try await f.mounter.mounts().isEmpty)
             // The staging directory belongs to the CO: it stays.
             #expect(try await f.mounter.status(of: f.staging)?.kind == .directory)
+        }
+    }
+
+    /// An encrypted volume is opened (formatted the first time) with the node-stage secret's
+    /// passphrase; the filesystem is made and mounted on the mapping; unstage closes it.
+    @Test func anEncryptedVolumeLivesOnItsMapping() async throws {
+        try await Self.withFixture { f in
+            #expect(await Self.code { try await Self.stage(f, "enc-1") } == .invalidArgument)
+            #expect(await Self.code { try await Self.stage(f, "enc-1", secrets: ["password": "x"]) } == .invalidArgument)
+            #expect(f.encryptor.calls.isEmpty && f.mounter.calls.isEmpty)
+            #expect(await Self.code { try await Self.stage(f, "enc-1", secrets: ["passphrase": "wrong"]) } == .invalidArgument)
+            #expect(f.mounter.calls.isEmpty, "nothing is formatted or mounted after a wrong passphrase")
+            try await Self.stage(f, "enc-1", secrets: ["passphrase": "s3cret"])
+            try await Self.stage(f, "enc-1", secrets: ["passphrase": "s3cret"])
+            #expect(f.mounter.calls == ["mkfs /dev/mapper/luks-enc-1 ext4", "mount /dev/mapper/luks-enc-1 \(f.staging)"])
+            try await Self.publish(f, "enc-1")
+            #expect(f.mounter.calls.suffix(1) == ["bind \(f.staging) \(f.target) rw"])
+            try await Self.unpublish(f, "enc-1")
+            try await Self.unstage(f, "enc-1")
+            try await Self.unstage(f, "enc-1")
+            #expect(f.encryptor.calls.filter { $0.hasPrefix("close") } == ["close enc-1"])
+            #expect(await Self.code { try await Self.publish(f, "enc-1") } == .failedPrecondition)
+            // A plain volume is never handed to the encryptor.
+            try await Self.stage(f, "vol-1", secrets: ["passphrase": "s3cret"])
+            #expect(!f.encryptor.calls.contains { $0.contains("vol-1") && $0.hasPrefix("open") })
         }
     }
 

@@ -1,4 +1,5 @@
 public import Platform
+public import Storage
 
 /// Which CSI services one driver process serves.
 public enum DriverMode: String, Sendable, Hashable, CaseIterable {
@@ -104,6 +105,8 @@ public struct DriverConfiguration: Sendable, Hashable {
     public var socketMode: UInt32
     /// How long in-flight calls may run after SIGTERM before the driver exits anyway.
     public var shutdownGrace: Duration
+    /// How encrypted volumes are formatted and opened (`--luks-pbkdf-memory`, `--luks-iter-time`).
+    public var encryptor: LUKSEncryptor
 
     /// The raw command-line values, before validation.
     public struct Raw: Sendable, Hashable {
@@ -141,6 +144,10 @@ public struct DriverConfiguration: Sendable, Hashable {
         public var socketMode: String = "0660"
         /// `--shutdown-grace`, in seconds.
         public var shutdownGraceSeconds: Double = 10
+        /// `--luks-pbkdf-memory`, in KiB.
+        public var luksPBKDFMemoryKiB: Int64 = 65_536
+        /// `--luks-iter-time`, in milliseconds.
+        public var luksIterationTimeMilliseconds: Int64 = 1000
         /// The host name, the default node id.
         public var hostName: String = ""
         /// Creates raw values with every default.
@@ -229,6 +236,15 @@ public struct DriverConfiguration: Sendable, Hashable {
             throw ConfigurationError(flag: "--shutdown-grace", "expected seconds ≥ 0, found \(raw.shutdownGraceSeconds)")
         }
         shutdownGrace = .milliseconds(Int64(raw.shutdownGraceSeconds * 1000))
+        // cryptsetup's own bounds for argon2id: 32 KiB to 4 GiB of memory; at least 1 ms.
+        guard (32...4_194_304).contains(raw.luksPBKDFMemoryKiB) else {
+            throw ConfigurationError(flag: "--luks-pbkdf-memory", "expected 32 to 4194304 KiB, found \(raw.luksPBKDFMemoryKiB)")
+        }
+        guard (1...60_000).contains(raw.luksIterationTimeMilliseconds) else {
+            throw ConfigurationError(flag: "--luks-iter-time", "expected 1 to 60000 ms, found \(raw.luksIterationTimeMilliseconds)")
+        }
+        encryptor = LUKSEncryptor(
+            pbkdfMemoryKiB: Int(raw.luksPBKDFMemoryKiB), iterationTimeMilliseconds: Int(raw.luksIterationTimeMilliseconds))
     }
 
     /// `--endpoint`'s default: the socket under the kubelet's plugin directory for this driver.
@@ -247,14 +263,14 @@ public struct DriverConfiguration: Sendable, Hashable {
 
     /// What the servers report and check, from these flags: the driver name and ``version``,
     /// the backend and mode in GetPluginInfo's manifest, the node id, its one topology segment,
-    /// the volume limit, and the LVM placement parameters (`volumeGroup`, `vgPattern`, `thinPool`).
+    /// the volume limit, and the LVM parameters (`volumeGroup`, `vgPattern`, `thinPool`, `encryption`).
     public var driverOptions: DriverOptions {
         var options = DriverOptions(name: driverName, version: Self.version, nodeID: nodeID)
         options.manifest = ["backend": backend.rawValue, "mode": mode.rawValue]
         options.topology = topologySegments
         options.maxVolumesPerNode = maxVolumesPerNode
         options.servesController = mode.servesController
-        options.volumeParameters = ControllerServer.Parameter.placement
+        options.volumeParameters = ControllerServer.Parameter.placement.union([ControllerServer.Parameter.encryption])
         return options
     }
 

@@ -27,7 +27,9 @@ public struct ControllerServer: ControllerService {
         package static let vgPattern = "vgPattern"
         package static let thinPool = "thinPool"
         package static let fsType = "fsType"
-        /// The LVM backend's placement keys, passed on to it.
+        /// `luks2`: the volume is encrypted on the node with the node-stage secret's `passphrase`.
+        package static let encryption = "encryption"
+        /// The LVM backend's placement keys, passed on to it (`encryption` is read by the kit).
         package static let placement: Set<String> = [volumeGroup, vgPattern, thinPool]
     }
 
@@ -68,6 +70,7 @@ public struct ControllerServer: ControllerService {
                 )
             }
             try checkTopology(request.accessibilityRequirements)
+            let encryption = try Self.encryption(request.parameters)
 
             var sourceSnapshot: BackendSnapshot?
             // A source snapshot that does not exist, still passed to the backend: a restore from it
@@ -107,7 +110,7 @@ public struct ControllerServer: ControllerService {
                     name: request.name, requiredBytes: required, limitBytes: limit > 0 ? limit : nil,
                     defaultBytes: Self.defaultVolumeBytes,
                     fsType: request.parameters[Parameter.fsType] ?? Self.filesystem(of: request.volumeCapabilities),
-                    sourceSnapshotID: sourceSnapshot?.id ?? missingSnapshotID, parameters: placement)
+                    sourceSnapshotID: sourceSnapshot?.id ?? missingSnapshotID, parameters: placement, encryption: encryption)
                 let volume = try await ErrorMapping.mapping("creating volume \(request.name)") {
                     try await backend.createVolume(volumeRequest)
                 }
@@ -249,7 +252,8 @@ public struct ControllerServer: ControllerService {
                 }
                 var response = ControllerExpandVolumeResponse()
                 response.capacityBytes = Int64(clamping: result.capacityBytes)
-                response.nodeExpansionRequired = !CapabilityRules.isBlock(request.volumeCapability)
+                // An encrypted volume's mapping is grown on the node, raw block or not.
+                response.nodeExpansionRequired = !CapabilityRules.isBlock(request.volumeCapability) || result.encryption != nil
                 return response
             }
         }
@@ -418,7 +422,7 @@ public struct ControllerServer: ControllerService {
                     code: .invalidArgument,
                     message: "parameters: unknown key '\(key)'; expected \(known.sorted().joined(separator: ", "))")
             }
-            if key != Parameter.fsType && !Parameter.placement.contains(key) { out[key] = parameters[key] }
+            if key != Parameter.fsType && key != Parameter.encryption && !Parameter.placement.contains(key) { out[key] = parameters[key] }
         }
         if parameters[Parameter.volumeGroup] != nil && parameters[Parameter.vgPattern] != nil {
             throw RPCError(code: .invalidArgument, message: "parameters: give volumeGroup or vgPattern, not both")
@@ -442,6 +446,19 @@ public struct ControllerServer: ControllerService {
             out[Parameter.thinPool] = pool
         }
         return out
+    }
+
+    /// The `encryption` parameter: nil when absent, INVALID_ARGUMENT for anything but `luks2`.
+    static func encryption(_ parameters: [String: String]) throws(RPCError) -> VolumeEncryption? {
+        guard let value = parameters[Parameter.encryption] else { return nil }
+        guard let encryption = VolumeEncryption(rawValue: value) else {
+            throw RPCError(
+                code: .invalidArgument,
+                message:
+                    "parameters.encryption: '\(value)' is not supported; expected \(VolumeEncryption.allCases.map(\.rawValue).joined(separator: ", "))"
+            )
+        }
+        return encryption
     }
 
     /// The filesystem named by the first mount capability, if any.
@@ -475,6 +492,7 @@ public struct ControllerServer: ControllerService {
         out.capacityBytes = Int64(clamping: volume.capacityBytes)
         var context = ["location": volume.location]
         if let fsType = volume.fsType { context["fsType"] = fsType }
+        if let encryption = volume.encryption { context[Parameter.encryption] = encryption.rawValue }
         out.volumeContext = context
         if !options.topology.isEmpty {
             var topology = Topology()

@@ -15,6 +15,7 @@ public struct NodeServer: NodeService {
     let options: DriverOptions
     let backend: any VolumeBackend
     let mounter: any Mounter
+    let encryptor: any VolumeEncryptor
     let paths: KubeletPathPolicy
     let locks: VolumeLocks
     let log: RequestLog
@@ -25,23 +26,28 @@ public struct NodeServer: NodeService {
     ///   - backend: where volumes live; `VolumeBackend.device(forVolume:)` says where a
     ///     volume's data is on this node (a device node or a directory).
     ///   - mounter: the node's mounts and filesystem; `LinuxMounter` by default.
+    ///   - encryptor: opens and closes encrypted volumes (`encryption: luks2`); `LUKSEncryptor` by default.
     ///   - paths: where staging and target paths must lie (the kubelet directory).
     ///   - locks: the per-volume locks, shared with the ``ControllerServer`` of the same process.
     ///   - logger: where each call is logged once (requests at debug level, secrets redacted).
     public init(
-        options: DriverOptions, backend: any VolumeBackend, mounter: any Mounter = LinuxMounter(), paths: KubeletPathPolicy,
-        locks: VolumeLocks = VolumeLocks(), logger: Logger = .disabled
+        options: DriverOptions, backend: any VolumeBackend, mounter: any Mounter = LinuxMounter(),
+        encryptor: any VolumeEncryptor = LUKSEncryptor(), paths: KubeletPathPolicy, locks: VolumeLocks = VolumeLocks(),
+        logger: Logger = .disabled
     ) {
-        self.init(options: options, backend: backend, mounter: mounter, paths: paths, locks: locks, log: RequestLog(logger: logger))
+        self.init(
+            options: options, backend: backend, mounter: mounter, encryptor: encryptor, paths: paths, locks: locks,
+            log: RequestLog(logger: logger))
     }
 
     package init(
-        options: DriverOptions, backend: any VolumeBackend, mounter: any Mounter, paths: KubeletPathPolicy, locks: VolumeLocks,
-        log: RequestLog
+        options: DriverOptions, backend: any VolumeBackend, mounter: any Mounter, encryptor: any VolumeEncryptor = LUKSEncryptor(),
+        paths: KubeletPathPolicy, locks: VolumeLocks, log: RequestLog
     ) {
         self.options = options
         self.backend = backend
         self.mounter = mounter
+        self.encryptor = encryptor
         self.paths = paths
         self.locks = locks
         self.log = log
@@ -51,7 +57,9 @@ public struct NodeServer: NodeService {
         configuration: DriverConfiguration, backend: any VolumeBackend, mounter: any Mounter, paths: KubeletPathPolicy,
         locks: VolumeLocks, log: RequestLog
     ) {
-        self.init(options: configuration.driverOptions, backend: backend, mounter: mounter, paths: paths, locks: locks, log: log)
+        self.init(
+            options: configuration.driverOptions, backend: backend, mounter: mounter, encryptor: configuration.encryptor, paths: paths,
+            locks: locks, log: log)
     }
 
     public func nodeGetInfo(_ request: NodeGetInfoRequest, context: ServerContext) async throws -> NodeGetInfoResponse {
@@ -98,7 +106,7 @@ public struct NodeServer: NodeService {
             let staging = try await checked(request.stagingTargetPath, field: "staging_target_path")
             let options = try mountOptions(capability)
             return try await locks.withLock(request.volumeID) {
-                let location = try await location(of: request.volumeID)
+                let (volume, location) = try await volumeAndLocation(of: request.volumeID)
                 let device: String
                 switch location {
                 case .directory(let directory):
@@ -107,10 +115,15 @@ public struct NodeServer: NodeService {
                         directory, at: staging, volumeID: request.volumeID, readOnly: CapabilityRules.isReadOnlyMode(capability),
                         options: options)
                     return NodeStageVolumeResponse()
-                case .node(let node): device = node
+                case .node(let node):
+                    // An encrypted volume is opened first (formatted on its first stage); all
+                    // that follows works on the opened mapping.
+                    device = try await opened(
+                        node, volume: volume, secrets: request.secrets, readOnly: CapabilityRules.isReadOnlyMode(capability))
                 case .unavailable(let reason): throw ErrorMapping.deviceUnavailable(volumeID: request.volumeID, reason: reason)
                 }
-                // Raw block volumes are published straight from the device node: nothing to stage.
+                // Raw block volumes are published straight from the device node (or the opened
+                // mapping): nothing more to stage.
                 guard case .mount(let mount)? = capability.accessType else { return NodeStageVolumeResponse() }
                 let readOnly = CapabilityRules.isReadOnlyMode(capability)
                 let asked = mount.fsType.isEmpty ? (request.volumeContext["fsType"] ?? "") : mount.fsType
@@ -177,6 +190,10 @@ public struct NodeServer: NodeService {
             return try await locks.withLock(request.volumeID) {
                 // The staging directory belongs to the CO, which made it: only the mount goes.
                 try await unmount(staging, volumeID: request.volumeID, remove: false)
+                // Then an encrypted volume's mapping, even when its mount was already gone.
+                try await mapped("closing the encrypted mapping of volume \(request.volumeID)") {
+                    try await encryptor.close(volumeID: request.volumeID)
+                }
                 return NodeUnstageVolumeResponse()
             }
         }
@@ -198,7 +215,7 @@ public struct NodeServer: NodeService {
             var options = try mountOptions(capability)
             if readOnly { options.flags |= MountFlag.readOnly }
             return try await locks.withLock(request.volumeID) {
-                let location = try await location(of: request.volumeID)
+                let (volume, location) = try await volumeAndLocation(of: request.volumeID)
                 let source: String
                 /// Whether what is mounted at the target (`existing`) is this volume.
                 let isThisVolume: (MountInfo) async throws -> Bool
@@ -219,7 +236,8 @@ public struct NodeServer: NodeService {
                     }
                     source = staging
                     isThisVolume = { _ in try await isSameFile(target, as: volume) }
-                case .node(let device):
+                case .node(let node):
+                    let device = try await openMapping(node, volume: volume)
                     let number = try await deviceNumber(device)
                     if block {
                         source = device
@@ -395,7 +413,14 @@ public struct NodeServer: NodeService {
                             message: "volume \(request.volumeID) is not mounted at \(path); expansion is online only")
                     }
                     size = Int64(clamping: volume.capacityBytes)
-                case .node(let device):
+                case .node(let node):
+                    // An encrypted volume's mapping grows first; its filesystem is on the mapping.
+                    let device = try await openMapping(node, volume: volume)
+                    if volume.encryption != nil {
+                        try await mapped("growing the encrypted mapping of volume \(request.volumeID)") {
+                            try await encryptor.resize(volumeID: request.volumeID)
+                        }
+                    }
                     if kind != .blockDevice && !CapabilityRules.isBlock(request.volumeCapability) {
                         guard try await mountInfo(at: path) != nil else {
                             throw RPCError(
@@ -406,7 +431,8 @@ public struct NodeServer: NodeService {
                             try await mounter.resizeFilesystem(on: device, mountedAt: path)
                         }
                     }
-                    size = Int64(clamping: try await mapped("sizing \(device)") { try await mounter.blockDeviceSize(device) })
+                    // The volume's size is its device's; a mapping is smaller by its encryption header.
+                    size = Int64(clamping: try await mapped("sizing \(node)") { try await mounter.blockDeviceSize(node) })
                 }
                 if required > 0 && size < required {
                     throw RPCError(
@@ -455,7 +481,10 @@ public struct NodeServer: NodeService {
         let check = try await mapped("checking the device of volume \(id) at \(path)") { try await mounter.checkDevice(at: path) }
         var problems: [String] = []
         if let problem = check.problem { problems.append("volume \(id) at \(path): \(problem)") }
-        if volume != nil, let device = check.device,
+        // An encrypted volume is published from its mapping: the backend knows the device under it.
+        var backing = check.device
+        if volume?.encryption != nil, let device = check.device { backing = await encryptor.underlyingDevice(of: device) ?? device }
+        if volume != nil, let device = backing,
             let problem = try await mapped("checking the device of volume \(id)", { try await backend.deviceProblem(device, ofVolume: id) })
         {
             problems.append("volume \(id) at \(path) is on device \(device): \(problem)")
@@ -562,6 +591,38 @@ public struct NodeServer: NodeService {
     func mapped<T>(_ action: String, _ body: () async throws -> T) async throws -> T {
         try await ErrorMapping.mapping(action, body)
     }
+
+    /// The device to stage: `node` itself, or for an encrypted volume its mapping, opened (and on
+    /// the first stage formatted) with the node-stage secret's `passphrase`.
+    func opened(_ node: String, volume: BackendVolume, secrets: [String: String], readOnly: Bool) async throws -> String {
+        guard let encryption = volume.encryption else { return node }
+        guard let text = secrets[Self.passphraseKey], !text.isEmpty else {
+            throw RPCError(
+                code: .invalidArgument,
+                message:
+                    "volume \(volume.id) is encrypted (\(encryption.rawValue)): the node-stage secret has no '\(Self.passphraseKey)' key (set csi.storage.k8s.io/node-stage-secret-name and -namespace in the StorageClass)"
+            )
+        }
+        return try await mapped("opening encrypted volume \(volume.id)") {
+            try await encryptor.open(device: node, volumeID: volume.id, passphrase: Passphrase(text), format: !readOnly)
+        }
+    }
+
+    /// The device a staged volume is used through: `node`, or an encrypted volume's open mapping
+    /// (FAILED_PRECONDITION when it is not open: the volume is not staged).
+    func openMapping(_ node: String, volume: BackendVolume) async throws -> String {
+        guard volume.encryption != nil else { return node }
+        guard let mapping = try await mapped("finding the encrypted mapping of volume \(volume.id)", {
+            try await encryptor.openMapping(volumeID: volume.id)
+        }) else {
+            throw RPCError(
+                code: .failedPrecondition, message: "volume \(volume.id) is encrypted and not open on this node: call NodeStageVolume first")
+        }
+        return mapping
+    }
+
+    /// The key of the node-stage secret that holds an encrypted volume's passphrase.
+    static let passphraseKey = "passphrase"
 
     /// Whether `path` is a block device node for `number`.
     func isDeviceNode(_ path: String, number: DeviceNumber) async throws -> Bool {

@@ -65,7 +65,9 @@ public enum LUKS {
     ///
     /// A device that holds anything else that `blkid` recognises (a filesystem from an
     /// unencrypted life) is refused with `.busy`, never overwritten.
-    public static func formatIfNeeded(device: String, volume: String, passphrase: Passphrase) throws(StorageError) {
+    public static func formatIfNeeded(
+        device: String, volume: String, passphrase: Passphrase, tuning: [String] = []
+    ) throws(StorageError) {
         if try hasHeader(device: device) { return }
         let probe = try runProgram("blkid", ["-p", "-o", "value", "-s", "TYPE", device])
         let type = probe.output.trimmingWhitespace()
@@ -75,7 +77,7 @@ public enum LUKS {
         }
         try runChecked(
             "cryptsetup",
-            ["luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "argon2id", "--key-file", "-", device],
+            ["luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "argon2id"] + tuning + ["--key-file", "-", device],
             what: "formatting volume \(volume) (\(device)) with LUKS2", input: passphrase.bytes)
     }
 
@@ -124,17 +126,19 @@ public enum LUKS {
     /// The device under the open mapping `name`, from sysfs; nil when no such mapping is open.
     static func backingDevice(ofMapping name: String) throws(StorageError) -> DeviceNumber? {
         var info = stat()
-        let path = mappingPath(name)
-        guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFBLK else { return nil }
-        let mapping = DeviceNumber(info.st_rdev)
-        let slaves = "/sys/dev/block/\(mapping)/slaves"
+        guard stat(mappingPath(name), &info) == 0, info.st_mode & S_IFMT == S_IFBLK else { return nil }
+        return slave(of: DeviceNumber(info.st_rdev))
+    }
+
+    /// The one device under the device-mapper device `device` (`/sys/dev/block/M:m/slaves`), or nil.
+    static func slave(of device: DeviceNumber) -> DeviceNumber? {
+        let slaves = "/sys/dev/block/\(device)/slaves"
         guard let directory = opendir(slaves) else { return nil }
         defer { closedir(directory) }
         while let entry = readdir(directory) {
             let entryName = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
             if entryName == "." || entryName == ".." { continue }
-            let dev = "/sys/class/block/\(entryName)/dev"
-            if let text = try? readSmallFile(dev) {
+            if let text = try? readSmallFile("/sys/class/block/\(entryName)/dev") {
                 let parts = text.trimmingWhitespace().split(separator: ":")
                 if parts.count == 2, let major = UInt32(parts[0]), let minor = UInt32(parts[1]) {
                     return DeviceNumber(major: major, minor: minor)
@@ -166,5 +170,76 @@ extension String {
         while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }
         while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
         return String(scalars)
+    }
+}
+
+/// Opens and closes the encryption layer of volumes on a node. ``LUKSEncryptor`` is the real one;
+/// tests of the node service use a fake.
+public protocol VolumeEncryptor: Sendable {
+    /// Formats `device` for `volumeID` when it holds no encryption header yet (and `format` is
+    /// set), opens it with `passphrase`, and returns the opened mapping's device path. Repeated,
+    /// it returns the mapping already open.
+    func open(device: String, volumeID: String, passphrase: Passphrase, format: Bool) async throws(StorageError) -> String
+    /// The device path of `volumeID`'s open mapping, or nil when none is open.
+    func openMapping(volumeID: String) async throws(StorageError) -> String?
+    /// Closes `volumeID`'s mapping; nothing to do when it is not open.
+    func close(volumeID: String) async throws(StorageError)
+    /// Grows `volumeID`'s open mapping to its device's size.
+    func resize(volumeID: String) async throws(StorageError)
+    /// The device under the mapping `device`, when `device` is one of these mappings.
+    func underlyingDevice(of device: DeviceNumber) async -> DeviceNumber?
+}
+
+/// ``VolumeEncryptor`` over LUKS2 and `cryptsetup`, off the event loop.
+public struct LUKSEncryptor: VolumeEncryptor, Hashable {
+    /// Memory the key derivation (argon2id) may use, in KiB. cryptsetup's own default may take up
+    /// to 1 GiB per open, which would kill a node plugin under a container memory limit.
+    public var pbkdfMemoryKiB: Int
+    /// How long one key derivation is made to take on this node, in milliseconds.
+    public var iterationTimeMilliseconds: Int
+
+    /// An encryptor; by default 64 MiB and 1 s per key derivation.
+    public init(pbkdfMemoryKiB: Int = 65_536, iterationTimeMilliseconds: Int = 1000) {
+        self.pbkdfMemoryKiB = pbkdfMemoryKiB
+        self.iterationTimeMilliseconds = iterationTimeMilliseconds
+    }
+
+    public func open(device: String, volumeID: String, passphrase: Passphrase, format: Bool) async throws(StorageError) -> String {
+        let name = LUKS.mappingName(forVolume: volumeID)
+        let settings = self
+        return try await offload { () throws(StorageError) -> String in
+            if LUKS.isOpen(name: name) {
+                try LUKS.open(device: device, name: name, volume: volumeID, passphrase: passphrase)
+                return LUKS.mappingPath(name)
+            }
+            if format {
+                try LUKS.formatIfNeeded(
+                    device: device, volume: volumeID, passphrase: passphrase,
+                    tuning: ["--pbkdf-memory", String(settings.pbkdfMemoryKiB), "--iter-time", String(settings.iterationTimeMilliseconds)])
+            } else if try !LUKS.hasHeader(device: device) {
+                throw StorageError(.busy, "volume \(volumeID) is to be opened read-only, but its device \(device) has no LUKS2 header yet")
+            }
+            try LUKS.open(device: device, name: name, volume: volumeID, passphrase: passphrase)
+            return LUKS.mappingPath(name)
+        }
+    }
+
+    public func openMapping(volumeID: String) async throws(StorageError) -> String? {
+        let name = LUKS.mappingName(forVolume: volumeID)
+        return LUKS.isOpen(name: name) ? LUKS.mappingPath(name) : nil
+    }
+
+    public func close(volumeID: String) async throws(StorageError) {
+        let name = LUKS.mappingName(forVolume: volumeID)
+        try await offload { () throws(StorageError) in try LUKS.close(name: name, volume: volumeID) }
+    }
+
+    public func resize(volumeID: String) async throws(StorageError) {
+        let name = LUKS.mappingName(forVolume: volumeID)
+        try await offload { () throws(StorageError) in try LUKS.resize(name: name, volume: volumeID) }
+    }
+
+    public func underlyingDevice(of device: DeviceNumber) async -> DeviceNumber? {
+        LUKS.slave(of: device)
     }
 }

@@ -277,6 +277,7 @@ public final class LVMBackend: VolumeBackend {
         let vg = try LVMName(group.name, kind: .volumeGroup)
         var tags = [ownerTag, try LVMTag(Self.tagPrefix + "kind=volume"), try nameTag(request.name)]
         if let fsTag { tags.append(fsTag) }
+        if let encryption = try encryption(of: request, source: source) { tags.append(try Self.encryptionTag(encryption)) }
         if let source { tags.append(try LVMTag(Self.tagPrefix + "source=" + LVMTag.encode(source.name))) }
         if let source, !source.isThinVolume { tags.append(try LVMTag(Self.restoringTag)) }
         let tagWords = tags.flatMap { [LVMWord("--addtag"), LVMWord($0)] }
@@ -417,11 +418,13 @@ public final class LVMBackend: VolumeBackend {
             return snapshot(existing)
         }
         let created = String(Int64(time(nil)))
-        let tags = [
+        var tags = [
             ownerTag, try LVMTag(Self.tagPrefix + "kind=snapshot"), try nameTag(name),
             try LVMTag(Self.tagPrefix + "source=" + LVMTag.encode(origin.name)),
             try LVMTag(Self.tagPrefix + "created=" + created),
         ]
+        // The snapshot holds the origin's ciphertext: a restore of it must be opened the same way.
+        if let encryption = encryption(of: origin) { tags.append(try Self.encryptionTag(encryption)) }
         let tagWords = tags.flatMap { [LVMWord("--addtag"), LVMWord($0)] }
         let deviceMapper = await lvm.deviceMapper().available
         defer { cache.invalidate() }
@@ -507,6 +510,12 @@ public final class LVMBackend: VolumeBackend {
             throw StorageError(
                 .alreadyExists,
                 "volume \(existing.path) exists with \(existing.sizeBytes) bytes; the request asks for \(request.requiredBytes)\(request.effectiveLimit.map { "–\($0)" } ?? "") bytes"
+            )
+        }
+        if request.encryption != nil && encryption(of: existing) != request.encryption {
+            throw StorageError(
+                .alreadyExists,
+                "volume \(existing.path) exists \(encryption(of: existing).map { "encrypted with \($0.rawValue)" } ?? "unencrypted"); the request asks for \(request.encryption!.rawValue)"
             )
         }
         if tagValue(existing, "source") != request.sourceSnapshotID {
@@ -607,6 +616,29 @@ public final class LVMBackend: VolumeBackend {
         state.logicalVolumes.first { $0.name == id && isOwned($0, kind: kind) }
     }
 
+    /// The encryption an LV records (`csi.swift-csi.io/encryption=luks2`), or nil.
+    func encryption(of lv: LogicalVolume) -> VolumeEncryption? {
+        tagValue(lv, "encryption").flatMap(VolumeEncryption.init(rawValue:))
+    }
+
+    static func encryptionTag(_ encryption: VolumeEncryption) throws(StorageError) -> LVMTag {
+        try LVMTag(tagPrefix + "encryption=" + encryption.rawValue)
+    }
+
+    /// A new volume's encryption: its source snapshot's when it has one (the data is ciphertext
+    /// either way), else the request's. An encrypted request cannot restore a plain snapshot.
+    private func encryption(of request: VolumeRequest, source: LogicalVolume?) throws(StorageError) -> VolumeEncryption? {
+        guard let source else { return request.encryption }
+        let inherited = encryption(of: source)
+        if let asked = request.encryption, inherited != asked {
+            throw StorageError(
+                .invalidArgument,
+                "volume \(request.name) is to be encrypted with \(asked.rawValue), but its source \(source.path) holds \(inherited.map { "\($0.rawValue) ciphertext" } ?? "plain data"), which cannot be encrypted in place"
+            )
+        }
+        return inherited
+    }
+
     func tagValue(_ lv: LogicalVolume, _ key: String) -> String? {
         let prefix = Self.tagPrefix + key + "="
         guard let tag = lv.tags.first(where: { $0.hasPrefix(prefix) }) else { return nil }
@@ -619,7 +651,8 @@ public final class LVMBackend: VolumeBackend {
             sourceSnapshotID: tagValue(lv, "source"), location: lv.path,
             condition: isRestoring(lv)
                 ? VolumeHealth(abnormal: true, message: stillRestoring(lv).message)
-                : lv.condition(in: state.group(lv.volumeGroup), pool: thinPool(of: lv, state)))
+                : lv.condition(in: state.group(lv.volumeGroup), pool: thinPool(of: lv, state)),
+            encryption: encryption(of: lv))
     }
 
     /// The thin pool of thin LV `lv`, nil for other LVs.
@@ -632,7 +665,7 @@ public final class LVMBackend: VolumeBackend {
         BackendSnapshot(
             id: lv.name, name: tagValue(lv, "name"), sourceVolumeID: tagValue(lv, "source") ?? lv.origin,
             sizeBytes: lv.sizeBytes, creationTime: Int64(tagValue(lv, "created") ?? "") ?? 0,
-            readyToUse: !lv.origin.isEmpty || lv.isThinVolume, location: lv.path)
+            readyToUse: !lv.origin.isEmpty || lv.isThinVolume, location: lv.path, encryption: encryption(of: lv))
     }
 
     private func thinPoolName(_ parameters: [String: String]) throws(StorageError) -> LVMName? {

@@ -92,6 +92,10 @@ public final class LoopFileBackend: VolumeBackend {
         if let key = request.parameters.keys.first(where: { !$0.hasPrefix("csi.storage.k8s.io/") }) {
             throw StorageError(.invalidArgument, "unknown parameter \(LVMName.quoted(key)); the loop file backend takes none")
         }
+        if let encryption = request.encryption {
+            throw StorageError(
+                .invalidArgument, "volume \(id): the loop file backend does not encrypt volumes (encryption: \(encryption.rawValue)); use the LVM backend")
+        }
         let size = try request.size(unit: 1 << 20, unitName: "one MiB", volume: id)
         return try await offload { [self] () throws(StorageError) -> BackendVolume in
             if let existing = try record(kind: "volume", id: id) {

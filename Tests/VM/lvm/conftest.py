@@ -80,7 +80,8 @@ def start_driver(csi, extra=()):
     os.makedirs("/run/swift-csi-test", exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="driver-", dir="/run/swift-csi-test")
     return csi_support.Driver(csi_support.built_binary(), csi, workdir,
-                              ["--backend", "lvm", "--volume-group", VG, "--overprovision-ratio", str(RATIO)] + list(extra))
+                              ["--backend", "lvm", "--volume-group", VG, "--overprovision-ratio", str(RATIO),
+                               "--luks-iter-time", "50", "--luks-pbkdf-memory", "8192"] + list(extra))
 
 
 @pytest.fixture(scope="session")
