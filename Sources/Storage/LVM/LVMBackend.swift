@@ -277,7 +277,8 @@ public final class LVMBackend: VolumeBackend {
         let vg = try LVMName(group.name, kind: .volumeGroup)
         var tags = [ownerTag, try LVMTag(Self.tagPrefix + "kind=volume"), try nameTag(request.name)]
         if let fsTag { tags.append(fsTag) }
-        if let encryption = try encryption(of: request, source: source) { tags.append(try Self.encryptionTag(encryption)) }
+        let encryption = try encryption(of: request, source: source)
+        if let encryption { tags.append(try Self.encryptionTag(encryption)) }
         if let source { tags.append(try LVMTag(Self.tagPrefix + "source=" + LVMTag.encode(source.name))) }
         if let source, !source.isThinVolume { tags.append(try LVMTag(Self.restoringTag)) }
         let tagWords = tags.flatMap { [LVMWord("--addtag"), LVMWord($0)] }
@@ -339,7 +340,8 @@ public final class LVMBackend: VolumeBackend {
         // ask LVM again (the cache is dropped; the next read sees the new LV).
         return BackendVolume(
             id: id.rawValue, name: request.name, capacityBytes: size, fsType: request.fsType,
-            sourceSnapshotID: request.sourceSnapshotID, location: group.name + "/" + id.rawValue, condition: .healthy)
+            sourceSnapshotID: request.sourceSnapshotID, location: group.name + "/" + id.rawValue, condition: .healthy,
+            encryption: encryption)
     }
 
     public func deleteVolume(id: String) async throws(StorageError) {

@@ -64,7 +64,9 @@ struct LVMOutput: Sendable {
                 code = .alreadyExists
             } else if text.contains("not found") || text.contains("failed to find") || text.contains("no such") {
                 code = .notFound
-            } else if text.contains("in use") || text.contains("is open") || text.contains("busy") {
+            } else if text.contains("in use") || text.contains("is open") || text.contains("busy")
+                || text.contains("used by another device")
+            {
                 code = .busy
             } else if text.contains("without using device-mapper") || text.contains("target(s) not detected")
                 || text.contains("not supported")
