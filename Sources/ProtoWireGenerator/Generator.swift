@@ -200,7 +200,7 @@ public struct Generator {
         out.line()
         if options.module != "ProtoWire" { out.line("public import ProtoWire") }
         let services = options.services ? file.service : []
-        if !services.isEmpty { out.line("public import H2") }
+        if !services.isEmpty { out.line("public import RPCCore") }
         let namespace = options.namespaces[file.package]
         let protoPrefix = file.package.isEmpty ? "" : "." + file.package
         if let namespace {
@@ -393,13 +393,13 @@ public struct Generator {
         out.indent -= 1
         out.line("}")
         out.line()
-        out.doc("A client for `\(fullService)` over a `GRPCChannel`.")
+        out.doc("A client for `\(fullService)` over a `GRPCClientTransport` (H2's `GRPCChannel`).")
         out.line("public struct \(base)Client: Sendable {")
         out.indent += 1
         out.line("/// The channel calls go through.")
-        out.line("public let channel: GRPCChannel")
+        out.line("public let channel: any GRPCClientTransport")
         out.line("/// A client whose calls go through `channel`.")
-        out.line("public init(channel: GRPCChannel) { self.channel = channel }")
+        out.line("public init(channel: any GRPCClientTransport) { self.channel = channel }")
         for m in methods {
             out.line()
             out.doc(m.comment ?? "Calls `/\(fullService)/\(m.name)`.")

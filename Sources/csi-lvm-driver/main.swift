@@ -2,6 +2,7 @@
 import Driver
 import Flags
 import H2
+import RPCCore
 import Platform
 
 #if canImport(Glibc)

@@ -1,5 +1,6 @@
 import Driver
 import H2
+import RPCCore
 import Testing
 
 @Suite struct VolumeLocksTests {

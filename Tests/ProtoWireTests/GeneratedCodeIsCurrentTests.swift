@@ -106,6 +106,7 @@ func generateInProcess(_ protoFiles: [String], includes: [String], options: Stri
         #expect(descriptor.contains("public var number: Int32? = nil"))  // proto2 optional: presence
         #expect(descriptor.contains("public var mapEntry: Bool? = nil"))
         #expect(!descriptor.contains("import H2"))
+        #expect(!descriptor.contains("import RPCCore"))
         let structFile = files["struct.pb.swift"] ?? ""
         #expect(!structFile.contains("public enum GP: Sendable {}"))  // declared once per run
         #expect(structFile.contains("public var fields: [String: GP.Value] = [String: GP.Value]()"))
@@ -124,6 +125,7 @@ func generateInProcess(_ protoFiles: [String], includes: [String], options: Stri
         #expect(text.contains("name: \"pluginregistration.proto\","))
         #expect(!text.contains("struct "))
         #expect(!text.contains("import H2"))
+        #expect(!text.contains("import RPCCore"))
         let (inModule, _) = try generateInProcess(
             ["pluginregistration.proto"], includes: includes, options: "Messages=false,Module=ProtoWire")
         #expect(inModule["pluginregistration.pb.swift"]?.contains("import ProtoWire") == false)

@@ -2,7 +2,7 @@
 // Do not edit: change the .proto file and run scripts/generate.sh.
 
 public import ProtoWire
-public import H2
+public import RPCCore
 
 /// How block ranges are reported.
 public enum BlockMetadataType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
@@ -8626,12 +8626,12 @@ public protocol IdentityService: GRPCServiceRegistrable {
     func probe(_ request: ProbeRequest, context: ServerContext) async throws -> ProbeResponse
 }
 
-/// A client for `csi.v1.Identity` over a `GRPCChannel`.
+/// A client for `csi.v1.Identity` over a `GRPCClientTransport` (H2's `GRPCChannel`).
 public struct IdentityClient: Sendable {
     /// The channel calls go through.
-    public let channel: GRPCChannel
+    public let channel: any GRPCClientTransport
     /// A client whose calls go through `channel`.
-    public init(channel: GRPCChannel) { self.channel = channel }
+    public init(channel: any GRPCClientTransport) { self.channel = channel }
 
     /// Calls `/csi.v1.Identity/GetPluginInfo`.
     public func getPluginInfo(_ request: GetPluginInfoRequest = .init(), options: CallOptions = .init()) async throws -> GetPluginInfoResponse {
@@ -8736,12 +8736,12 @@ public protocol ControllerService: GRPCServiceRegistrable {
     func controllerModifyVolume(_ request: ControllerModifyVolumeRequest, context: ServerContext) async throws -> ControllerModifyVolumeResponse
 }
 
-/// A client for `csi.v1.Controller` over a `GRPCChannel`.
+/// A client for `csi.v1.Controller` over a `GRPCClientTransport` (H2's `GRPCChannel`).
 public struct ControllerClient: Sendable {
     /// The channel calls go through.
-    public let channel: GRPCChannel
+    public let channel: any GRPCClientTransport
     /// A client whose calls go through `channel`.
-    public init(channel: GRPCChannel) { self.channel = channel }
+    public init(channel: any GRPCClientTransport) { self.channel = channel }
 
     /// Calls `/csi.v1.Controller/CreateVolume`.
     public func createVolume(_ request: CreateVolumeRequest = .init(), options: CallOptions = .init()) async throws -> CreateVolumeResponse {
@@ -8898,12 +8898,12 @@ public protocol GroupControllerService: GRPCServiceRegistrable {
     func getVolumeGroupSnapshot(_ request: GetVolumeGroupSnapshotRequest, context: ServerContext) async throws -> GetVolumeGroupSnapshotResponse
 }
 
-/// A client for `csi.v1.GroupController` over a `GRPCChannel`.
+/// A client for `csi.v1.GroupController` over a `GRPCClientTransport` (H2's `GRPCChannel`).
 public struct GroupControllerClient: Sendable {
     /// The channel calls go through.
-    public let channel: GRPCChannel
+    public let channel: any GRPCClientTransport
     /// A client whose calls go through `channel`.
-    public init(channel: GRPCChannel) { self.channel = channel }
+    public init(channel: any GRPCClientTransport) { self.channel = channel }
 
     /// Calls `/csi.v1.GroupController/GroupControllerGetCapabilities`.
     public func groupControllerGetCapabilities(_ request: GroupControllerGetCapabilitiesRequest = .init(), options: CallOptions = .init()) async throws -> GroupControllerGetCapabilitiesResponse {
@@ -8964,12 +8964,12 @@ public protocol SnapshotMetadataService: GRPCServiceRegistrable {
     func getMetadataDelta(_ request: GetMetadataDeltaRequest, responses: ResponseStreamWriter<GetMetadataDeltaResponse>, context: ServerContext) async throws
 }
 
-/// A client for `csi.v1.SnapshotMetadata` over a `GRPCChannel`.
+/// A client for `csi.v1.SnapshotMetadata` over a `GRPCClientTransport` (H2's `GRPCChannel`).
 public struct SnapshotMetadataClient: Sendable {
     /// The channel calls go through.
-    public let channel: GRPCChannel
+    public let channel: any GRPCClientTransport
     /// A client whose calls go through `channel`.
-    public init(channel: GRPCChannel) { self.channel = channel }
+    public init(channel: any GRPCClientTransport) { self.channel = channel }
 
     /// Calls `/csi.v1.SnapshotMetadata/GetMetadataAllocated`.
     public func getMetadataAllocated(_ request: GetMetadataAllocatedRequest = .init(), options: CallOptions = .init()) -> AsyncThrowingStream<GetMetadataAllocatedResponse, any Error> {
@@ -9038,12 +9038,12 @@ public protocol NodeService: GRPCServiceRegistrable {
     func nodeGetInfo(_ request: NodeGetInfoRequest, context: ServerContext) async throws -> NodeGetInfoResponse
 }
 
-/// A client for `csi.v1.Node` over a `GRPCChannel`.
+/// A client for `csi.v1.Node` over a `GRPCClientTransport` (H2's `GRPCChannel`).
 public struct NodeClient: Sendable {
     /// The channel calls go through.
-    public let channel: GRPCChannel
+    public let channel: any GRPCClientTransport
     /// A client whose calls go through `channel`.
-    public init(channel: GRPCChannel) { self.channel = channel }
+    public init(channel: any GRPCClientTransport) { self.channel = channel }
 
     /// Calls `/csi.v1.Node/NodeStageVolume`.
     public func nodeStageVolume(_ request: NodeStageVolumeRequest = .init(), options: CallOptions = .init()) async throws -> NodeStageVolumeResponse {

@@ -2,7 +2,7 @@
 // Do not edit: change the .proto file and run scripts/generate.sh.
 
 public import ProtoWire
-public import H2
+public import RPCCore
 
 /// The types of the protobuf package `pluginregistration`.
 public enum PluginRegistration: Sendable {}
@@ -305,12 +305,12 @@ extension PluginRegistration {
         func notifyRegistrationStatus(_ request: PluginRegistration.RegistrationStatus, context: ServerContext) async throws -> PluginRegistration.RegistrationStatusResponse
     }
 
-    /// A client for `pluginregistration.Registration` over a `GRPCChannel`.
+    /// A client for `pluginregistration.Registration` over a `GRPCClientTransport` (H2's `GRPCChannel`).
     public struct RegistrationClient: Sendable {
         /// The channel calls go through.
-        public let channel: GRPCChannel
+        public let channel: any GRPCClientTransport
         /// A client whose calls go through `channel`.
-        public init(channel: GRPCChannel) { self.channel = channel }
+        public init(channel: any GRPCClientTransport) { self.channel = channel }
 
         /// Calls `/pluginregistration.Registration/GetInfo`.
         public func getInfo(_ request: PluginRegistration.InfoRequest = .init(), options: CallOptions = .init()) async throws -> PluginRegistration.PluginInfo {

@@ -1,5 +1,5 @@
 public import CSI
-public import H2
+public import RPCCore
 import ProtoWire
 package import Storage
 

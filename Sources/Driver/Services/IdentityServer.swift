@@ -1,5 +1,5 @@
 public import CSI
-public import H2
+public import RPCCore
 package import Storage
 
 /// csi.v1.Identity: who the driver is, what it can do, and whether its storage answers.

@@ -1,4 +1,4 @@
-package import H2
+package import RPCCore
 package import Storage
 
 /// The one place where backend and mount errors become gRPC status codes, following the CSI

@@ -1,5 +1,5 @@
 package import Platform
-import H2
+import RPCCore
 package import ProtoWire
 
 /// Logs each call once: method, outcome, duration; at debug level also the request, described

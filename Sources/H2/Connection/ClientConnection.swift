@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CNGHTTP2
 import Platform
+import RPCCore
 
 /// One call on a client connection. Loop thread only.
 final class ClientCall: @unchecked Sendable {
@@ -223,8 +224,7 @@ final class ClientConnection: HTTP2Connection, @unchecked Sendable {
             call.grpcMessage = GRPCPercentEncoding.decode(value)
         } else if name.elementsEqual("grpc-encoding".utf8) {
             if let c = GRPCCompression(name: value) {
-                call.deframer.compression = c
-                call.deframer.peer = "the server"
+                call.deframer.negotiate(c, peer: "the server")
             } else if !value.elementsEqual("identity".utf8) {
                 call.unsupportedEncoding = String(decoding: value, as: UTF8.self)
             }

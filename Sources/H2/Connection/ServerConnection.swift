@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CNGHTTP2
 import Platform
+import RPCCore
 
 /// Response messages queued on a stream, read out by nghttp2's data provider.
 struct OutboundMessages {
@@ -216,8 +217,8 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         guard let stream = streams[id], !stream.done, !stream.handlerStarted, stream.descriptor == nil else { return }
         if endStream { stream.requestEnded = true }
         if let encoding = stream.head.encoding, let c = GRPCCompression(name: encoding.utf8) {
-            stream.deframer.compression = c
-            stream.deframer.peer = "the client on \(core.addressDescription)" + (peer.map { " (pid \($0.pid), uid \($0.uid))" } ?? "")
+            stream.deframer.negotiate(
+                c, peer: "the client on \(core.addressDescription)" + (peer.map { " (pid \($0.pid), uid \($0.uid))" } ?? ""))
         }
         ready.append(stream)
     }

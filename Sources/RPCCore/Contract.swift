@@ -1,5 +1,6 @@
 // The surface that generated service code (Sources/CSI/Generated) is written against.
-// Names and signatures here are fixed; their implementations live with the rest of H2.
+// Names and signatures here are fixed; transports (H2) serve routers and implement
+// GRPCClientTransport.
 public import ProtoWire
 
 /// The shape of a gRPC method: how many messages flow each way.
@@ -172,14 +173,41 @@ public struct CallOptions: Sendable {
     public var timeout: Duration?
     /// Custom metadata sent with the request.
     public var metadata: Metadata
-    /// How this call's request messages are compressed: nil uses the channel's
-    /// ``GRPCChannelConfiguration/compression``, ``GRPCCompression/identity`` sends them uncompressed.
+    /// How this call's request messages are compressed: nil uses the channel's configured
+    /// compression (H2's `GRPCChannelConfiguration.compression`), ``GRPCCompression/identity``
+    /// sends them uncompressed.
     public var compression: GRPCCompression? = nil
     /// Creates options.
     public init(timeout: Duration? = nil, metadata: Metadata = Metadata()) {
         self.timeout = timeout
         self.metadata = metadata
     }
+}
+
+/// What generated clients make their calls through. H2's `GRPCChannel` is one; a test may
+/// provide another.
+public protocol GRPCClientTransport: Sendable {
+    /// Makes a unary call: one request, one response.
+    /// - Throws: ``RPCError`` with the status the server (or the transport) ended the call with.
+    func unary<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: GRPCMethodDescriptor, request: Request, options: CallOptions
+    ) async throws -> Response
+
+    /// Makes a server-streaming call; the responses arrive as a stream that ends with the status.
+    func serverStreaming<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: GRPCMethodDescriptor, request: Request, options: CallOptions
+    ) -> AsyncThrowingStream<Response, any Error>
+
+    /// Makes a client-streaming call: the requests are sent as `requests` yields them.
+    /// - Throws: ``RPCError`` with the status the call ended with.
+    func clientStreaming<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: GRPCMethodDescriptor, requests: AsyncStream<Request>, options: CallOptions
+    ) async throws -> Response
+
+    /// Makes a bidirectional-streaming call.
+    func bidirectionalStreaming<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: GRPCMethodDescriptor, requests: AsyncStream<Request>, options: CallOptions
+    ) -> AsyncThrowingStream<Response, any Error>
 }
 
 /// A stream of request messages from a client.
