@@ -369,7 +369,9 @@ public struct Generator {
         out.line()
 
         out.doc([
-            serviceComment, "The server side of `\(fullService)`: implement the methods, then register the service with a `GRPCRouter`.",
+            serviceComment,
+            "The server side of `\(fullService)`: implement the methods you serve, then register the service with a `GRPCRouter`. "
+                + "A method left out answers UNIMPLEMENTED.",
         ])
         out.line("public protocol \(base)Service: GRPCServiceRegistrable {")
         out.indent += 1
@@ -436,6 +438,29 @@ public struct Generator {
         out.line()
         out.line("extension \(qualifier)\(base)Service {")
         out.indent += 1
+        for m in methods {
+            let path = "/\(fullService)/\(m.name)"
+            out.line("/// Answers `\(path)` with UNIMPLEMENTED; implement it to serve the method.")
+            switch m.kind {
+            case "unary":
+                out.line("public func \(m.function)(_ request: \(m.input), context: ServerContext) async throws -> \(m.output) {")
+            case "serverStreaming":
+                out.line(
+                    "public func \(m.function)(_ request: \(m.input), responses: ResponseStreamWriter<\(m.output)>, context: ServerContext) async throws {"
+                )
+            case "clientStreaming":
+                out.line(
+                    "public func \(m.function)(_ requests: RequestStream<\(m.input)>, context: ServerContext) async throws -> \(m.output) {"
+                )
+            default:
+                out.line(
+                    "public func \(m.function)(_ requests: RequestStream<\(m.input)>, responses: ResponseStreamWriter<\(m.output)>, context: ServerContext) async throws {"
+                )
+            }
+            out.line("    throw RPCError(code: .unimplemented, message: \"\(path) is not implemented\")")
+            out.line("}")
+            out.line()
+        }
         out.line("/// Registers every method of `\(fullService)` with `router`.")
         out.line("public func register(with router: inout GRPCRouter) {")
         out.indent += 1

@@ -297,7 +297,7 @@ extension PluginRegistration {
 
     /// Served by the plugin (for CSI: by the node driver registrar), called by the kubelet.
     ///
-    /// The server side of `pluginregistration.Registration`: implement the methods, then register the service with a `GRPCRouter`.
+    /// The server side of `pluginregistration.Registration`: implement the methods you serve, then register the service with a `GRPCRouter`. A method left out answers UNIMPLEMENTED.
     public protocol RegistrationService: GRPCServiceRegistrable {
         /// Handles `/pluginregistration.Registration/GetInfo`.
         func getInfo(_ request: PluginRegistration.InfoRequest, context: ServerContext) async throws -> PluginRegistration.PluginInfo
@@ -325,6 +325,16 @@ extension PluginRegistration {
 }
 
 extension PluginRegistration.RegistrationService {
+    /// Answers `/pluginregistration.Registration/GetInfo` with UNIMPLEMENTED; implement it to serve the method.
+    public func getInfo(_ request: PluginRegistration.InfoRequest, context: ServerContext) async throws -> PluginRegistration.PluginInfo {
+        throw RPCError(code: .unimplemented, message: "/pluginregistration.Registration/GetInfo is not implemented")
+    }
+
+    /// Answers `/pluginregistration.Registration/NotifyRegistrationStatus` with UNIMPLEMENTED; implement it to serve the method.
+    public func notifyRegistrationStatus(_ request: PluginRegistration.RegistrationStatus, context: ServerContext) async throws -> PluginRegistration.RegistrationStatusResponse {
+        throw RPCError(code: .unimplemented, message: "/pluginregistration.Registration/NotifyRegistrationStatus is not implemented")
+    }
+
     /// Registers every method of `pluginregistration.Registration` with `router`.
     public func register(with router: inout GRPCRouter) {
         router.registerUnary(PluginRegistration.RegistrationMethods.getInfo) { (request: PluginRegistration.InfoRequest, context: ServerContext) async throws -> PluginRegistration.PluginInfo in
