@@ -11,12 +11,15 @@ import Testing
         ("Sources/CSI/Protos", "Sources/CSI/Generated", "Namespace.pluginregistration=PluginRegistration", "csi.proto"),
         ("Sources/CSI/Protos", "Sources/CSI/Generated", "Namespace.pluginregistration=PluginRegistration", "pluginregistration.proto"),
         ("Tests/ProtoWireTests/Protos", "Tests/ProtoWireTests/Generated", "Namespace.protowire.test=TestProtos", "codec_test.proto"),
+        ("Tests/ProtoWireTests/Protos", "Tests/ProtoWireTests/Generated", "Namespace.protowire.test=TestProtos", "wellknown_test.proto"),
         ("Sources/H2/Protos", "Sources/H2/Generated", h2Options, "health.proto"),
         ("Sources/H2/Protos", "Sources/H2/Generated", h2Options, "reflection.proto"),
         ("Sources/H2/Protos", "Sources/H2/Generated", "Messages=false", "reflection_v1alpha.proto"),
         ("/usr/include", "Sources/ProtoWire/Generated", wellKnownOptions, "google/protobuf/descriptor.proto"),
         ("/usr/include", "Sources/ProtoWire/Generated", wellKnownOptions, "google/protobuf/timestamp.proto"),
         ("/usr/include", "Sources/ProtoWire/Generated", wellKnownOptions, "google/protobuf/wrappers.proto"),
+        ("/usr/include", "Sources/ProtoWire/Generated", wellKnownOptions, "google/protobuf/duration.proto"),
+        ("/usr/include", "Sources/ProtoWire/Generated", wellKnownOptions, "google/protobuf/empty.proto"),
     ]
     static let h2Options = "Services=false,Namespace.grpc.health.v1=GRPCHealth,Namespace.grpc.reflection.v1=GRPCReflection"
     static let wellKnownOptions = "Messages=false,Module=ProtoWire"

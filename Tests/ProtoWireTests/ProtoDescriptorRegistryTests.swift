@@ -159,6 +159,8 @@ func fileDescriptor(_ name: String, package: String, dependencies: [String] = []
         ("/usr/include", "google/protobuf/descriptor.proto"),
         ("/usr/include", "google/protobuf/timestamp.proto"),
         ("/usr/include", "google/protobuf/wrappers.proto"),
+        ("/usr/include", "google/protobuf/duration.proto"),
+        ("/usr/include", "google/protobuf/empty.proto"),
     ])
     func embeddedDescriptorIsProtocs(_ directory: String, _ name: String) throws {
         let all =
