@@ -349,15 +349,24 @@ package enum Base64 {
 
 /// Request header rules of gRPC over HTTP/2, separate from nghttp2 so they can be tested alone.
 package struct GRPCRequestHead: Sendable {
+    /// `:method`.
     package var method: String?
+    /// `:path`.
     package var path: String?
+    /// `content-type`.
     package var contentType: String?
+    /// `te`.
     package var te: String?
+    /// `grpc-encoding`: how the request's messages are compressed.
     package var encoding: String?
+    /// `grpc-accept-encoding`: what the client can decompress.
     package var acceptEncoding: String?
+    /// `grpc-timeout`, as sent.
     package var timeout: String?
+    /// Every other header, as custom metadata.
     package var metadata = Metadata()
 
+    /// No fields yet.
     package init() {}
 
     /// What to do with a request whose headers are complete.
