@@ -318,7 +318,7 @@ struct RequestSink: Sendable {
         core.loop.execute {
             guard let call = handle.call, !call.finished else { return }
             call.out.append(message: bytes, compressed: compressed)
-            call.requestsDone = true
+            call.endRequests()
             call.connection?.resume(call)
         }
     }
@@ -331,7 +331,7 @@ struct RequestSink: Sendable {
         }
         core.loop.execute {
             guard let call = handle.call, !call.finished else { return }
-            call.requestsDone = true
+            call.endRequests()
             call.connection?.resume(call)
         }
     }
@@ -631,7 +631,7 @@ final class ChannelCore: @unchecked Sendable {
                         }
                     })
                     call.out.append(message: request, compressed: compressed)
-                    call.requestsDone = true
+                    call.endRequests()
                     handle.call = call
                     self.start(call, timeout: options.timeout)
                 }
