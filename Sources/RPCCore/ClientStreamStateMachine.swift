@@ -137,15 +137,18 @@ package struct ClientStreamStateMachine: Sendable {
         return true
     }
 
-    /// The status the response amounts to once the stream closed with `resetCode` (nil: OK).
+    /// The stream closed with `resetCode`: the status the response amounts to (nil: OK). Mutating
+    /// (the response metadata moves into the status) so that the transport calls it in place.
     ///
     /// `grpc-status` wins; without it a non-200 `:status` maps as the gRPC spec lists, a response
     /// that is not `application/grpc` is UNKNOWN, and a reset maps by its code: REFUSED_STREAM is
     /// UNAVAILABLE, CANCEL is CANCELLED, a clean end without status and any other code INTERNAL.
-    package func status(resetCode: UInt32, path: String, target: String) -> RPCError? {
+    package mutating func streamClosed(resetCode: UInt32, path: String, target: String) -> RPCError? {
         if let code = grpcStatus {
             if code == 0 { return nil }
-            return RPCError(code: .init(rawValue: code), message: grpcMessage ?? "", metadata: metadata)
+            let trailers = metadata
+            metadata = Metadata()
+            return RPCError(code: .init(rawValue: code), message: grpcMessage ?? "", metadata: trailers)
         }
         if let h = httpStatus, h != 200 {
             return RPCError(code: GRPCStatusMapping.code(forHTTPStatus: h), message: "\(path) on \(target): HTTP status \(h)")

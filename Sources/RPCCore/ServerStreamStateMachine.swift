@@ -50,7 +50,13 @@ package struct ServerStreamStateMachine: Sendable {
     /// The request's header fields as received.
     package private(set) var head = GRPCRequestHead()
     /// The request's progress.
-    package private(set) var phase = Phase.receivingHeaders
+    package private(set) var phase = Phase.receivingHeaders {
+        didSet { isDone = phase == .done }
+    }
+    /// Whether the status is decided or the call aborted. Stored, like every property the
+    /// transport reads: reading a stored property of the machine inside the transport's record
+    /// touches that field alone, where a computed one would copy the whole machine first.
+    package private(set) var isDone = false
     /// What the handler's request stream has been told (streaming handlers).
     package private(set) var inbound = Inbound.open
     /// The response's progress.
@@ -69,6 +75,9 @@ package struct ServerStreamStateMachine: Sendable {
     package private(set) var pendingBytes = 0
     /// DATA bytes behind queued messages, to acknowledge (WINDOW_UPDATE) once the handler takes them.
     package private(set) var unconsumed = 0
+    /// Request bytes this call buffers: a partial message plus messages not yet taken. Stored (kept
+    /// current by every transition) so that reading it from the transport copies nothing.
+    package private(set) var bufferedBytes = 0
     private var headerBytes = 0
     private var deframer: GRPCMessageDeframer
     private let maxHeaderListSize: Int
@@ -80,11 +89,7 @@ package struct ServerStreamStateMachine: Sendable {
         self.maxHeaderListSize = maxHeaderListSize
     }
 
-    /// Whether the status is decided or the call aborted.
-    package var isDone: Bool { phase == .done }
-
-    /// Request bytes this call buffers: a partial message plus messages not yet taken.
-    package var bufferedBytes: Int { deframer.bufferedBytes + pendingBytes }
+    private mutating func updateBufferedBytes() { bufferedBytes = deframer.bufferedBytes + pendingBytes }
 
     /// The method path, for messages.
     package var pathDescription: String { head.path ?? "the call" }
@@ -183,6 +188,7 @@ package struct ServerStreamStateMachine: Sendable {
         }
         swap(&queue, &pending)
         pendingBytes = bytes
+        updateBufferedBytes()
         return .processed(ready: ready, failure: failure)
     }
 
@@ -307,6 +313,7 @@ package struct ServerStreamStateMachine: Sendable {
             return .fail(RPCError(code: .internalError, message: "\(pathDescription) is unary but the client sent no request message"))
         }
         pendingBytes = 0
+        updateBufferedBytes()
         phase = .running
         return .startUnary(request)
     }
@@ -330,6 +337,7 @@ package struct ServerStreamStateMachine: Sendable {
         if !pending.isEmpty {
             let m = pending.removeFirst()
             pendingBytes -= m.count
+            updateBufferedBytes()
             var consume = 0
             if pending.isEmpty && unconsumed > 0 {
                 consume = unconsumed
@@ -482,6 +490,7 @@ package struct ServerStreamStateMachine: Sendable {
         if deframer.bufferedBytes > 0 || deframer.hasPartialMessage {
             deframer = GRPCMessageDeframer(maxMessageSize: 0)
         }
+        bufferedBytes = 0
     }
 
     /// Whether a message is partly received.

@@ -9,7 +9,8 @@ private func received(_ fields: [(String, String)], maxMessageSize: Int = 1024) 
 }
 
 private func status(_ m: ClientStreamStateMachine, reset: UInt32 = 0) -> RPCError? {
-    m.status(resetCode: reset, path: "/pkg.Svc/M", target: "unix:///s.sock")
+    var m = m
+    return m.streamClosed(resetCode: reset, path: "/pkg.Svc/M", target: "unix:///s.sock")
 }
 
 @Suite struct ClientStreamStateMachineTests {

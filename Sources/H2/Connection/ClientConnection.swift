@@ -12,8 +12,9 @@ final class ClientCall: @unchecked Sendable {
     let headers: HeaderBlock
     var streamID: Int32 = -1
     var out = OutboundMessages()
-    /// The response's fields, messages and status; the request side's progress.
-    var machine: ClientStreamStateMachine
+    /// The response's fields, messages and status; the request side's progress. Loop thread
+    /// only, and no transition reaches back into the record: unchecked, as `ServerStream.machine`.
+    @exclusivity(unchecked) var machine: ClientStreamStateMachine
     var timer: LoopTimer? = nil
     /// The call's place among the channel's waiters for a connect in flight.
     var connectWaiter: Int? = nil
@@ -227,7 +228,7 @@ final class ClientConnection: HTTP2Connection, @unchecked Sendable {
             consumed.append((id, call.unconsumed))
             call.unconsumed = 0
         }
-        call.complete(call.machine.status(resetCode: errorCode, path: call.path, target: target))
+        call.complete(call.machine.streamClosed(resetCode: errorCode, path: call.path, target: target))
     }
 
     func read(_ id: Int32, _ buf: UnsafeMutablePointer<UInt8>, _ length: Int, _ flags: UnsafeMutablePointer<UInt32>) -> Int {

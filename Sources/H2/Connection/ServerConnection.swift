@@ -68,8 +68,11 @@ struct OutboundMessages {
 /// thread only.
 final class ServerStream: @unchecked Sendable {
     let id: Int32
-    /// Where the call is; every protocol decision is made here.
-    var machine: ServerStreamStateMachine
+    /// Where the call is; every protocol decision is made here. Only the loop thread touches it
+    /// and no transition reaches back into the record, so accesses never overlap: the runtime's
+    /// exclusivity tracking, which a call into another module would need on every transition (a
+    /// header field, a DATA chunk), is left out (`Benchmarks/RESULTS.md`, 2026-12-06).
+    @exclusivity(unchecked) var machine: ServerStreamStateMachine
     var descriptor: GRPCMethodDescriptor? = nil
     /// This stream's share of the connection's buffered request bytes.
     var held = 0
@@ -290,7 +293,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         ready.removeAll(keepingCapacity: true)
         for stream in batch where !stream.done && !stream.closed {
             var step = stream.machine.nextStep()
-            if step == .route {
+            if case .route = step {
                 route(stream)
                 step = stream.machine.nextStep()
             }
