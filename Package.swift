@@ -40,6 +40,7 @@ let package = Package(
     products: [
         .library(name: "Platform", targets: ["Platform"]),
         .library(name: "ProtoWire", targets: ["ProtoWire"]),
+        .library(name: "RPCCore", targets: ["RPCCore"]),
         .library(name: "H2", targets: ["H2"]),
         .library(name: "CSI", targets: ["CSI"]),
         .library(name: "Storage", targets: ["Storage"]),
@@ -79,16 +80,19 @@ let package = Package(
         .target(name: "Platform", dependencies: ["CPlatform"], swiftSettings: strict),
         .target(name: "ProtoWire", swiftSettings: strict),
         .target(name: "ProtoWireGenerator", dependencies: ["ProtoWire"], swiftSettings: strict),
-        .target(name: "H2", dependencies: ["CNGHTTP2", "CZlib", "CH2Sys", "Platform", "ProtoWire"], exclude: ["Protos"], swiftSettings: strict),
+        // gRPC without a transport: the contract generated code is written against, framing,
+        // status and header rules, the per-stream state machine. No C.
+        .target(name: "RPCCore", dependencies: ["ProtoWire"], swiftSettings: strict),
+        .target(name: "H2", dependencies: ["CNGHTTP2", "CZlib", "CH2Sys", "Platform", "ProtoWire", "RPCCore"], exclude: ["Protos"], swiftSettings: strict),
         .target(
             name: "CSI",
-            dependencies: ["ProtoWire", "H2"],
+            dependencies: ["ProtoWire", "RPCCore"],
             exclude: ["Protos"],
             swiftSettings: strict
         ),
         .target(name: "Storage", dependencies: ["CLVM2Cmd", "Platform"], swiftSettings: strict),
-        .target(name: "CSIDriverKit", dependencies: ["CSI", "H2", "Platform", "ProtoWire", "Storage"], swiftSettings: strict),
-        .target(name: "Registrar", dependencies: ["CSI", "H2", "Platform"], swiftSettings: strict),
+        .target(name: "CSIDriverKit", dependencies: ["CSI", "H2", "Platform", "ProtoWire", "RPCCore", "Storage"], swiftSettings: strict),
+        .target(name: "Registrar", dependencies: ["CSI", "H2", "Platform", "RPCCore"], swiftSettings: strict),
         // The executables' flag parser.
         .target(name: "Flags", dependencies: ["Platform"], swiftSettings: strict),
         // The executables' Prometheus metrics (swift-prometheus): registry, process metrics, gRPC calls,
@@ -101,14 +105,14 @@ let package = Package(
         .executableTarget(
             name: "csi-lvm-driver",
             dependencies: [
-                "CSIDriverKit", "CSI", "Flags", "H2", "MetricsExport", "Platform", "Storage",
+                "CSIDriverKit", "CSI", "Flags", "H2", "MetricsExport", "Platform", "RPCCore", "Storage",
             ],
             swiftSettings: strict
         ),
         .executableTarget(
             name: "node-driver-registrar",
             dependencies: [
-                "Registrar", "Flags", "H2", "MetricsExport", "Platform",
+                "Registrar", "Flags", "H2", "MetricsExport", "Platform", "RPCCore",
             ],
             swiftSettings: strict
         ),
@@ -122,20 +126,21 @@ let package = Package(
             dependencies: ["ProtoWire", "CSI"],
             swiftSettings: strict
         ),
-        .executableTarget(name: "h2-interop", dependencies: ["H2", "Platform", "ProtoWire"], swiftSettings: strict),
-        .executableTarget(name: "deflate-bench", dependencies: ["H2"], path: "Benchmarks/Deflate/deflate-bench", swiftSettings: strict),
+        .executableTarget(name: "h2-interop", dependencies: ["H2", "Platform", "ProtoWire", "RPCCore"], swiftSettings: strict),
+        .executableTarget(name: "deflate-bench", dependencies: ["H2", "RPCCore"], path: "Benchmarks/Deflate/deflate-bench", swiftSettings: strict),
 
         // Tests.
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "FlagsTests", dependencies: ["Flags"], swiftSettings: strict),
         .testTarget(name: "MetricsExportTests", dependencies: ["MetricsExport", "Platform", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire", "ProtoWireGenerator", "CSI", "H2", "TestSupport"], exclude: ["Protos"], swiftSettings: strict),
-        .testTarget(name: "H2Tests", dependencies: ["H2", "Platform", "ProtoWire", "CSI", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "CSITests", dependencies: ["CSI", "ProtoWire", "H2"], swiftSettings: strict),
+        .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire", "ProtoWireGenerator", "CSI", "RPCCore", "TestSupport"], exclude: ["Protos"], swiftSettings: strict),
+        .testTarget(name: "RPCCoreTests", dependencies: ["RPCCore", "ProtoWire"], swiftSettings: strict),
+        .testTarget(name: "H2Tests", dependencies: ["H2", "Platform", "ProtoWire", "RPCCore", "CSI", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "CSITests", dependencies: ["CSI", "ProtoWire", "RPCCore"], swiftSettings: strict),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Platform", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "CSIDriverKitTests", dependencies: ["CSIDriverKit", "CSI", "H2", "Platform", "Storage", "ProtoWire"], swiftSettings: strict),
-        .testTarget(name: "RegistrarTests", dependencies: ["Registrar", "CSI", "H2", "Platform", "ProtoWire", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "CSIDriverKitTests", dependencies: ["CSIDriverKit", "CSI", "H2", "Platform", "RPCCore", "Storage", "ProtoWire"], swiftSettings: strict),
+        .testTarget(name: "RegistrarTests", dependencies: ["Registrar", "CSI", "H2", "Platform", "ProtoWire", "RPCCore", "TestSupport"], swiftSettings: strict),
     ]
 )
 

@@ -63,6 +63,7 @@ let package = Package(
             name: "rpc-bench-server",
             dependencies: [
                 .product(name: "H2", package: "swift-csi"),
+                .product(name: "RPCCore", package: "swift-csi"),
                 .product(name: "CSI", package: "swift-csi"),
                 .product(name: "ProtoWire", package: "swift-csi"),
             ],

@@ -17,7 +17,7 @@ sets=(
     "Tests/ProtoWireTests/Protos Tests/ProtoWireTests/Generated Namespace.protowire.test=TestProtos"
     "Sources/H2/Protos Sources/H2/Generated Services=false,Namespace.grpc.health.v1=GRPCHealth,Namespace.grpc.reflection.v1=GRPCReflection health.proto reflection.proto"
     "Sources/H2/Protos Sources/H2/Generated Messages=false reflection_v1alpha.proto"
-    "$includes Sources/ProtoWire/Generated Messages=false,Module=ProtoWire google/protobuf/descriptor.proto google/protobuf/timestamp.proto google/protobuf/wrappers.proto"
+    "$includes Sources/ProtoWire/Generated Messages=false,Module=ProtoWire google/protobuf/descriptor.proto google/protobuf/timestamp.proto google/protobuf/wrappers.proto google/protobuf/duration.proto google/protobuf/empty.proto"
 )
 
 check=0

@@ -1,5 +1,6 @@
+public import RPCCore
 import CSI
-public import H2
+import H2
 public import Platform
 
 #if canImport(Glibc)

@@ -1,6 +1,7 @@
 public import Platform
 import CSI
-package import H2
+import H2
+package import RPCCore
 public import Storage
 
 #if canImport(Glibc)

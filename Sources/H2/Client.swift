@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CNGHTTP2
 public import ProtoWire
+public import RPCCore
 import Synchronization
 import Platform
 
@@ -55,7 +56,7 @@ extension CallOptions {
 ///
 /// It connects on first use and reconnects after failures, pausing between attempts with capped
 /// exponential backoff. Calls fail with UNAVAILABLE naming the target when it cannot be reached.
-public final class GRPCChannel: Sendable {
+public final class GRPCChannel: GRPCClientTransport {
     /// The target: `unix:///path`, a plain path, or `host:port` for TCP.
     public let target: String
     /// How the channel connects.
@@ -317,7 +318,7 @@ struct RequestSink: Sendable {
         core.loop.execute {
             guard let call = handle.call, !call.finished else { return }
             call.out.append(message: bytes, compressed: compressed)
-            call.requestsDone = true
+            call.endRequests()
             call.connection?.resume(call)
         }
     }
@@ -330,7 +331,7 @@ struct RequestSink: Sendable {
         }
         core.loop.execute {
             guard let call = handle.call, !call.finished else { return }
-            call.requestsDone = true
+            call.endRequests()
             call.connection?.resume(call)
         }
     }
@@ -630,7 +631,7 @@ final class ChannelCore: @unchecked Sendable {
                         }
                     })
                     call.out.append(message: request, compressed: compressed)
-                    call.requestsDone = true
+                    call.endRequests()
                     handle.call = call
                     self.start(call, timeout: options.timeout)
                 }

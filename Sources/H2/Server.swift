@@ -4,6 +4,7 @@ import Glibc
 import CNGHTTP2
 public import Platform
 public import ProtoWire
+public import RPCCore
 import Synchronization
 
 /// How a ``GRPCServer`` listens and what it allows.

@@ -31,9 +31,11 @@ public struct ProtoFileDescriptor: Sendable, Hashable {
 /// The descriptors of the well-known files that generated code may import, so that a registry
 /// can serve a file together with everything it depends on.
 public enum WellKnownProtoFiles {
-    /// `google/protobuf/descriptor.proto`, `timestamp.proto` and `wrappers.proto`.
+    /// `google/protobuf/descriptor.proto`, `timestamp.proto`, `wrappers.proto`, `duration.proto`
+    /// and `empty.proto`.
     public static let all: [ProtoFileDescriptor] = [
         DescriptorProtoFile.descriptor, TimestampProtoFile.descriptor, WrappersProtoFile.descriptor,
+        DurationProtoFile.descriptor, EmptyProtoFile.descriptor,
     ]
 }
 

@@ -204,6 +204,115 @@ public struct Timestamp: ProtoCodable, Comparable, CustomStringConvertible, Cust
     public var debugDescription: String { description }
 }
 
+/// `google.protobuf.Duration`: a signed span of seconds and nanoseconds. Named so that it does not
+/// shadow Swift's `Duration`; ``duration`` and ``init(_:)`` convert between the two.
+public struct ProtoDuration: ProtoCodable, Comparable, CustomStringConvertible, CustomDebugStringConvertible {
+    /// `google.protobuf.Duration`.
+    public static var protoMessageName: String { "google.protobuf.Duration" }
+
+    /// Whole seconds, -315,576,000,000...315,576,000,000.
+    public var seconds: Int64 = 0
+    /// Nanoseconds, -999,999,999...999,999,999, with the sign of ``seconds`` when that is not 0.
+    public var nanos: Int32 = 0
+    /// Fields this version does not know, kept for re-encoding.
+    public var unknownFields = UnknownFields()
+
+    /// Zero.
+    public init() {}
+
+    /// A duration of `seconds` and `nanos`.
+    public init(seconds: Int64, nanos: Int32 = 0) {
+        self.seconds = seconds
+        self.nanos = nanos
+    }
+
+    /// The protobuf form of a Swift `Duration`, truncated to whole nanoseconds.
+    public init(_ duration: Duration) {
+        let (s, attoseconds) = duration.components
+        var nanos = attoseconds / 1_000_000_000
+        var seconds = s
+        // Swift keeps the attoseconds non-negative; protobuf gives both parts one sign.
+        if seconds < 0 && nanos > 0 {
+            seconds += 1
+            nanos -= 1_000_000_000
+        }
+        self.init(seconds: seconds, nanos: Int32(nanos))
+    }
+
+    /// The span as a Swift `Duration`.
+    public var duration: Duration { .seconds(seconds) + .nanoseconds(Int64(nanos)) }
+
+    @inlinable
+    public var protoEncodedSize: Int {
+        var size = unknownFields.bytes.count
+        if seconds != 0 { size &+= 1 &+ ProtoSize.int64(seconds) }
+        if nanos != 0 { size &+= 1 &+ ProtoSize.int32(nanos) }
+        return size
+    }
+
+    @inlinable
+    public func protoWrite(to writer: inout ProtoWriter) {
+        writer.writeUnknown(unknownFields)
+        if nanos != 0 {
+            writer.writeInt32(nanos)
+            writer.writeTag(0x10)
+        }
+        if seconds != 0 {
+            writer.writeInt64(seconds)
+            writer.writeTag(0x08)
+        }
+    }
+
+    @inlinable
+    public mutating func protoMerge(from reader: inout ProtoReader) throws(ProtoWireError) {
+        while let tag = try reader.nextTag() {
+            switch tag.rawValue {
+            case 0x08: seconds = try reader.readInt64()
+            case 0x10: nanos = try reader.readInt32()
+            default: try reader.skipField(into: &unknownFields)
+            }
+        }
+    }
+
+    /// Shorter spans order first.
+    public static func < (a: ProtoDuration, b: ProtoDuration) -> Bool {
+        (a.seconds, a.nanos) < (b.seconds, b.nanos)
+    }
+
+    /// `ProtoDuration(seconds: 5, nanos: 0)`.
+    public var description: String { "ProtoDuration(seconds: \(seconds), nanos: \(nanos))" }
+    /// Same as ``description``.
+    public var debugDescription: String { description }
+}
+
+/// `google.protobuf.Empty`: a message without fields, for methods that take or return nothing.
+public struct ProtoEmpty: ProtoCodable, CustomStringConvertible, CustomDebugStringConvertible {
+    /// `google.protobuf.Empty`.
+    public static var protoMessageName: String { "google.protobuf.Empty" }
+
+    /// Fields this version does not know, kept for re-encoding.
+    public var unknownFields = UnknownFields()
+
+    /// The empty message.
+    public init() {}
+
+    @inlinable
+    public var protoEncodedSize: Int { unknownFields.bytes.count }
+
+    @inlinable
+    public func protoWrite(to writer: inout ProtoWriter) { writer.writeUnknown(unknownFields) }
+
+    @inlinable
+    public mutating func protoMerge(from reader: inout ProtoReader) throws(ProtoWireError) {
+        while try reader.nextTag() != nil { try reader.skipField(into: &unknownFields) }
+    }
+
+    /// `ProtoEmpty()`.
+    public var description: String { "ProtoEmpty()" }
+    /// Same as ``description``.
+    public var debugDescription: String { description }
+}
+
 /// Holds a message out of line, so that a message type can contain itself through a cycle of
 /// singular message fields (a Swift struct cannot contain itself inline). Immutable: generated
 /// setters put a new box in place, which keeps value semantics.

@@ -61,7 +61,18 @@ public struct Generator {
     /// Singular message fields (`.pkg.Message#number`) on a cycle of singular message fields:
     /// stored in a `ProtoBox` (or as an `indirect` oneof case) so the structs have finite size.
     var boxedFields: Set<String> = []
+    /// The file that defines each type (`.google.protobuf.Any` -> `google/protobuf/any.proto`).
+    var typeFiles: [String: String] = [:]
+    /// The files this run generates.
+    var generating: Set<String> = []
     let options: GeneratorOptions
+
+    /// The well-known types ProtoWire provides, so that a file importing them compiles without
+    /// generating them: Swift name by full proto name (wrappers map to optionals, see ``wrappers``).
+    static let wellKnownMessages: [String: String] = [
+        ".google.protobuf.Timestamp": "Timestamp", ".google.protobuf.Duration": "ProtoDuration",
+        ".google.protobuf.Empty": "ProtoEmpty",
+    ]
 
     static let wrappers: [String: String] = [
         ".google.protobuf.DoubleValue": "Double", ".google.protobuf.FloatValue": "Float",
@@ -79,11 +90,13 @@ public struct Generator {
             let options = try GeneratorOptions(parameter: request.parameter)
             var generator = Generator(options: options)
             generator.register(request.protoFile)
+            generator.generating = Set(request.fileToGenerate)
             var declaredNamespaces: Set<String> = []
             for name in request.fileToGenerate {
                 guard let file = request.protoFile.first(where: { $0.name == name }) else {
                     throw GeneratorError("\(name): not among the request's files")
                 }
+                if options.messages { try generator.checkWellKnownImports(of: file) }
                 let declareNamespace = options.namespaces[file.package].map { declaredNamespaces.insert($0).inserted } ?? false
                 let content =
                     options.messages
@@ -114,11 +127,15 @@ public struct Generator {
         for file in files {
             let protoPrefix = file.package.isEmpty ? "" : "." + file.package
             let swiftPrefix = options.namespaces[file.package].map { $0 + "." } ?? ""
+            let before = Set(types.keys)
             for message in file.messageType { register(message, protoPrefix: protoPrefix, swiftPrefix: swiftPrefix) }
             for e in file.enumType { register(e, protoPrefix: protoPrefix, swiftPrefix: swiftPrefix) }
+            for name in types.keys where !before.contains(name) { typeFiles[name] = file.name }
         }
         // The well-known types with a native mapping win over any generated form.
-        types[".google.protobuf.Timestamp"] = TypeInfo(kind: .timestamp, swiftName: "Timestamp")
+        for (name, swift) in Generator.wellKnownMessages {
+            types[name] = TypeInfo(kind: name == ".google.protobuf.Timestamp" ? .timestamp : .message, swiftName: swift)
+        }
         for (name, swift) in Generator.wrappers { types[name] = TypeInfo(kind: .wrapper, swiftName: swift) }
         findCycles(files)
     }
@@ -169,10 +186,38 @@ public struct Generator {
             kind: .enumeration, swiftName: swiftPrefix + Naming.typeName(e.name, isEnum: true), firstCase: first)
     }
 
+    /// Refuses a file that uses a type of a `google/protobuf/` file that this run does not generate
+    /// and ProtoWire does not provide (Any, Struct, FieldMask, …): its Swift would not compile.
+    func checkWellKnownImports(of file: FileDescriptor) throws(GeneratorError) {
+        func check(_ typeName: String, _ context: String) throws(GeneratorError) {
+            guard !typeName.isEmpty, types[typeName]?.kind != .wrapper, Generator.wellKnownMessages[typeName] == nil,
+                let defining = typeFiles[typeName], defining.hasPrefix("google/protobuf/"), !generating.contains(defining)
+            else { return }
+            throw GeneratorError(
+                "\(file.name): \(context) uses \(typeName.dropFirst()) from the import \(defining), which ProtoWire does not "
+                    + "provide (it provides google.protobuf.Timestamp, Duration, Empty and the wrapper types); generate "
+                    + "\(defining) in the same run, with a Namespace.google.protobuf option, or use another type")
+        }
+        func walk(_ message: MessageDescriptor, _ full: String) throws(GeneratorError) {
+            for field in message.field { try check(field.typeName, "\(full).\(field.name)") }
+            for nested in message.nestedType { try walk(nested, full + "." + nested.name) }
+        }
+        let prefix = file.package.isEmpty ? "" : file.package + "."
+        for message in file.messageType { try walk(message, prefix + message.name) }
+        if options.services {
+            for service in file.service {
+                for m in service.methods {
+                    try check(m.inputType, "\(prefix)\(service.name)/\(m.name)")
+                    try check(m.outputType, "\(prefix)\(service.name)/\(m.name)")
+                }
+            }
+        }
+    }
+
     func lookup(_ typeName: String, for context: String) throws(GeneratorError) -> TypeInfo {
         guard let info = types[typeName] else {
             throw GeneratorError(
-                "\(context): type \(typeName) is not supported (only messages and enums of the given files, google.protobuf.Timestamp and the wrapper types)"
+                "\(context): type \(typeName) is not supported (only messages and enums of the given files, google.protobuf.Timestamp, Duration, Empty and the wrapper types)"
             )
         }
         return info
@@ -200,7 +245,7 @@ public struct Generator {
         out.line()
         if options.module != "ProtoWire" { out.line("public import ProtoWire") }
         let services = options.services ? file.service : []
-        if !services.isEmpty { out.line("public import H2") }
+        if !services.isEmpty { out.line("public import RPCCore") }
         let namespace = options.namespaces[file.package]
         let protoPrefix = file.package.isEmpty ? "" : "." + file.package
         if let namespace {
@@ -369,7 +414,9 @@ public struct Generator {
         out.line()
 
         out.doc([
-            serviceComment, "The server side of `\(fullService)`: implement the methods, then register the service with a `GRPCRouter`.",
+            serviceComment,
+            "The server side of `\(fullService)`: implement the methods you serve, then register the service with a `GRPCRouter`. "
+                + "A method left out answers UNIMPLEMENTED.",
         ])
         out.line("public protocol \(base)Service: GRPCServiceRegistrable {")
         out.indent += 1
@@ -393,13 +440,13 @@ public struct Generator {
         out.indent -= 1
         out.line("}")
         out.line()
-        out.doc("A client for `\(fullService)` over a `GRPCChannel`.")
+        out.doc("A client for `\(fullService)` over a `GRPCClientTransport` (H2's `GRPCChannel`).")
         out.line("public struct \(base)Client: Sendable {")
         out.indent += 1
         out.line("/// The channel calls go through.")
-        out.line("public let channel: GRPCChannel")
+        out.line("public let channel: any GRPCClientTransport")
         out.line("/// A client whose calls go through `channel`.")
-        out.line("public init(channel: GRPCChannel) { self.channel = channel }")
+        out.line("public init(channel: any GRPCClientTransport) { self.channel = channel }")
         for m in methods {
             out.line()
             out.doc(m.comment ?? "Calls `/\(fullService)/\(m.name)`.")
@@ -436,6 +483,29 @@ public struct Generator {
         out.line()
         out.line("extension \(qualifier)\(base)Service {")
         out.indent += 1
+        for m in methods {
+            let path = "/\(fullService)/\(m.name)"
+            out.line("/// Answers `\(path)` with UNIMPLEMENTED; implement it to serve the method.")
+            switch m.kind {
+            case "unary":
+                out.line("public func \(m.function)(_ request: \(m.input), context: ServerContext) async throws -> \(m.output) {")
+            case "serverStreaming":
+                out.line(
+                    "public func \(m.function)(_ request: \(m.input), responses: ResponseStreamWriter<\(m.output)>, context: ServerContext) async throws {"
+                )
+            case "clientStreaming":
+                out.line(
+                    "public func \(m.function)(_ requests: RequestStream<\(m.input)>, context: ServerContext) async throws -> \(m.output) {"
+                )
+            default:
+                out.line(
+                    "public func \(m.function)(_ requests: RequestStream<\(m.input)>, responses: ResponseStreamWriter<\(m.output)>, context: ServerContext) async throws {"
+                )
+            }
+            out.line("    throw RPCError(code: .unimplemented, message: \"\(path) is not implemented\")")
+            out.line("}")
+            out.line()
+        }
         out.line("/// Registers every method of `\(fullService)` with `router`.")
         out.line("public func register(with router: inout GRPCRouter) {")
         out.indent += 1

@@ -1,5 +1,6 @@
 internal import Glibc
 internal import H2
+internal import RPCCore
 internal import Synchronization
 
 /// An inotify watch on one directory: wakes its waiter when an entry is created, removed, renamed or changed.

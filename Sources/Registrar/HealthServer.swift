@@ -1,5 +1,6 @@
 internal import Glibc
 internal import H2
+internal import RPCCore
 internal import Platform
 
 /// The answer to one health check: healthy or not, and why.

@@ -1,5 +1,6 @@
 public import Platform
 internal import H2
+internal import RPCCore
 internal import Glibc
 internal import Synchronization
 

@@ -4,6 +4,7 @@ package import Platform
 internal import CSI
 internal import Glibc
 internal import H2
+internal import RPCCore
 
 /// What a driver said in GetPluginInfo.
 package struct DriverPluginInfo: Sendable, Hashable {

@@ -3,6 +3,7 @@ import CSIDriverKit
 import Flags
 import H2
 import MetricsExport
+import RPCCore
 import Platform
 
 #if canImport(Glibc)

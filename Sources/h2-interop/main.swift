@@ -1,6 +1,7 @@
 // A gRPC peer for the Python interoperability tests in Tests/Interop: it serves a test service
 // (`serve ADDRESS`) or calls one (`call TARGET SCENARIO`). Messages are raw bytes.
 import H2
+import RPCCore
 import Platform
 import ProtoWire
 

@@ -3,6 +3,7 @@
 // value), plus --kubelet-registry-link-dir, --registration-ack-timeout and the `inspect` subcommand.
 import Flags
 import H2
+import RPCCore
 import Platform
 import Registrar
 

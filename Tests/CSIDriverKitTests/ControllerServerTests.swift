@@ -1,3 +1,4 @@
+import RPCCore
 import CSI
 import H2
 import Storage

@@ -1,5 +1,6 @@
 import Glibc
 import H2
+import RPCCore
 import Platform
 import Storage
 import Testing

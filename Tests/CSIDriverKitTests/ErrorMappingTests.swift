@@ -1,4 +1,5 @@
 import H2
+import RPCCore
 import Storage
 import Testing
 

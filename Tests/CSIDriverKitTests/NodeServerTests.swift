@@ -1,3 +1,4 @@
+import RPCCore
 import CSI
 import Glibc
 import H2

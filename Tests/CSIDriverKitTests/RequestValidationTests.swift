@@ -2,6 +2,7 @@ import Platform
 import CSI
 import Glibc
 import H2
+import RPCCore
 import Storage
 import Synchronization
 import Testing

@@ -1,5 +1,6 @@
 import CSIDriverKit
 import H2
+import RPCCore
 import Testing
 
 @Suite struct VolumeLocksTests {

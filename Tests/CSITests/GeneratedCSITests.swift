@@ -1,5 +1,5 @@
 import CSI
-import H2
+import RPCCore
 import ProtoWire
 import Testing
 

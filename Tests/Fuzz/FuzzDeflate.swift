@@ -5,6 +5,7 @@
 // byte under it, and survive a round trip; compressing the input at three levels must round-trip
 // too. Built and run by Tests/Fuzz/run-deflate.sh (`make fuzz-deflate`).
 import H2
+import RPCCore
 
 let limit = 1 << 16
 

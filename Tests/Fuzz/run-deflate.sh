@@ -26,11 +26,14 @@ printf 'module CH2Sys {\n    header "%s"\n    export *\n}\n' "$PWD/Sources/CH2Sy
 mapfile -t protowire_sources < <(find Sources/ProtoWire -name '*.swift' | sort)
 swiftc "${flags[@]}" -module-name ProtoWire -emit-module -emit-module-path "$work/ProtoWire.swiftmodule" \
     -wmo -c "${protowire_sources[@]}" -o "$work/ProtoWire.o"
+mapfile -t rpccore_sources < <(find Sources/RPCCore -name '*.swift' | sort)
+swiftc "${flags[@]}" -module-name RPCCore -emit-module -emit-module-path "$work/RPCCore.swiftmodule" \
+    -wmo -c "${rpccore_sources[@]}" -o "$work/RPCCore.o"
 mapfile -t h2_sources < <(find Sources/H2 -name '*.swift' | sort)
 swiftc "${flags[@]}" "${includes[@]}" -module-name H2 -emit-module -emit-module-path "$work/H2.swiftmodule" \
     -wmo -c "${h2_sources[@]}" -o "$work/H2.o"
 swiftc "${flags[@]}" "${includes[@]}" -module-name FuzzDeflate \
-    -use-ld=lld Tests/Fuzz/FuzzDeflate.swift "$work/H2.o" "$work/ProtoWire.o" "$work/ch2sys.o" -lnghttp2 -lz -o "$work/fuzz-deflate"
+    -use-ld=lld Tests/Fuzz/FuzzDeflate.swift "$work/H2.o" "$work/RPCCore.o" "$work/ProtoWire.o" "$work/ch2sys.o" -lnghttp2 -lz -o "$work/fuzz-deflate"
 
 python3 - ".build-fuzz/deflate-corpus" <<'PY'
 import gzip, sys, zlib

@@ -1,5 +1,6 @@
 import Testing
 import H2
+import RPCCore
 import ProtoWire
 #if canImport(Glibc)
 import Glibc

@@ -2,6 +2,7 @@ import Glibc
 import Testing
 
 @testable import H2
+import RPCCore
 
 /// Waiting for a descriptor on the shared loop: readable, timed out, cancelled.
 @Suite struct DescriptorWaitTests {

@@ -5,6 +5,7 @@ import TestSupport
 import Testing
 
 @testable import H2
+import RPCCore
 
 /// The one-request HTTP/1.1 server on the shared loop: partial, slow, oversized and excess requests.
 @Suite struct HTTP1ServerTests {

@@ -3,6 +3,7 @@ import TestSupport
 import Testing
 
 @testable import H2
+import RPCCore
 
 /// The event loop's idle heap trim: once per quiet spell after activity, never while idle.
 @Suite struct HeapTrimTests {

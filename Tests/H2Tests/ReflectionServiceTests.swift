@@ -1,5 +1,6 @@
 import CSI
 @testable import H2
+import RPCCore
 import ProtoWire
 import Testing
 

@@ -1,5 +1,6 @@
 import Testing
 import H2
+import RPCCore
 import Platform
 import ProtoWire
 import TestSupport

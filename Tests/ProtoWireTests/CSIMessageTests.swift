@@ -1,6 +1,6 @@
 import CSI
 import Foundation
-import H2
+import RPCCore
 import ProtoWire
 import TestSupport
 import Testing

@@ -11,12 +11,15 @@ import Testing
         ("Sources/CSI/Protos", "Sources/CSI/Generated", "Namespace.pluginregistration=PluginRegistration", "csi.proto"),
         ("Sources/CSI/Protos", "Sources/CSI/Generated", "Namespace.pluginregistration=PluginRegistration", "pluginregistration.proto"),
         ("Tests/ProtoWireTests/Protos", "Tests/ProtoWireTests/Generated", "Namespace.protowire.test=TestProtos", "codec_test.proto"),
+        ("Tests/ProtoWireTests/Protos", "Tests/ProtoWireTests/Generated", "Namespace.protowire.test=TestProtos", "wellknown_test.proto"),
         ("Sources/H2/Protos", "Sources/H2/Generated", h2Options, "health.proto"),
         ("Sources/H2/Protos", "Sources/H2/Generated", h2Options, "reflection.proto"),
         ("Sources/H2/Protos", "Sources/H2/Generated", "Messages=false", "reflection_v1alpha.proto"),
         ("/usr/include", "Sources/ProtoWire/Generated", wellKnownOptions, "google/protobuf/descriptor.proto"),
         ("/usr/include", "Sources/ProtoWire/Generated", wellKnownOptions, "google/protobuf/timestamp.proto"),
         ("/usr/include", "Sources/ProtoWire/Generated", wellKnownOptions, "google/protobuf/wrappers.proto"),
+        ("/usr/include", "Sources/ProtoWire/Generated", wellKnownOptions, "google/protobuf/duration.proto"),
+        ("/usr/include", "Sources/ProtoWire/Generated", wellKnownOptions, "google/protobuf/empty.proto"),
     ]
     static let h2Options = "Services=false,Namespace.grpc.health.v1=GRPCHealth,Namespace.grpc.reflection.v1=GRPCReflection"
     static let wellKnownOptions = "Messages=false,Module=ProtoWire"
@@ -106,6 +109,7 @@ func generateInProcess(_ protoFiles: [String], includes: [String], options: Stri
         #expect(descriptor.contains("public var number: Int32? = nil"))  // proto2 optional: presence
         #expect(descriptor.contains("public var mapEntry: Bool? = nil"))
         #expect(!descriptor.contains("import H2"))
+        #expect(!descriptor.contains("import RPCCore"))
         let structFile = files["struct.pb.swift"] ?? ""
         #expect(!structFile.contains("public enum GP: Sendable {}"))  // declared once per run
         #expect(structFile.contains("public var fields: [String: GP.Value] = [String: GP.Value]()"))
@@ -124,6 +128,7 @@ func generateInProcess(_ protoFiles: [String], includes: [String], options: Stri
         #expect(text.contains("name: \"pluginregistration.proto\","))
         #expect(!text.contains("struct "))
         #expect(!text.contains("import H2"))
+        #expect(!text.contains("import RPCCore"))
         let (inModule, _) = try generateInProcess(
             ["pluginregistration.proto"], includes: includes, options: "Messages=false,Module=ProtoWire")
         #expect(inModule["pluginregistration.pb.swift"]?.contains("import ProtoWire") == false)

@@ -1,6 +1,7 @@
 import CSI
 import Glibc
 import H2
+import RPCCore
 import ProtoWire
 import Platform
 import Testing

@@ -5,6 +5,7 @@
 // Benchmarks/Deflate/bench.py runs it beside Python's zlib on the same files, and beside another
 // build of it (`--baseline`).
 import H2
+import RPCCore
 
 #if canImport(Glibc)
 import Glibc

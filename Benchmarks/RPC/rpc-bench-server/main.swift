@@ -5,6 +5,7 @@
 //   rpc-bench-server --socket PATH [--event-loops N] [--no-heap-trim]
 import CSI
 import H2
+import RPCCore
 import ProtoWire
 
 #if canImport(Glibc)

@@ -2,7 +2,7 @@
 // Do not edit: change the .proto file and run scripts/generate.sh.
 
 public import ProtoWire
-public import H2
+public import RPCCore
 
 /// How block ranges are reported.
 public enum BlockMetadataType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
@@ -8616,7 +8616,7 @@ public enum IdentityMethods {
 
 /// Plugin identity and readiness; served by every plugin.
 ///
-/// The server side of `csi.v1.Identity`: implement the methods, then register the service with a `GRPCRouter`.
+/// The server side of `csi.v1.Identity`: implement the methods you serve, then register the service with a `GRPCRouter`. A method left out answers UNIMPLEMENTED.
 public protocol IdentityService: GRPCServiceRegistrable {
     /// Handles `/csi.v1.Identity/GetPluginInfo`.
     func getPluginInfo(_ request: GetPluginInfoRequest, context: ServerContext) async throws -> GetPluginInfoResponse
@@ -8626,12 +8626,12 @@ public protocol IdentityService: GRPCServiceRegistrable {
     func probe(_ request: ProbeRequest, context: ServerContext) async throws -> ProbeResponse
 }
 
-/// A client for `csi.v1.Identity` over a `GRPCChannel`.
+/// A client for `csi.v1.Identity` over a `GRPCClientTransport` (H2's `GRPCChannel`).
 public struct IdentityClient: Sendable {
     /// The channel calls go through.
-    public let channel: GRPCChannel
+    public let channel: any GRPCClientTransport
     /// A client whose calls go through `channel`.
-    public init(channel: GRPCChannel) { self.channel = channel }
+    public init(channel: any GRPCClientTransport) { self.channel = channel }
 
     /// Calls `/csi.v1.Identity/GetPluginInfo`.
     public func getPluginInfo(_ request: GetPluginInfoRequest = .init(), options: CallOptions = .init()) async throws -> GetPluginInfoResponse {
@@ -8650,6 +8650,21 @@ public struct IdentityClient: Sendable {
 }
 
 extension IdentityService {
+    /// Answers `/csi.v1.Identity/GetPluginInfo` with UNIMPLEMENTED; implement it to serve the method.
+    public func getPluginInfo(_ request: GetPluginInfoRequest, context: ServerContext) async throws -> GetPluginInfoResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Identity/GetPluginInfo is not implemented")
+    }
+
+    /// Answers `/csi.v1.Identity/GetPluginCapabilities` with UNIMPLEMENTED; implement it to serve the method.
+    public func getPluginCapabilities(_ request: GetPluginCapabilitiesRequest, context: ServerContext) async throws -> GetPluginCapabilitiesResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Identity/GetPluginCapabilities is not implemented")
+    }
+
+    /// Answers `/csi.v1.Identity/Probe` with UNIMPLEMENTED; implement it to serve the method.
+    public func probe(_ request: ProbeRequest, context: ServerContext) async throws -> ProbeResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Identity/Probe is not implemented")
+    }
+
     /// Registers every method of `csi.v1.Identity` with `router`.
     public func register(with router: inout GRPCRouter) {
         router.registerUnary(IdentityMethods.getPluginInfo) { (request: GetPluginInfoRequest, context: ServerContext) async throws -> GetPluginInfoResponse in
@@ -8702,7 +8717,7 @@ public enum ControllerMethods {
 
 /// Volume and snapshot lifecycle, run anywhere in the cluster.
 ///
-/// The server side of `csi.v1.Controller`: implement the methods, then register the service with a `GRPCRouter`.
+/// The server side of `csi.v1.Controller`: implement the methods you serve, then register the service with a `GRPCRouter`. A method left out answers UNIMPLEMENTED.
 public protocol ControllerService: GRPCServiceRegistrable {
     /// Handles `/csi.v1.Controller/CreateVolume`.
     func createVolume(_ request: CreateVolumeRequest, context: ServerContext) async throws -> CreateVolumeResponse
@@ -8736,12 +8751,12 @@ public protocol ControllerService: GRPCServiceRegistrable {
     func controllerModifyVolume(_ request: ControllerModifyVolumeRequest, context: ServerContext) async throws -> ControllerModifyVolumeResponse
 }
 
-/// A client for `csi.v1.Controller` over a `GRPCChannel`.
+/// A client for `csi.v1.Controller` over a `GRPCClientTransport` (H2's `GRPCChannel`).
 public struct ControllerClient: Sendable {
     /// The channel calls go through.
-    public let channel: GRPCChannel
+    public let channel: any GRPCClientTransport
     /// A client whose calls go through `channel`.
-    public init(channel: GRPCChannel) { self.channel = channel }
+    public init(channel: any GRPCClientTransport) { self.channel = channel }
 
     /// Calls `/csi.v1.Controller/CreateVolume`.
     public func createVolume(_ request: CreateVolumeRequest = .init(), options: CallOptions = .init()) async throws -> CreateVolumeResponse {
@@ -8820,6 +8835,81 @@ public struct ControllerClient: Sendable {
 }
 
 extension ControllerService {
+    /// Answers `/csi.v1.Controller/CreateVolume` with UNIMPLEMENTED; implement it to serve the method.
+    public func createVolume(_ request: CreateVolumeRequest, context: ServerContext) async throws -> CreateVolumeResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Controller/CreateVolume is not implemented")
+    }
+
+    /// Answers `/csi.v1.Controller/DeleteVolume` with UNIMPLEMENTED; implement it to serve the method.
+    public func deleteVolume(_ request: DeleteVolumeRequest, context: ServerContext) async throws -> DeleteVolumeResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Controller/DeleteVolume is not implemented")
+    }
+
+    /// Answers `/csi.v1.Controller/ControllerPublishVolume` with UNIMPLEMENTED; implement it to serve the method.
+    public func controllerPublishVolume(_ request: ControllerPublishVolumeRequest, context: ServerContext) async throws -> ControllerPublishVolumeResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Controller/ControllerPublishVolume is not implemented")
+    }
+
+    /// Answers `/csi.v1.Controller/ControllerUnpublishVolume` with UNIMPLEMENTED; implement it to serve the method.
+    public func controllerUnpublishVolume(_ request: ControllerUnpublishVolumeRequest, context: ServerContext) async throws -> ControllerUnpublishVolumeResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Controller/ControllerUnpublishVolume is not implemented")
+    }
+
+    /// Answers `/csi.v1.Controller/ValidateVolumeCapabilities` with UNIMPLEMENTED; implement it to serve the method.
+    public func validateVolumeCapabilities(_ request: ValidateVolumeCapabilitiesRequest, context: ServerContext) async throws -> ValidateVolumeCapabilitiesResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Controller/ValidateVolumeCapabilities is not implemented")
+    }
+
+    /// Answers `/csi.v1.Controller/ListVolumes` with UNIMPLEMENTED; implement it to serve the method.
+    public func listVolumes(_ request: ListVolumesRequest, context: ServerContext) async throws -> ListVolumesResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Controller/ListVolumes is not implemented")
+    }
+
+    /// Answers `/csi.v1.Controller/GetCapacity` with UNIMPLEMENTED; implement it to serve the method.
+    public func getCapacity(_ request: GetCapacityRequest, context: ServerContext) async throws -> GetCapacityResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Controller/GetCapacity is not implemented")
+    }
+
+    /// Answers `/csi.v1.Controller/ControllerGetCapabilities` with UNIMPLEMENTED; implement it to serve the method.
+    public func controllerGetCapabilities(_ request: ControllerGetCapabilitiesRequest, context: ServerContext) async throws -> ControllerGetCapabilitiesResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Controller/ControllerGetCapabilities is not implemented")
+    }
+
+    /// Answers `/csi.v1.Controller/CreateSnapshot` with UNIMPLEMENTED; implement it to serve the method.
+    public func createSnapshot(_ request: CreateSnapshotRequest, context: ServerContext) async throws -> CreateSnapshotResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Controller/CreateSnapshot is not implemented")
+    }
+
+    /// Answers `/csi.v1.Controller/DeleteSnapshot` with UNIMPLEMENTED; implement it to serve the method.
+    public func deleteSnapshot(_ request: DeleteSnapshotRequest, context: ServerContext) async throws -> DeleteSnapshotResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Controller/DeleteSnapshot is not implemented")
+    }
+
+    /// Answers `/csi.v1.Controller/ListSnapshots` with UNIMPLEMENTED; implement it to serve the method.
+    public func listSnapshots(_ request: ListSnapshotsRequest, context: ServerContext) async throws -> ListSnapshotsResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Controller/ListSnapshots is not implemented")
+    }
+
+    /// Answers `/csi.v1.Controller/GetSnapshot` with UNIMPLEMENTED; implement it to serve the method.
+    public func getSnapshot(_ request: GetSnapshotRequest, context: ServerContext) async throws -> GetSnapshotResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Controller/GetSnapshot is not implemented")
+    }
+
+    /// Answers `/csi.v1.Controller/ControllerExpandVolume` with UNIMPLEMENTED; implement it to serve the method.
+    public func controllerExpandVolume(_ request: ControllerExpandVolumeRequest, context: ServerContext) async throws -> ControllerExpandVolumeResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Controller/ControllerExpandVolume is not implemented")
+    }
+
+    /// Answers `/csi.v1.Controller/ControllerGetVolume` with UNIMPLEMENTED; implement it to serve the method.
+    public func controllerGetVolume(_ request: ControllerGetVolumeRequest, context: ServerContext) async throws -> ControllerGetVolumeResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Controller/ControllerGetVolume is not implemented")
+    }
+
+    /// Answers `/csi.v1.Controller/ControllerModifyVolume` with UNIMPLEMENTED; implement it to serve the method.
+    public func controllerModifyVolume(_ request: ControllerModifyVolumeRequest, context: ServerContext) async throws -> ControllerModifyVolumeResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Controller/ControllerModifyVolume is not implemented")
+    }
+
     /// Registers every method of `csi.v1.Controller` with `router`.
     public func register(with router: inout GRPCRouter) {
         router.registerUnary(ControllerMethods.createVolume) { (request: CreateVolumeRequest, context: ServerContext) async throws -> CreateVolumeResponse in
@@ -8886,7 +8976,7 @@ public enum GroupControllerMethods {
 
 /// Operations on groups of volumes (group snapshots).
 ///
-/// The server side of `csi.v1.GroupController`: implement the methods, then register the service with a `GRPCRouter`.
+/// The server side of `csi.v1.GroupController`: implement the methods you serve, then register the service with a `GRPCRouter`. A method left out answers UNIMPLEMENTED.
 public protocol GroupControllerService: GRPCServiceRegistrable {
     /// Handles `/csi.v1.GroupController/GroupControllerGetCapabilities`.
     func groupControllerGetCapabilities(_ request: GroupControllerGetCapabilitiesRequest, context: ServerContext) async throws -> GroupControllerGetCapabilitiesResponse
@@ -8898,12 +8988,12 @@ public protocol GroupControllerService: GRPCServiceRegistrable {
     func getVolumeGroupSnapshot(_ request: GetVolumeGroupSnapshotRequest, context: ServerContext) async throws -> GetVolumeGroupSnapshotResponse
 }
 
-/// A client for `csi.v1.GroupController` over a `GRPCChannel`.
+/// A client for `csi.v1.GroupController` over a `GRPCClientTransport` (H2's `GRPCChannel`).
 public struct GroupControllerClient: Sendable {
     /// The channel calls go through.
-    public let channel: GRPCChannel
+    public let channel: any GRPCClientTransport
     /// A client whose calls go through `channel`.
-    public init(channel: GRPCChannel) { self.channel = channel }
+    public init(channel: any GRPCClientTransport) { self.channel = channel }
 
     /// Calls `/csi.v1.GroupController/GroupControllerGetCapabilities`.
     public func groupControllerGetCapabilities(_ request: GroupControllerGetCapabilitiesRequest = .init(), options: CallOptions = .init()) async throws -> GroupControllerGetCapabilitiesResponse {
@@ -8927,6 +9017,26 @@ public struct GroupControllerClient: Sendable {
 }
 
 extension GroupControllerService {
+    /// Answers `/csi.v1.GroupController/GroupControllerGetCapabilities` with UNIMPLEMENTED; implement it to serve the method.
+    public func groupControllerGetCapabilities(_ request: GroupControllerGetCapabilitiesRequest, context: ServerContext) async throws -> GroupControllerGetCapabilitiesResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.GroupController/GroupControllerGetCapabilities is not implemented")
+    }
+
+    /// Answers `/csi.v1.GroupController/CreateVolumeGroupSnapshot` with UNIMPLEMENTED; implement it to serve the method.
+    public func createVolumeGroupSnapshot(_ request: CreateVolumeGroupSnapshotRequest, context: ServerContext) async throws -> CreateVolumeGroupSnapshotResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.GroupController/CreateVolumeGroupSnapshot is not implemented")
+    }
+
+    /// Answers `/csi.v1.GroupController/DeleteVolumeGroupSnapshot` with UNIMPLEMENTED; implement it to serve the method.
+    public func deleteVolumeGroupSnapshot(_ request: DeleteVolumeGroupSnapshotRequest, context: ServerContext) async throws -> DeleteVolumeGroupSnapshotResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.GroupController/DeleteVolumeGroupSnapshot is not implemented")
+    }
+
+    /// Answers `/csi.v1.GroupController/GetVolumeGroupSnapshot` with UNIMPLEMENTED; implement it to serve the method.
+    public func getVolumeGroupSnapshot(_ request: GetVolumeGroupSnapshotRequest, context: ServerContext) async throws -> GetVolumeGroupSnapshotResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.GroupController/GetVolumeGroupSnapshot is not implemented")
+    }
+
     /// Registers every method of `csi.v1.GroupController` with `router`.
     public func register(with router: inout GRPCRouter) {
         router.registerUnary(GroupControllerMethods.groupControllerGetCapabilities) { (request: GroupControllerGetCapabilitiesRequest, context: ServerContext) async throws -> GroupControllerGetCapabilitiesResponse in
@@ -8956,7 +9066,7 @@ public enum SnapshotMetadataMethods {
 
 /// Block-level metadata of snapshots (allocated and changed ranges).
 ///
-/// The server side of `csi.v1.SnapshotMetadata`: implement the methods, then register the service with a `GRPCRouter`.
+/// The server side of `csi.v1.SnapshotMetadata`: implement the methods you serve, then register the service with a `GRPCRouter`. A method left out answers UNIMPLEMENTED.
 public protocol SnapshotMetadataService: GRPCServiceRegistrable {
     /// Handles `/csi.v1.SnapshotMetadata/GetMetadataAllocated`.
     func getMetadataAllocated(_ request: GetMetadataAllocatedRequest, responses: ResponseStreamWriter<GetMetadataAllocatedResponse>, context: ServerContext) async throws
@@ -8964,12 +9074,12 @@ public protocol SnapshotMetadataService: GRPCServiceRegistrable {
     func getMetadataDelta(_ request: GetMetadataDeltaRequest, responses: ResponseStreamWriter<GetMetadataDeltaResponse>, context: ServerContext) async throws
 }
 
-/// A client for `csi.v1.SnapshotMetadata` over a `GRPCChannel`.
+/// A client for `csi.v1.SnapshotMetadata` over a `GRPCClientTransport` (H2's `GRPCChannel`).
 public struct SnapshotMetadataClient: Sendable {
     /// The channel calls go through.
-    public let channel: GRPCChannel
+    public let channel: any GRPCClientTransport
     /// A client whose calls go through `channel`.
-    public init(channel: GRPCChannel) { self.channel = channel }
+    public init(channel: any GRPCClientTransport) { self.channel = channel }
 
     /// Calls `/csi.v1.SnapshotMetadata/GetMetadataAllocated`.
     public func getMetadataAllocated(_ request: GetMetadataAllocatedRequest = .init(), options: CallOptions = .init()) -> AsyncThrowingStream<GetMetadataAllocatedResponse, any Error> {
@@ -8983,6 +9093,16 @@ public struct SnapshotMetadataClient: Sendable {
 }
 
 extension SnapshotMetadataService {
+    /// Answers `/csi.v1.SnapshotMetadata/GetMetadataAllocated` with UNIMPLEMENTED; implement it to serve the method.
+    public func getMetadataAllocated(_ request: GetMetadataAllocatedRequest, responses: ResponseStreamWriter<GetMetadataAllocatedResponse>, context: ServerContext) async throws {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.SnapshotMetadata/GetMetadataAllocated is not implemented")
+    }
+
+    /// Answers `/csi.v1.SnapshotMetadata/GetMetadataDelta` with UNIMPLEMENTED; implement it to serve the method.
+    public func getMetadataDelta(_ request: GetMetadataDeltaRequest, responses: ResponseStreamWriter<GetMetadataDeltaResponse>, context: ServerContext) async throws {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.SnapshotMetadata/GetMetadataDelta is not implemented")
+    }
+
     /// Registers every method of `csi.v1.SnapshotMetadata` with `router`.
     public func register(with router: inout GRPCRouter) {
         router.registerServerStreaming(SnapshotMetadataMethods.getMetadataAllocated) { (request: GetMetadataAllocatedRequest, responses: ResponseStreamWriter<GetMetadataAllocatedResponse>, context: ServerContext) async throws in
@@ -9018,7 +9138,7 @@ public enum NodeMethods {
 
 /// Per-node staging, publishing and node facts; runs on every node.
 ///
-/// The server side of `csi.v1.Node`: implement the methods, then register the service with a `GRPCRouter`.
+/// The server side of `csi.v1.Node`: implement the methods you serve, then register the service with a `GRPCRouter`. A method left out answers UNIMPLEMENTED.
 public protocol NodeService: GRPCServiceRegistrable {
     /// Handles `/csi.v1.Node/NodeStageVolume`.
     func nodeStageVolume(_ request: NodeStageVolumeRequest, context: ServerContext) async throws -> NodeStageVolumeResponse
@@ -9038,12 +9158,12 @@ public protocol NodeService: GRPCServiceRegistrable {
     func nodeGetInfo(_ request: NodeGetInfoRequest, context: ServerContext) async throws -> NodeGetInfoResponse
 }
 
-/// A client for `csi.v1.Node` over a `GRPCChannel`.
+/// A client for `csi.v1.Node` over a `GRPCClientTransport` (H2's `GRPCChannel`).
 public struct NodeClient: Sendable {
     /// The channel calls go through.
-    public let channel: GRPCChannel
+    public let channel: any GRPCClientTransport
     /// A client whose calls go through `channel`.
-    public init(channel: GRPCChannel) { self.channel = channel }
+    public init(channel: any GRPCClientTransport) { self.channel = channel }
 
     /// Calls `/csi.v1.Node/NodeStageVolume`.
     public func nodeStageVolume(_ request: NodeStageVolumeRequest = .init(), options: CallOptions = .init()) async throws -> NodeStageVolumeResponse {
@@ -9087,6 +9207,46 @@ public struct NodeClient: Sendable {
 }
 
 extension NodeService {
+    /// Answers `/csi.v1.Node/NodeStageVolume` with UNIMPLEMENTED; implement it to serve the method.
+    public func nodeStageVolume(_ request: NodeStageVolumeRequest, context: ServerContext) async throws -> NodeStageVolumeResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Node/NodeStageVolume is not implemented")
+    }
+
+    /// Answers `/csi.v1.Node/NodeUnstageVolume` with UNIMPLEMENTED; implement it to serve the method.
+    public func nodeUnstageVolume(_ request: NodeUnstageVolumeRequest, context: ServerContext) async throws -> NodeUnstageVolumeResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Node/NodeUnstageVolume is not implemented")
+    }
+
+    /// Answers `/csi.v1.Node/NodePublishVolume` with UNIMPLEMENTED; implement it to serve the method.
+    public func nodePublishVolume(_ request: NodePublishVolumeRequest, context: ServerContext) async throws -> NodePublishVolumeResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Node/NodePublishVolume is not implemented")
+    }
+
+    /// Answers `/csi.v1.Node/NodeUnpublishVolume` with UNIMPLEMENTED; implement it to serve the method.
+    public func nodeUnpublishVolume(_ request: NodeUnpublishVolumeRequest, context: ServerContext) async throws -> NodeUnpublishVolumeResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Node/NodeUnpublishVolume is not implemented")
+    }
+
+    /// Answers `/csi.v1.Node/NodeGetVolumeStats` with UNIMPLEMENTED; implement it to serve the method.
+    public func nodeGetVolumeStats(_ request: NodeGetVolumeStatsRequest, context: ServerContext) async throws -> NodeGetVolumeStatsResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Node/NodeGetVolumeStats is not implemented")
+    }
+
+    /// Answers `/csi.v1.Node/NodeExpandVolume` with UNIMPLEMENTED; implement it to serve the method.
+    public func nodeExpandVolume(_ request: NodeExpandVolumeRequest, context: ServerContext) async throws -> NodeExpandVolumeResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Node/NodeExpandVolume is not implemented")
+    }
+
+    /// Answers `/csi.v1.Node/NodeGetCapabilities` with UNIMPLEMENTED; implement it to serve the method.
+    public func nodeGetCapabilities(_ request: NodeGetCapabilitiesRequest, context: ServerContext) async throws -> NodeGetCapabilitiesResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Node/NodeGetCapabilities is not implemented")
+    }
+
+    /// Answers `/csi.v1.Node/NodeGetInfo` with UNIMPLEMENTED; implement it to serve the method.
+    public func nodeGetInfo(_ request: NodeGetInfoRequest, context: ServerContext) async throws -> NodeGetInfoResponse {
+        throw RPCError(code: .unimplemented, message: "/csi.v1.Node/NodeGetInfo is not implemented")
+    }
+
     /// Registers every method of `csi.v1.Node` with `router`.
     public func register(with router: inout GRPCRouter) {
         router.registerUnary(NodeMethods.nodeStageVolume) { (request: NodeStageVolumeRequest, context: ServerContext) async throws -> NodeStageVolumeResponse in

@@ -2,7 +2,7 @@
 // Do not edit: change the .proto file and run scripts/generate.sh.
 
 public import ProtoWire
-public import H2
+public import RPCCore
 
 /// The types of the protobuf package `pluginregistration`.
 public enum PluginRegistration: Sendable {}
@@ -297,7 +297,7 @@ extension PluginRegistration {
 
     /// Served by the plugin (for CSI: by the node driver registrar), called by the kubelet.
     ///
-    /// The server side of `pluginregistration.Registration`: implement the methods, then register the service with a `GRPCRouter`.
+    /// The server side of `pluginregistration.Registration`: implement the methods you serve, then register the service with a `GRPCRouter`. A method left out answers UNIMPLEMENTED.
     public protocol RegistrationService: GRPCServiceRegistrable {
         /// Handles `/pluginregistration.Registration/GetInfo`.
         func getInfo(_ request: PluginRegistration.InfoRequest, context: ServerContext) async throws -> PluginRegistration.PluginInfo
@@ -305,12 +305,12 @@ extension PluginRegistration {
         func notifyRegistrationStatus(_ request: PluginRegistration.RegistrationStatus, context: ServerContext) async throws -> PluginRegistration.RegistrationStatusResponse
     }
 
-    /// A client for `pluginregistration.Registration` over a `GRPCChannel`.
+    /// A client for `pluginregistration.Registration` over a `GRPCClientTransport` (H2's `GRPCChannel`).
     public struct RegistrationClient: Sendable {
         /// The channel calls go through.
-        public let channel: GRPCChannel
+        public let channel: any GRPCClientTransport
         /// A client whose calls go through `channel`.
-        public init(channel: GRPCChannel) { self.channel = channel }
+        public init(channel: any GRPCClientTransport) { self.channel = channel }
 
         /// Calls `/pluginregistration.Registration/GetInfo`.
         public func getInfo(_ request: PluginRegistration.InfoRequest = .init(), options: CallOptions = .init()) async throws -> PluginRegistration.PluginInfo {
@@ -325,6 +325,16 @@ extension PluginRegistration {
 }
 
 extension PluginRegistration.RegistrationService {
+    /// Answers `/pluginregistration.Registration/GetInfo` with UNIMPLEMENTED; implement it to serve the method.
+    public func getInfo(_ request: PluginRegistration.InfoRequest, context: ServerContext) async throws -> PluginRegistration.PluginInfo {
+        throw RPCError(code: .unimplemented, message: "/pluginregistration.Registration/GetInfo is not implemented")
+    }
+
+    /// Answers `/pluginregistration.Registration/NotifyRegistrationStatus` with UNIMPLEMENTED; implement it to serve the method.
+    public func notifyRegistrationStatus(_ request: PluginRegistration.RegistrationStatus, context: ServerContext) async throws -> PluginRegistration.RegistrationStatusResponse {
+        throw RPCError(code: .unimplemented, message: "/pluginregistration.Registration/NotifyRegistrationStatus is not implemented")
+    }
+
     /// Registers every method of `pluginregistration.Registration` with `router`.
     public func register(with router: inout GRPCRouter) {
         router.registerUnary(PluginRegistration.RegistrationMethods.getInfo) { (request: PluginRegistration.InfoRequest, context: ServerContext) async throws -> PluginRegistration.PluginInfo in

@@ -1,5 +1,5 @@
 package import CSI
-package import H2
+package import RPCCore
 
 /// What volume capabilities this driver supports, and the field checks every service shares.
 package enum CapabilityRules {

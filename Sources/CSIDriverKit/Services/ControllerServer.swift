@@ -1,6 +1,7 @@
 public import CSI
-public import H2
+import H2
 public import Platform
+public import RPCCore
 import ProtoWire
 public import Storage
 

@@ -1,6 +1,7 @@
 public import CSI
-public import H2
+import H2
 public import Platform
+public import RPCCore
 public import Storage
 
 /// csi.v1.Node: staging (format + mount, or a bind mount of a directory volume), publishing (bind

@@ -1,4 +1,4 @@
-public import H2
+public import RPCCore
 public import Storage
 
 /// The one place where backend and mount errors become gRPC status codes, following the CSI

@@ -1,6 +1,6 @@
 import CSI
 package import Platform
-import H2
+import RPCCore
 package import ProtoWire
 
 /// Logs each call once: method, outcome, duration. At debug level (`-v 5`) also the call, its

@@ -1,4 +1,4 @@
-import H2
+import RPCCore
 import Synchronization
 
 /// Serializes mutating operations per volume (or snapshot) id: a second operation on an id that

@@ -3,24 +3,18 @@ import Glibc
 #endif
 import CNGHTTP2
 import Platform
+import RPCCore
 
-/// One call on a client connection. Loop thread only.
+/// One call on a client connection: its state machine (RPCCore) and what only the transport holds
+/// (the request queue, the timer, the continuations, the callbacks). Loop thread only.
 final class ClientCall: @unchecked Sendable {
     let path: String
     let headers: HeaderBlock
     var streamID: Int32 = -1
     var out = OutboundMessages()
-    var requestsDone = false
-    var deferred = false
-    var deframer: GRPCMessageDeframer
-    var httpStatus: Int? = nil
-    var grpcStatus: Int? = nil
-    var grpcMessage: String? = nil
-    var contentType: String? = nil
-    /// A `grpc-encoding` the server answered with that this client cannot decode.
-    var unsupportedEncoding: String? = nil
-    var metadata = Metadata()
-    var finished = false
+    /// The response's fields, messages and status; the request side's progress. Loop thread
+    /// only, and no transition reaches back into the record: unchecked, as `ServerStream.machine`.
+    @exclusivity(unchecked) var machine: ClientStreamStateMachine
     var timer: LoopTimer? = nil
     /// The call's place among the channel's waiters for a connect in flight.
     var connectWaiter: Int? = nil
@@ -39,45 +33,26 @@ final class ClientCall: @unchecked Sendable {
     init(path: String, headers: HeaderBlock, maxMessageSize: Int, onMessage: @escaping ([UInt8]) -> Void, onClose: @escaping (RPCError?) -> Void) {
         self.path = path
         self.headers = headers
-        self.deframer = GRPCMessageDeframer(maxMessageSize: maxMessageSize)
+        self.machine = ClientStreamStateMachine(maxMessageSize: maxMessageSize)
         self.onMessage = onMessage
         self.onClose = onClose
     }
 
+    /// Whether the call has ended locally.
+    var finished: Bool { machine.finished }
+
+    /// The caller has sent its last request message.
+    func endRequests() { machine.endRequests() }
+
     /// Ends the call locally. Idempotent.
     func complete(_ error: RPCError?) {
-        if finished { return }
-        finished = true
+        guard machine.complete() else { return }
         timer?.cancel()
         connection = nil
         let waiters = writeWaiters
         writeWaiters.removeAll()
         for w in waiters { w.resume(throwing: error ?? RPCError(code: .cancelled, message: "the call ended")) }
         onClose(error)
-    }
-
-    /// The status the server sent (or what its absence means).
-    func status(resetCode: UInt32, target: String) -> RPCError? {
-        if let code = grpcStatus {
-            if code == 0 { return nil }
-            return RPCError(code: .init(rawValue: code), message: grpcMessage ?? "", metadata: metadata)
-        }
-        if let h = httpStatus, h != 200 {
-            return RPCError(code: GRPCStatusMapping.code(forHTTPStatus: h), message: "\(path) on \(target): HTTP status \(h)")
-        }
-        if httpStatus != nil, let ct = contentType, !GRPCRequestHead.isGRPCContentType(ct) {
-            return RPCError(code: .unknown, message: "\(path) on \(target): the response's content-type is \(ct), not application/grpc")
-        }
-        switch resetCode {
-        case NGHTTP2_REFUSED_STREAM.rawValue:
-            return RPCError(code: .unavailable, message: "\(target) refused the stream for \(path)")
-        case NGHTTP2_CANCEL.rawValue:
-            return RPCError(code: .cancelled, message: "\(target) cancelled \(path)")
-        case NGHTTP2_NO_ERROR.rawValue:
-            return RPCError(code: .internalError, message: "\(target) ended \(path) without a grpc-status")
-        default:
-            return RPCError(code: .internalError, message: "\(target) reset \(path) with HTTP/2 error \(resetCode)")
-        }
     }
 }
 
@@ -188,10 +163,7 @@ final class ClientConnection: HTTP2Connection, @unchecked Sendable {
     /// New data or the end of the requests is queued on `call`.
     func resume(_ call: ClientCall) {
         guard call.streamID > 0, !call.finished else { return }
-        if call.deferred {
-            call.deferred = false
-            nghttp2_session_resume_data(session, call.streamID)
-        }
+        if call.machine.resume() { nghttp2_session_resume_data(session, call.streamID) }
         scheduleFlush()
     }
 
@@ -213,24 +185,8 @@ final class ClientConnection: HTTP2Connection, @unchecked Sendable {
 
     func header(_ id: Int32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) {
         guard let call = calls[id] else { return }
-        if name.elementsEqual(":status".utf8) {
-            call.httpStatus = Int(String(decoding: value, as: UTF8.self))
-        } else if name.elementsEqual("grpc-status".utf8) {
-            call.grpcStatus = Int(String(decoding: value, as: UTF8.self)) ?? RPCError.Code.unknown.rawValue
-        } else if name.elementsEqual("content-type".utf8) {
-            call.contentType = String(decoding: value, as: UTF8.self)
-        } else if name.elementsEqual("grpc-message".utf8) {
-            call.grpcMessage = GRPCPercentEncoding.decode(value)
-        } else if name.elementsEqual("grpc-encoding".utf8) {
-            if let c = GRPCCompression(name: value) {
-                call.deframer.compression = c
-                call.deframer.peer = "the server"
-            } else if !value.elementsEqual("identity".utf8) {
-                call.unsupportedEncoding = String(decoding: value, as: UTF8.self)
-            }
-        } else if name.first != UInt8(ascii: ":") {
-            let n = String(decoding: name, as: UTF8.self)
-            if !GRPCRequestHead.isReserved(n) { call.metadata.addWire(name: n, value: Array(value)) }
+        if let c = call.machine.receiveHeader(name: name, value: value) {
+            call.machine.acceptCompression(c, decompressor: ZlibDecompressor(), peer: "the server")
         }
     }
 
@@ -239,16 +195,8 @@ final class ClientConnection: HTTP2Connection, @unchecked Sendable {
             consumed.append((id, chunk.count))
             return
         }
-        do {
-            try call.deframer.process(chunk) { call.onMessage($0) }
-        } catch {
-            if let encoding = call.unsupportedEncoding {
-                cancel(call, RPCError(
-                    code: .internalError,
-                    message: "\(target) answered \(call.path) with grpc-encoding \(encoding), which is not supported (\(GRPCCompression.acceptEncoding))"))
-            } else {
-                cancel(call, RPCError(code: error.code, message: "response from \(target) for \(call.path): \(error.message)"))
-            }
+        if let error = call.machine.receiveData(chunk, path: call.path, target: target, call.onMessage) {
+            cancel(call, error)
         }
         if !call.finished && call.holdsMessages() {
             call.unconsumed += chunk.count
@@ -280,7 +228,7 @@ final class ClientConnection: HTTP2Connection, @unchecked Sendable {
             consumed.append((id, call.unconsumed))
             call.unconsumed = 0
         }
-        call.complete(call.status(resetCode: errorCode, target: target))
+        call.complete(call.machine.streamClosed(resetCode: errorCode, path: call.path, target: target))
     }
 
     func read(_ id: Int32, _ buf: UnsafeMutablePointer<UInt8>, _ length: Int, _ flags: UnsafeMutablePointer<UInt32>) -> Int {
@@ -291,13 +239,10 @@ final class ClientConnection: HTTP2Connection, @unchecked Sendable {
             call.writeWaiters.removeAll()
             for c in w { c.resume() }
         }
-        if call.out.isEmpty {
-            if call.requestsDone {
-                flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
-            } else if n == 0 {
-                call.deferred = true
-                return Int(NGHTTP2_ERR_DEFERRED.rawValue)
-            }
+        switch call.machine.read(copied: n, queueEmpty: call.out.isEmpty) {
+        case .send: break
+        case .endStream: flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+        case .deferred: return Int(NGHTTP2_ERR_DEFERRED.rawValue)
         }
         return n
     }

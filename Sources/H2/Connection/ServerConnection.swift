@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CNGHTTP2
 import Platform
+import RPCCore
 
 /// Response messages queued on a stream, read out by nghttp2's data provider.
 struct OutboundMessages {
@@ -62,48 +63,40 @@ struct OutboundMessages {
     }
 }
 
-/// One gRPC call on a server connection. Loop thread only.
+/// One gRPC call on a server connection: its state machine (RPCCore) and what only the transport
+/// holds — the handler, its task and continuations, the deadline timer, the response queue. Loop
+/// thread only.
 final class ServerStream: @unchecked Sendable {
     let id: Int32
-    var head = GRPCRequestHead()
-    var headerBytes = 0
+    /// Where the call is; every protocol decision is made here. Only the loop thread touches it
+    /// and no transition reaches back into the record, so accesses never overlap: the runtime's
+    /// exclusivity tracking, which a call into another module would need on every transition (a
+    /// header field, a DATA chunk), is left out (`Benchmarks/RESULTS.md`, 2026-12-06).
+    @exclusivity(unchecked) var machine: ServerStreamStateMachine
     var descriptor: GRPCMethodDescriptor? = nil
-    /// Bytes of `pending` messages.
-    var pendingBytes = 0
     /// This stream's share of the connection's buffered request bytes.
     var held = 0
     /// The context for a unary handler, kept until the request ends.
     var context: ServerContext? = nil
     var handler: GRPCRouter.Handler? = nil
-    var deframer: GRPCMessageDeframer
-    /// Request messages received before the handler started.
-    var pending = MessageQueue()
-    /// A streaming handler runs and pulls messages from `pending`.
-    var streaming = false
-    var inboundEnded = false
-    var inboundError: (any Error)? = nil
+    /// A streaming handler waiting for its next request message.
     var waiter: CheckedContinuation<[UInt8]?, any Error>? = nil
-    /// DATA bytes behind queued messages, acknowledged (WINDOW_UPDATE) once the handler takes them.
-    var unconsumed = 0
-    var requestEnded = false
-    var handlerStarted = false
     var task: Task<Void, Never>? = nil
     var timer: LoopTimer? = nil
-    /// The response's status is decided; nothing more is accepted from the handler.
-    var done = false
-    var closed = false
-    var responseSubmitted = false
-    var deferred = false
     var out = OutboundMessages()
     /// The encoding of response messages, when the server compresses and the client accepts it.
     var responseCompression: GRPCCompression? = nil
-    var trailers: RPCError? = nil  // set when the final status is queued after data
     var writeWaiters: [CheckedContinuation<Void, any Error>] = []
 
-    init(id: Int32, maxMessageSize: Int) {
+    init(id: Int32, maxMessageSize: Int, maxHeaderListSize: Int) {
         self.id = id
-        self.deframer = GRPCMessageDeframer(maxMessageSize: maxMessageSize)
+        self.machine = ServerStreamStateMachine(maxMessageSize: maxMessageSize, maxHeaderListSize: maxHeaderListSize)
     }
+
+    /// Whether the call's status is decided or it was aborted.
+    var done: Bool { machine.isDone }
+    /// Whether nghttp2 has closed the stream.
+    var closed: Bool { machine.closed }
 }
 
 /// The server side of one HTTP/2 connection carrying gRPC calls. Loop thread only.
@@ -174,7 +167,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
 
     override func didClose() {
         idleTimer?.cancel()
-        for stream in streams.values { abort(stream, RPCError(code: .cancelled, message: "the connection closed")) }
+        for stream in streams.values { abortHandler(stream, RPCError(code: .cancelled, message: "the connection closed")) }
         streams.removeAll()
         core.connectionClosed(self)
     }
@@ -182,81 +175,50 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
     // MARK: Callback events (recorded, acted on in afterReceive)
 
     func beginStream(_ id: Int32) {
-        let stream = ServerStream(id: id, maxMessageSize: core.configuration.maxReceiveMessageSize)
-        streams[id] = stream
+        let c = core.configuration
+        streams[id] = ServerStream(id: id, maxMessageSize: c.maxReceiveMessageSize, maxHeaderListSize: Int(c.maxHeaderListSize))
         lastActive = monotonicNanos()
     }
 
     /// Returns false when the header list grew over the limit.
     func header(_ id: Int32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Bool {
         guard let stream = streams[id] else { return true }
-        stream.headerBytes += name.count + value.count + 32
-        if stream.headerBytes > Int(core.configuration.maxHeaderListSize) { return false }
-        if stream.handlerStarted || stream.done { return true }  // trailers from the client: ignored
-        @inline(__always) func str() -> String { String(decoding: value, as: UTF8.self) }
-        if name.first == UInt8(ascii: ":") {
-            if name.elementsEqual(":path".utf8) { stream.head.path = str() }
-            else if name.elementsEqual(":method".utf8) { stream.head.method = str() }
-            return true
-        }
-        switch name.count {
-        case 2 where name.elementsEqual("te".utf8): stream.head.te = str()
-        case 12 where name.elementsEqual("content-type".utf8): stream.head.contentType = str()
-        case 12 where name.elementsEqual("grpc-timeout".utf8): stream.head.timeout = str()
-        case 13 where name.elementsEqual("grpc-encoding".utf8): stream.head.encoding = str()
-        case 20 where name.elementsEqual("grpc-accept-encoding".utf8): stream.head.acceptEncoding = str()
-        default:
-            let n = String(decoding: name, as: UTF8.self)
-            if !GRPCRequestHead.isReserved(n) { stream.head.metadata.addWire(name: n, value: Array(value)) }
-        }
-        return true
+        return stream.machine.receiveHeader(name: name, value: value)
     }
 
     func headersComplete(_ id: Int32, endStream: Bool) {
-        guard let stream = streams[id], !stream.done, !stream.handlerStarted, stream.descriptor == nil else { return }
-        if endStream { stream.requestEnded = true }
-        if let encoding = stream.head.encoding, let c = GRPCCompression(name: encoding.utf8) {
-            stream.deframer.compression = c
-            stream.deframer.peer = "the client on \(core.addressDescription)" + (peer.map { " (pid \($0.pid), uid \($0.uid))" } ?? "")
+        guard let stream = streams[id] else { return }
+        guard case .route(let compression) = stream.machine.receiveHeadersEnd(endStream: endStream) else { return }
+        if let compression {
+            stream.machine.acceptCompression(
+                compression, decompressor: ZlibDecompressor(),
+                peer: "the client on \(core.addressDescription)" + (peer.map { " (pid \($0.pid), uid \($0.uid))" } ?? ""))
         }
         ready.append(stream)
     }
 
     func data(_ id: Int32, _ chunk: UnsafeRawBufferPointer) {
-        guard let stream = streams[id], !stream.done,
-            // An unsupported grpc-encoding is answered with UNIMPLEMENTED once the headers are
-            // acted on; its messages (compressed) are not looked at.
-            stream.head.encoding == nil || stream.deframer.compression != nil || stream.head.encoding == "identity"
-        else {
+        guard let stream = streams[id] else { return }
+        let outcome = stream.machine.receiveData(chunk) { message in
+            guard let w = stream.waiter else { return false }
+            stream.waiter = nil
+            w.resume(returning: message)
+            return true
+        }
+        guard case .processed(let isReady, let failure) = outcome else {
             consumed.append((id, chunk.count))
             return
         }
-        do {
-            try stream.deframer.process(chunk) { message in
-                if let w = stream.waiter {
-                    stream.waiter = nil
-                    w.resume(returning: message)
-                } else {
-                    // Streaming: queued for the handler. Unary: kept until the request ends.
-                    stream.pending.append(message)
-                    stream.pendingBytes += message.count
-                    if !stream.streaming && stream.pending.count == 2 { ready.append(stream) }
-                }
-            }
-        } catch {
-            fail(stream, error)
-        }
+        if isReady { ready.append(stream) }
+        if let failure { fail(stream, failure) }
         updateHeld(stream)
         if held > core.configuration.maxBufferedRequestBytesPerConnection && !stream.done {
             fail(stream, RPCError(
                 code: .resourceExhausted,
                 message: "the connection holds more than \(core.configuration.maxBufferedRequestBytesPerConnection) bytes of unfinished requests"))
         }
-        if stream.streaming && !stream.pending.isEmpty {
-            stream.unconsumed += chunk.count
-        } else {
-            consumed.append((id, chunk.count))
-        }
+        let n = stream.machine.acknowledge(received: chunk.count)
+        if n > 0 { consumed.append((id, n)) }
     }
 
     /// DATA bytes to acknowledge after `mem_recv` returns (flow control is manual).
@@ -266,35 +228,25 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
     private var held = 0
 
     private func updateHeld(_ stream: ServerStream) {
-        let now = stream.deframer.bufferedBytes + stream.pendingBytes
+        let now = stream.machine.bufferedBytes
         held += now - stream.held
         stream.held = now
     }
 
-    /// Drops what a finished or reset call still buffers.
-    private func release(_ stream: ServerStream) {
-        stream.pending = MessageQueue()
-        stream.pendingBytes = 0
-        if stream.deframer.bufferedBytes > 0 { stream.deframer = GRPCMessageDeframer(maxMessageSize: 0) }
-        updateHeld(stream)
-    }
-
     /// The next request message for a streaming handler; nil at the end. Loop thread only.
     private func takeMessage(_ stream: ServerStream) -> Result<[UInt8]?, any Error>? {
-        if !stream.pending.isEmpty {
-            let m = stream.pending.removeFirst()
-            stream.pendingBytes -= m.count
+        switch stream.machine.takeMessage() {
+        case .message(let m, let consume):
             updateHeld(stream)
-            if stream.pending.isEmpty && stream.unconsumed > 0 {
-                nghttp2_session_consume(session, stream.id, stream.unconsumed)
-                stream.unconsumed = 0
+            if consume > 0 {
+                nghttp2_session_consume(session, stream.id, consume)
                 scheduleFlush()
             }
             return .success(m)
+        case .cancelled: return .failure(CancellationError())
+        case .end: return .success(nil)
+        case .wait: return nil
         }
-        if let e = stream.inboundError { return .failure(e) }
-        if stream.inboundEnded || stream.done { return .success(nil) }
-        return nil
     }
 
     /// Pulls the next request message, waiting for the client when none is queued.
@@ -307,33 +259,25 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         }
     }
 
-    /// Ends the handler's request stream: normally (nil) or with `error`.
-    private func endInbound(_ stream: ServerStream, _ error: (any Error)?) {
-        if let error { stream.inboundError = error } else { stream.inboundEnded = true }
-        if let w = stream.waiter, stream.pending.isEmpty {
-            stream.waiter = nil
-            if let error { w.resume(throwing: error) } else { w.resume(returning: nil) }
-        }
+    /// Wakes a streaming handler waiting for a message: with the end (nil) or `error`.
+    private func wakeReader(_ stream: ServerStream, _ error: (any Error)?) {
+        guard let w = stream.waiter else { return }
+        stream.waiter = nil
+        if let error { w.resume(throwing: error) } else { w.resume(returning: nil) }
     }
 
     func endStream(_ id: Int32) {
-        guard let stream = streams[id], !stream.done else { return }
-        stream.requestEnded = true
+        guard let stream = streams[id], stream.machine.receiveEnd() else { return }
         ready.append(stream)
     }
 
     func streamClosed(_ id: Int32, errorCode: UInt32) {
         guard let stream = streams.removeValue(forKey: id) else { return }
-        stream.closed = true
-        release(stream)
-        if stream.unconsumed > 0 {
-            consumed.append((id, stream.unconsumed))
-            stream.unconsumed = 0
-        }
+        let action = stream.machine.streamClosed(errorCode: errorCode)
+        updateHeld(stream)
+        if action.consume > 0 { consumed.append((id, action.consume)) }
         stream.timer?.cancel()
-        if !stream.done {
-            abort(stream, RPCError(code: .cancelled, message: "the client reset the stream (HTTP/2 error \(errorCode))"))
-        }
+        if let error = action.abort { abortHandler(stream, error) }
         lastActive = monotonicNanos()
     }
 
@@ -348,42 +292,28 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         let batch = ready
         ready.removeAll(keepingCapacity: true)
         for stream in batch where !stream.done && !stream.closed {
-            if stream.descriptor == nil {
+            var step = stream.machine.nextStep()
+            if case .route = step {
                 route(stream)
-                if stream.done { continue }
+                step = stream.machine.nextStep()
             }
-            if case .unary = stream.handler, stream.pending.count > 1 {
-                fail(stream, RPCError(code: .internalError, message: "\(stream.head.path ?? "the method") is unary but the client sent more than one request message"))
-                continue
-            }
-            guard stream.requestEnded else { continue }
-            if stream.deframer.hasPartialMessage {
-                fail(stream, RPCError(code: .internalError, message: "the request ended inside a message"))
-                continue
-            }
-            if stream.handlerStarted {
-                if stream.streaming { endInbound(stream, nil) }
-            } else if case .unary(let h) = stream.handler {
-                guard stream.pending.count == 1, let request = stream.pending.popLast() else {
-                    fail(stream, RPCError(code: .internalError, message: "\(stream.head.path ?? "the method") is unary but the client sent no request message"))
-                    continue
-                }
-                stream.pendingBytes = 0
+            switch step {
+            case .none, .route: break
+            case .fail(let error): fail(stream, error)
+            case .endInbound: wakeReader(stream, nil)
+            case .startUnary(let request):
                 updateHeld(stream)
-                startUnary(stream, h, request)
+                if case .unary(let h) = stream.handler { startUnary(stream, h, request) }
             }
         }
         scheduleFlush()
     }
 
     private func route(_ stream: ServerStream) {
-        switch stream.head.validate() {
+        switch stream.machine.validate() {
         case .httpError(let status, let message):
-            stream.done = true
             var block = HeaderBlock()
-            block.add(":status", String(status))
-            block.add("grpc-status", String(status == 415 ? RPCError.Code.internalError.rawValue : RPCError.Code.unimplemented.rawValue))
-            block.add("grpc-message", GRPCPercentEncoding.encode(message))
+            for (name, value) in ServerStreamStateMachine.httpErrorHeaders(status: status, message: message) { block.add(name, value) }
             block.withNV { nva, n in _ = nghttp2_submit_response(session, stream.id, nva, n, nil) }
         case .grpcError(let error):
             fail(stream, error)
@@ -409,7 +339,7 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
             }
             stream.descriptor = descriptor
             stream.handler = handler
-            if let c = core.configuration.responseCompression, !c.isIdentity, let accept = stream.head.acceptEncoding,
+            if let c = core.configuration.responseCompression, !c.isIdentity, let accept = stream.machine.head.acceptEncoding,
                 c.isAccepted(by: accept)
             {
                 stream.responseCompression = c
@@ -421,22 +351,22 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
                     self.deadlineExceeded(stream)
                 }
             }
-            stream.head.timeout = nil
-            let context = ServerContext(method: descriptor, metadata: stream.head.metadata, peer: peer, deadline: deadline)
-            stream.head.metadata = Metadata()
+            let context = ServerContext(method: descriptor, metadata: stream.machine.takeMetadata(), peer: peer, deadline: deadline)
             if case .streaming(let h) = handler {
+                stream.machine.handlerStarts(streaming: true)
                 startStreaming(stream, h, context)
             } else {
+                stream.machine.handlerStarts(streaming: false)
                 stream.context = context
             }
         }
     }
 
-
     private func deadlineExceeded(_ stream: ServerStream) {
-        guard !stream.done, !stream.closed else { return }
-        abortHandler(stream)
-        fail(stream, RPCError(code: .deadlineExceeded, message: "the deadline of \(stream.descriptor?.path ?? "the call") expired"))
+        guard let status = stream.machine.deadlineExpired() else { return }
+        stream.task?.cancel()
+        if stream.machine.cancelHandler() { wakeReader(stream, CancellationError()) }
+        fail(stream, status)
         scheduleFlush()
     }
 
@@ -445,10 +375,9 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         _ request: [UInt8]
     ) {
         guard let context = stream.context else {
-            fail(stream, RPCError(code: .internalError, message: "\(stream.head.path ?? "the call") lost its context"))
+            fail(stream, RPCError(code: .internalError, message: "\(stream.machine.pathDescription) lost its context"))
             return
         }
-        stream.handlerStarted = true
         stream.task = Task(executorPreference: loop) { [self] in
             do {
                 let response = try await handler(request, context)
@@ -464,8 +393,6 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         _ handler: @escaping @Sendable (AsyncThrowingStream<[UInt8], any Error>, @escaping @Sendable ([UInt8]) async throws -> Void, ServerContext) async throws -> Void,
         _ context: ServerContext
     ) {
-        stream.handlerStarted = true
-        stream.streaming = true
         let requests = AsyncThrowingStream<[UInt8], any Error>(unfolding: { [self] in try await self.nextMessage(stream) })
         stream.task = Task(executorPreference: loop) { [self] in
             do {
@@ -514,19 +441,18 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
     }
 
     private func enqueue(_ stream: ServerStream, _ bytes: [UInt8]) throws {
-        if stream.done || stream.closed { throw RPCError(code: .cancelled, message: "the call ended") }
+        let action = stream.machine.sendMessage()
+        if action == .reject { throw RPCError(code: .cancelled, message: "the call ended") }
         stream.out.append(message: bytes, compressed: stream.responseCompression?.compress(bytes))
-        if !stream.responseSubmitted {
-            submitHeaders(stream)
-        } else if stream.deferred {
-            stream.deferred = false
-            nghttp2_session_resume_data(session, stream.id)
+        switch action {
+        case .submitHeaders: submitHeaders(stream)
+        case .resumeData: nghttp2_session_resume_data(session, stream.id)
+        case .queue, .reject: break
         }
         scheduleFlush()
     }
 
     private func submitHeaders(_ stream: ServerStream) {
-        stream.responseSubmitted = true
         var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: ServerCallbacks.read)
         let h = stream.responseCompression.map { $0.name == "gzip" ? ServerCallbacks.gzipHeaders : ServerCallbacks.deflateHeaders }
             ?? ServerCallbacks.okHeaders
@@ -535,43 +461,32 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
 
     /// Ends the call with `status` (nil: OK).
     private func finish(_ stream: ServerStream, status: RPCError?) {
-        guard !stream.done, !stream.closed else { return }
-        stream.done = true
+        let action = stream.machine.finish(status: status, messagesQueued: !stream.out.isEmpty)
+        guard action.cleanUp else { return }
         stream.timer?.cancel()
-        if stream.streaming { endInbound(stream, nil) }
-        release(stream)
+        wakeReader(stream, nil)
+        updateHeld(stream)
         resumeWaiters(stream, error: RPCError(code: .cancelled, message: "the call ended"))
-        stream.trailers = status ?? RPCError(code: .ok, message: "")
-        if !stream.responseSubmitted {
-            if stream.out.isEmpty, let status {
-                submitTrailersOnly(stream, status)
-                scheduleFlush()
-                return
-            }
-            submitHeaders(stream)
-        } else if stream.deferred {
-            stream.deferred = false
-            nghttp2_session_resume_data(session, stream.id)
+        switch action.response {
+        case .trailersOnly(let status): submitTrailersOnly(stream, status)
+        case .submitHeaders: submitHeaders(stream)
+        case .resumeData: nghttp2_session_resume_data(session, stream.id)
+        case .trailersAfterData, .none: break
         }
         scheduleFlush()
     }
 
     /// Ends the call with an error (any error a handler throws).
     func fail(_ stream: ServerStream, _ error: any Error) {
-        let rpc: RPCError
-        if let e = error as? RPCError { rpc = e }
-        else if error is CancellationError { rpc = RPCError(code: .cancelled, message: "the handler was cancelled") }
-        else { rpc = RPCError(code: .unknown, message: "\(error)") }
         stream.context = nil
-        finish(stream, status: rpc)
+        finish(stream, status: ServerStreamStateMachine.status(for: error))
     }
 
     private func submitTrailersOnly(_ stream: ServerStream, _ status: RPCError) {
-        stream.responseSubmitted = true
         var block = HeaderBlock()
         block.add(":status", "200")
         block.add("content-type", "application/grpc")
-        if let encoding = stream.head.encoding, encoding != "identity" {
+        if let encoding = stream.machine.head.encoding, encoding != "identity" {
             block.add("grpc-accept-encoding", GRPCCompression.acceptEncoding)  // what the client may use instead
         }
         addStatus(&block, status)
@@ -589,21 +504,20 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         guard let stream = streams[id] else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
         let n = stream.out.read(into: buf, length: length)
         if !stream.writeWaiters.isEmpty && stream.out.bytes < Self.outputCap { resumeWaiters(stream, error: nil) }
-        if stream.out.isEmpty {
-            if let status = stream.trailers {
-                flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
-                if status.code == .ok && status.metadata.count == 0 {
-                    let t = ServerCallbacks.okTrailers
-                    nghttp2_submit_trailer(session, id, t.nva, t.count)
-                } else {
-                    var block = HeaderBlock()
-                    addStatus(&block, status)
-                    block.withNV { nva, c in _ = nghttp2_submit_trailer(session, id, nva, c) }
-                }
-            } else if n == 0 {
-                stream.deferred = true
-                return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+        switch stream.machine.read(copied: n, queueEmpty: stream.out.isEmpty) {
+        case .send: break
+        case .sendTrailers(let status):
+            flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+            if status.code == .ok && status.metadata.count == 0 {
+                let t = ServerCallbacks.okTrailers
+                nghttp2_submit_trailer(session, id, t.nva, t.count)
+            } else {
+                var block = HeaderBlock()
+                addStatus(&block, status)
+                block.withNV { nva, c in _ = nghttp2_submit_trailer(session, id, nva, c) }
             }
+        case .deferred:
+            return Int(NGHTTP2_ERR_DEFERRED.rawValue)
         }
         return n
     }
@@ -617,17 +531,12 @@ final class ServerConnection: HTTP2Connection, @unchecked Sendable {
         }
     }
 
-    private func abortHandler(_ stream: ServerStream) {
-        stream.task?.cancel()
-        if stream.streaming { endInbound(stream, CancellationError()) }
-    }
-
     /// The peer went away or reset: cancel the handler, answer nothing.
-    private func abort(_ stream: ServerStream, _ error: RPCError) {
-        stream.done = true
+    private func abortHandler(_ stream: ServerStream, _ error: RPCError) {
         stream.timer?.cancel()
-        abortHandler(stream)
-        release(stream)
+        stream.task?.cancel()
+        if stream.machine.abort() { wakeReader(stream, CancellationError()) }
+        updateHeld(stream)
         resumeWaiters(stream, error: error)
         stream.context = nil
     }

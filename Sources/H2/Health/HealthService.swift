@@ -1,4 +1,5 @@
 public import ProtoWire
+public import RPCCore
 import Synchronization
 
 /// The serving status of each service, as the built-in `grpc.health.v1.Health` service reports it.

@@ -1,4 +1,5 @@
 public import ProtoWire
+public import RPCCore
 
 /// `grpc.reflection.v1.ServerReflection` (and the same protocol under `grpc.reflection.v1alpha`),
 /// complete enough for `grpcurl describe` and grpcio-reflection's descriptor database.

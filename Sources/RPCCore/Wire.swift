@@ -3,17 +3,23 @@
 
 /// Received messages in arrival order, waiting to be taken. Taking the first is O(1), where
 /// `Array.removeFirst` would move every message behind it.
-struct MessageQueue {
+package struct MessageQueue: Sendable {
     private var items: [[UInt8]] = []
     private var head = 0
 
-    var isEmpty: Bool { head == items.count }
-    var count: Int { items.count - head }
+    /// An empty queue.
+    package init() {}
 
-    mutating func append(_ message: [UInt8]) { items.append(message) }
+    /// Whether no message waits.
+    package var isEmpty: Bool { head == items.count }
+    /// How many messages wait.
+    package var count: Int { items.count - head }
+
+    /// Queues `message` behind the others.
+    package mutating func append(_ message: [UInt8]) { items.append(message) }
 
     /// Takes the oldest message; the queue must not be empty.
-    mutating func removeFirst() -> [UInt8] {
+    package mutating func removeFirst() -> [UInt8] {
         let m = items[head]
         items[head] = []
         head += 1
@@ -22,7 +28,7 @@ struct MessageQueue {
     }
 
     /// Takes the newest message, if any.
-    mutating func popLast() -> [UInt8]? {
+    package mutating func popLast() -> [UInt8]? {
         if isEmpty { return nil }
         let m = items.removeLast()
         if head == items.count { clear() }
@@ -35,6 +41,14 @@ struct MessageQueue {
     }
 }
 
+/// Undoes a message encoding for the deframer. The transport supplies it (H2: zlib), so that this
+/// module stays free of C.
+package protocol MessageDecompressor: Sendable {
+    /// Decompresses one message of at most `limit` bytes, encoded with `encoding`, sent by `peer`.
+    /// Throws RESOURCE_EXHAUSTED past the limit, INTERNAL for data that does not decompress.
+    func decompress(_ message: [UInt8], encoding: GRPCCompression, limit: Int, peer: String) throws(RPCError) -> [UInt8]
+}
+
 /// Splits a DATA byte stream into gRPC length-prefixed messages. A prefix split across DATA frames
 /// is normal, so the deframer keeps partial state between calls.
 package struct GRPCMessageDeframer: Sendable {
@@ -43,6 +57,8 @@ package struct GRPCMessageDeframer: Sendable {
     /// The negotiated `grpc-encoding` for messages with the compressed flag; nil: identity only,
     /// and a compressed message is an error.
     package var compression: GRPCCompression?
+    /// What decompresses messages with the compressed flag; set with ``compression``.
+    package var decompressor: (any MessageDecompressor)?
     /// Who sends the messages, named in decompression errors.
     package var peer = ""
     private var prefix: UInt64 = 0
@@ -54,10 +70,14 @@ package struct GRPCMessageDeframer: Sendable {
     /// Bytes consumed so far (for error messages).
     package private(set) var messagesSeen = 0
 
-    /// Creates a deframer that refuses messages over `maxMessageSize` bytes.
-    package init(maxMessageSize: Int, compression: GRPCCompression? = nil) {
+    /// Creates a deframer that refuses messages over `maxMessageSize` bytes; compressed messages
+    /// are accepted when `compression` and `decompressor` are given.
+    package init(
+        maxMessageSize: Int, compression: GRPCCompression? = nil, decompressor: (any MessageDecompressor)? = nil
+    ) {
         self.maxMessageSize = maxMessageSize
         self.compression = compression
+        self.decompressor = decompressor
     }
 
     /// Bytes of the message being assembled.
@@ -110,8 +130,11 @@ package struct GRPCMessageDeframer: Sendable {
                 messagesSeen += 1
                 let done = message
                 message = []
-                if compressed, let c = compression {
-                    onMessage(try c.decompress(done, limit: maxMessageSize, peer: peer))
+                if compressed, let c = compression, !c.isIdentity {
+                    guard let decompressor else {
+                        throw RPCError(code: .internalError, message: "no decompressor for grpc-encoding \(c.name)")
+                    }
+                    onMessage(try decompressor.decompress(done, encoding: c, limit: maxMessageSize, peer: peer))
                 } else {
                     onMessage(done)
                 }
@@ -326,15 +349,24 @@ package enum Base64 {
 
 /// Request header rules of gRPC over HTTP/2, separate from nghttp2 so they can be tested alone.
 package struct GRPCRequestHead: Sendable {
+    /// `:method`.
     package var method: String?
+    /// `:path`.
     package var path: String?
+    /// `content-type`.
     package var contentType: String?
+    /// `te`.
     package var te: String?
+    /// `grpc-encoding`: how the request's messages are compressed.
     package var encoding: String?
+    /// `grpc-accept-encoding`: what the client can decompress.
     package var acceptEncoding: String?
+    /// `grpc-timeout`, as sent.
     package var timeout: String?
+    /// Every other header, as custom metadata.
     package var metadata = Metadata()
 
+    /// No fields yet.
     package init() {}
 
     /// What to do with a request whose headers are complete.

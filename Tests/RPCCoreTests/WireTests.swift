@@ -1,5 +1,5 @@
 import Testing
-@testable import H2
+@testable import RPCCore
 
 @Suite struct DeframerTests {
     func frames(_ payloads: [[UInt8]]) -> [UInt8] { payloads.flatMap { GRPCFraming.frame($0) } }

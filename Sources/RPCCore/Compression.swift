@@ -1,6 +1,6 @@
 // gRPC message compression (grpc/grpc doc/compression.md): the `grpc-encoding` a message stream
 // uses, negotiated per call, with each message's compressed flag saying whether it is compressed.
-// The DEFLATE work is zlib's (Zlib.swift).
+// The DEFLATE work is zlib's, done in H2 (Zlib.swift); this module only names and negotiates.
 
 /// A message encoding gRPC negotiates with the `grpc-encoding` and `grpc-accept-encoding` headers.
 public struct GRPCCompression: Sendable, Hashable, CustomStringConvertible {
@@ -61,31 +61,8 @@ public struct GRPCCompression: Sendable, Hashable, CustomStringConvertible {
         return header.split(separator: ",").contains { $0.trimmingSpaces == n }
     }
 
-    private var framing: ZlibFraming { algorithm == .gzip ? .gzip : .zlib }
-
-    /// `message` compressed, or nil when compressing does not make it smaller (it is then sent
-    /// uncompressed, with the compressed flag clear, as the spec allows).
-    package func compress(_ message: [UInt8]) -> [UInt8]? {
-        if message.count < 24 || algorithm == .identity { return nil }
-        return Zlib.compress(message, framing: framing, level: level)
-    }
-
-    /// Decompresses one message of at most `limit` bytes sent by `peer`.
-    package func decompress(_ message: [UInt8], limit: Int, peer: String) throws(RPCError) -> [UInt8] {
-        if algorithm == .identity { return message }
-        do {
-            return try Zlib.decompress(message, framing: framing, limit: limit)
-        } catch {
-            switch error {
-            case .tooLarge:
-                throw RPCError(
-                    code: .resourceExhausted,
-                    message: "\(name)-compressed message from \(peer) decompresses to more than the limit of \(limit) bytes")
-            case .invalid(let what):
-                throw RPCError(code: .internalError, message: "\(name)-compressed message from \(peer) is invalid: \(what)")
-            }
-        }
-    }
+    /// Whether this is ``gzip`` (DEFLATE in a gzip wrapper) rather than ``deflate`` or ``identity``.
+    package var isGzip: Bool { algorithm == .gzip }
 }
 
 extension Substring {

@@ -1,5 +1,6 @@
 // The surface that generated service code (Sources/CSI/Generated) is written against.
-// Names and signatures here are fixed; their implementations live with the rest of H2.
+// Names and signatures here are fixed; transports (H2) serve routers and implement
+// GRPCClientTransport.
 public import ProtoWire
 
 /// The shape of a gRPC method: how many messages flow each way.
@@ -23,6 +24,7 @@ public struct GRPCMethodDescriptor: Sendable, Hashable, CustomStringConvertible 
     }
     /// The HTTP/2 `:path`: `/service/method`.
     public var path: String { "/\(service)/\(method)" }
+    /// The path, `/service/method`.
     public var description: String { path }
 }
 
@@ -42,6 +44,7 @@ public struct RPCError: Error, Sendable, Hashable, CustomStringConvertible {
         self.metadata = metadata
     }
 
+    /// `CODE: message`, for example `NOT_FOUND: volume pvc-1 not found`.
     public var description: String { "\(code): \(message)" }
 
     /// A gRPC status code. A struct, so codes can be added without breaking users.
@@ -51,22 +54,39 @@ public struct RPCError: Error, Sendable, Hashable, CustomStringConvertible {
         /// Wraps a numeric code; values outside 0...16 are kept as they are.
         public init(rawValue: Int) { self.rawValue = rawValue }
 
+        /// The call succeeded.
         public static let ok = Code(rawValue: 0)
+        /// The call was cancelled, usually by the caller.
         public static let cancelled = Code(rawValue: 1)
+        /// An error without a better code, for example an error a handler threw that is not an `RPCError`.
         public static let unknown = Code(rawValue: 2)
+        /// The request is invalid whatever the state of the system.
         public static let invalidArgument = Code(rawValue: 3)
+        /// The deadline passed before the call finished.
         public static let deadlineExceeded = Code(rawValue: 4)
+        /// Something the request names does not exist.
         public static let notFound = Code(rawValue: 5)
+        /// What the request would create exists already.
         public static let alreadyExists = Code(rawValue: 6)
+        /// The caller may not do this.
         public static let permissionDenied = Code(rawValue: 7)
+        /// Out of some resource: space, a quota, or a message over the size limit.
         public static let resourceExhausted = Code(rawValue: 8)
+        /// The system is not in the state the call needs.
         public static let failedPrecondition = Code(rawValue: 9)
+        /// The call was aborted, typically by a concurrency conflict.
         public static let aborted = Code(rawValue: 10)
+        /// A value is outside the valid range.
         public static let outOfRange = Code(rawValue: 11)
+        /// The method is not implemented or not supported.
         public static let unimplemented = Code(rawValue: 12)
+        /// An invariant of the server or the protocol broke (gRPC's INTERNAL).
         public static let internalError = Code(rawValue: 13)
+        /// The service cannot be reached now; retrying may help.
         public static let unavailable = Code(rawValue: 14)
+        /// Data was lost or corrupted.
         public static let dataLoss = Code(rawValue: 15)
+        /// The caller has no valid credentials.
         public static let unauthenticated = Code(rawValue: 16)
 
         private static let names = [
@@ -117,12 +137,15 @@ public struct Metadata: Sendable, Hashable, Sequence {
     }
     /// The number of entries.
     public var count: Int { storage.count }
+    /// Iterates over the entries in order.
     public func makeIterator() -> IndexingIterator<[(key: String, value: Value)]> {
         storage.makeIterator()
     }
+    /// Equal when the same entries come in the same order.
     public static func == (a: Metadata, b: Metadata) -> Bool {
         a.storage.elementsEqual(b.storage) { $0.key == $1.key && $0.value == $1.value }
     }
+    /// Hashes the entries in order.
     public func hash(into hasher: inout Hasher) {
         for e in storage {
             hasher.combine(e.key)
@@ -133,8 +156,11 @@ public struct Metadata: Sendable, Hashable, Sequence {
 
 /// The credentials of the process on the other end of a Unix socket (`SO_PEERCRED`).
 public struct PeerCredentials: Sendable, Hashable {
+    /// The peer's process id.
     public var pid: Int32
+    /// The peer's user id.
     public var uid: UInt32
+    /// The peer's group id.
     public var gid: UInt32
     /// Creates peer credentials.
     public init(pid: Int32, uid: UInt32, gid: UInt32) {
@@ -172,8 +198,9 @@ public struct CallOptions: Sendable {
     public var timeout: Duration?
     /// Custom metadata sent with the request.
     public var metadata: Metadata
-    /// How this call's request messages are compressed: nil uses the channel's
-    /// ``GRPCChannelConfiguration/compression``, ``GRPCCompression/identity`` sends them uncompressed.
+    /// How this call's request messages are compressed: nil uses the channel's configured
+    /// compression (H2's `GRPCChannelConfiguration.compression`), ``GRPCCompression/identity``
+    /// sends them uncompressed.
     public var compression: GRPCCompression? = nil
     /// Creates options.
     public init(timeout: Duration? = nil, metadata: Metadata = Metadata()) {
@@ -182,13 +209,42 @@ public struct CallOptions: Sendable {
     }
 }
 
+/// What generated clients make their calls through. H2's `GRPCChannel` is one; a test may
+/// provide another.
+public protocol GRPCClientTransport: Sendable {
+    /// Makes a unary call: one request, one response.
+    /// - Throws: ``RPCError`` with the status the server (or the transport) ended the call with.
+    func unary<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: GRPCMethodDescriptor, request: Request, options: CallOptions
+    ) async throws -> Response
+
+    /// Makes a server-streaming call; the responses arrive as a stream that ends with the status.
+    func serverStreaming<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: GRPCMethodDescriptor, request: Request, options: CallOptions
+    ) -> AsyncThrowingStream<Response, any Error>
+
+    /// Makes a client-streaming call: the requests are sent as `requests` yields them.
+    /// - Throws: ``RPCError`` with the status the call ended with.
+    func clientStreaming<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: GRPCMethodDescriptor, requests: AsyncStream<Request>, options: CallOptions
+    ) async throws -> Response
+
+    /// Makes a bidirectional-streaming call.
+    func bidirectionalStreaming<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: GRPCMethodDescriptor, requests: AsyncStream<Request>, options: CallOptions
+    ) -> AsyncThrowingStream<Response, any Error>
+}
+
 /// A stream of request messages from a client.
 public struct RequestStream<Message: ProtoMessage>: AsyncSequence, Sendable {
+    /// A request message.
     public typealias Element = Message
+    /// Reading fails with the status the call ended with, or cancellation.
     public typealias Failure = any Error
     let base: AsyncThrowingStream<Message, any Error>
     /// Wraps a stream of messages.
     public init(_ base: AsyncThrowingStream<Message, any Error>) { self.base = base }
+    /// Iterates over the messages as the client sends them.
     public func makeAsyncIterator() -> AsyncThrowingStream<Message, any Error>.AsyncIterator {
         base.makeAsyncIterator()
     }
@@ -221,6 +277,7 @@ public struct GRPCRouter: Sendable {
             ) async throws -> Void
         )
     }
+    /// The handlers by method path.
     package private(set) var handlers: [String: (GRPCMethodDescriptor, Handler)] = [:]
 
     /// An empty router.
