@@ -255,6 +255,7 @@ public struct DriverConfiguration: Sendable, Hashable {
         options.maxVolumesPerNode = maxVolumesPerNode
         options.servesController = mode.servesController
         options.volumeParameters = ControllerServer.Parameter.placement
+        options.clones = true  // both backends clone (LVMBackend, LoopFileBackend)
         return options
     }
 
