@@ -366,7 +366,11 @@ public final class LVMBackend: VolumeBackend {
     public func deleteVolume(id: String) async throws(StorageError) {
         let state = try await cache.fresh()
         guard let lv = owned(state, id: id, kind: "volume") else { return }
-        let dependents = state.logicalVolumes.filter { $0.origin == lv.name && $0.volumeGroup == lv.volumeGroup }
+        // A thin clone is a thin snapshot of its source but a volume of its own: LVM lets the
+        // source go and the clone keeps its blocks. Snapshots (ours or not) keep it.
+        let dependents = state.logicalVolumes.filter {
+            $0.origin == lv.name && $0.volumeGroup == lv.volumeGroup && !($0.isThinVolume && isOwned($0, kind: "volume"))
+        }
         if !dependents.isEmpty {
             throw StorageError(.busy, "volume \(lv.path) has snapshots: " + dependents.map(\.name).joined(separator: ", "))
         }
