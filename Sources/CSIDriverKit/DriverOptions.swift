@@ -32,6 +32,10 @@ public struct DriverOptions: Sendable, Hashable {
     /// leaves out CREATE_DELETE_SNAPSHOT and LIST_SNAPSHOTS, the snapshot calls are UNIMPLEMENTED
     /// and a volume content source from a snapshot is INVALID_ARGUMENT.
     public var snapshots: Bool
+    /// Whether the backend clones volumes: fills a new volume from ``Storage/VolumeRequest/sourceVolumeID``
+    /// (false by default). With it, ControllerGetCapabilities advertises CLONE_VOLUME; without, a
+    /// volume content source from a volume is INVALID_ARGUMENT.
+    public var clones: Bool
 
     /// Creates options for a driver serving Identity, Controller and Node, without topology.
     /// - Parameters:
@@ -48,6 +52,7 @@ public struct DriverOptions: Sendable, Hashable {
         self.servesController = true
         self.volumeParameters = []
         self.snapshots = true
+        self.clones = false
     }
 
     /// Whether every segment of `segments` whose key this node has names this node's value.

@@ -12,13 +12,16 @@ public protocol VolumeBackend: Sendable {
     /// Creates a volume, or returns the existing one when a volume of that name and a compatible
     /// size already exists. The size is a whole number of the backend's allocation unit: the
     /// required size rounded up, else the limit rounded down, else the default size rounded up;
-    /// and at least the source snapshot's size and what ``VolumeRequest/fsType`` needs
-    /// (``FilesystemMinimum``).
-    /// - Throws: `.invalidName`/`.invalidArgument` for bad input, `.outOfRange` when no whole
-    ///   number of allocation units lies between `requiredBytes` and `limitBytes` (or the source
-    ///   snapshot's size or the filesystem's minimum is above `limitBytes`), `.alreadyExists` when the name is taken with
+    /// and at least the source snapshot's or source volume's size and what ``VolumeRequest/fsType``
+    /// needs (``FilesystemMinimum``). A volume with a ``VolumeRequest/sourceVolumeID`` is a clone:
+    /// it holds the source volume's data as it was when it was made, and is independent of it.
+    /// - Throws: `.invalidName`/`.invalidArgument` for bad input (a source the backend cannot
+    ///   clone from, such as one in another volume group), `.outOfRange` when no whole
+    ///   number of allocation units lies between `requiredBytes` and `limitBytes` (or the source's
+    ///   size or the filesystem's minimum is above `limitBytes`), `.alreadyExists` when the name is taken with
     ///   another size or source, `.insufficientCapacity` when there is no room, `.notFound` when
-    ///   the source snapshot does not exist.
+    ///   the source snapshot or source volume does not exist, `.busy` when the source volume is
+    ///   itself still being filled.
     func createVolume(_ request: VolumeRequest) async throws(StorageError) -> BackendVolume
 
     /// Deletes a volume; deleting a volume that does not exist succeeds.
@@ -100,6 +103,9 @@ public struct VolumeRequest: Sendable, Hashable {
     public var fsType: String?
     /// A snapshot to fill the new volume from.
     public var sourceSnapshotID: String?
+    /// A volume to clone: the new volume starts with its data (at most one of this and
+    /// `sourceSnapshotID` is set).
+    public var sourceVolumeID: String?
     /// Backend-specific parameters (the storage class parameters), see each backend.
     public var parameters: [String: String]
     /// How the volume's data is to be encrypted on the node, or nil for not at all. A volume
@@ -109,7 +115,7 @@ public struct VolumeRequest: Sendable, Hashable {
     /// Creates a request.
     public init(
         name: String, requiredBytes: UInt64, limitBytes: UInt64? = nil, defaultBytes: UInt64 = Self.defaultVolumeBytes,
-        fsType: String? = nil, sourceSnapshotID: String? = nil, parameters: [String: String] = [:],
+        fsType: String? = nil, sourceSnapshotID: String? = nil, sourceVolumeID: String? = nil, parameters: [String: String] = [:],
         encryption: VolumeEncryption? = nil
     ) {
         self.encryption = encryption
@@ -119,6 +125,7 @@ public struct VolumeRequest: Sendable, Hashable {
         self.defaultBytes = defaultBytes
         self.fsType = fsType
         self.sourceSnapshotID = sourceSnapshotID
+        self.sourceVolumeID = sourceVolumeID
         self.parameters = parameters
     }
 
@@ -187,6 +194,8 @@ public struct BackendVolume: Sendable, Hashable {
     public var fsType: String?
     /// The snapshot it was created from.
     public var sourceSnapshotID: String?
+    /// The volume it was cloned from.
+    public var sourceVolumeID: String?
     /// Where it lives, for messages: `vg/lv` or a file path.
     public var location: String
     /// Whether it looks healthy.
@@ -197,7 +206,7 @@ public struct BackendVolume: Sendable, Hashable {
     /// Creates a volume description.
     public init(
         id: String, name: String? = nil, capacityBytes: UInt64, fsType: String? = nil, sourceSnapshotID: String? = nil,
-        location: String, condition: VolumeHealth = .healthy, encryption: VolumeEncryption? = nil
+        sourceVolumeID: String? = nil, location: String, condition: VolumeHealth = .healthy, encryption: VolumeEncryption? = nil
     ) {
         self.encryption = encryption
         self.id = id
@@ -205,6 +214,7 @@ public struct BackendVolume: Sendable, Hashable {
         self.capacityBytes = capacityBytes
         self.fsType = fsType
         self.sourceSnapshotID = sourceSnapshotID
+        self.sourceVolumeID = sourceVolumeID
         self.location = location
         self.condition = condition
     }

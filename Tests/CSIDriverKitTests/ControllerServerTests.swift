@@ -12,11 +12,12 @@ import Testing
 @Suite struct ControllerServerTests {
     static let context = ServerContext(method: GRPCMethodDescriptor(service: "csi.v1.Controller", method: "x", kind: .unary))
 
-    static func options(snapshots: Bool = true) -> DriverOptions {
+    static func options(snapshots: Bool = true, clones: Bool = false) -> DriverOptions {
         var options = DriverOptions(name: "fake.csi.example.com", version: "1.0.0", nodeID: "node-7")
         options.topology = ["example.com/zone": "z1", "example.com/node": "node-7"]
         options.volumeParameters = ["tier"]
         options.snapshots = snapshots
+        options.clones = clones
         return options
     }
 
@@ -100,6 +101,72 @@ import Testing
         restore.volumeContentSource = source
         let restoring = await #expect(throws: RPCError.self) { try await without.createVolume(restore, context: Self.context) }
         #expect(restoring?.code == .invalidArgument)
+    }
+
+    static func clone(_ name: String, of source: String, limit: Int64 = 0) -> CreateVolumeRequest {
+        var request = create(name)
+        var content = VolumeContentSource()
+        var volume = VolumeContentSource.VolumeSource()
+        volume.volumeID = source
+        content.type = .volume(volume)
+        request.volumeContentSource = content
+        if limit > 0 {
+            var range = CapacityRange()
+            range.limitBytes = limit
+            request.capacityRange = range
+        }
+        return request
+    }
+
+    /// CLONE_VOLUME is advertised only with the option; a clone reaches the backend with its
+    /// source, reports it as its content source, and follows the spec's codes.
+    @Test func clonesFollowTheOptionAndTheSpec() async throws {
+        let off = ControllerServer(options: Self.options(), backend: FakeBackend())
+        #expect(try await !Self.capabilities(off).contains(.cloneVolume))
+        let refused = await #expect(throws: RPCError.self) {
+            try await off.createVolume(Self.clone("pvc-c", of: "pvc-s"), context: Self.context)
+        }
+        #expect(refused?.code == .invalidArgument)
+
+        let backend = FakeBackend()
+        backend.add("pvc-s", device: .node("/dev/fake-s"), bytes: 8 << 20)
+        let on = ControllerServer(options: Self.options(clones: true), backend: backend)
+        #expect(try await Self.capabilities(on).contains(.cloneVolume))
+        let volume = try #require(try await on.createVolume(Self.clone("pvc-c", of: "pvc-s"), context: Self.context).volume)
+        #expect(backend.state.withLock { $0.lastRequest?.sourceVolumeID } == "pvc-s")
+        #expect(backend.state.withLock { $0.lastRequest?.sourceSnapshotID } == nil)
+        guard case .volume(let source)? = volume.contentSource?.type else {
+            Issue.record("no volume content source in \(volume)")
+            return
+        }
+        #expect(source.volumeID == "pvc-s")
+        #expect(volume.capacityBytes == 8 << 20)
+        var got = ControllerGetVolumeRequest()
+        got.volumeID = "pvc-c"
+        let listed = try await on.controllerGetVolume(got, context: Self.context).volume
+        #expect(listed?.contentSource == volume.contentSource)
+        // Idempotent with the same source; ALREADY_EXISTS with another source or none.
+        #expect(try await on.createVolume(Self.clone("pvc-c", of: "pvc-s"), context: Self.context).volume == volume)
+        backend.add("pvc-t", device: .node("/dev/fake-t"), bytes: 8 << 20)
+        for request in [Self.clone("pvc-c", of: "pvc-t"), Self.create("pvc-c")] {
+            let error = await #expect(throws: RPCError.self) { try await on.createVolume(request, context: Self.context) }
+            #expect(error?.code == .alreadyExists)
+        }
+        let expectations: [(CreateVolumeRequest, RPCError.Code, String)] = [
+            (Self.clone("pvc-d", of: "pvc-missing"), .notFound, "source volume pvc-missing does not exist"),
+            (Self.clone("pvc-d", of: "bad id/../x"), .notFound, "source volume bad id/../x does not exist"),
+            (Self.clone("pvc-d", of: ""), .invalidArgument, "volume_content_source.volume.volume_id"),
+            (Self.clone("pvc-d", of: "pvc-s", limit: 4 << 20), .outOfRange, "source volume pvc-s holds 8388608 bytes, more than limit_bytes 4194304"),
+        ]
+        for (request, code, text) in expectations {
+            let error = await #expect(throws: RPCError.self) { try await on.createVolume(request, context: Self.context) }
+            #expect(error?.code == code)
+            #expect(error?.message.contains(text) == true, "\(error?.message ?? "")")
+        }
+        #expect(try await on.controllerGetVolume(got, context: Self.context).volume?.volumeID == "pvc-c")
+        got.volumeID = "pvc-d"
+        let missing = await #expect(throws: RPCError.self) { try await on.controllerGetVolume(got, context: Self.context) }
+        #expect(missing?.code == .notFound)
     }
 
     @Test func identityReportsTheOptions() async throws {

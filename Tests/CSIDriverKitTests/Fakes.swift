@@ -20,8 +20,11 @@ final class FakeBackend: VolumeBackend {
     }
 
     func createVolume(_ request: VolumeRequest) async throws(StorageError) -> BackendVolume {
+        let sourceBytes = request.sourceVolumeID.flatMap { id in state.withLock { $0.volumes[id]?.capacityBytes } } ?? 0
+        if let id = request.sourceVolumeID, sourceBytes == 0 { throw StorageError(.notFound, "source volume \(id) does not exist") }
         let volume = BackendVolume(
-            id: request.name, name: request.name, capacityBytes: max(request.requiredBytes, 1 << 20), location: "fake/\(request.name)")
+            id: request.name, name: request.name, capacityBytes: max(request.requiredBytes, 1 << 20, sourceBytes),
+            sourceVolumeID: request.sourceVolumeID, location: "fake/\(request.name)")
         state.withLock {
             $0.volumes[volume.id] = $0.volumes[volume.id] ?? volume
             $0.lastRequest = request

@@ -208,8 +208,9 @@ def test_create_volume_invalid_arguments(driver):
                                capacity_range=pb.CapacityRange(required_bytes=2 * GIB, limit_bytes=GIB)),
         pb.CreateVolumeRequest(name=name(), volume_capabilities=[cap],
                                capacity_range=pb.CapacityRange(required_bytes=-1)),
+        # A volume source without its id (a missing source volume is NOT_FOUND: test_clones).
         pb.CreateVolumeRequest(name=name(), volume_capabilities=[cap],
-                               volume_content_source=pb.VolumeContentSource(volume=pb.VolumeContentSource.VolumeSource(volume_id="v"))),
+                               volume_content_source=pb.VolumeContentSource(volume=pb.VolumeContentSource.VolumeSource(volume_id=""))),
     ]
     for request in cases:
         expect_code(C.INVALID_ARGUMENT, driver.controller.CreateVolume, request)
@@ -606,6 +607,107 @@ def test_snapshots(driver):
             ctl.DeleteSnapshot(pb.DeleteSnapshotRequest(snapshot_id=entry.snapshot.snapshot_id))
         delete(driver, source.volume_id)
         delete(driver, other.volume_id)
+
+
+def clone_source(pb, volume_id):
+    return pb.VolumeContentSource(volume=pb.VolumeContentSource.VolumeSource(volume_id=volume_id))
+
+
+def test_clones(driver):
+    """CLONE_VOLUME: advertised; a clone records its source, is at least the source's size and
+    idempotent; a missing source is NOT_FOUND, a limit below the source's size OUT_OF_RANGE, the
+    same name with another source ALREADY_EXISTS."""
+    pb = driver.csi.pb
+    ctl = driver.controller
+    RPC = pb.ControllerServiceCapability.RPC
+    caps = ctl.ControllerGetCapabilities(pb.ControllerGetCapabilitiesRequest()).capabilities
+    assert RPC.CLONE_VOLUME in {c.rpc.type for c in caps}
+    expect_code(C.NOT_FOUND, create, driver, volume_content_source=clone_source(pb, "pvc-missing"))
+    expect_code(C.NOT_FOUND, create, driver, volume_content_source=clone_source(pb, "no/such volume"))
+
+    source = create(driver, size=16 * MIB)
+    other = create(driver, size=8 * MIB)
+    try:
+        details = expect_code(C.OUT_OF_RANGE, driver.controller.CreateVolume, pb.CreateVolumeRequest(
+            name=name(), volume_capabilities=[mount_cap(driver.csi)], capacity_range=pb.CapacityRange(limit_bytes=8 * MIB),
+            volume_content_source=clone_source(pb, source.volume_id)))
+        assert source.volume_id in details and "limit_bytes" in details
+        clone_name = name("clone")
+        if driver.backend == "lvm" and not device_mapper_available():
+            # A thick source's data is copied, which needs device nodes: refused clearly, nothing left.
+            details = expect_code(C.FAILED_PRECONDITION, create, driver, size=8 * MIB, vol_name=clone_name,
+                                  volume_content_source=clone_source(pb, source.volume_id))
+            assert "device" in details
+            assert clone_name not in {e.volume.volume_id for e in ctl.ListVolumes(pb.ListVolumesRequest()).entries}
+            return
+        clone = create(driver, size=8 * MIB, vol_name=clone_name, volume_content_source=clone_source(pb, source.volume_id))
+        try:
+            assert clone.content_source.volume.volume_id == source.volume_id
+            assert clone.capacity_bytes >= source.capacity_bytes
+            again = create(driver, size=8 * MIB, vol_name=clone_name, volume_content_source=clone_source(pb, source.volume_id))
+            assert again.volume_id == clone.volume_id and again.capacity_bytes == clone.capacity_bytes
+            expect_code(C.ALREADY_EXISTS, create, driver, size=8 * MIB, vol_name=clone_name,
+                        volume_content_source=clone_source(pb, other.volume_id))
+            expect_code(C.ALREADY_EXISTS, create, driver, size=8 * MIB, vol_name=clone_name)
+            got = ctl.ControllerGetVolume(pb.ControllerGetVolumeRequest(volume_id=clone.volume_id)).volume
+            assert got.content_source.volume.volume_id == source.volume_id
+            listed = {e.volume.volume_id: e.volume for e in ctl.ListVolumes(pb.ListVolumesRequest()).entries}
+            assert listed[clone.volume_id].content_source.volume.volume_id == source.volume_id
+            assert not listed[source.volume_id].HasField("content_source")
+        finally:
+            delete(driver, clone.volume_id)
+    finally:
+        delete(driver, source.volume_id)
+        delete(driver, other.volume_id)
+
+
+def test_clone_holds_the_source_data_and_writes_stay_apart(node_driver):
+    """A clone of a published raw block volume holds the source's data at clone time; what is
+    written afterwards to either side is not seen by the other."""
+    d = node_driver
+    pb = d.csi.pb
+    cap = block_cap(d.csi)
+    size = 16 * MIB
+    paths = []
+
+    def publish_block(volume_id):
+        staging = d.path("plugins", "clones", volume_id)
+        target = d.path("pods", "clones", volume_id, "dev")
+        stage_and_publish(d, volume_id, staging, target, cap)
+        paths.append((volume_id, staging, target))
+        return target
+
+    def read(path):
+        with open(path, "rb") as f:
+            return f.read(size)
+
+    def write(path, offset, data):
+        with open(path, "r+b") as f:
+            f.seek(offset)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    source = create(d, size=size, cap=cap)
+    clone = None
+    try:
+        source_dev = publish_block(source.volume_id)
+        data = os.urandom(size)
+        write(source_dev, 0, data)
+        clone = create(d, size=size, cap=cap, volume_content_source=clone_source(pb, source.volume_id))
+        clone_dev = publish_block(clone.volume_id)
+        assert read(clone_dev) == data, "the clone does not hold the source's data"
+        write(clone_dev, 0, b"\x11" * 4096)
+        write(source_dev, MIB, b"\x22" * 4096)
+        assert read(source_dev) == data[:MIB] + b"\x22" * 4096 + data[MIB + 4096:], "a write to the clone reached the source"
+        assert read(clone_dev) == b"\x11" * 4096 + data[4096:], "a write to the source reached the clone"
+    finally:
+        for volume_id, staging, target in reversed(paths):
+            d.node.NodeUnpublishVolume(pb.NodeUnpublishVolumeRequest(volume_id=volume_id, target_path=target))
+            d.node.NodeUnstageVolume(pb.NodeUnstageVolumeRequest(volume_id=volume_id, staging_target_path=staging))
+        if clone is not None:
+            delete(d, clone.volume_id)
+        delete(d, source.volume_id)
 
 
 def test_list_snapshots_pages(driver):

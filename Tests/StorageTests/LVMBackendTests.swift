@@ -310,6 +310,102 @@ struct LVMBackendTests {
         }
     }
 
+    /// A clone of a thick volume: copied where device nodes exist, refused with nothing left where
+    /// not; recorded as a clone; only in its source's volume group; the CSI conflicts and ranges.
+    @Test func clonesOfThickVolumes() async throws {
+        try await withVolumeGroup { vg, _ in
+            try await withVolumeGroup(megabytes: 64) { otherVG, _ in
+                let lvm = try LVMBackend(configuration: .init(driverName: driver, volumeGroupPattern: "\(vg)|\(otherVG)"))
+                let source = try await lvm.createVolume(
+                    VolumeRequest(name: lv("pvc-src"), requiredBytes: 8 << 20, parameters: [LVMBackend.Parameter.volumeGroup: vg]))
+                let name = lv("pvc-copy")
+                let request = VolumeRequest(name: name, requiredBytes: 4 << 20, sourceVolumeID: source.id)
+                await #expect {
+                    try await lvm.createVolume(
+                        VolumeRequest(
+                            name: name, requiredBytes: 4 << 20, sourceVolumeID: source.id,
+                            parameters: [LVMBackend.Parameter.volumeGroup: otherVG]))
+                } throws: { error in
+                    guard let error = error as? StorageError else { return false }
+                    return error.code == .invalidArgument && error.message.contains("volume \(vg)/\(source.id)")
+                }
+                await #expect {
+                    try await lvm.createVolume(VolumeRequest(name: name, requiredBytes: 0, limitBytes: 4 << 20, sourceVolumeID: source.id))
+                } throws: { ($0 as? StorageError)?.code == .outOfRange }
+                await #expect {
+                    try await lvm.createVolume(VolumeRequest(name: name, requiredBytes: 4 << 20, sourceVolumeID: lv("pvc-none")))
+                } throws: { ($0 as? StorageError)?.code == .notFound }
+                #expect(try await lvm.volume(id: name) == nil)
+                if await lvm.activationAvailable {
+                    let clone = try await lvm.createVolume(request)
+                    #expect(clone.sourceVolumeID == source.id && clone.sourceSnapshotID == nil && clone.capacityBytes == 8 << 20)
+                    #expect(try await lvm.createVolume(request) == clone)
+                    #expect(try await lvm.volume(id: name)?.sourceVolumeID == source.id)
+                    let tags = try await lvmTool(["lvs", "--noheadings", "-o", "lv_tags", "\(vg)/\(name)"]).output
+                    #expect(tags.contains("csi.swift-csi.io/source=\(source.id)") && tags.contains("csi.swift-csi.io/source-kind=volume"))
+                    #expect(!tags.contains("restoring"))
+                    let other = try await lvm.createVolume(VolumeRequest(name: lv("pvc-src2"), requiredBytes: 4 << 20))
+                    for conflicting in [
+                        VolumeRequest(name: name, requiredBytes: 4 << 20, sourceVolumeID: other.id),
+                        VolumeRequest(name: name, requiredBytes: 4 << 20),
+                    ] {
+                        await #expect { try await lvm.createVolume(conflicting) } throws: { ($0 as? StorageError)?.code == .alreadyExists }
+                    }
+                } else {
+                    await #expect { try await lvm.createVolume(request) } throws: { error in
+                        guard let error = error as? StorageError else { return false }
+                        return error.code == .unsupported && error.message.contains("volume \(vg)/\(source.id)")
+                    }
+                    #expect(try await lvm.volume(id: name) == nil)
+                }
+            }
+        }
+    }
+
+    /// What a driver killed while copying a thick volume into its clone leaves: reported abnormal,
+    /// never handed out or cloned again, and removed when its source is gone.
+    @Test func anIncompleteCloneIsNeverHandedOut() async throws {
+        try await withVolumeGroup { vg, _ in
+            let lvm = try backend(vg)
+            let origin = try await lvm.createVolume(VolumeRequest(name: lv("pvc-orig"), requiredBytes: 8 << 20))
+            let name = lv("pvc-halfclone")
+            try await lvmTool(
+                ["lvcreate", "-an", "-Zn", "-L", "8m", "-n", name] + volumeTags + [
+                    "--addtag", "csi.swift-csi.io/name=\(name)", "--addtag", "csi.swift-csi.io/source=\(origin.id)",
+                    "--addtag", "csi.swift-csi.io/source-kind=volume", "--addtag", "csi.swift-csi.io/restoring", vg,
+                ])
+            let partial = try #require(try await lvm.volume(id: name))
+            #expect(partial.sourceVolumeID == origin.id && partial.sourceSnapshotID == nil)
+            #expect(partial.condition.abnormal)
+            #expect(partial.condition.message.contains("still being cloned from volume \(origin.id)"), "\(partial.condition.message)")
+            await #expect { try await lvm.device(forVolume: name) } throws: { ($0 as? StorageError)?.code == .busy }
+            await #expect {
+                try await lvm.createVolume(VolumeRequest(name: lv("pvc-of-half"), requiredBytes: 8 << 20, sourceVolumeID: name))
+            } throws: { ($0 as? StorageError)?.code == .busy }
+            let request = VolumeRequest(name: name, requiredBytes: 8 << 20, sourceVolumeID: origin.id)
+            let tags = { try await lvmTool(["lvs", "--noheadings", "-o", "lv_tags", "\(vg)/\(name)"]).output }
+            if await lvm.activationAvailable {
+                let finished = try await lvm.createVolume(request)
+                #expect(!finished.condition.abnormal)
+                #expect(try await !tags().contains("restoring"))
+                try await lvmTool(["lvchange", "--addtag", "csi.swift-csi.io/restoring", "\(vg)/\(name)"])
+            } else {
+                await #expect { try await lvm.createVolume(request) } throws: { ($0 as? StorageError)?.code == .unsupported }
+                #expect(try await tags().contains("csi.swift-csi.io/restoring"))
+            }
+            // The same name asked as a restore from a snapshot is another volume.
+            await #expect {
+                try await lvm.createVolume(VolumeRequest(name: name, requiredBytes: 8 << 20, sourceSnapshotID: origin.id))
+            } throws: { ($0 as? StorageError)?.code == .alreadyExists }
+            try await lvm.deleteVolume(id: origin.id)
+            await #expect { try await lvm.createVolume(request) } throws: { error in
+                guard let error = error as? StorageError else { return false }
+                return error.code == .notFound && error.message.contains(origin.id)
+            }
+            #expect(try await lvm.volume(id: name) == nil)
+        }
+    }
+
     @Test func thinPoolsAndDeviceNodes() async throws {
         try await withVolumeGroup { vg, _ in
             let lvm = try backend(vg)

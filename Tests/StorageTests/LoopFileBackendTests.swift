@@ -176,6 +176,119 @@ struct LoopFileBackendTests {
         }
     }
 
+    /// The bytes of a file, read whole.
+    func contents(_ path: String) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw StorageError(.failed, "cannot open \(path)") }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = read(fd, &buffer, buffer.count)
+            guard n > 0 else { break }
+            bytes += buffer[..<n]
+        }
+        return bytes
+    }
+
+    /// Writes `bytes` at `offset` into a file (an image or a device).
+    func write(_ bytes: [UInt8], at offset: Int, to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw StorageError(.failed, "cannot open \(path)") }
+        defer { close(fd) }
+        guard pwrite(fd, bytes, bytes.count, off_t(offset)) == bytes.count, fsync(fd) == 0 else {
+            throw StorageError(.failed, "cannot write \(path)")
+        }
+    }
+
+    /// A clone holds its source's data as it was, later writes to either stay apart, the source is
+    /// recorded (across a restart), and the CSI rules hold: idempotent repeat, another source
+    /// `.alreadyExists`, a missing source `.notFound`, a limit below the source `.outOfRange`.
+    @Test func clonesCopyTheSourceAndStayApart() async throws {
+        try await withBackend { backend, base in
+            let mib: UInt64 = 1 << 20
+            let source = try await backend.createVolume(VolumeRequest(name: "pvc-source", requiredBytes: 3 * mib, fsType: "ext4"))
+            let sourceImage = base + "/data/volumes/\(source.id).img"
+            let pattern = (0..<(64 << 10)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 1) }
+            try write(pattern, at: 0, to: sourceImage)
+            try write(pattern, at: Int(2 * mib), to: sourceImage)
+            let before = try contents(sourceImage)
+
+            let request = VolumeRequest(name: "pvc-clone", requiredBytes: mib, sourceVolumeID: source.id)
+            let clone = try await backend.createVolume(request)
+            #expect(clone.sourceVolumeID == source.id && clone.sourceSnapshotID == nil)
+            #expect(clone.capacityBytes == 3 * mib, "at least the source's size")
+            let cloneImage = base + "/data/volumes/\(clone.id).img"
+            #expect(try contents(cloneImage) == before)
+            #expect(try await backend.createVolume(request) == clone)
+
+            // Writes to either side stay apart.
+            try write([UInt8](repeating: 0xAA, count: 4096), at: 0, to: sourceImage)
+            try write([UInt8](repeating: 0x55, count: 4096), at: Int(mib), to: cloneImage)
+            let cloneNow = try contents(cloneImage)
+            #expect(Array(cloneNow[0..<4096]) == Array(pattern[0..<4096]))
+            #expect(Array(try contents(sourceImage)[Int(mib)..<Int(mib) + 4096]) == Array(before[Int(mib)..<Int(mib) + 4096]))
+
+            // Recorded: listed with its source, and so after a restart.
+            let again = try LoopFileBackend(directory: base + "/data", driverName: "loop.csi.swift-csi.io")
+            #expect(try await again.volume(id: clone.id)?.sourceVolumeID == source.id)
+            #expect(try await again.volume(id: clone.id)?.sourceSnapshotID == nil)
+            #expect(try await again.volume(id: source.id)?.sourceVolumeID == nil)
+
+            // The same name with another source, or none, or the source as a snapshot id.
+            let other = try await backend.createVolume(VolumeRequest(name: "pvc-other", requiredBytes: mib))
+            for conflicting in [
+                VolumeRequest(name: "pvc-clone", requiredBytes: mib, sourceVolumeID: other.id),
+                VolumeRequest(name: "pvc-clone", requiredBytes: mib),
+                VolumeRequest(name: "pvc-clone", requiredBytes: mib, sourceSnapshotID: source.id),
+            ] {
+                await #expect { try await backend.createVolume(conflicting) } throws: { ($0 as? StorageError)?.code == .alreadyExists }
+            }
+            await #expect {
+                try await backend.createVolume(VolumeRequest(name: "pvc-orphan", requiredBytes: mib, sourceVolumeID: "pvc-missing"))
+            } throws: { ($0 as? StorageError)?.code == .notFound }
+            await #expect {
+                try await backend.createVolume(
+                    VolumeRequest(name: "pvc-small", requiredBytes: 0, limitBytes: 2 * mib, sourceVolumeID: source.id))
+            } throws: { error in
+                guard let error = error as? StorageError else { return false }
+                return error.code == .outOfRange && error.message.contains("\(3 * mib)")
+            }
+            #expect(access(base + "/data/volumes/pvc-small.img", F_OK) != 0)
+
+            // A copy cut short leaves an image without a record: the repeat copies again.
+            try write([UInt8](repeating: 0xEE, count: 8192), at: 0, to: sourceImage)
+            let partial = base + "/data/volumes/pvc-late.img"
+            try write("half", to: partial)
+            let late = try await backend.createVolume(VolumeRequest(name: "pvc-late", requiredBytes: mib, sourceVolumeID: source.id))
+            #expect(try contents(base + "/data/volumes/\(late.id).img") == (try contents(sourceImage)))
+
+            for volume in [clone, late, other, source] { try await backend.deleteVolume(id: volume.id) }
+        }
+    }
+
+    /// A clone of a mounted volume holds what was written through the mount (its filesystem is
+    /// frozen, and so flushed, for the copy).
+    @Test func cloneOfAMountedVolumeHoldsWhatWasWritten() async throws {
+        try await withBackend { backend, base in
+            let source = try await backend.createVolume(VolumeRequest(name: "pvc-live", requiredBytes: 16 << 20, fsType: "ext4"))
+            let device = try node(try await backend.device(forVolume: source.id))
+            #expect(try await mounter.makeFilesystem(on: device, fsType: "ext4"))
+            let staging = base + "/staging/live"
+            try await mounter.mount(device: device, at: staging, fsType: "ext4", options: MountOptions())
+            try write("written through the mount\n", to: staging + "/data.txt")  // not synced
+            let clone = try await backend.createVolume(VolumeRequest(name: "pvc-live-clone", requiredBytes: 0, sourceVolumeID: source.id))
+            let cloneDevice = try node(try await backend.device(forVolume: clone.id))
+            let cloneMount = base + "/staging/live-clone"
+            try await mounter.mount(device: cloneDevice, at: cloneMount, fsType: "ext4", options: try MountOptions(parsing: ["ro"]))
+            #expect(readWholeFile(cloneMount + "/data.txt") == "written through the mount\n")
+            try await mounter.unmount(cloneMount, removeTarget: true)
+            try await mounter.unmount(staging, removeTarget: true)
+            try await backend.deleteVolume(id: clone.id)
+            try await backend.deleteVolume(id: source.id)
+        }
+    }
+
     @Test func stateIsRebuiltAfterARestart() async throws {
         try await withBackend { backend, base in
             let volume = try await backend.createVolume(VolumeRequest(name: "pvc restart ü", requiredBytes: 4 << 20, fsType: "ext4"))

@@ -271,6 +271,7 @@ public struct DriverConfiguration: Sendable, Hashable {
         options.maxVolumesPerNode = maxVolumesPerNode
         options.servesController = mode.servesController
         options.volumeParameters = ControllerServer.Parameter.placement.union([ControllerServer.Parameter.encryption])
+        options.clones = true  // both backends clone (LVMBackend, LoopFileBackend)
         return options
     }
 

@@ -77,6 +77,9 @@ public struct ControllerServer: ControllerService {
             // A source snapshot that does not exist, still passed to the backend: a restore from it
             // that was cut short is removed there, and the answer is NOT_FOUND either way.
             var missingSnapshotID: String?
+            var sourceVolume: BackendVolume?
+            // The same for a source volume: a clone cut short is removed when its source is gone.
+            var missingVolumeID: String?
             switch request.volumeContentSource?.type {
             case nil:
                 break
@@ -91,8 +94,17 @@ public struct ControllerServer: ControllerService {
                 sourceSnapshot = try await ErrorMapping.mapping(
                     "looking up the source snapshot", { try await backend.snapshot(id: source.snapshotID) })
                 if sourceSnapshot == nil { missingSnapshotID = source.snapshotID }
-            case .volume?:
-                throw RPCError(code: .invalidArgument, message: "volume_content_source: cloning a volume is not supported; use a snapshot")
+            case .volume(let source)?:
+                guard options.clones else {
+                    throw RPCError(code: .invalidArgument, message: "volume_content_source: \(options.name) does not clone volumes; use a snapshot")
+                }
+                try Rules.require(source.volumeID, "volume_content_source.volume.volume_id")
+                guard Rules.isPlausibleID(source.volumeID) else {
+                    throw RPCError(code: .notFound, message: "source volume \(source.volumeID) does not exist")
+                }
+                sourceVolume = try await ErrorMapping.mapping(
+                    "looking up the source volume", { try await backend.volume(id: source.volumeID) })
+                if sourceVolume == nil { missingVolumeID = source.volumeID }
             }
             if let snapshot = sourceSnapshot {
                 if limit > 0 && snapshot.sizeBytes > limit {
@@ -101,9 +113,16 @@ public struct ControllerServer: ControllerService {
                         message: "snapshot \(snapshot.id) holds \(snapshot.sizeBytes) bytes, more than limit_bytes \(limit)")
                 }
             }
+            if let volume = sourceVolume, limit > 0 && volume.capacityBytes > limit {
+                throw RPCError(
+                    code: .outOfRange,
+                    message: "source volume \(volume.id) holds \(volume.capacityBytes) bytes, more than limit_bytes \(limit)")
+            }
             // Repeats of one name are serialized; the backend derives the id from the name and
-            // recognises a compatible repeat from what it recorded with the volume.
-            return try await locks.withLock("name:" + request.name) {
+            // recognises a compatible repeat from what it recorded with the volume. A source volume
+            // is locked too, as CreateSnapshot locks it, so it is not deleted or staged mid-copy.
+            let name = "name:" + request.name
+            return try await locks.withLock(name, sourceVolume?.id ?? name) {
                 // The caller's range goes to the backend as given: it rounds a required size up
                 // and a lone limit down to its allocation unit, uses the default size when
                 // neither is set, and never makes a volume smaller than the source snapshot.
@@ -111,14 +130,19 @@ public struct ControllerServer: ControllerService {
                     name: request.name, requiredBytes: required, limitBytes: limit > 0 ? limit : nil,
                     defaultBytes: Self.defaultVolumeBytes,
                     fsType: request.parameters[Parameter.fsType] ?? Self.filesystem(of: request.volumeCapabilities),
-                    sourceSnapshotID: sourceSnapshot?.id ?? missingSnapshotID, parameters: placement, encryption: encryption)
+                    sourceSnapshotID: sourceSnapshot?.id ?? missingSnapshotID, sourceVolumeID: sourceVolume?.id ?? missingVolumeID,
+                    parameters: placement, encryption: encryption)
                 let volume = try await ErrorMapping.mapping("creating volume \(request.name)") {
                     try await backend.createVolume(volumeRequest)
                 }
                 if let missingSnapshotID {
                     throw RPCError(code: .notFound, message: "source snapshot \(missingSnapshotID) does not exist")
                 }
-                try Self.checkCompatible(volume, name: request.name, required: required, limit: limit, snapshot: sourceSnapshot?.id)
+                if let missingVolumeID {
+                    throw RPCError(code: .notFound, message: "source volume \(missingVolumeID) does not exist")
+                }
+                try Self.checkCompatible(
+                    volume, name: request.name, required: required, limit: limit, snapshot: sourceSnapshot?.id, volume: sourceVolume?.id)
                 var response = CreateVolumeResponse()
                 response.volume = csiVolume(volume)
                 return response
@@ -216,6 +240,7 @@ public struct ControllerServer: ControllerService {
                 .createDeleteVolume, .listVolumes, .getCapacity, .createDeleteSnapshot, .listSnapshots,
                 .expandVolume, .volumeCondition, .getVolume, .singleNodeMultiWriter,
             ].filter { options.snapshots || ($0 != .createDeleteSnapshot && $0 != .listSnapshots) }
+                + (options.clones ? [.cloneVolume] : [])
             var response = ControllerGetCapabilitiesResponse()
             response.capabilities = types.map { type in
                 var rpc = ControllerServiceCapability.RPC()
@@ -392,7 +417,7 @@ public struct ControllerServer: ControllerService {
 
     /// ALREADY_EXISTS unless `existing` satisfies a repeated request.
     static func checkCompatible(
-        _ existing: BackendVolume, name: String, required: UInt64, limit: UInt64, snapshot: String?
+        _ existing: BackendVolume, name: String, required: UInt64, limit: UInt64, snapshot: String?, volume: String? = nil
     ) throws(RPCError) {
         if let recorded = existing.name, recorded != name {
             throw RPCError(code: .alreadyExists, message: "volume id \(existing.id) already belongs to the name \(recorded)")
@@ -408,6 +433,12 @@ public struct ControllerServer: ControllerService {
             throw RPCError(
                 code: .alreadyExists,
                 message: "volume \(name) already exists from source \(existing.sourceSnapshotID ?? "none"), not \(snapshot ?? "none")")
+        }
+        if existing.sourceVolumeID != volume {
+            throw RPCError(
+                code: .alreadyExists,
+                message:
+                    "volume \(name) already exists from source volume \(existing.sourceVolumeID ?? "none"), not \(volume ?? "none")")
         }
     }
 
@@ -505,6 +536,12 @@ public struct ControllerServer: ControllerService {
             var snapshotSource = VolumeContentSource.SnapshotSource()
             snapshotSource.snapshotID = snapshot
             source.type = .snapshot(snapshotSource)
+            out.contentSource = source
+        } else if let origin = volume.sourceVolumeID {
+            var source = VolumeContentSource()
+            var volumeSource = VolumeContentSource.VolumeSource()
+            volumeSource.volumeID = origin
+            source.type = .volume(volumeSource)
             out.contentSource = source
         }
         return out

@@ -7,13 +7,18 @@ import Platform
 /// Ownership and the request are recorded in LV tags, so everything can be rebuilt from LVM after a
 /// restart: `csi.swift-csi.io/owner=<driver>`, `csi.swift-csi.io/kind=volume|snapshot`,
 /// `csi.swift-csi.io/name=<request name>`, `csi.swift-csi.io/fs=<type>`,
-/// `csi.swift-csi.io/source=<snapshot or volume id>`, `csi.swift-csi.io/created=<unix seconds>`.
+/// `csi.swift-csi.io/source=<snapshot or volume id>` (with `csi.swift-csi.io/source-kind=volume`
+/// on a clone), `csi.swift-csi.io/created=<unix seconds>`.
 /// Text outside LVM's tag charset is written as `#XX` (hex of each UTF-8 byte).
 ///
-/// A thick volume restored from a snapshot is copied block by block after `lvcreate`; it carries
-/// `csi.swift-csi.io/restoring` until the copy is on disk. Such a volume is listed with an abnormal
-/// condition, has no device for the node (`.busy`) and cannot be snapshotted; a repeated
-/// CreateVolume copies it again (or removes it and answers `.notFound` when its snapshot is gone).
+/// A volume from a thin snapshot, and a clone of a thin volume, is a thin snapshot of its source
+/// (instant, blocks shared until written). A volume from a thick snapshot, and a clone of a thick
+/// volume, is copied block by block after `lvcreate`; it carries `csi.swift-csi.io/restoring`
+/// until the copy is on disk. Such a volume is listed with an abnormal condition, has no device
+/// for the node (`.busy`), cannot be snapshotted or cloned; a repeated CreateVolume copies it
+/// again (or removes it and answers `.notFound` when its source is gone). A thick source that is
+/// written to during its copy is not frozen: the clone is consistent only when the source is idle
+/// (unmounted, or its application quiesced) — a thin source has no such limit.
 ///
 /// Creation parameters (``VolumeRequest/parameters`` and ``capacity(parameters:)``):
 /// `volumeGroup` (a VG name), `vgPattern` (a regular expression matched against whole VG names;
@@ -75,8 +80,10 @@ public final class LVMBackend: VolumeBackend {
     let ownerTag: LVMTag
 
     static let tagPrefix = "csi.swift-csi.io/"
-    /// Marks a volume whose data is still being copied from its snapshot.
+    /// Marks a volume whose data is still being copied from its snapshot or source volume.
     static let restoringTag = tagPrefix + "restoring"
+    /// Marks a clone: its `source` tag names a volume, not a snapshot.
+    static let sourceIsVolumeTag = tagPrefix + "source-kind=volume"
 
     /// Creates a backend; the configuration is checked here.
     /// - Throws: `.invalidName` for a bad driver, VG or pool name, `.invalidArgument` for a bad
@@ -248,16 +255,28 @@ public final class LVMBackend: VolumeBackend {
         var groups = try eligibleGroups(state, parameters: request.parameters)
         let pool = try thinPoolName(request.parameters)
         var source: LogicalVolume?
+        if request.sourceSnapshotID != nil && request.sourceVolumeID != nil {
+            throw StorageError(.invalidArgument, "volume \(id): give a source snapshot or a source volume, not both")
+        }
         if let snapshotID = request.sourceSnapshotID {
             guard let snap = owned(state, id: snapshotID, kind: "snapshot") else {
                 throw StorageError(.notFound, "source snapshot \(snapshotID) not found")
             }
             source = snap
-            groups = groups.filter { $0.name == snap.volumeGroup }
+        }
+        if let volumeID = request.sourceVolumeID {
+            guard let origin = owned(state, id: volumeID, kind: "volume") else {
+                throw StorageError(.notFound, "source volume \(volumeID) not found in any volume group")
+            }
+            if isRestoring(origin) { throw stillRestoring(origin) }
+            source = origin
+        }
+        if let source {
+            groups = groups.filter { $0.name == source.volumeGroup }
             if groups.isEmpty {
                 throw StorageError(
                     .invalidArgument,
-                    "source snapshot \(snap.path) is in a volume group that does not match \(selectionDescription(request.parameters))")
+                    "source \(describe(source)) is in a volume group that does not match \(selectionDescription(request.parameters)); a volume is made only in its source's volume group")
             }
         }
         guard let group = groups.max(by: { $0.freeBytes < $1.freeBytes }) else {
@@ -266,12 +285,12 @@ public final class LVMBackend: VolumeBackend {
         var size = try request.size(
             unit: group.extentBytes, unitName: "one extent of volume group \(group.name)", volume: id.rawValue)
         if let source, source.sizeBytes > size {
-            // A volume restored from a snapshot holds at least the snapshot's data.
+            // A volume restored from a snapshot, or cloned, holds at least its source's data.
             size = roundUp(source.sizeBytes, to: group.extentBytes)
             if let limit = request.effectiveLimit, size > limit {
                 throw StorageError(
                     .outOfRange,
-                    "volume \(id): snapshot \(source.path) holds \(source.sizeBytes) bytes, above the limit of \(limit) bytes")
+                    "volume \(id): \(describe(source)) holds \(source.sizeBytes) bytes, above the limit of \(limit) bytes")
             }
         }
         let vg = try LVMName(group.name, kind: .volumeGroup)
@@ -280,6 +299,7 @@ public final class LVMBackend: VolumeBackend {
         let encryption = try encryption(of: request, source: source)
         if let encryption { tags.append(try Self.encryptionTag(encryption)) }
         if let source { tags.append(try LVMTag(Self.tagPrefix + "source=" + LVMTag.encode(source.name))) }
+        if request.sourceVolumeID != nil { tags.append(try LVMTag(Self.sourceIsVolumeTag)) }
         if let source, !source.isThinVolume { tags.append(try LVMTag(Self.restoringTag)) }
         let tagWords = tags.flatMap { [LVMWord("--addtag"), LVMWord($0)] }
         let deviceMapper = await lvm.deviceMapper().available
@@ -287,7 +307,8 @@ public final class LVMBackend: VolumeBackend {
 
         defer { cache.invalidate() }
         if let source, source.isThinVolume {
-            // A thin snapshot of the snapshot: instant and shares blocks, but promises its whole size.
+            // A thin snapshot of the snapshot or the source volume: instant and shares blocks, but
+            // promises its whole size. LVM suspends a mounted source's filesystem for it.
             try checkThinBudget(of: source, state: state, adding: max(size, source.sizeBytes), for: "volume \(id)")
             let sourceName = try LVMName(source.name)
             _ = try await lvm.run(
@@ -312,8 +333,8 @@ public final class LVMBackend: VolumeBackend {
                     [LVMWord("lvcreate"), LVMWord("-V"), LVMWord(bytes: size), LVMWord("--thin"), LVMWord("-n"), LVMWord(id)]
                         + (deviceMapper ? [LVMWord("-ay")] : [LVMWord("-an")]) + tagWords + [LVMWord(vg, pool)]))
             if let source {
-                // A thick snapshot into a thin volume: copied like a thick restore, zero blocks
-                // skipped (a thin volume reads zeros where nothing was written).
+                // A thick snapshot or volume into a thin volume: copied like a thick restore, zero
+                // blocks skipped (a thin volume reads zeros where nothing was written).
                 try await restoreOrRemove(vg: vg, id: id, from: source, sparse: true)
             }
         } else {
@@ -340,14 +361,18 @@ public final class LVMBackend: VolumeBackend {
         // ask LVM again (the cache is dropped; the next read sees the new LV).
         return BackendVolume(
             id: id.rawValue, name: request.name, capacityBytes: size, fsType: request.fsType,
-            sourceSnapshotID: request.sourceSnapshotID, location: group.name + "/" + id.rawValue, condition: .healthy,
-            encryption: encryption)
+            sourceSnapshotID: request.sourceSnapshotID, sourceVolumeID: request.sourceVolumeID, location: group.name + "/" + id.rawValue,
+            condition: .healthy, encryption: encryption)
     }
 
     public func deleteVolume(id: String) async throws(StorageError) {
         let state = try await cache.fresh()
         guard let lv = owned(state, id: id, kind: "volume") else { return }
-        let dependents = state.logicalVolumes.filter { $0.origin == lv.name && $0.volumeGroup == lv.volumeGroup }
+        // A thin clone is a thin snapshot of its source but a volume of its own: LVM lets the
+        // source go and the clone keeps its blocks. Snapshots (ours or not) keep it.
+        let dependents = state.logicalVolumes.filter {
+            $0.origin == lv.name && $0.volumeGroup == lv.volumeGroup && !($0.isThinVolume && isOwned($0, kind: "volume"))
+        }
         if !dependents.isEmpty {
             throw StorageError(.busy, "volume \(lv.path) has snapshots: " + dependents.map(\.name).joined(separator: ", "))
         }
@@ -520,28 +545,34 @@ public final class LVMBackend: VolumeBackend {
                 "volume \(existing.path) exists \(encryption(of: existing).map { "encrypted with \($0.rawValue)" } ?? "unencrypted"); the request asks for \(request.encryption!.rawValue)"
             )
         }
-        if tagValue(existing, "source") != request.sourceSnapshotID {
+        let recordedIsVolume = existing.tags.contains(Self.sourceIsVolumeTag)
+        let recorded = tagValue(existing, "source")
+        let wanted = request.sourceVolumeID ?? request.sourceSnapshotID
+        let wantedIsVolume = request.sourceVolumeID != nil
+        if recorded != wanted || (wanted != nil && recordedIsVolume != wantedIsVolume) {
             throw StorageError(
                 .alreadyExists,
-                "volume \(existing.path) exists with source snapshot \(tagValue(existing, "source") ?? "none"); the request asks for \(request.sourceSnapshotID ?? "none")"
+                "volume \(existing.path) exists with source \(recorded.map { (recordedIsVolume ? "volume " : "snapshot ") + $0 } ?? "none"); the request asks for \(wanted.map { (wantedIsVolume ? "volume " : "snapshot ") + $0 } ?? "none")"
             )
         }
-        guard let snapshotID = request.sourceSnapshotID else { return volume(existing, state) }
-        // A cached state may have missed the snapshot; LVM itself is asked before anything is removed.
-        let current = owned(state, id: snapshotID, kind: "snapshot") != nil ? state : try await cache.fresh()
-        guard let source = owned(current, id: snapshotID, kind: "snapshot") else {
+        guard let sourceID = wanted else { return volume(existing, state) }
+        let kind = wantedIsVolume ? "volume" : "snapshot"
+        // A cached state may have missed the source; LVM itself is asked before anything is removed.
+        let current = owned(state, id: sourceID, kind: kind) != nil ? state : try await cache.fresh()
+        guard let source = owned(current, id: sourceID, kind: kind) else {
             if isRestoring(existing) { try await remove(existing) }
             throw StorageError(
                 .notFound,
-                "source snapshot \(snapshotID) of volume \(existing.path) not found\(isRestoring(existing) ? "; the incomplete restore \(existing.path) was removed" : "")"
+                "source \(kind) \(sourceID) of volume \(existing.path) not found\(isRestoring(existing) ? "; the incomplete \(wantedIsVolume ? "clone" : "restore") \(existing.path) was removed" : "")"
             )
         }
         if isRestoring(existing) {
-            // A restore cut short (the driver died mid-copy): copy it all again.
+            // A restore or clone cut short (the driver died mid-copy): copy it all again.
+            if isRestoring(source) { throw stillRestoring(source) }
             guard await lvm.deviceMapper().available else {
                 throw StorageError(
                     .unsupported,
-                    "volume \(existing.path) is still being restored from snapshot \(source.path), which needs device nodes; device-mapper is not available on this machine"
+                    "volume \(existing.path) is still being \(wantedIsVolume ? "cloned" : "restored") from \(describe(source)), which needs device nodes; device-mapper is not available on this machine"
                 )
             }
             defer { cache.invalidate() }
@@ -553,13 +584,20 @@ public final class LVMBackend: VolumeBackend {
         return volume(existing, current)
     }
 
-    /// `.unsupported` when a restore from thick snapshot `source` cannot copy: no device nodes.
+    /// `.unsupported` when a restore from thick snapshot `source` (or a clone of thick volume
+    /// `source`) cannot copy: no device nodes.
     private func requireDeviceMapper(_ available: Bool, toRestore id: LVMName, from source: LogicalVolume) throws(StorageError) {
         guard !available else { return }
+        let kind = isOwned(source, kind: "volume") ? "volume" : "snapshot"
         throw StorageError(
             .unsupported,
-            "volume \(id) from snapshot \(source.path) needs the snapshot's data copied, which needs device nodes; device-mapper is not available on this machine"
+            "volume \(id) from \(kind) \(source.path) needs the \(kind)'s data copied, which needs device nodes; device-mapper is not available on this machine"
         )
+    }
+
+    /// "snapshot vg/lv" or "volume vg/lv", for messages.
+    private func describe(_ source: LogicalVolume) -> String {
+        (isOwned(source, kind: "volume") ? "volume " : "snapshot ") + source.path
     }
 
     /// ``restore(volumeGroup:name:from:sparse:)`` into the LV just created, which is removed again
@@ -573,7 +611,7 @@ public final class LVMBackend: VolumeBackend {
         }
     }
 
-    /// Copies snapshot `source` into the new LV `vg/name` and, once the copy is on disk (fsync),
+    /// Copies snapshot or volume `source` into the new LV `vg/name` and, once the copy is on disk (fsync),
     /// removes the LV's ``restoringTag``. `sparse` skips zero blocks (for a thin destination).
     private func restore(volumeGroup: String, name: String, from source: LogicalVolume, sparse: Bool) async throws(StorageError) {
         let from = try await activeNode(volumeGroup: source.volumeGroup, name: source.name)
@@ -588,11 +626,12 @@ public final class LVMBackend: VolumeBackend {
 
     private func isRestoring(_ lv: LogicalVolume) -> Bool { lv.tags.contains(Self.restoringTag) }
 
-    /// `.busy`: volume `lv` holds part of its snapshot's data until a repeated CreateVolume copies it.
+    /// `.busy`: volume `lv` holds part of its source's data until a repeated CreateVolume copies it.
     private func stillRestoring(_ lv: LogicalVolume) -> StorageError {
-        StorageError(
+        let clone = lv.tags.contains(Self.sourceIsVolumeTag)
+        return StorageError(
             .busy,
-            "volume \(lv.name) (\(lv.path)) is still being restored from snapshot \(tagValue(lv, "source") ?? "?"): its data is incomplete until a repeated CreateVolume finishes the copy"
+            "volume \(lv.name) (\(lv.path)) is still being \(clone ? "cloned from volume" : "restored from snapshot") \(tagValue(lv, "source") ?? "?"): its data is incomplete until a repeated CreateVolume finishes the copy"
         )
     }
 
@@ -650,7 +689,8 @@ public final class LVMBackend: VolumeBackend {
     private func volume(_ lv: LogicalVolume, _ state: LVMState) -> BackendVolume {
         BackendVolume(
             id: lv.name, name: tagValue(lv, "name"), capacityBytes: lv.sizeBytes, fsType: tagValue(lv, "fs"),
-            sourceSnapshotID: tagValue(lv, "source"), location: lv.path,
+            sourceSnapshotID: lv.tags.contains(Self.sourceIsVolumeTag) ? nil : tagValue(lv, "source"),
+            sourceVolumeID: lv.tags.contains(Self.sourceIsVolumeTag) ? tagValue(lv, "source") : nil, location: lv.path,
             condition: isRestoring(lv)
                 ? VolumeHealth(abnormal: true, message: stillRestoring(lv).message)
                 : lv.condition(in: state.group(lv.volumeGroup), pool: thinPool(of: lv, state)),

@@ -9,8 +9,9 @@ import Platform
 /// file, fsync, rename), is the record that a volume exists: an image without one is the remains of
 /// an interrupted create or delete and is replaced or removed. Nothing lives only in memory; loop
 /// devices are found again by the image's device and inode and re-attached on demand after a
-/// reboot. Snapshots are reflinks (`FICLONE`) where the filesystem supports them, sparse copies
-/// elsewhere; a mounted volume's filesystem is frozen (`FIFREEZE`) while it is copied.
+/// reboot. Snapshots and clones are reflinks (`FICLONE`) where the filesystem supports them, sparse
+/// copies elsewhere; a mounted volume's filesystem is frozen (`FIFREEZE`) while it is copied. A
+/// copy cut short has no record yet, so it is never served: a repeated CreateVolume copies again.
 ///
 /// Capacity is the directory filesystem's free space minus the space its sparse images may still
 /// claim, so that what is reported can really be written.
@@ -71,6 +72,8 @@ public final class LoopFileBackend: VolumeBackend {
         var capacityBytes: UInt64
         var fsType: String?
         var source: String?
+        /// "volume" when `source` names a volume (a clone); nil when it names a snapshot.
+        var sourceKind: String? = nil
         var createdAt: Int64
 
         /// The record as a JSON object, keys sorted (the format of the files written so far).
@@ -81,6 +84,7 @@ public final class LoopFileBackend: VolumeBackend {
             if let fsType { members.append(("fsType", .string(fsType))) }
             members += [("id", .string(id)), ("kind", .string(kind)), ("name", .string(name)), ("owner", .string(owner))]
             if let source { members.append(("source", .string(source))) }
+            if let sourceKind { members.append(("sourceKind", .string(sourceKind))) }
             return .object(members)
         }
     }
@@ -106,26 +110,37 @@ public final class LoopFileBackend: VolumeBackend {
                 }
                 let fits =
                     existing.capacityBytes >= request.requiredBytes && request.effectiveLimit.map { existing.capacityBytes <= $0 } ?? true
-                guard fits, existing.source == request.sourceSnapshotID else {
+                let wanted = request.sourceVolumeID ?? request.sourceSnapshotID
+                let wantedKind = request.sourceVolumeID != nil ? "volume" : nil
+                guard fits, existing.source == wanted, wanted == nil || existing.sourceKind == wantedKind else {
                     throw StorageError(
                         .alreadyExists,
-                        "volume \(id) exists with \(existing.capacityBytes) bytes and source \(existing.source ?? "none"); the request asks for \(request.requiredBytes) bytes and source \(request.sourceSnapshotID ?? "none")"
+                        "volume \(id) exists with \(existing.capacityBytes) bytes and source \(Self.describeSource(existing.source, kind: existing.sourceKind)); the request asks for \(request.requiredBytes) bytes and source \(Self.describeSource(wanted, kind: wantedKind))"
                     )
                 }
                 return volume(existing)
             }
             let image = imagePath("volume", id)
             var sourceRecord: Record?
+            if request.sourceSnapshotID != nil && request.sourceVolumeID != nil {
+                throw StorageError(.invalidArgument, "volume \(id): give a source snapshot or a source volume, not both")
+            }
             if let snapshotID = request.sourceSnapshotID {
                 guard let snap = try record(kind: "snapshot", id: snapshotID), snap.owner == owner else {
                     throw StorageError(.notFound, "source snapshot \(snapshotID) not found in \(directory)/snapshots")
                 }
                 sourceRecord = snap
             }
+            if let volumeID = request.sourceVolumeID {
+                guard let origin = try record(kind: "volume", id: volumeID), origin.owner == owner else {
+                    throw StorageError(.notFound, "source volume \(volumeID) not found in \(directory)/volumes")
+                }
+                sourceRecord = origin
+            }
             if let sourceRecord, let limit = request.effectiveLimit, sourceRecord.capacityBytes > limit {
                 throw StorageError(
                     .outOfRange,
-                    "volume \(id): snapshot \(sourceRecord.id) holds \(sourceRecord.capacityBytes) bytes, above the limit of \(limit) bytes"
+                    "volume \(id): \(sourceRecord.kind) \(sourceRecord.id) holds \(sourceRecord.capacityBytes) bytes, above the limit of \(limit) bytes"
                 )
             }
             let available = try availableBytes()
@@ -135,12 +150,18 @@ public final class LoopFileBackend: VolumeBackend {
             }
             _ = unlink(image)  // the remains of an interrupted create, if any
             if let sourceRecord {
-                try cloneOrCopy(from: imagePath("snapshot", sourceRecord.id), to: image, bytes: sourceRecord.capacityBytes)
+                let sourceImage = imagePath(sourceRecord.kind, sourceRecord.id)
+                // A clone of a mounted volume is copied with its filesystem frozen, as a snapshot is.
+                try withFrozenFilesystem(of: sourceRecord.kind == "volume" ? sourceImage : nil) { () throws(StorageError) in
+                    try cloneOrCopy(from: sourceImage, to: image, bytes: sourceRecord.capacityBytes)
+                }
             }
             try Self.createSparse(image, size: max(size, sourceRecord?.capacityBytes ?? 0))
+            // The record is written last: until it is, the image is an interrupted create's.
             let record = Record(
                 id: id, name: request.name, owner: owner, kind: "volume", capacityBytes: max(size, sourceRecord?.capacityBytes ?? 0),
-                fsType: request.fsType, source: request.sourceSnapshotID, createdAt: Self.now())
+                fsType: request.fsType, source: request.sourceVolumeID ?? request.sourceSnapshotID,
+                sourceKind: request.sourceVolumeID != nil ? "volume" : nil, createdAt: Self.now())
             try write(record)
             return volume(record)
         }
@@ -352,8 +373,8 @@ public final class LoopFileBackend: VolumeBackend {
     }
 
     /// Runs `body` with the filesystem on `image`'s loop device frozen, if it is mounted.
-    private func withFrozenFilesystem(of image: String, _ body: () throws(StorageError) -> Void) throws(StorageError) {
-        guard let device = LoopDevice.find(image),
+    private func withFrozenFilesystem(of image: String?, _ body: () throws(StorageError) -> Void) throws(StorageError) {
+        guard let image, let device = LoopDevice.find(image),
             let mount = try LinuxMounter.mount(of: device)
         else { return try body() }
         let fd = try syscall("open", mount.mountPoint) { open(mount.mountPoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
@@ -385,9 +406,16 @@ public final class LoopFileBackend: VolumeBackend {
 
     static func now() -> Int64 { Int64(time(nil)) }
 
+    /// "volume X", "snapshot X" or "none", for messages.
+    static func describeSource(_ source: String?, kind: String?) -> String {
+        guard let source else { return "none" }
+        return (kind == "volume" ? "volume " : "snapshot ") + source
+    }
+
     private func volume(_ r: Record) -> BackendVolume {
         BackendVolume(
-            id: r.id, name: r.name, capacityBytes: r.capacityBytes, fsType: r.fsType, sourceSnapshotID: r.source,
+            id: r.id, name: r.name, capacityBytes: r.capacityBytes, fsType: r.fsType,
+            sourceSnapshotID: r.sourceKind == "volume" ? nil : r.source, sourceVolumeID: r.sourceKind == "volume" ? r.source : nil,
             location: imagePath("volume", r.id), condition: condition(r))
     }
 
@@ -432,6 +460,7 @@ extension LoopFileBackend.Record {
         self.init(
             id: try string("id"), name: try string("name"), owner: try string("owner"), kind: try string("kind"),
             capacityBytes: try integer("capacityBytes", UInt64.self), fsType: try optionalString("fsType"),
-            source: try optionalString("source"), createdAt: try integer("createdAt", Int64.self))
+            source: try optionalString("source"), sourceKind: try optionalString("sourceKind"),
+            createdAt: try integer("createdAt", Int64.self))
     }
 }
