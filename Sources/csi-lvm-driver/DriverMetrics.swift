@@ -1,5 +1,6 @@
 // The driver's Prometheus metrics at --metrics-address: each CSI call by method and gRPC code, what
 // the backend holds, and the process's own. Each metric is documented in docs/OPERATIONS.md.
+import CSIDriverKit
 import MetricsExport
 import Storage
 import Synchronization
@@ -51,13 +52,33 @@ final class DriverMetrics: Sendable {
                     labels: labels
                 ).set(Double(group.freeBytes))
             }
+            if let pools = try? await lvm.thinPools() {
+                for pool in pools {
+                    let labels = [("volume_group", pool.volumeGroup), ("thin_pool", pool.name)]
+                    registry.gauge(
+                        "csi_lvm_driver_thin_pool_size_bytes", help: "Data size of each thin pool in the volume groups the driver may use.",
+                        labels: labels
+                    ).set(Double(pool.sizeBytes))
+                    registry.gauge(
+                        "csi_lvm_driver_thin_pool_data_percent", help: "Data usage of each thin pool, in percent.", labels: labels
+                    ).set(pool.dataPercent)
+                    registry.gauge(
+                        "csi_lvm_driver_thin_pool_metadata_percent", help: "Metadata usage of each thin pool, in percent.", labels: labels
+                    ).set(pool.metadataPercent)
+                    registry.gauge(
+                        "csi_lvm_driver_thin_pool_promised_bytes",
+                        help: "Virtual size of the thin volumes and snapshots in each thin pool, summed.", labels: labels
+                    ).set(Double(pool.promisedBytes))
+                    registry.gauge(
+                        "csi_lvm_driver_thin_pool_overprovisioned_available_bytes",
+                        help: "What each thin pool can still promise: size x --overprovision-ratio - promised, 0 from 95 % full.",
+                        labels: labels
+                    ).set(Double(pool.availableBytes))
+                }
+            }
         }
     }
 
     /// `/csi.v1.<Service>/<method>`, as gRPC and the sidecars' metrics name it.
-    static func fullName(_ method: String) -> String {
-        let identity: Set<String> = ["GetPluginInfo", "GetPluginCapabilities", "Probe"]
-        let service = identity.contains(method) ? "Identity" : method.hasPrefix("Node") ? "Node" : "Controller"
-        return "/csi.v1.\(service)/\(method)"
-    }
+    static func fullName(_ method: String) -> String { RequestLog.path(of: method) }
 }

@@ -66,7 +66,7 @@ package struct RequestLog: Sendable {
     }
 
     /// The full gRPC path of a CSI method, for example `/csi.v1.Node/NodeGetInfo`.
-    static func path(of method: String) -> String {
+    package static func path(of method: String) -> String {
         let service: String
         if identityMethods.contains(method) {
             service = "Identity"

@@ -137,6 +137,18 @@ public final class LVMBackend: VolumeBackend {
         return try eligibleGroups(state, parameters: [:])
     }
 
+    /// Every thin pool in those volume groups, with its usage and what it can still promise.
+    public func thinPools() async throws(StorageError) -> [ThinPoolStatus] {
+        let state = try await cache.state()
+        let groups = Set(try eligibleGroups(state, parameters: [:]).map(\.name))
+        return state.logicalVolumes.filter { $0.isThinPool && groups.contains($0.volumeGroup) }.map { pool in
+            let budget = thinBudget(pool, state)
+            return ThinPoolStatus(
+                volumeGroup: pool.volumeGroup, name: pool.name, sizeBytes: pool.sizeBytes, dataPercent: budget.dataPercent,
+                metadataPercent: budget.metadataPercent, promisedBytes: budget.promisedBytes, availableBytes: budget.availableBytes)
+        }.sorted { ($0.volumeGroup, $0.name) < ($1.volumeGroup, $1.name) }
+    }
+
     public func volume(id: String) async throws(StorageError) -> BackendVolume? {
         let state = try await cache.state()
         guard let lv = owned(state, id: id, kind: "volume") else { return nil }

@@ -16,6 +16,24 @@ public struct VolumeGroup: Sendable, Hashable {
     public var missingPhysicalVolumes: Int
 }
 
+/// A thin pool in a volume group the backend may use: its size and usage, and what it can still
+/// promise under the overprovision ratio (what GetCapacity reports for it).
+public struct ThinPoolStatus: Sendable, Hashable {
+    /// Its volume group.
+    public var volumeGroup: String
+    /// Its name.
+    public var name: String
+    /// Its data size in bytes.
+    public var sizeBytes: UInt64
+    /// Data and metadata usage in percent (0 for an inactive pool).
+    public var dataPercent: Double
+    public var metadataPercent: Double
+    /// The virtual sizes of the thin volumes and snapshots in it, summed.
+    public var promisedBytes: UInt64
+    /// What it can still promise: size × overprovision ratio − promised, 0 once 95 % full.
+    public var availableBytes: UInt64
+}
+
 /// A logical volume as reported by `lvs`.
 struct LogicalVolume: Sendable, Hashable {
     var name: String
