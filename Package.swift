@@ -130,7 +130,7 @@ let package = Package(
         .executableTarget(name: "deflate-bench", dependencies: ["H2", "RPCCore"], path: "Benchmarks/Deflate/deflate-bench", swiftSettings: strict),
 
         // Tests.
-        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
+        .target(name: "TestSupport", dependencies: ["ProtoWire"], path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "FlagsTests", dependencies: ["Flags"], swiftSettings: strict),
         .testTarget(name: "MetricsExportTests", dependencies: ["MetricsExport", "Platform", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "TestSupport"], swiftSettings: strict),

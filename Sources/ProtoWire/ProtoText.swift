@@ -41,33 +41,13 @@ public struct ProtoTextBuilder {
 
     static func append<Value>(_ value: Value, to text: inout String) {
         switch value {
-        case let string as String: appendQuoted(string, to: &text)
+        case let string as String: StringLiteral.append(string, style: .swift, to: &text)
         case let bytes as [UInt8]: appendHex(bytes, to: &text)
         case let bytes as ProtoBytes: appendHex(bytes.bytes, to: &text)
         case let map as any ProtoTextMap: map.appendText(to: &text)
         case let list as any ProtoTextList: list.appendText(to: &text)
         default: text += String(describing: value)
         }
-    }
-
-    static func appendQuoted(_ string: String, to text: inout String) {
-        text += "\""
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": text += "\\\""
-            case "\\": text += "\\\\"
-            case "\n": text += "\\n"
-            case "\r": text += "\\r"
-            case "\t": text += "\\t"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7f {
-                    text += "\\u{" + String(scalar.value, radix: 16) + "}"
-                } else {
-                    text.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        text += "\""
     }
 
     static func appendHex(_ bytes: [UInt8], to text: inout String) {

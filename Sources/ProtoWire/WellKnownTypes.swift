@@ -140,6 +140,48 @@ public struct ProtoBytes: ProtoWrapperValue, RandomAccessCollection, Expressible
     @inlinable public func protoWrite(to writer: inout ProtoWriter) { writer.writeBytes(bytes) }
 }
 
+/// The wire form `google.protobuf.Timestamp` and `google.protobuf.Duration` share: `int64 seconds = 1`
+/// and `int32 nanos = 2`, each left out when 0, then the fields this version does not know.
+@usableFromInline
+enum SecondsNanosCodec {
+    /// The encoded size of the message.
+    @inlinable
+    static func encodedSize(_ seconds: Int64, _ nanos: Int32, _ unknownFields: UnknownFields) -> Int {
+        var size = unknownFields.bytes.count
+        if seconds != 0 { size &+= 1 &+ ProtoSize.int64(seconds) }
+        if nanos != 0 { size &+= 1 &+ ProtoSize.int32(nanos) }
+        return size
+    }
+
+    /// Writes the message (the writer fills from the back: the last field first).
+    @inlinable
+    static func write(_ seconds: Int64, _ nanos: Int32, _ unknownFields: UnknownFields, to writer: inout ProtoWriter) {
+        writer.writeUnknown(unknownFields)
+        if nanos != 0 {
+            writer.writeInt32(nanos)
+            writer.writeTag(0x10)
+        }
+        if seconds != 0 {
+            writer.writeInt64(seconds)
+            writer.writeTag(0x08)
+        }
+    }
+
+    /// Merges the fields `reader` holds into the parts.
+    @inlinable
+    static func merge(
+        _ seconds: inout Int64, _ nanos: inout Int32, _ unknownFields: inout UnknownFields, from reader: inout ProtoReader
+    ) throws(ProtoWireError) {
+        while let tag = try reader.nextTag() {
+            switch tag.rawValue {
+            case 0x08: seconds = try reader.readInt64()
+            case 0x10: nanos = try reader.readInt32()
+            default: try reader.skipField(into: &unknownFields)
+            }
+        }
+    }
+}
+
 /// `google.protobuf.Timestamp`: a point in time as seconds and nanoseconds since the Unix epoch (UTC).
 public struct Timestamp: ProtoCodable, Comparable, CustomStringConvertible, CustomDebugStringConvertible {
     /// `google.protobuf.Timestamp`.
@@ -162,35 +204,14 @@ public struct Timestamp: ProtoCodable, Comparable, CustomStringConvertible, Cust
     }
 
     @inlinable
-    public var protoEncodedSize: Int {
-        var size = unknownFields.bytes.count
-        if seconds != 0 { size &+= 1 &+ ProtoSize.int64(seconds) }
-        if nanos != 0 { size &+= 1 &+ ProtoSize.int32(nanos) }
-        return size
-    }
+    public var protoEncodedSize: Int { SecondsNanosCodec.encodedSize(seconds, nanos, unknownFields) }
 
     @inlinable
-    public func protoWrite(to writer: inout ProtoWriter) {
-        writer.writeUnknown(unknownFields)
-        if nanos != 0 {
-            writer.writeInt32(nanos)
-            writer.writeTag(0x10)
-        }
-        if seconds != 0 {
-            writer.writeInt64(seconds)
-            writer.writeTag(0x08)
-        }
-    }
+    public func protoWrite(to writer: inout ProtoWriter) { SecondsNanosCodec.write(seconds, nanos, unknownFields, to: &writer) }
 
     @inlinable
     public mutating func protoMerge(from reader: inout ProtoReader) throws(ProtoWireError) {
-        while let tag = try reader.nextTag() {
-            switch tag.rawValue {
-            case 0x08: seconds = try reader.readInt64()
-            case 0x10: nanos = try reader.readInt32()
-            default: try reader.skipField(into: &unknownFields)
-            }
-        }
+        try SecondsNanosCodec.merge(&seconds, &nanos, &unknownFields, from: &reader)
     }
 
     /// Earlier timestamps order first.
@@ -243,35 +264,14 @@ public struct ProtoDuration: ProtoCodable, Comparable, CustomStringConvertible, 
     public var duration: Duration { .seconds(seconds) + .nanoseconds(Int64(nanos)) }
 
     @inlinable
-    public var protoEncodedSize: Int {
-        var size = unknownFields.bytes.count
-        if seconds != 0 { size &+= 1 &+ ProtoSize.int64(seconds) }
-        if nanos != 0 { size &+= 1 &+ ProtoSize.int32(nanos) }
-        return size
-    }
+    public var protoEncodedSize: Int { SecondsNanosCodec.encodedSize(seconds, nanos, unknownFields) }
 
     @inlinable
-    public func protoWrite(to writer: inout ProtoWriter) {
-        writer.writeUnknown(unknownFields)
-        if nanos != 0 {
-            writer.writeInt32(nanos)
-            writer.writeTag(0x10)
-        }
-        if seconds != 0 {
-            writer.writeInt64(seconds)
-            writer.writeTag(0x08)
-        }
-    }
+    public func protoWrite(to writer: inout ProtoWriter) { SecondsNanosCodec.write(seconds, nanos, unknownFields, to: &writer) }
 
     @inlinable
     public mutating func protoMerge(from reader: inout ProtoReader) throws(ProtoWireError) {
-        while let tag = try reader.nextTag() {
-            switch tag.rawValue {
-            case 0x08: seconds = try reader.readInt64()
-            case 0x10: nanos = try reader.readInt32()
-            default: try reader.skipField(into: &unknownFields)
-            }
-        }
+        try SecondsNanosCodec.merge(&seconds, &nanos, &unknownFields, from: &reader)
     }
 
     /// Shorter spans order first.

@@ -38,83 +38,44 @@ package final class HealthServer: Sendable {
     ) throws(RegistrarError) {
         self.endpoint = endpoint
         let (host, portText) = try Self.split(endpoint)
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
-        var list: UnsafeMutablePointer<addrinfo>?
-        let rc = getaddrinfo(host.isEmpty ? nil : host, portText, &hints, &list)
-        guard rc == 0, let first = list else {
-            throw RegistrarError(
-                code: .invalidConfiguration, message: "cannot resolve health endpoint \(endpoint)",
-                underlying: String(cString: gai_strerror(rc)))
-        }
-        defer { freeaddrinfo(list) }
-        // With no host, prefer the IPv6 wildcard (which also accepts IPv4) and fall back to IPv4.
-        var candidates: [UnsafeMutablePointer<addrinfo>] = []
-        var cursor: UnsafeMutablePointer<addrinfo>? = first
-        while let entry = cursor {
-            candidates.append(entry)
-            cursor = entry.pointee.ai_next
-        }
-        if host.isEmpty { candidates.sort { a, _ in a.pointee.ai_family == AF_INET6 } }
-        var lastError = RegistrarError(code: .systemCall, message: "no address to listen on for health endpoint \(endpoint)")
-        for entry in candidates {
-            let fd = socket(entry.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else {
-                lastError = PathInspection.systemError("socket", "health endpoint \(endpoint)")
-                continue
-            }
-            var one: Int32 = 1
-            _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-            if entry.pointee.ai_family == AF_INET6 {
-                var zero: Int32 = 0
-                _ = setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &zero, socklen_t(MemoryLayout<Int32>.size))
-            }
-            guard bind(fd, entry.pointee.ai_addr, entry.pointee.ai_addrlen) == 0, listen(fd, 16) == 0 else {
-                lastError = PathInspection.systemError("bind/listen", "health endpoint \(endpoint)")
-                close(fd)
-                continue
-            }
-            var storage = sockaddr_storage()
-            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            _ = withUnsafeMutablePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-            }
-            let boundPort: UInt16 = withUnsafeBytes(of: &storage) { raw in
-                // sin_port and sin6_port share the same offset (2) in network byte order.
-                UInt16(raw[2]) << 8 | UInt16(raw[3])
-            }
-            do {
-                server = try HTTP1Server(
-                    listeningSocket: fd, configuration: Self.configuration(checkTimeout: checkTimeout),
-                    respond: { request in await Self.answer(request, metrics: metrics, check: check) })
-            } catch {
-                close(fd)
+        let listening: (fd: Int32, port: Int)
+        do {
+            listening = try HTTP1Server.listeningSocket(host: host, port: portText)
+        } catch {
+            switch error {
+            case .resolve(let reason):
                 throw RegistrarError(
-                    code: .systemCall, message: "cannot serve health endpoint \(endpoint)", underlying: error.description)
+                    code: .invalidConfiguration, message: "cannot resolve health endpoint \(endpoint)", underlying: reason)
+            case .noAddress:
+                throw RegistrarError(code: .systemCall, message: "no address to listen on for health endpoint \(endpoint)")
+            case .systemCall(let call, let code):
+                throw PathInspection.systemError(call, "health endpoint \(endpoint)", errno: code)
             }
-            self.port = Int(boundPort)
-            return
         }
-        throw lastError
+        do {
+            server = try HTTP1Server(
+                listeningSocket: listening.fd, configuration: Self.configuration(checkTimeout: checkTimeout),
+                respond: { request in await Self.answer(request, metrics: metrics, check: check) })
+        } catch {
+            close(listening.fd)
+            throw RegistrarError(
+                code: .systemCall, message: "cannot serve health endpoint \(endpoint)", underlying: error.description)
+        }
+        port = listening.port
     }
 
     /// Splits `host:port`, `:port` and `[v6]:port`.
     static func split(_ endpoint: String) throws(RegistrarError) -> (host: String, port: String) {
-        guard let colon = endpoint.lastIndex(of: ":") else {
+        guard let parts = HTTP1Server.splitAddress(endpoint) else {
             throw RegistrarError(
                 code: .invalidConfiguration,
                 message: "health endpoint \(endpoint) has no port; expected host:port or :port, for example :9809")
         }
-        var host = String(endpoint[..<colon])
-        let port = String(endpoint[endpoint.index(after: colon)...])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard let number = Int(port), (0...65535).contains(number) else {
+        guard let number = Int(parts.port), (0...65535).contains(number) else {
             throw RegistrarError(
-                code: .invalidConfiguration, message: "health endpoint \(endpoint): port \(port) is not a number in 0...65535")
+                code: .invalidConfiguration, message: "health endpoint \(endpoint): port \(parts.port) is not a number in 0...65535")
         }
-        return (host, port)
+        return parts
     }
 
     /// The limits and the answers given without asking the check.
@@ -137,21 +98,13 @@ package final class HealthServer: Sendable {
     ) async -> HTTP1Response {
         let path = request.path
         if path == "/metrics", let metrics {
-            guard request.method == "GET" || request.method == "HEAD" else {
-                return HTTP1Response(
-                    status: 405, reason: "Method Not Allowed", body: "use GET or HEAD on /metrics, not \(request.method)\n",
-                    headers: [("Allow", "GET, HEAD")])
-            }
+            if let refused = HTTP1Response.onlyGetOrHead(request, on: "/metrics") { return refused }
             return HTTP1Response(status: 200, reason: "OK", body: metrics())
         }
         guard path == "/healthz" else {
             return HTTP1Response(status: 404, reason: "Not Found", body: "no such path \(path); the health check is at /healthz\n")
         }
-        guard request.method == "GET" || request.method == "HEAD" else {
-            return HTTP1Response(
-                status: 405, reason: "Method Not Allowed", body: "use GET or HEAD on /healthz, not \(request.method)\n",
-                headers: [("Allow", "GET, HEAD")])
-        }
+        if let refused = HTTP1Response.onlyGetOrHead(request, on: "/healthz") { return refused }
         let report = await check()
         return HTTP1Response(
             status: report.healthy ? 200 : 503, reason: report.healthy ? "OK" : "Service Unavailable", body: report.reason + "\n")

@@ -17,6 +17,8 @@ import urllib.error
 import urllib.request
 from typing import Callable, Optional
 
+import pytest
+
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
@@ -35,6 +37,11 @@ def binaries_missing() -> Optional[str]:
         if not b.exists():
             return f"{b} is not built (swift build)"
     return None
+
+
+# The mark of the test modules that run the built binaries (`pytestmark = needs_binaries`): skipped,
+# naming the missing one, until `swift build` has made them.
+needs_binaries = pytest.mark.skipif(binaries_missing() is not None, reason=str(binaries_missing()))
 
 
 # The bound for waits on conditions that come true in milliseconds on an idle machine: generous,

@@ -5,21 +5,11 @@ the real node-driver-registrar and the kubelet simulator, in temporary directori
 import os
 import time
 
-import pytest
 
-from registrar_harness import (DRIVER, NODE, PATIENCE, TOPOLOGY_KEY, World, binaries_missing, deregistered, events,
-                               registered, socket_answers, wait_until)
+from registrar_harness import (DRIVER, NODE, PATIENCE, TOPOLOGY_KEY, deregistered, events, needs_binaries, registered,
+                               socket_answers, wait_until)
 
-pytestmark = pytest.mark.skipif(binaries_missing() is not None, reason=str(binaries_missing()))
-
-
-@pytest.fixture
-def world():
-    w = World()
-    try:
-        yield w
-    finally:
-        w.close()
+pytestmark = needs_binaries
 
 
 def expected_entry():

@@ -7,18 +7,9 @@ import json
 
 import pytest
 
-from registrar_harness import DRIVER, PATIENCE, World, binaries_missing, wait_until
+from registrar_harness import DRIVER, PATIENCE, needs_binaries, wait_until
 
-pytestmark = pytest.mark.skipif(binaries_missing() is not None, reason=str(binaries_missing()))
-
-
-@pytest.fixture
-def world():
-    w = World()
-    try:
-        yield w
-    finally:
-        w.close()
+pytestmark = needs_binaries
 
 
 def start(world, registry, registration_path=None, extra=()):

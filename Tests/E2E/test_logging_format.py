@@ -9,9 +9,9 @@ import signal
 
 import pytest
 
-from registrar_harness import DRIVER, PATIENCE, World, binaries_missing, registered, wait_until
+from registrar_harness import DRIVER, PATIENCE, needs_binaries, registered, wait_until
 
-pytestmark = pytest.mark.skipif(binaries_missing() is not None, reason=str(binaries_missing()))
+pytestmark = needs_binaries
 
 # Today's text lines: the driver's `2026-11-24T21:46:21.123Z info csi-lvm-driver: …`, the registrar's klog
 # `I 21:46:27.010 …`.
@@ -19,15 +19,6 @@ TEXT = {
     "driver": re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (trace|debug|info|notice|warning|error|critical) csi-lvm-driver: \S"),
     "registrar": re.compile(r"^[DIWE] \d\d:\d\d:\d\d\.\d{3} \S"),
 }
-
-
-@pytest.fixture
-def world():
-    w = World()
-    try:
-        yield w
-    finally:
-        w.close()
 
 
 def run_both(world, fmt):

@@ -9,19 +9,10 @@ import time
 
 import pytest
 
-from registrar_harness import (DRIVER, NODE, PATIENCE, REGISTRAR_BIN, World, binaries_missing, deregistered, events,
-                               free_port, healthz, registered, socket_answers, wait_until)
+from registrar_harness import (DRIVER, PATIENCE, REGISTRAR_BIN, deregistered, events, free_port, healthz,
+                               needs_binaries, registered, socket_answers, wait_until)
 
-pytestmark = pytest.mark.skipif(binaries_missing() is not None, reason=str(binaries_missing()))
-
-
-@pytest.fixture
-def world():
-    w = World()
-    try:
-        yield w
-    finally:
-        w.close()
+pytestmark = needs_binaries
 
 
 def custom_setup(world, *, extra=(), link=True, reject=()):

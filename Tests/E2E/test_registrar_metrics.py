@@ -5,22 +5,11 @@ refuses, a registration socket someone removed."""
 import os
 import urllib.request
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from registrar_harness import (DRIVER, PATIENCE, World, binaries_missing, events, free_port, healthz, registered,
-                               wait_until)
+from registrar_harness import DRIVER, PATIENCE, events, free_port, healthz, needs_binaries, registered, wait_until
 
-pytestmark = pytest.mark.skipif(binaries_missing() is not None, reason=str(binaries_missing()))
-
-
-@pytest.fixture
-def world():
-    w = World()
-    try:
-        yield w
-    finally:
-        w.close()
+pytestmark = needs_binaries
 
 
 def scrape(port: int) -> dict:

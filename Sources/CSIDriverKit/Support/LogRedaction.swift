@@ -17,7 +17,12 @@ extension VolumeCapability {
     }
 }
 
-extension CreateVolumeRequest: MountFlagRedacting {
+/// A request with a list of volume capabilities (`volume_capabilities`).
+package protocol VolumeCapabilitiesRequest: MountFlagRedacting {
+    var volumeCapabilities: [VolumeCapability] { get set }
+}
+
+extension VolumeCapabilitiesRequest {
     package func redactingMountFlags() -> Self {
         var copy = self
         copy.volumeCapabilities = volumeCapabilities.map { $0.redactingMountFlags() }
@@ -25,23 +30,12 @@ extension CreateVolumeRequest: MountFlagRedacting {
     }
 }
 
-extension ValidateVolumeCapabilitiesRequest: MountFlagRedacting {
-    package func redactingMountFlags() -> Self {
-        var copy = self
-        copy.volumeCapabilities = volumeCapabilities.map { $0.redactingMountFlags() }
-        return copy
-    }
+/// A request with one volume capability (`volume_capability`).
+package protocol VolumeCapabilityRequest: MountFlagRedacting {
+    var volumeCapability: VolumeCapability? { get set }
 }
 
-extension GetCapacityRequest: MountFlagRedacting {
-    package func redactingMountFlags() -> Self {
-        var copy = self
-        copy.volumeCapabilities = volumeCapabilities.map { $0.redactingMountFlags() }
-        return copy
-    }
-}
-
-extension ControllerExpandVolumeRequest: MountFlagRedacting {
+extension VolumeCapabilityRequest {
     package func redactingMountFlags() -> Self {
         var copy = self
         copy.volumeCapability = volumeCapability?.redactingMountFlags()
@@ -49,26 +43,10 @@ extension ControllerExpandVolumeRequest: MountFlagRedacting {
     }
 }
 
-extension NodeStageVolumeRequest: MountFlagRedacting {
-    package func redactingMountFlags() -> Self {
-        var copy = self
-        copy.volumeCapability = volumeCapability?.redactingMountFlags()
-        return copy
-    }
-}
-
-extension NodePublishVolumeRequest: MountFlagRedacting {
-    package func redactingMountFlags() -> Self {
-        var copy = self
-        copy.volumeCapability = volumeCapability?.redactingMountFlags()
-        return copy
-    }
-}
-
-extension NodeExpandVolumeRequest: MountFlagRedacting {
-    package func redactingMountFlags() -> Self {
-        var copy = self
-        copy.volumeCapability = volumeCapability?.redactingMountFlags()
-        return copy
-    }
-}
+extension CreateVolumeRequest: VolumeCapabilitiesRequest {}
+extension ValidateVolumeCapabilitiesRequest: VolumeCapabilitiesRequest {}
+extension GetCapacityRequest: VolumeCapabilitiesRequest {}
+extension ControllerExpandVolumeRequest: VolumeCapabilityRequest {}
+extension NodeStageVolumeRequest: VolumeCapabilityRequest {}
+extension NodePublishVolumeRequest: VolumeCapabilityRequest {}
+extension NodeExpandVolumeRequest: VolumeCapabilityRequest {}

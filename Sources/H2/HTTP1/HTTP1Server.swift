@@ -136,6 +136,87 @@ package final class HTTP1Server: Sendable {
     deinit { stop() }
 }
 
+extension HTTP1Server {
+    /// Why ``listeningSocket(host:port:)`` could not open a socket.
+    package enum ListenFailure: Error, Sendable, Hashable {
+        /// `getaddrinfo` failed; the text is `gai_strerror`'s.
+        case resolve(String)
+        /// No address to try.
+        case noAddress
+        /// The last address tried failed in `call` (`socket` or `bind/listen`) with `errno`.
+        case systemCall(String, errno: Int32)
+    }
+
+    /// A listening TCP socket (close-on-exec, `SO_REUSEADDR`, backlog 16) on `host` and `port` (a
+    /// number), for ``init(listeningSocket:configuration:respond:)``, and the port bound (useful
+    /// with port 0). An empty `host` is every interface: the IPv6 wildcard first (which also
+    /// accepts IPv4), then IPv4's; each address `host` resolves to is tried in turn.
+    package static func listeningSocket(host: String, port: String) throws(ListenFailure) -> (fd: Int32, port: Int) {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
+        var list: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host.isEmpty ? nil : host, port, &hints, &list)
+        guard rc == 0, let first = list else { throw .resolve(String(cString: gai_strerror(rc))) }
+        defer { freeaddrinfo(list) }
+        var candidates: [UnsafeMutablePointer<addrinfo>] = []
+        var cursor: UnsafeMutablePointer<addrinfo>? = first
+        while let entry = cursor {
+            candidates.append(entry)
+            cursor = entry.pointee.ai_next
+        }
+        if host.isEmpty { candidates.sort { a, _ in a.pointee.ai_family == AF_INET6 } }
+        var failure = ListenFailure.noAddress
+        for entry in candidates {
+            let fd = socket(entry.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else {
+                failure = .systemCall("socket", errno: errno)
+                continue
+            }
+            var one: Int32 = 1
+            _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+            if entry.pointee.ai_family == AF_INET6 {
+                var zero: Int32 = 0
+                _ = setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &zero, socklen_t(MemoryLayout<Int32>.size))
+            }
+            guard bind(fd, entry.pointee.ai_addr, entry.pointee.ai_addrlen) == 0, listen(fd, 16) == 0 else {
+                failure = .systemCall("bind/listen", errno: errno)
+                close(fd)
+                continue
+            }
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            _ = withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+            }
+            // sin_port and sin6_port share offset 2, in network byte order.
+            let bound = withUnsafeBytes(of: &storage) { Int($0[2]) << 8 | Int($0[3]) }
+            return (fd, bound)
+        }
+        throw failure
+    }
+
+    /// Splits `host:port`, `:port` and `[v6]:port` at the last colon, without the brackets; nil
+    /// when there is no colon. The port is not checked.
+    package static func splitAddress(_ address: String) -> (host: String, port: String)? {
+        guard let colon = address.lastIndex(of: ":") else { return nil }
+        var host = String(address[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host, String(address[address.index(after: colon)...]))
+    }
+}
+
+extension HTTP1Response {
+    /// 405 naming `path` and `Allow: GET, HEAD` when `request` is neither GET nor HEAD; nil when it is.
+    package static func onlyGetOrHead(_ request: HTTP1Request, on path: String) -> HTTP1Response? {
+        guard request.method != "GET" && request.method != "HEAD" else { return nil }
+        return HTTP1Response(
+            status: 405, reason: "Method Not Allowed", body: "use GET or HEAD on \(path), not \(request.method)\n",
+            headers: [("Allow", "GET, HEAD")])
+    }
+}
+
 /// Accepts connections and counts them. Loop thread only (hence `@unchecked Sendable`).
 private final class HTTP1Listener: LoopSelectable, @unchecked Sendable {
     let loop: EventLoop

@@ -191,7 +191,7 @@ private struct JSONWriter {
             guard try writeField(field, values[index], message: message, into: &text, depth: depth) else { continue }
             if !first { out += "," }
             first = false
-            JSONText.appendQuoted(options.preservingProtoFieldNames ? field.name : field.jsonName, to: &out)
+            StringLiteral.append(options.preservingProtoFieldNames ? field.name : field.jsonName, style: .json, to: &out)
             out += ":"
             out += text
         }
@@ -220,14 +220,14 @@ private struct JSONWriter {
         let context = "\(message.fullName).\(field.name)"
         if field.repeated, field.type == .message, let entry = schema.messages[field.typeName], entry.isMapEntry {
             if options.strippingSecrets && field.secret {
-                JSONText.appendQuoted(ProtoJSONCoder.strippedSecret, to: &out)
+                StringLiteral.append(ProtoJSONCoder.strippedSecret, style: .json, to: &out)
                 return true
             }
             try writeMap(entry, values, context: context, into: &out, depth: depth)
             return true
         }
         if options.strippingSecrets && field.secret {
-            JSONText.appendQuoted(ProtoJSONCoder.strippedSecret, to: &out)
+            StringLiteral.append(ProtoJSONCoder.strippedSecret, style: .json, to: &out)
             return true
         }
         if field.repeated {
@@ -375,7 +375,7 @@ private struct JSONWriter {
         case (.enumeration, .varint(let raw)):
             let number = Int32(truncatingIfNeeded: raw)
             if let name = schema.enums[typeName]?.nameByNumber[number] {
-                JSONText.appendQuoted(name, to: &out)
+                StringLiteral.append(name, style: .json, to: &out)
             } else {
                 out += String(number)
             }
@@ -383,7 +383,7 @@ private struct JSONWriter {
             guard let text = String(validating: bytes.bindMemory(to: UInt8.self), as: UTF8.self) else {
                 throw ProtoJSONError("\(context): the string is not valid UTF-8")
             }
-            JSONText.appendQuoted(text, to: &out)
+            StringLiteral.append(text, style: .json, to: &out)
         case (.bytes, .bytes(let bytes)):
             out += "\""
             Base64.append(bytes, to: &out)
@@ -458,7 +458,7 @@ private struct JSONWriter {
                 }
                 text += camel
             }
-            JSONText.appendQuoted(text, to: &out)
+            StringLiteral.append(text, style: .json, to: &out)
         case .wrapper(let valueType):
             let field = ProtoSchema.Field(
                 name: "value", jsonName: "value", number: 1, type: valueType, repeated: false, typeName: "", oneof: nil,
