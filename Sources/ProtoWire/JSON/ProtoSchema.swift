@@ -69,9 +69,6 @@ public struct ProtoSchema: Sendable {
     /// The fully qualified names of every message, sorted.
     public var messageNames: [String] { messages.keys.sorted() }
 
-    /// Whether `name` is a message of these files.
-    public func containsMessage(_ name: String) -> Bool { messages[name] != nil }
-
     private mutating func readFile(_ bytes: UnsafeRawBufferPointer) throws(ProtoWireError) {
         var package = ""
         var reader = ProtoReader(bytes)

@@ -8,9 +8,6 @@ public struct Passphrase: Sendable, CustomStringConvertible, CustomDebugStringCo
     /// Wraps a passphrase taken from a CSI secret.
     public init(_ text: String) { bytes = Array(text.utf8) }
 
-    /// Whether the passphrase is empty.
-    public var isEmpty: Bool { bytes.isEmpty }
-
     public var description: String { "<redacted>" }
     public var debugDescription: String { "<redacted>" }
 }
@@ -70,7 +67,7 @@ public enum LUKS {
     ) throws(StorageError) {
         if try hasHeader(device: device) { return }
         let probe = try runProgram("blkid", ["-p", "-o", "value", "-s", "TYPE", device])
-        let type = probe.output.trimmingWhitespace()
+        let type = probe.output.split(whereSeparator: \.isWhitespace).first.map(String.init) ?? ""
         if probe.status == 0 && !type.isEmpty {
             throw StorageError(
                 .busy, "volume \(volume) is to be encrypted but its device \(device) already holds \(type) data, which would be lost")
@@ -82,10 +79,13 @@ public enum LUKS {
     }
 
     /// Opens `device` as `/dev/mapper/<name>` with `passphrase`. An existing mapping of that name
-    /// over the same device is kept (a repeated stage); one over another device is `.alreadyExists`.
+    /// (`backing`, the device under it, from ``backingDevice(ofMapping:)``) over the same device is
+    /// kept (a repeated stage); one over another device is `.alreadyExists`.
     /// A wrong passphrase is `.invalidArgument`, naming the volume and never the passphrase.
-    public static func open(device: String, name: String, volume: String, passphrase: Passphrase) throws(StorageError) {
-        if let backing = try backingDevice(ofMapping: name) {
+    public static func open(
+        device: String, name: String, volume: String, passphrase: Passphrase, backing: DeviceNumber?
+    ) throws(StorageError) {
+        if let backing {
             let wanted = try deviceNumber(of: device)
             guard backing == wanted else {
                 throw StorageError(
@@ -111,7 +111,7 @@ public enum LUKS {
 
     /// Closes the mapping `name`; nothing to do when it is not open.
     public static func close(name: String, volume: String) throws(StorageError) {
-        guard try backingDevice(ofMapping: name) != nil else { return }
+        guard backingDevice(ofMapping: name) != nil else { return }
         try runChecked("cryptsetup", ["close", name], code: .busy, what: "closing the LUKS2 mapping \(name) of volume \(volume)")
     }
 
@@ -120,11 +120,8 @@ public enum LUKS {
         try runChecked("cryptsetup", ["resize", name], what: "resizing the LUKS2 mapping \(name) of volume \(volume)")
     }
 
-    /// Whether the mapping `name` is open.
-    public static func isOpen(name: String) -> Bool { (try? backingDevice(ofMapping: name)) != nil }
-
     /// The device under the open mapping `name`, from sysfs; nil when no such mapping is open.
-    static func backingDevice(ofMapping name: String) throws(StorageError) -> DeviceNumber? {
+    static func backingDevice(ofMapping name: String) -> DeviceNumber? {
         var info = stat()
         guard stat(mappingPath(name), &info) == 0, info.st_mode & S_IFMT == S_IFBLK else { return nil }
         return slave(of: DeviceNumber(info.st_rdev))
@@ -138,8 +135,8 @@ public enum LUKS {
         while let entry = readdir(directory) {
             let entryName = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
             if entryName == "." || entryName == ".." { continue }
-            if let text = try? readSmallFile("/sys/class/block/\(entryName)/dev") {
-                let parts = text.trimmingWhitespace().split(separator: ":")
+            if let text = readWholeFile("/sys/class/block/\(entryName)/dev") {
+                let parts = text.split(whereSeparator: \.isWhitespace).first?.split(separator: ":") ?? []
                 if parts.count == 2, let major = UInt32(parts[0]), let minor = UInt32(parts[1]) {
                     return DeviceNumber(major: major, minor: minor)
                 }
@@ -153,23 +150,6 @@ public enum LUKS {
         _ = try syscall("stat", device) { stat(device, &info) }
         guard info.st_mode & S_IFMT == S_IFBLK else { throw StorageError(.invalidArgument, "\(device) is not a block device") }
         return DeviceNumber(info.st_rdev)
-    }
-
-    static func readSmallFile(_ path: String) throws(StorageError) -> String {
-        let fd = try syscall("open", path) { Glibc.open(path, O_RDONLY | O_CLOEXEC) }
-        defer { Glibc.close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 256)
-        let count = try syscall("read", path) { buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }
-        return String(decoding: buffer[0..<count], as: UTF8.self)
-    }
-}
-
-extension String {
-    fileprivate func trimmingWhitespace() -> String {
-        var scalars = Substring(self)
-        while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }
-        while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
-        return String(scalars)
     }
 }
 
@@ -208,25 +188,27 @@ public struct LUKSEncryptor: VolumeEncryptor, Hashable {
         let name = LUKS.mappingName(forVolume: volumeID)
         let settings = self
         return try await offload { () throws(StorageError) -> String in
-            if LUKS.isOpen(name: name) {
-                try LUKS.open(device: device, name: name, volume: volumeID, passphrase: passphrase)
-                return LUKS.mappingPath(name)
+            // A mapping open already (a repeated stage) is checked and kept; only a closed one is
+            // formatted when it must be, then opened.
+            let backing = LUKS.backingDevice(ofMapping: name)
+            if backing == nil {
+                if format {
+                    try LUKS.formatIfNeeded(
+                        device: device, volume: volumeID, passphrase: passphrase,
+                        tuning: ["--pbkdf-memory", String(settings.pbkdfMemoryKiB), "--iter-time", String(settings.iterationTimeMilliseconds)])
+                } else if try !LUKS.hasHeader(device: device) {
+                    throw StorageError(.busy, "volume \(volumeID) is to be opened read-only, but its device \(device) has no LUKS2 header yet")
+                }
             }
-            if format {
-                try LUKS.formatIfNeeded(
-                    device: device, volume: volumeID, passphrase: passphrase,
-                    tuning: ["--pbkdf-memory", String(settings.pbkdfMemoryKiB), "--iter-time", String(settings.iterationTimeMilliseconds)])
-            } else if try !LUKS.hasHeader(device: device) {
-                throw StorageError(.busy, "volume \(volumeID) is to be opened read-only, but its device \(device) has no LUKS2 header yet")
-            }
-            try LUKS.open(device: device, name: name, volume: volumeID, passphrase: passphrase)
+            try LUKS.open(device: device, name: name, volume: volumeID, passphrase: passphrase, backing: backing)
             return LUKS.mappingPath(name)
         }
     }
 
     public func openMapping(volumeID: String) async throws(StorageError) -> String? {
         let name = LUKS.mappingName(forVolume: volumeID)
-        return LUKS.isOpen(name: name) ? LUKS.mappingPath(name) : nil
+        // stat and sysfs reads: off the event loop like the rest.
+        return await offload { LUKS.backingDevice(ofMapping: name) != nil ? LUKS.mappingPath(name) : nil }
     }
 
     public func close(volumeID: String) async throws(StorageError) {
