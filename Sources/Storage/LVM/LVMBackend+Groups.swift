@@ -197,7 +197,7 @@ extension LVMBackend {
                 guard let pool = thinPool(of: origin, state) else { continue }
                 thin[pool.path, default: (pool, 0)].bytes += origin.sizeBytes
             } else {
-                thick[origin.volumeGroup, default: 0] += origin.sizeBytes
+                thick[origin.volumeGroup, default: 0] += LogicalVolume.exceptionStoreBytes(forOrigin: origin.sizeBytes)
             }
         }
         for (vg, bytes) in thick.sorted(by: { $0.key < $1.key }) {

@@ -310,13 +310,13 @@ public final class LVMBackend: VolumeBackend {
         }
         var size = try request.size(
             unit: group.extentBytes, unitName: "one extent of volume group \(group.name)", volume: id.rawValue)
-        if let source, source.sizeBytes > size {
+        if let source, source.dataBytes > size {
             // A volume restored from a snapshot, or cloned, holds at least its source's data.
-            size = roundUp(source.sizeBytes, to: group.extentBytes)
+            size = roundUp(source.dataBytes, to: group.extentBytes)
             if let limit = request.effectiveLimit, size > limit {
                 throw StorageError(
                     .outOfRange,
-                    "volume \(id): \(describe(source)) holds \(source.sizeBytes) bytes, above the limit of \(limit) bytes")
+                    "volume \(id): \(describe(source)) holds \(source.dataBytes) bytes, above the limit of \(limit) bytes")
             }
         }
         let vg = try LVMName(group.name, kind: .volumeGroup)
@@ -335,14 +335,14 @@ public final class LVMBackend: VolumeBackend {
         if let source, source.isThinVolume {
             // A thin snapshot of the snapshot or the source volume: instant and shares blocks, but
             // promises its whole size. LVM suspends a mounted source's filesystem for it.
-            try checkThinBudget(of: source, state: state, adding: max(size, source.sizeBytes), for: "volume \(id)")
+            try checkThinBudget(of: source, state: state, adding: max(size, source.dataBytes), for: "volume \(id)")
             let sourceName = try LVMName(source.name)
             _ = try await lvm.run(
                 LVMCommand(
                     [LVMWord("lvcreate"), LVMWord("-s"), LVMWord("-kn"), LVMWord("-n"), LVMWord(id)]
                         + (deviceMapper ? [LVMWord("-ay")] : [LVMWord("-an")]) + tagWords + [LVMWord(vg, sourceName)]))
             state = try await cache.fresh()
-            if size > source.sizeBytes {
+            if size > source.dataBytes {
                 _ = try await lvm.run(LVMCommand([LVMWord("lvextend"), LVMWord("-L"), LVMWord(bytes: size), LVMWord(vg, id)]))
             }
         } else if let pool {
@@ -482,14 +482,15 @@ public final class LVMBackend: VolumeBackend {
         if origin.isThinVolume {
             try checkThinBudget(of: origin, state: state, adding: origin.sizeBytes, for: "snapshot \(id) of \(origin.path)")
         } else {
-            // A classic snapshot whose exception store is as large as the origin, so it can never overflow.
+            // A classic snapshot whose exception store holds a rewrite of the whole origin, so it never overflows.
             guard let group = state.group(origin.volumeGroup) else {
                 throw StorageError(.notFound, "volume group \(origin.volumeGroup) not found")
             }
-            if origin.sizeBytes > group.freeBytes {
+            let store = LogicalVolume.exceptionStoreBytes(forOrigin: origin.sizeBytes)
+            if store > group.freeBytes {
                 throw StorageError(
                     .insufficientCapacity,
-                    "volume group \(group.name) has \(group.freeBytes) bytes free; a snapshot of \(origin.path) needs \(origin.sizeBytes)")
+                    "volume group \(group.name) has \(group.freeBytes) bytes free; a snapshot of \(origin.path) needs \(store)")
             }
         }
         try await cut(id, of: origin, tags: tags, deviceMapper: deviceMapper)
@@ -513,7 +514,7 @@ public final class LVMBackend: VolumeBackend {
         if deviceMapper {
             _ = try await lvm.run(
                 LVMCommand(
-                    [LVMWord("lvcreate"), LVMWord("-s"), LVMWord("-L"), LVMWord(bytes: origin.sizeBytes), LVMWord("-n"), LVMWord(id)]
+                    [LVMWord("lvcreate"), LVMWord("-s"), LVMWord("-L"), LVMWord(bytes: LogicalVolume.exceptionStoreBytes(forOrigin: origin.sizeBytes)), LVMWord("-n"), LVMWord(id)]
                         + tagWords + [LVMWord(vg, originName)]))
         } else {
             // Without device-mapper `lvcreate -s` refuses; the same metadata results from creating
@@ -521,7 +522,7 @@ public final class LVMBackend: VolumeBackend {
             _ = try await lvm.run(
                 LVMCommand(
                     [
-                        LVMWord("lvcreate"), LVMWord("-an"), LVMWord("-Zn"), LVMWord("-L"), LVMWord(bytes: origin.sizeBytes), LVMWord("-n"),
+                        LVMWord("lvcreate"), LVMWord("-an"), LVMWord("-Zn"), LVMWord("-L"), LVMWord(bytes: LogicalVolume.exceptionStoreBytes(forOrigin: origin.sizeBytes)), LVMWord("-n"),
                         LVMWord(id),
                     ] + tagWords + [LVMWord(vg)]))
             _ = try await lvm.run(
@@ -658,7 +659,7 @@ public final class LVMBackend: VolumeBackend {
     private func restore(volumeGroup: String, name: String, from source: LogicalVolume, sparse: Bool) async throws(StorageError) {
         let from = try await activeNode(volumeGroup: source.volumeGroup, name: source.name)
         let to = try await activeNode(volumeGroup: volumeGroup, name: name)
-        try await offload { () throws(StorageError) in try copyData(from: from, to: to, bytes: source.sizeBytes, sparse: sparse) }
+        try await offload { () throws(StorageError) in try copyData(from: from, to: to, bytes: source.dataBytes, sparse: sparse) }
         _ = try await lvm.run(
             LVMCommand([
                 LVMWord("lvchange"), LVMWord("--deltag"), LVMWord(try LVMTag(Self.restoringTag)),
@@ -748,7 +749,7 @@ public final class LVMBackend: VolumeBackend {
     func snapshot(_ lv: LogicalVolume) -> BackendSnapshot {
         BackendSnapshot(
             id: lv.name, name: tagValue(lv, "name"), sourceVolumeID: tagValue(lv, "source") ?? lv.origin,
-            sizeBytes: lv.sizeBytes, creationTime: Int64(tagValue(lv, "created") ?? "") ?? 0,
+            sizeBytes: lv.dataBytes, creationTime: Int64(tagValue(lv, "created") ?? "") ?? 0,
             readyToUse: !lv.origin.isEmpty || lv.isThinVolume, location: lv.path, encryption: encryption(of: lv),
             groupSnapshotID: tagValue(lv, "group"))
     }
