@@ -26,18 +26,37 @@ import Platform
 /// Everything held is released when the last member is cut, or at the first error (and then the
 /// members made so far are removed).
 extension LVMBackend {
-    /// Where the hold record lives, if there is a state directory.
-    var holdRecordPath: String? { configuration.stateDirectory.map { $0 + "/group-snapshot-holds.json" } }
+    /// The prefix of hold records in the state directory.
+    static let holdRecordPrefix = "group-snapshot-holds-"
+
+    /// Where the hold record of group `id` lives, if there is a state directory: one file per
+    /// group, so that groups of other volumes taken at the same time keep theirs.
+    func holdRecordPath(group id: String) -> String? {
+        configuration.stateDirectory.map { $0 + "/" + Self.holdRecordPrefix + id + ".json" }
+    }
 
     public var supportsGroupSnapshots: Bool { true }
 
-    /// Releases what a process killed while holding a group snapshot's volumes left held (its
-    /// record in the state directory), and returns what was released. Call it once at start-up;
-    /// each group snapshot calls it too.
+    /// Releases what a process killed while holding group snapshots' volumes left held (their
+    /// records in the state directory), and returns what was released. Call it once at start-up,
+    /// before any group snapshot; each group snapshot releases its own record's too.
     /// - Throws: `.failed` when something recorded could not be released.
     @discardableResult
     public func releaseLeftoverHolds() throws(StorageError) -> [String] {
-        try GroupHolds.recover(recordPath: holdRecordPath)
+        guard let directory = configuration.stateDirectory, let dir = opendir(directory) else { return [] }
+        var records: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            if name.hasPrefix(Self.holdRecordPrefix) && name.hasSuffix(".json") { records.append(directory + "/" + name) }
+        }
+        closedir(dir)
+        var released: [String] = []
+        var failures: [String] = []
+        for record in records.sorted() {
+            do throws(StorageError) { released += try GroupHolds.recover(recordPath: record) } catch { failures.append(error.message) }
+        }
+        if !failures.isEmpty { throw StorageError(.failed, failures.joined(separator: "; ")) }
+        return released
     }
 
     /// The id of the member of group `group` that snapshots volume `source`.
@@ -96,7 +115,8 @@ extension LVMBackend {
         let kindTag = try LVMTag(Self.tagPrefix + "kind=snapshot")
 
         // What an earlier attempt that was killed left held, first.
-        try await offload { [self] () throws(StorageError) in _ = try releaseLeftoverHolds() }
+        let recordPath = holdRecordPath(group: groupID)
+        try await offload { () throws(StorageError) in _ = try GroupHolds.recover(recordPath: recordPath) }
         var state = try await cache.fresh()
         let existing = groupMembers(state, id: groupID)
         if !existing.isEmpty {
@@ -134,7 +154,7 @@ extension LVMBackend {
         try checkRoom(forSnapshotsOf: origins, state: state, group: name)
         let deviceMapper = await lvm.deviceMapper().available
 
-        let holds = GroupHolds(recordPath: holdRecordPath)
+        let holds = GroupHolds(recordPath: recordPath)
         var cutFirst: String?
         do throws(StorageError) {
             let sourceLVs = origins

@@ -14,6 +14,7 @@ import pytest
 from conftest import POOL, VG, lvs
 from csi_support import C, MIB, block_cap, create, expect_code, mount_cap, name, publish, stage
 from test_crash import fill, sha_of_device
+from test_luks import encrypted, mapping, publish as luks_publish, stage as luks_stage
 
 THIN = {"thinPool": POOL}
 GROUP_TAG = "csi.swift-csi.io/group="
@@ -186,6 +187,40 @@ def test_raw_block_and_mounted_volumes_together(driver, paths):
     publish(driver, restored.volume_id, staging + "-r", target + "-r", cap)
     assert sha_of_device(target + "-r", size) == sha
     assert not suspended(block) and writable(target + "-b")
+
+
+def test_encrypted_thin_volumes_are_held_at_their_mapping(driver, paths):
+    """Two mounted thin volumes, both encrypted: each is held by suspending its encryption mapping,
+    so LVM can suspend the LV beneath for its cut, on any kernel; each member holds its volume's
+    data of the cut, and restores encrypted with the same key."""
+    pb = driver.csi.pb
+    staging, target = paths
+    cap = mount_cap(driver.csi, "ext4")
+    volumes = []
+    for i, (s, t) in enumerate([(staging, target), (staging + "-b", target + "-b")]):
+        vid = create(driver, 64 * MIB, cap=cap, parameters=encrypted(THIN)).volume_id
+        os.makedirs(s, exist_ok=True)
+        luks_stage(driver, vid, s, cap)
+        luks_publish(driver, vid, s, t, cap)
+        write(t, "encrypted %d before\n" % i)
+        volumes.append((vid, s, t))
+    group = groups(driver).CreateVolumeGroupSnapshot(group_request(driver, name("group"), [v[0] for v in volumes])).group_snapshot
+    for i, (vid, s, t) in enumerate(volumes):
+        write(t, "encrypted %d after\n" % i)
+        st = os.stat(mapping(vid))
+        with open("/sys/dev/block/%d:%d/dm/suspended" % (os.major(st.st_rdev), os.minor(st.st_rdev))) as f:
+            assert f.read().strip() == "0", "the mapping of %s is still suspended" % vid
+    for i, (vid, s, t) in enumerate(volumes):
+        member = next(m for m in group.snapshots if m.source_volume_id == vid)
+        restored = driver.controller.CreateVolume(pb.CreateVolumeRequest(
+            name=name("restore"), capacity_range=pb.CapacityRange(required_bytes=64 * MIB), volume_capabilities=[cap],
+            parameters=THIN, volume_content_source=pb.VolumeContentSource(
+                snapshot=pb.VolumeContentSource.SnapshotSource(snapshot_id=member.snapshot_id)))).volume
+        assert restored.volume_context["encryption"] == "luks2"
+        os.makedirs(s + "-r")
+        luks_stage(driver, restored.volume_id, s + "-r", cap)
+        luks_publish(driver, restored.volume_id, s + "-r", t + "-r", cap)
+        assert read(t + "-r") == "encrypted %d before\n" % i
 
 
 def test_errors_leave_nothing_held(driver, paths):
