@@ -36,6 +36,10 @@ public struct DriverOptions: Sendable, Hashable {
     /// (false by default). With it, ControllerGetCapabilities advertises CLONE_VOLUME; without, a
     /// volume content source from a volume is INVALID_ARGUMENT.
     public var clones: Bool
+    /// Whether a GroupController service is served (false by default): set it when the backend's
+    /// ``Storage/VolumeBackend/supportsGroupSnapshots`` is true and a ``GroupControllerServer`` is
+    /// registered; GetPluginCapabilities then advertises GROUP_CONTROLLER_SERVICE.
+    public var groupSnapshots: Bool
 
     /// Creates options for a driver serving Identity, Controller and Node, without topology.
     /// - Parameters:
@@ -53,6 +57,7 @@ public struct DriverOptions: Sendable, Hashable {
         self.volumeParameters = []
         self.snapshots = true
         self.clones = false
+        self.groupSnapshots = false
     }
 
     /// Whether every segment of `segments` whose key this node has names this node's value.

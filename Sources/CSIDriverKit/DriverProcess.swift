@@ -53,7 +53,8 @@ public struct DriverProcess: Sendable {
     /// A router with the services the mode asks for, over the configured backend.
     package func makeRouter() throws -> GRPCRouter {
         let backend = try makeBackend()
-        let options = configuration.driverOptions
+        var options = configuration.driverOptions
+        options.groupSnapshots = configuration.mode.servesController && backend.supportsGroupSnapshots
         onBackendReady?(backend)
         let log = RequestLog(logger: logger, onFinished: onCallFinished)
         let locks = VolumeLocks()
@@ -61,6 +62,9 @@ public struct DriverProcess: Sendable {
         router.register(IdentityServer(options: options, backend: backend, log: log))
         if configuration.mode.servesController {
             router.register(ControllerServer(options: options, backend: backend, locks: locks, log: log))
+        }
+        if options.groupSnapshots {
+            router.register(GroupControllerServer(options: options, backend: backend, locks: locks, log: log))
         }
         if configuration.mode.servesNode {
             let paths: KubeletPathPolicy
@@ -100,9 +104,23 @@ public struct DriverProcess: Sendable {
                                     "device-mapper is not available: logical volumes get no device nodes until it is (looked for again at most every \(LVMBackend.deviceMapperRetryInterval))",
                                     [("why", detail)])
                             }
-                        }))
+                        }, stateDirectory: configuration.stateDir))
             } catch {
                 throw DriverStartError(message: "LVM backend (--volume-group/--vg-pattern/--thin-pool): \(error)")
+            }
+            do throws(SystemError) {
+                try makeDirectories(configuration.stateDir, mode: 0o750)
+            } catch {
+                throw DriverStartError(message: "--state-dir \(configuration.stateDir): cannot create \(error.subject): \(errnoText(error.errno))")
+            }
+            // A driver killed while a group snapshot held volumes still left them held: writers of
+            // those volumes wait until they are released.
+            do throws(StorageError) {
+                for released in try backend.releaseLeftoverHolds() {
+                    logger.warning("released what an interrupted group snapshot held", [("what", released)])
+                }
+            } catch {
+                logger.error("an interrupted group snapshot left volumes held and they could not be released", [("error", error.message)])
             }
             return backend
         case .loopfile:

@@ -74,11 +74,52 @@ public protocol VolumeBackend: Sendable {
     /// working device of that volume, or nil when it is or the backend cannot tell. ``LVMBackend``:
     /// the LV is not active while device-mapper is available, or is active as another device.
     func deviceProblem(_ device: DeviceNumber, ofVolume id: String) async throws(StorageError) -> String?
+
+    /// Whether the backend takes group snapshots (``createGroupSnapshot(name:sourceVolumeIDs:)``);
+    /// false by default, and then the three group calls throw `.unsupported`.
+    var supportsGroupSnapshots: Bool { get }
+
+    /// Takes one snapshot of each source volume, all at one point in time as far as writes to
+    /// them go (write-order consistent: as if the power failed for all of them at once), or
+    /// returns the existing group of that name and the same sources. Each member is a snapshot
+    /// like any other (``snapshot(id:)``, ``listSnapshots()``, a volume source) whose
+    /// ``BackendSnapshot/groupSnapshotID`` names the group; it is deleted only with the group.
+    /// A group cut short (the driver died) is never served: its members are hidden, and the
+    /// repeated call removes them and takes the group again.
+    /// - Throws: `.notFound` for an unknown source, `.alreadyExists` when the name is taken by a
+    ///   group of other sources, `.insufficientCapacity`, `.unsupported` when these volumes cannot
+    ///   be snapshotted together consistently (the message says why), `.busy` for a source that is
+    ///   still being filled.
+    func createGroupSnapshot(name: String, sourceVolumeIDs: [String]) async throws(StorageError) -> BackendGroupSnapshot
+
+    /// Deletes a group snapshot and all its members; deleting one that does not exist succeeds.
+    func deleteGroupSnapshot(id: String) async throws(StorageError)
+
+    /// The complete group snapshot with this id, or nil (none, or one cut short).
+    func groupSnapshot(id: String) async throws(StorageError) -> BackendGroupSnapshot?
 }
 
 extension VolumeBackend {
     /// Nil: the backend cannot tell.
     public func deviceProblem(_ device: DeviceNumber, ofVolume id: String) async throws(StorageError) -> String? { nil }
+
+    /// False: no group snapshots.
+    public var supportsGroupSnapshots: Bool { false }
+
+    /// Throws `.unsupported`.
+    public func createGroupSnapshot(name: String, sourceVolumeIDs: [String]) async throws(StorageError) -> BackendGroupSnapshot {
+        throw StorageError(.unsupported, "this backend takes no group snapshots")
+    }
+
+    /// Throws `.unsupported`.
+    public func deleteGroupSnapshot(id: String) async throws(StorageError) {
+        throw StorageError(.unsupported, "this backend takes no group snapshots")
+    }
+
+    /// Throws `.unsupported`.
+    public func groupSnapshot(id: String) async throws(StorageError) -> BackendGroupSnapshot? {
+        throw StorageError(.unsupported, "this backend takes no group snapshots")
+    }
 }
 
 /// What to create.
@@ -251,12 +292,16 @@ public struct BackendSnapshot: Sendable, Hashable {
     public var location: String
     /// How the data it holds is encrypted (its source volume's encryption), or nil.
     public var encryption: VolumeEncryption?
+    /// The group snapshot it belongs to, or nil for a snapshot of its own. A member is deleted
+    /// only with its group.
+    public var groupSnapshotID: String?
 
     /// Creates a snapshot description.
     public init(
         id: String, name: String? = nil, sourceVolumeID: String, sizeBytes: UInt64, creationTime: Int64, readyToUse: Bool = true,
-        location: String, encryption: VolumeEncryption? = nil
+        location: String, encryption: VolumeEncryption? = nil, groupSnapshotID: String? = nil
     ) {
+        self.groupSnapshotID = groupSnapshotID
         self.encryption = encryption
         self.id = id
         self.name = name
@@ -265,6 +310,30 @@ public struct BackendSnapshot: Sendable, Hashable {
         self.creationTime = creationTime
         self.readyToUse = readyToUse
         self.location = location
+    }
+}
+
+/// A group snapshot as the backend knows it (named apart from `CSI.VolumeGroupSnapshot`): one
+/// snapshot of each of its source volumes, taken together.
+public struct BackendGroupSnapshot: Sendable, Hashable {
+    /// The group snapshot id.
+    public var id: String
+    /// The request name it was created for.
+    public var name: String
+    /// Its members, one per source volume, sorted by id; each has ``BackendSnapshot/groupSnapshotID`` == ``id``.
+    public var snapshots: [BackendSnapshot]
+    /// Seconds since 1970 when it was taken.
+    public var creationTime: Int64
+
+    /// Whether every member can be used as a volume source now.
+    public var readyToUse: Bool { snapshots.allSatisfy(\.readyToUse) }
+
+    /// Creates a group snapshot description.
+    public init(id: String, name: String, snapshots: [BackendSnapshot], creationTime: Int64) {
+        self.id = id
+        self.name = name
+        self.snapshots = snapshots
+        self.creationTime = creationTime
     }
 }
 

@@ -54,6 +54,9 @@ let program = CommandLineProgram(
                 CommandLineFlag(
                     "loopfile-dir", value: "path",
                     help: "The directory of the loop-file backend (default: \(DriverConfiguration.defaultLoopfileDir(driverName: "<driver-name>")))."),
+                CommandLineFlag(
+                    "state-dir", value: "path",
+                    help: "A directory that outlives the driver's container, where what a group snapshot holds still is recorded while it is cut, so that a restart releases it (default: the directory of the endpoint's socket)."),
                 CommandLineFlag("socket-mode", value: "octal", default: defaults.socketMode, help: "Permission bits of the socket, in octal."),
                 CommandLineFlag(
                     "luks-pbkdf-memory", value: "KiB", kind: .integer, default: "\(defaults.luksPBKDFMemoryKiB)",
@@ -100,6 +103,7 @@ func runDriver() async -> Int32 {
     raw.logLevel = parsed.string("log-level")!
     raw.backend = parsed.string("backend")!
     raw.loopfileDir = parsed.string("loopfile-dir")
+    raw.stateDir = parsed.string("state-dir")
     raw.socketMode = parsed.string("socket-mode")!
     raw.shutdownGraceSeconds = parsed.double("shutdown-grace")!
     raw.luksPBKDFMemoryKiB = parsed.int64("luks-pbkdf-memory")!

@@ -23,6 +23,9 @@ import Testing
         #expect(config.socketMode == 0o660)
         #expect(config.logLevel == .info)
         #expect(config.backend == .lvm)
+        // The socket's directory: the host path a deployment keeps across restarts of the driver.
+        #expect(config.stateDir == "/var/lib/kubelet/plugins/lvm.csi.swift-csi.io")
+        #expect(try DriverConfiguration(raw: Self.raw { $0.stateDir = "/var/lib/csi//state/" }).stateDir == "/var/lib/csi/state")
     }
 
     @Test func endpointFollowsKubeletDirAndDriverName() throws {
@@ -150,7 +153,7 @@ import Testing
     @Test(arguments: [
         ("--mode", "both"), ("--log-level", "loud"), ("--backend", "zfs"), ("--kubelet-dir", "var/lib/kubelet"),
         ("--kubelet-dir", "/var/lib/../kubelet"), ("--max-volumes-per-node", "-1"), ("--overprovision-ratio", "0.5"),
-        ("--socket-mode", "0999"), ("--loopfile-dir", "relative"), ("--lvm-scan-device", "loop0"),
+        ("--socket-mode", "0999"), ("--loopfile-dir", "relative"), ("--lvm-scan-device", "loop0"), ("--state-dir", "state"),
     ])
     func eachBadFlagIsNamed(flag: String, value: String) {
         let raw = Self.raw {
@@ -163,6 +166,7 @@ import Testing
             case "--overprovision-ratio": $0.overprovisionRatio = Double(value)!
             case "--socket-mode": $0.socketMode = value
             case "--lvm-scan-device": $0.lvmScanDevices = ["/dev/loop1", value]
+            case "--state-dir": $0.stateDir = value
             default: $0.loopfileDir = value
             }
         }

@@ -609,6 +609,67 @@ def test_snapshots(driver):
         delete(driver, other.volume_id)
 
 
+def test_group_snapshots(driver):
+    """GROUP_CONTROLLER_SERVICE where the backend takes group snapshots (LVM) and only there; the
+    spec's codes for each call. Tests/VM/lvm/test_group_snapshots.py covers mounted volumes."""
+    pb = driver.csi.pb
+    groups = driver.csi.grpc.GroupControllerStub(driver.channel)
+    caps = driver.identity.GetPluginCapabilities(pb.GetPluginCapabilitiesRequest()).capabilities
+    advertised = pb.PluginCapability.Service.GROUP_CONTROLLER_SERVICE in {c.service.type for c in caps if c.HasField("service")}
+    if driver.backend == "loopfile":
+        # Loop files are not advertised: not a service the driver serves there.
+        assert not advertised
+        expect_code(C.UNIMPLEMENTED, groups.GroupControllerGetCapabilities, pb.GroupControllerGetCapabilitiesRequest())
+        expect_code(C.UNIMPLEMENTED, groups.CreateVolumeGroupSnapshot,
+                    pb.CreateVolumeGroupSnapshotRequest(name=name("group"), source_volume_ids=["v"]))
+        return
+    assert advertised
+    rpcs = [c.rpc.type for c in groups.GroupControllerGetCapabilities(pb.GroupControllerGetCapabilitiesRequest()).capabilities]
+    assert rpcs == [pb.GroupControllerServiceCapability.RPC.CREATE_DELETE_GET_VOLUME_GROUP_SNAPSHOT]
+    expect_code(C.INVALID_ARGUMENT, groups.CreateVolumeGroupSnapshot, pb.CreateVolumeGroupSnapshotRequest(source_volume_ids=["v"]))
+    expect_code(C.INVALID_ARGUMENT, groups.CreateVolumeGroupSnapshot, pb.CreateVolumeGroupSnapshotRequest(name=name("group")))
+    expect_code(C.NOT_FOUND, groups.CreateVolumeGroupSnapshot,
+                pb.CreateVolumeGroupSnapshotRequest(name=name("group"), source_volume_ids=["pvc-missing"]))
+    groups.DeleteVolumeGroupSnapshot(pb.DeleteVolumeGroupSnapshotRequest(group_snapshot_id="group-missing", snapshot_ids=["s"]))
+    expect_code(C.NOT_FOUND, groups.GetVolumeGroupSnapshot,
+                pb.GetVolumeGroupSnapshotRequest(group_snapshot_id="group-missing", snapshot_ids=["s"]))
+
+    a, b, c = (create(driver, size=8 * MIB) for _ in range(3))
+    group_name = name("group")
+    request = pb.CreateVolumeGroupSnapshotRequest(name=group_name, source_volume_ids=[a.volume_id, b.volume_id],
+                                                  secrets={"key": "conformance-secret"})
+    group = None
+    try:
+        group = groups.CreateVolumeGroupSnapshot(request).group_snapshot
+        assert group.group_snapshot_id and group.ready_to_use and group.creation_time.seconds > 1_600_000_000
+        assert sorted(s.source_volume_id for s in group.snapshots) == sorted([a.volume_id, b.volume_id])
+        assert all(s.group_snapshot_id == group.group_snapshot_id and s.ready_to_use for s in group.snapshots)
+        assert groups.CreateVolumeGroupSnapshot(request).group_snapshot == group
+        expect_code(C.ALREADY_EXISTS, groups.CreateVolumeGroupSnapshot,
+                    pb.CreateVolumeGroupSnapshotRequest(name=group_name, source_volume_ids=[a.volume_id, c.volume_id]))
+        ids = [s.snapshot_id for s in group.snapshots]
+        got = groups.GetVolumeGroupSnapshot(pb.GetVolumeGroupSnapshotRequest(group_snapshot_id=group.group_snapshot_id, snapshot_ids=ids))
+        assert got.group_snapshot == group
+        expect_code(C.INVALID_ARGUMENT, groups.GetVolumeGroupSnapshot,
+                    pb.GetVolumeGroupSnapshotRequest(group_snapshot_id=group.group_snapshot_id, snapshot_ids=ids[:1]))
+        listed = driver.controller.ListSnapshots(pb.ListSnapshotsRequest(source_volume_id=a.volume_id)).entries
+        assert [e.snapshot.group_snapshot_id for e in listed] == [group.group_snapshot_id]
+        expect_code(C.INVALID_ARGUMENT, driver.controller.DeleteSnapshot, pb.DeleteSnapshotRequest(snapshot_id=ids[0]))
+        expect_code(C.INVALID_ARGUMENT, groups.DeleteVolumeGroupSnapshot,
+                    pb.DeleteVolumeGroupSnapshotRequest(group_snapshot_id=group.group_snapshot_id, snapshot_ids=ids[1:]))
+        groups.DeleteVolumeGroupSnapshot(pb.DeleteVolumeGroupSnapshotRequest(group_snapshot_id=group.group_snapshot_id, snapshot_ids=ids))
+        groups.DeleteVolumeGroupSnapshot(pb.DeleteVolumeGroupSnapshotRequest(group_snapshot_id=group.group_snapshot_id, snapshot_ids=ids))
+        assert list(driver.controller.ListSnapshots(pb.ListSnapshotsRequest(source_volume_id=a.volume_id)).entries) == []
+        assert "conformance-secret" not in driver.output()
+        group = None
+    finally:
+        if group is not None:
+            groups.DeleteVolumeGroupSnapshot(pb.DeleteVolumeGroupSnapshotRequest(
+                group_snapshot_id=group.group_snapshot_id, snapshot_ids=[s.snapshot_id for s in group.snapshots]))
+        for volume in (a, b, c):
+            delete(driver, volume.volume_id)
+
+
 def clone_source(pb, volume_id):
     return pb.VolumeContentSource(volume=pb.VolumeContentSource.VolumeSource(volume_id=volume_id))
 

@@ -247,6 +247,58 @@ struct LVMBackendTests {
         }
     }
 
+    /// A group snapshot: one tagged member per source, read back from the tags; idempotent on the
+    /// name; members go with the group only; a group cut short is hidden and taken again.
+    @Test func groupSnapshotsAreMembersTaggedWithTheGroup() async throws {
+        try await withVolumeGroup { vg, _ in
+            let lvm = try backend(vg)
+            let a = try await lvm.createVolume(VolumeRequest(name: lv("pvc-ga"), requiredBytes: 4 << 20))
+            let b = try await lvm.createVolume(VolumeRequest(name: lv("pvc-gb"), requiredBytes: 8 << 20))
+            let name = lv("group-1")
+            let group = try await lvm.createGroupSnapshot(name: name, sourceVolumeIDs: [b.id, a.id])
+            #expect(group.id == name)
+            #expect(group.name == name)
+            #expect(group.snapshots.map(\.sourceVolumeID).sorted() == [a.id, b.id].sorted())
+            #expect(group.snapshots.allSatisfy { $0.groupSnapshotID == name && $0.readyToUse && $0.creationTime == group.creationTime })
+            #expect(group.readyToUse)
+            #expect(try await lvm.createGroupSnapshot(name: name, sourceVolumeIDs: [a.id, b.id]) == group)
+            #expect(try await lvm.groupSnapshot(id: name) == group)
+            #expect(try await lvm.listSnapshots().filter { $0.groupSnapshotID == name }.count == 2)
+            let member = group.snapshots[0]
+            #expect(try await lvm.snapshot(id: member.id) == member)
+            let tags = try await lvmTool(["lvs", "--noheadings", "-o", "lv_tags", "\(vg)/\(member.id)"]).output
+            #expect(tags.contains("csi.swift-csi.io/group=\(name)") && tags.contains("csi.swift-csi.io/group-size=2"), "\(tags)")
+
+            await #expect { try await lvm.createGroupSnapshot(name: name, sourceVolumeIDs: [a.id]) } throws: {
+                ($0 as? StorageError)?.code == .alreadyExists
+            }
+            await #expect { try await lvm.createGroupSnapshot(name: lv("group-2"), sourceVolumeIDs: [a.id, "missing"]) } throws: {
+                ($0 as? StorageError)?.code == .notFound
+            }
+            await #expect { try await lvm.createGroupSnapshot(name: lv("group-2"), sourceVolumeIDs: [a.id, a.id]) } throws: {
+                ($0 as? StorageError)?.code == .invalidArgument
+            }
+            await #expect { try await lvm.deleteSnapshot(id: member.id) } throws: { ($0 as? StorageError)?.code == .invalidArgument }
+            await #expect { try await lvm.deleteVolume(id: a.id) } throws: { ($0 as? StorageError)?.code == .busy }
+
+            // Cut short: one member gone, as if the driver died before taking it.
+            try await lvmTool(["lvremove", "-f", "\(vg)/\(group.snapshots[1].id)"])
+            #expect(try await lvm.groupSnapshot(id: name) == nil)
+            #expect(try await lvm.snapshot(id: member.id) == nil)
+            #expect(try await lvm.listSnapshots().allSatisfy { $0.groupSnapshotID != name })
+            let again = try await lvm.createGroupSnapshot(name: name, sourceVolumeIDs: [a.id, b.id])
+            #expect(again.snapshots.map(\.id) == group.snapshots.map(\.id))
+            #expect(try await lvm.groupSnapshot(id: name) == again)
+
+            try await lvm.deleteGroupSnapshot(id: name)
+            try await lvm.deleteGroupSnapshot(id: name)
+            #expect(try await lvm.listSnapshots().isEmpty)
+            #expect(try await lvm.groupSnapshot(id: name) == nil)
+            try await lvm.deleteVolume(id: a.id)
+            try await lvm.deleteVolume(id: b.id)
+        }
+    }
+
     @Test func interruptedSnapshotIsCompletedOnRetry() async throws {
         try await withVolumeGroup { vg, _ in
             let lvm = try backend(vg)

@@ -101,6 +101,9 @@ public struct DriverConfiguration: Sendable, Hashable {
     public var backend: BackendKind
     /// The directory of the loop-file backend's files and metadata.
     public var loopfileDir: String
+    /// Where what a group snapshot holds still is recorded while it is cut (`--state-dir`; by
+    /// default the directory of the socket, which a deployment keeps on the host).
+    public var stateDir: String
     /// Permission bits of the socket.
     public var socketMode: UInt32
     /// How long in-flight calls may run after SIGTERM before the driver exits anyway.
@@ -140,6 +143,8 @@ public struct DriverConfiguration: Sendable, Hashable {
         public var backend: String = "lvm"
         /// `--loopfile-dir`; nil for ``DriverConfiguration/defaultLoopfileDir(driverName:)``.
         public var loopfileDir: String?
+        /// `--state-dir`; nil for the directory of the endpoint's socket.
+        public var stateDir: String?
         /// `--socket-mode`, octal.
         public var socketMode: String = "0660"
         /// `--shutdown-grace`, in seconds.
@@ -225,6 +230,8 @@ public struct DriverConfiguration: Sendable, Hashable {
         self.backend = backend
         loopfileDir = try Self.cleanAbsolutePath(
             raw.loopfileDir ?? Self.defaultLoopfileDir(driverName: raw.driverName), flag: "--loopfile-dir")
+        stateDir = try Self.cleanAbsolutePath(
+            raw.stateDir ?? ("/" + socketPath.split(separator: "/").dropLast().joined(separator: "/")), flag: "--state-dir")
 
         var digits = Substring(raw.socketMode)
         if digits.hasPrefix("0o") { digits = digits.dropFirst(2) }

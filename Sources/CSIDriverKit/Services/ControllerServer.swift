@@ -338,6 +338,17 @@ public struct ControllerServer: ControllerService {
             try Rules.require(request.snapshotID, "snapshot_id")
             guard Rules.isPlausibleID(request.snapshotID) else { return DeleteSnapshotResponse() }
             return try await locks.withLock(request.snapshotID) {
+                let existing = try await ErrorMapping.mapping("looking up snapshot \(request.snapshotID)") {
+                    try await backend.snapshot(id: request.snapshotID)
+                }
+                // The spec's "snapshot is part of a group": it goes with its group only.
+                if let group = existing?.groupSnapshotID {
+                    throw RPCError(
+                        code: .invalidArgument,
+                        message:
+                            "snapshot \(request.snapshotID) is part of group snapshot \(group) and cannot be deleted on its own; delete the group snapshot (DeleteVolumeGroupSnapshot)"
+                    )
+                }
                 try await ErrorMapping.mapping("deleting snapshot \(request.snapshotID)") {
                     try await backend.deleteSnapshot(id: request.snapshotID)
                 }
@@ -561,6 +572,7 @@ public struct ControllerServer: ControllerService {
         out.sizeBytes = Int64(clamping: snapshot.sizeBytes)
         out.readyToUse = snapshot.readyToUse
         out.creationTime = Timestamp(seconds: snapshot.creationTime)
+        out.groupSnapshotID = snapshot.groupSnapshotID ?? ""
         return out
     }
 

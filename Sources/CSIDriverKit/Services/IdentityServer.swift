@@ -48,6 +48,7 @@ public struct IdentityServer: IdentityService {
             var services: [PluginCapability.Service.TypeEnum] = []
             if options.servesController { services.append(.controllerService) }
             if !options.topology.isEmpty { services.append(.volumeAccessibilityConstraints) }
+            if options.servesController && options.groupSnapshots { services.append(.groupControllerService) }
             for type in services {
                 var service = PluginCapability.Service()
                 service.type = type

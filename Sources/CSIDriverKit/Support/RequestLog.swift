@@ -88,7 +88,7 @@ package struct RequestLog: Sendable {
     static let readOnly: Set<String> = [
         "GetPluginInfo", "GetPluginCapabilities", "Probe", "ControllerGetCapabilities", "ValidateVolumeCapabilities",
         "ListVolumes", "GetCapacity", "ControllerGetVolume", "ListSnapshots", "GetSnapshot", "NodeGetInfo",
-        "NodeGetCapabilities", "NodeGetVolumeStats",
+        "NodeGetCapabilities", "NodeGetVolumeStats", "GroupControllerGetCapabilities", "GetVolumeGroupSnapshot",
     ]
 
     static func milliseconds(since start: ContinuousClock.Instant) -> String {

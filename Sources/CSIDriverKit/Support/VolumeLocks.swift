@@ -27,6 +27,14 @@ public final class VolumeLocks: Sendable {
     public func withLock<T: Sendable>(
         _ ids: String..., body: () async throws -> T
     ) async throws -> T {
+        try await withLock(ids, body: body)
+    }
+
+    /// Runs `body` holding the lock on every id in `ids` (taken in sorted order, all or none).
+    /// - Throws: `RPCError` ABORTED naming the busy id, or what `body` throws.
+    public func withLock<T: Sendable>(
+        _ ids: [String], body: () async throws -> T
+    ) async throws -> T {
         let unique = Array(Set(ids)).sorted()
         var taken: [String] = []
         for id in unique {

@@ -331,9 +331,13 @@ final class LVM: Sendable {
             # LVM's hints file (/run/lvm/hints) is a cache shared between processes; while other
             # processes create and remove PVs a long-lived handle can read an empty list and miss
             # every volume group. Scanning costs the same here.
+            # A device held suspended while a group snapshot is cut (an encryption mapping, an
+            # origin) is skipped by the scan instead of waited for: the scan runs in the process
+            # that holds it, inside the cut.
             devices {
                 obtain_device_list_from_udev = 0
                 hints = "none"
+                ignore_suspended_devices = 1
             }
 
             """

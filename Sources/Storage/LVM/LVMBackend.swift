@@ -46,13 +46,20 @@ public final class LVMBackend: VolumeBackend {
         /// Told whether device-mapper is available when that is first found out, and again when
         /// it appears later (`available`, and how it was found or why it is missing).
         public var onDeviceMapperChange: (@Sendable (_ available: Bool, _ detail: String) -> Void)?
+        /// A directory that outlives the process (not a tmpfs of a container): while a group
+        /// snapshot holds its volumes still, a record of what is held is kept there, so that a
+        /// process killed meanwhile is followed by one that releases them
+        /// (``releaseLeftoverHolds()``). Nil: no record.
+        public var stateDirectory: String?
 
         /// Creates a configuration; give a `volumeGroup` or a `volumeGroupPattern`.
         public init(
             driverName: String, volumeGroup: String? = nil, volumeGroupPattern: String? = nil,
             thinPool: String? = nil, overprovisionRatio: Double = 1.0, cacheMaximumAge: Duration = .milliseconds(900),
-            scanDevices: [String]? = nil, onDeviceMapperChange: (@Sendable (_ available: Bool, _ detail: String) -> Void)? = nil
+            scanDevices: [String]? = nil, onDeviceMapperChange: (@Sendable (_ available: Bool, _ detail: String) -> Void)? = nil,
+            stateDirectory: String? = nil
         ) {
+            self.stateDirectory = stateDirectory
             self.scanDevices = scanDevices
             self.onDeviceMapperChange = onDeviceMapperChange
             self.driverName = driverName
@@ -162,12 +169,19 @@ public final class LVMBackend: VolumeBackend {
 
     public func snapshot(id: String) async throws(StorageError) -> BackendSnapshot? {
         let state = try await cache.state()
-        return owned(state, id: id, kind: "snapshot").map(snapshot)
+        guard let lv = owned(state, id: id, kind: "snapshot") else { return nil }
+        // A member of a group snapshot cut short does not exist until the group does.
+        if let group = tagValue(lv, "group"), !isComplete(groupMembers(state, id: group)) { return nil }
+        return snapshot(lv)
     }
 
     public func listSnapshots() async throws(StorageError) -> [BackendSnapshot] {
         let state = try await cache.state()
-        return state.logicalVolumes.filter { isOwned($0, kind: "snapshot") }.map(snapshot).sorted { $0.id < $1.id }
+        let snapshots = state.logicalVolumes.filter { isOwned($0, kind: "snapshot") }
+        var members: [String: [LogicalVolume]] = [:]
+        for lv in snapshots { if let group = tagValue(lv, "group") { members[group, default: []].append(lv) } }
+        let incomplete = Set(members.filter { !isComplete($0.value) }.keys)
+        return snapshots.filter { tagValue($0, "group").map { !incomplete.contains($0) } ?? true }.map(snapshot).sorted { $0.id < $1.id }
     }
 
     public func capacity(parameters: [String: String]) async throws(StorageError) -> UInt64 {
@@ -296,13 +310,13 @@ public final class LVMBackend: VolumeBackend {
         }
         var size = try request.size(
             unit: group.extentBytes, unitName: "one extent of volume group \(group.name)", volume: id.rawValue)
-        if let source, source.sizeBytes > size {
+        if let source, source.dataBytes > size {
             // A volume restored from a snapshot, or cloned, holds at least its source's data.
-            size = roundUp(source.sizeBytes, to: group.extentBytes)
+            size = roundUp(source.dataBytes, to: group.extentBytes)
             if let limit = request.effectiveLimit, size > limit {
                 throw StorageError(
                     .outOfRange,
-                    "volume \(id): \(describe(source)) holds \(source.sizeBytes) bytes, above the limit of \(limit) bytes")
+                    "volume \(id): \(describe(source)) holds \(source.dataBytes) bytes, above the limit of \(limit) bytes")
             }
         }
         let vg = try LVMName(group.name, kind: .volumeGroup)
@@ -321,14 +335,14 @@ public final class LVMBackend: VolumeBackend {
         if let source, source.isThinVolume {
             // A thin snapshot of the snapshot or the source volume: instant and shares blocks, but
             // promises its whole size. LVM suspends a mounted source's filesystem for it.
-            try checkThinBudget(of: source, state: state, adding: max(size, source.sizeBytes), for: "volume \(id)")
+            try checkThinBudget(of: source, state: state, adding: max(size, source.dataBytes), for: "volume \(id)")
             let sourceName = try LVMName(source.name)
             _ = try await lvm.run(
                 LVMCommand(
                     [LVMWord("lvcreate"), LVMWord("-s"), LVMWord("-kn"), LVMWord("-n"), LVMWord(id)]
                         + (deviceMapper ? [LVMWord("-ay")] : [LVMWord("-an")]) + tagWords + [LVMWord(vg, sourceName)]))
             state = try await cache.fresh()
-            if size > source.sizeBytes {
+            if size > source.dataBytes {
                 _ = try await lvm.run(LVMCommand([LVMWord("lvextend"), LVMWord("-L"), LVMWord(bytes: size), LVMWord(vg, id)]))
             }
         } else if let pool {
@@ -464,30 +478,43 @@ public final class LVMBackend: VolumeBackend {
         ]
         // The snapshot holds the origin's ciphertext: a restore of it must be opened the same way.
         if let encryption = encryption(of: origin) { tags.append(try Self.encryptionTag(encryption)) }
-        let tagWords = tags.flatMap { [LVMWord("--addtag"), LVMWord($0)] }
         let deviceMapper = await lvm.deviceMapper().available
-        defer { cache.invalidate() }
         if origin.isThinVolume {
             try checkThinBudget(of: origin, state: state, adding: origin.sizeBytes, for: "snapshot \(id) of \(origin.path)")
+        } else {
+            // A classic snapshot whose exception store holds a rewrite of the whole origin, so it never overflows.
+            guard let group = state.group(origin.volumeGroup) else {
+                throw StorageError(.notFound, "volume group \(origin.volumeGroup) not found")
+            }
+            let store = LogicalVolume.exceptionStoreBytes(forOrigin: origin.sizeBytes)
+            if store > group.freeBytes {
+                throw StorageError(
+                    .insufficientCapacity,
+                    "volume group \(group.name) has \(group.freeBytes) bytes free; a snapshot of \(origin.path) needs \(store)")
+            }
+        }
+        try await cut(id, of: origin, tags: tags, deviceMapper: deviceMapper)
+        return try await reloadSnapshot(id: id.rawValue)
+    }
+
+    /// Creates snapshot LV `id` of `origin` with `tags`: a thin snapshot of a thin origin, else a
+    /// classic snapshot as large as the origin. Room is checked by the caller.
+    func cut(_ id: LVMName, of origin: LogicalVolume, tags: [LVMTag], deviceMapper: Bool) async throws(StorageError) {
+        let vg = try LVMName(origin.volumeGroup, kind: .volumeGroup)
+        let originName = try LVMName(origin.name)
+        let tagWords = tags.flatMap { [LVMWord("--addtag"), LVMWord($0)] }
+        defer { cache.invalidate() }
+        if origin.isThinVolume {
             _ = try await lvm.run(
                 LVMCommand(
                     [LVMWord("lvcreate"), LVMWord("-s"), LVMWord("-kn"), LVMWord("-n"), LVMWord(id)]
                         + (deviceMapper ? [] : [LVMWord("-an")]) + tagWords + [LVMWord(vg, originName)]))
-            return try await reloadSnapshot(id: id.rawValue)
-        }
-        // A classic snapshot whose exception store is as large as the origin, so it can never overflow.
-        guard let group = state.group(origin.volumeGroup) else {
-            throw StorageError(.notFound, "volume group \(origin.volumeGroup) not found")
-        }
-        if origin.sizeBytes > group.freeBytes {
-            throw StorageError(
-                .insufficientCapacity,
-                "volume group \(group.name) has \(group.freeBytes) bytes free; a snapshot of \(origin.path) needs \(origin.sizeBytes)")
+            return
         }
         if deviceMapper {
             _ = try await lvm.run(
                 LVMCommand(
-                    [LVMWord("lvcreate"), LVMWord("-s"), LVMWord("-L"), LVMWord(bytes: origin.sizeBytes), LVMWord("-n"), LVMWord(id)]
+                    [LVMWord("lvcreate"), LVMWord("-s"), LVMWord("-L"), LVMWord(bytes: LogicalVolume.exceptionStoreBytes(forOrigin: origin.sizeBytes)), LVMWord("-n"), LVMWord(id)]
                         + tagWords + [LVMWord(vg, originName)]))
         } else {
             // Without device-mapper `lvcreate -s` refuses; the same metadata results from creating
@@ -495,24 +522,28 @@ public final class LVMBackend: VolumeBackend {
             _ = try await lvm.run(
                 LVMCommand(
                     [
-                        LVMWord("lvcreate"), LVMWord("-an"), LVMWord("-Zn"), LVMWord("-L"), LVMWord(bytes: origin.sizeBytes), LVMWord("-n"),
+                        LVMWord("lvcreate"), LVMWord("-an"), LVMWord("-Zn"), LVMWord("-L"), LVMWord(bytes: LogicalVolume.exceptionStoreBytes(forOrigin: origin.sizeBytes)), LVMWord("-n"),
                         LVMWord(id),
                     ] + tagWords + [LVMWord(vg)]))
             _ = try await lvm.run(
                 LVMCommand([LVMWord("lvconvert"), LVMWord("-y"), LVMWord("-Zn"), LVMWord("-s"), LVMWord(vg, originName), LVMWord(vg, id)]))
         }
-        return try await reloadSnapshot(id: id.rawValue)
     }
 
     public func deleteSnapshot(id: String) async throws(StorageError) {
         let state = try await cache.fresh()
         guard let lv = owned(state, id: id, kind: "snapshot") else { return }
+        if let group = tagValue(lv, "group") {
+            throw StorageError(
+                .invalidArgument,
+                "snapshot \(id) is part of group snapshot \(group) and cannot be deleted on its own; delete the group snapshot")
+        }
         try await remove(lv)
     }
 
     // MARK: Helpers
 
-    private func remove(_ lv: LogicalVolume) async throws(StorageError) {
+    func remove(_ lv: LogicalVolume) async throws(StorageError) {
         defer { cache.invalidate() }
         do {
             _ = try await lvm.run(
@@ -524,7 +555,7 @@ public final class LVMBackend: VolumeBackend {
         }
     }
 
-    private func reloadSnapshot(id: String) async throws(StorageError) -> BackendSnapshot {
+    func reloadSnapshot(id: String) async throws(StorageError) -> BackendSnapshot {
         let state = try await cache.fresh()
         guard let lv = owned(state, id: id, kind: "snapshot") else {
             throw StorageError(.failed, "snapshot \(id) was created but is not reported by lvs")
@@ -608,7 +639,7 @@ public final class LVMBackend: VolumeBackend {
     }
 
     /// "snapshot vg/lv" or "volume vg/lv", for messages.
-    private func describe(_ source: LogicalVolume) -> String {
+    func describe(_ source: LogicalVolume) -> String {
         (isOwned(source, kind: "volume") ? "volume " : "snapshot ") + source.path
     }
 
@@ -628,7 +659,7 @@ public final class LVMBackend: VolumeBackend {
     private func restore(volumeGroup: String, name: String, from source: LogicalVolume, sparse: Bool) async throws(StorageError) {
         let from = try await activeNode(volumeGroup: source.volumeGroup, name: source.name)
         let to = try await activeNode(volumeGroup: volumeGroup, name: name)
-        try await offload { () throws(StorageError) in try copyData(from: from, to: to, bytes: source.sizeBytes, sparse: sparse) }
+        try await offload { () throws(StorageError) in try copyData(from: from, to: to, bytes: source.dataBytes, sparse: sparse) }
         _ = try await lvm.run(
             LVMCommand([
                 LVMWord("lvchange"), LVMWord("--deltag"), LVMWord(try LVMTag(Self.restoringTag)),
@@ -636,10 +667,10 @@ public final class LVMBackend: VolumeBackend {
             ]))
     }
 
-    private func isRestoring(_ lv: LogicalVolume) -> Bool { lv.tags.contains(Self.restoringTag) }
+    func isRestoring(_ lv: LogicalVolume) -> Bool { lv.tags.contains(Self.restoringTag) }
 
     /// `.busy`: volume `lv` holds part of its source's data until a repeated CreateVolume copies it.
-    private func stillRestoring(_ lv: LogicalVolume) -> StorageError {
+    func stillRestoring(_ lv: LogicalVolume) -> StorageError {
         let clone = lv.tags.contains(Self.sourceIsVolumeTag)
         return StorageError(
             .busy,
@@ -647,25 +678,25 @@ public final class LVMBackend: VolumeBackend {
         )
     }
 
-    private func thinBudget(_ pool: LogicalVolume, _ state: LVMState) -> ThinPoolBudget {
+    func thinBudget(_ pool: LogicalVolume, _ state: LVMState) -> ThinPoolBudget {
         ThinPoolBudget(pool: pool, logicalVolumes: state.logicalVolumes, ratio: configuration.overprovisionRatio)
     }
 
     /// `.insufficientCapacity` unless the thin pool of thin LV `lv` can promise `bytes` more.
-    private func checkThinBudget(of lv: LogicalVolume, state: LVMState, adding bytes: UInt64, for what: String) throws(StorageError) {
+    func checkThinBudget(of lv: LogicalVolume, state: LVMState, adding bytes: UInt64, for what: String) throws(StorageError) {
         guard let pool = thinPool(of: lv, state) else { return }
         if let refusal = thinBudget(pool, state).refusal(adding: bytes, for: what) { throw refusal }
     }
 
-    private func nameTag(_ name: String) throws(StorageError) -> LVMTag {
+    func nameTag(_ name: String) throws(StorageError) -> LVMTag {
         try LVMTag(Self.tagPrefix + "name=" + LVMTag.encode(name))
     }
 
-    private func isOwned(_ lv: LogicalVolume, kind: String) -> Bool {
+    func isOwned(_ lv: LogicalVolume, kind: String) -> Bool {
         lv.tags.contains(ownerTag.rawValue) && lv.tags.contains(Self.tagPrefix + "kind=" + kind)
     }
 
-    private func owned(_ state: LVMState, id: String, kind: String) -> LogicalVolume? {
+    func owned(_ state: LVMState, id: String, kind: String) -> LogicalVolume? {
         state.logicalVolumes.first { $0.name == id && isOwned($0, kind: kind) }
     }
 
@@ -710,16 +741,17 @@ public final class LVMBackend: VolumeBackend {
     }
 
     /// The thin pool of thin LV `lv`, nil for other LVs.
-    private func thinPool(of lv: LogicalVolume, _ state: LVMState) -> LogicalVolume? {
+    func thinPool(of lv: LogicalVolume, _ state: LVMState) -> LogicalVolume? {
         guard lv.isThinVolume, !lv.pool.isEmpty else { return nil }
         return state.logicalVolumes.first { $0.volumeGroup == lv.volumeGroup && $0.name == lv.pool && $0.isThinPool }
     }
 
-    private func snapshot(_ lv: LogicalVolume) -> BackendSnapshot {
+    func snapshot(_ lv: LogicalVolume) -> BackendSnapshot {
         BackendSnapshot(
             id: lv.name, name: tagValue(lv, "name"), sourceVolumeID: tagValue(lv, "source") ?? lv.origin,
-            sizeBytes: lv.sizeBytes, creationTime: Int64(tagValue(lv, "created") ?? "") ?? 0,
-            readyToUse: !lv.origin.isEmpty || lv.isThinVolume, location: lv.path, encryption: encryption(of: lv))
+            sizeBytes: lv.dataBytes, creationTime: Int64(tagValue(lv, "created") ?? "") ?? 0,
+            readyToUse: !lv.origin.isEmpty || lv.isThinVolume, location: lv.path, encryption: encryption(of: lv),
+            groupSnapshotID: tagValue(lv, "group"))
     }
 
     private func thinPoolName(_ parameters: [String: String]) throws(StorageError) -> LVMName? {

@@ -55,8 +55,19 @@ struct LogicalVolume: Sendable, Hashable {
     var metadataPercent: Double? = nil
     /// The device-mapper device of an active LV (`lv_kernel_major`, `lv_kernel_minor`), nil while inactive.
     var kernelDevice: DeviceNumber? = nil
+    /// The size of a snapshot's origin (`origin_size`), nil for other LVs.
+    var originSizeBytes: UInt64? = nil
 
     var path: String { volumeGroup + "/" + name }
+
+    /// What the LV's device holds: a classic snapshot shows its origin's size (its own `lv_size`
+    /// is its exception store's), any other LV its size.
+    var dataBytes: UInt64 { !isThinVolume && !origin.isEmpty ? (originSizeBytes ?? sizeBytes) : sizeBytes }
+
+    /// The exception store of a classic snapshot of an origin of `bytes`: the origin's size, its
+    /// metadata (16 bytes for each 4 KiB chunk, 1/256) and header, so that a complete rewrite of the
+    /// origin still fits; LVM trims a store larger than the origin can ever need.
+    static func exceptionStoreBytes(forOrigin bytes: UInt64) -> UInt64 { bytes + bytes / 128 + (1 << 20) }
 
     /// Volume type: first `lv_attr` character.
     var isThinPool: Bool { attributes.first == "t" }
@@ -136,6 +147,7 @@ struct LVRow: LVMReportRow {
     var metadata_percent: String
     var lv_kernel_major: String
     var lv_kernel_minor: String
+    var origin_size: String
 
     init(fields f: [String: String]) throws(JSONError) {
         lv_name = try f.field("lv_name")
@@ -152,10 +164,11 @@ struct LVRow: LVMReportRow {
         metadata_percent = try f.field("metadata_percent")
         lv_kernel_major = try f.field("lv_kernel_major")
         lv_kernel_minor = try f.field("lv_kernel_minor")
+        origin_size = (try? f.field("origin_size")) ?? ""
     }
 
     static let fields: StaticString =
-        "lv_name,vg_name,lv_uuid,lv_size,lv_attr,lv_tags,origin,pool_lv,data_percent,lv_health_status,segtype,metadata_percent,lv_kernel_major,lv_kernel_minor"
+        "lv_name,vg_name,lv_uuid,lv_size,lv_attr,lv_tags,origin,pool_lv,data_percent,lv_health_status,segtype,metadata_percent,lv_kernel_major,lv_kernel_minor,origin_size"
 
     func model() -> LogicalVolume {
         LogicalVolume(
@@ -163,7 +176,8 @@ struct LVRow: LVMReportRow {
             attributes: lv_attr, tags: lv_tags.isEmpty ? [] : lv_tags.split(separator: ",").map(String.init),
             origin: origin, pool: pool_lv, dataPercent: Double(data_percent),
             healthStatus: lv_health_status, segmentType: segtype, metadataPercent: Double(metadata_percent),
-            kernelDevice: UInt32(lv_kernel_major).flatMap { major in UInt32(lv_kernel_minor).map { DeviceNumber(major: major, minor: $0) } })
+            kernelDevice: UInt32(lv_kernel_major).flatMap { major in UInt32(lv_kernel_minor).map { DeviceNumber(major: major, minor: $0) } },
+            originSizeBytes: UInt64(origin_size))
     }
 }
 

@@ -115,7 +115,15 @@ def remove_everything(driver):
         for entry in os.listdir("/dev/mapper"):
             if entry.startswith("luks-"):
                 subprocess.run(["cryptsetup", "close", entry], check=False)
+    groups = {}
     for snap in driver.controller.ListSnapshots(pb.ListSnapshotsRequest()).entries:
-        driver.controller.DeleteSnapshot(pb.DeleteSnapshotRequest(snapshot_id=snap.snapshot.snapshot_id))
+        if snap.snapshot.group_snapshot_id:
+            groups.setdefault(snap.snapshot.group_snapshot_id, []).append(snap.snapshot.snapshot_id)
+        else:
+            driver.controller.DeleteSnapshot(pb.DeleteSnapshotRequest(snapshot_id=snap.snapshot.snapshot_id))
+    # A member of a group snapshot goes with its group only.
+    for group, members in groups.items():
+        driver.csi.grpc.GroupControllerStub(driver.channel).DeleteVolumeGroupSnapshot(
+            pb.DeleteVolumeGroupSnapshotRequest(group_snapshot_id=group, snapshot_ids=members))
     for entry in driver.controller.ListVolumes(pb.ListVolumesRequest()).entries:
         driver.controller.DeleteVolume(pb.DeleteVolumeRequest(volume_id=entry.volume.volume_id))
