@@ -184,7 +184,8 @@ public struct CgroupIOThrottle: IOThrottle {
     /// Writes one line to `<cgroup>/io.max` in a single `write(2)`.
     static func writeIOMax(_ line: String, cgroup: String, volumeID: String?) throws(StorageError) {
         let file = cgroup + "/io.max"
-        let fd = open(file, O_WRONLY | O_CLOEXEC)
+        // O_TRUNC as a shell's `>` does: cgroupfs ignores it, and a plain file (tests) then holds the line alone.
+        let fd = open(file, O_WRONLY | O_TRUNC | O_CLOEXEC)
         guard fd >= 0 else {
             let err = errno
             if err == ENOENT {
