@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from conftest import POOL, VG, lvs
+from conftest import POOL, VG, lvm, lvs
 from csi_support import C, MIB, block_cap, create, expect_code, mount_cap, publish, stage
 
 CGROUP = "/sys/fs/cgroup"
@@ -300,3 +300,55 @@ def test_dd_is_throttled(driver, cgroup_root, cleanup):
     raised = timed_dd(cgroup, data, 8)
     print("after the modify to 64 MiB/s: %.2f s" % raised)
     assert raised < throttled / 2, "raised %.2f s vs throttled %.2f s" % (raised, throttled)
+
+
+def test_modify_cut_short_is_finished_by_its_repeat_after_a_restart(driver, cgroup_root, cleanup):
+    """The driver dies after recording new limits and before writing io.max (made here by hand:
+    the tags changed, the cgroup not). Restarted, it knows nothing in memory: the repeated modify
+    records nothing new and finds the publish in the mount table to apply the limits."""
+    uid = str(uuid.uuid4())
+    cgroup = make_pod_cgroup("cgroupfs", uid, qos="burstable")
+    cap = mount_cap(driver.csi, "ext4")
+    vol = create(driver, 32 * MIB, cap=cap, mutable_parameters={"writeIOPS": "50"})
+    vid = vol.volume_id
+    staging = staging_path(driver, vid)
+    target = fs_target(driver, uid, "pv-" + vid)
+    cleanup.append((vid, staging, [target]))
+    stage(driver, vid, staging, cap)
+    publish(driver, vid, staging, target, cap)
+    dev = lv_device(vid)
+    assert io_max(cgroup) == {dev: "rbps=max wbps=max riops=max wiops=50"}
+
+    driver.kill()
+    lvm("lvchange", "--deltag", TAG + "writeIOPS=50", "--addtag", TAG + "writeIOPS=75", "%s/%s" % (VG, vid))
+    driver.start()
+    assert io_max(cgroup) == {dev: "rbps=max wbps=max riops=max wiops=50"}
+    modify(driver, vid, {"writeIOPS": "75"})
+    assert io_max(cgroup) == {dev: "rbps=max wbps=max riops=max wiops=75"}
+    unpublish(driver, vid, target)
+    assert io_max(cgroup) == {}
+
+
+def test_encrypted_volume_is_limited_on_its_mapping(driver, cgroup_root, cleanup):
+    """Pods do their IO on the LUKS2 mapping, not on the LV under it: the limit is for the mapping."""
+    uid = str(uuid.uuid4())
+    cgroup = make_pod_cgroup("systemd", uid, qos="guaranteed")
+    cap = mount_cap(driver.csi, "ext4")
+    vol = create(driver, 64 * MIB, cap=cap, parameters={"encryption": "luks2"},
+                 mutable_parameters={"readBytesPerSecond": str(8 * MIB)})
+    vid = vol.volume_id
+    staging = staging_path(driver, vid)
+    target = fs_target(driver, uid, "pv-" + vid)
+    cleanup.append((vid, staging, [target]))
+    driver.node.NodeStageVolume(driver.csi.pb.NodeStageVolumeRequest(
+        volume_id=vid, staging_target_path=staging, volume_capability=cap, secrets={"passphrase": "io limits key"},
+        volume_context={"encryption": "luks2"}))
+    publish(driver, vid, staging, target, cap)
+    st = os.stat("/dev/mapper/luks-" + vid)
+    mapping = "%d:%d" % (os.major(st.st_rdev), os.minor(st.st_rdev))
+    assert mapping != lv_device(vid)
+    assert io_max(cgroup) == {mapping: "rbps=%d wbps=max riops=max wiops=max" % (8 * MIB)}
+    modify(driver, vid, {"readBytesPerSecond": str(16 * MIB)})
+    assert io_max(cgroup) == {mapping: "rbps=%d wbps=max riops=max wiops=max" % (16 * MIB)}
+    unpublish(driver, vid, target)
+    assert io_max(cgroup) == {}
