@@ -191,7 +191,10 @@ public struct ControllerServer: ControllerService {
             guard !request.volumeCapabilities.isEmpty else { throw Rules.missing("volume_capabilities") }
             _ = try await existingVolume(request.volumeID)
             var response = ValidateVolumeCapabilitiesResponse()
-            let reasons = request.volumeCapabilities.compactMap(CapabilityRules.unsupportedReason)
+            var reasons = request.volumeCapabilities.compactMap(CapabilityRules.unsupportedReason)
+            if !request.mutableParameters.isEmpty, let reason = await mutableParametersProblem(request.mutableParameters, volume: request.volumeID) {
+                reasons.append(reason)
+            }
             if let reason = reasons.first {
                 response.message = reason
             } else {
@@ -199,6 +202,7 @@ public struct ControllerServer: ControllerService {
                 confirmed.volumeCapabilities = request.volumeCapabilities
                 confirmed.volumeContext = request.volumeContext
                 confirmed.parameters = request.parameters
+                confirmed.mutableParameters = request.mutableParameters
                 response.confirmed = confirmed
             }
             return response
@@ -443,6 +447,15 @@ public struct ControllerServer: ControllerService {
         guard backend.recordsIOLimits else { return "the backend records no IO limits" }
         guard let node = ioLimitsNode else { return "IO limits need the node service in the same process (--mode all)" }
         return await node.ioLimitsUnavailableReason()
+    }
+
+    /// Why these mutable parameters would be refused, or nil (ValidateVolumeCapabilities).
+    func mutableParametersProblem(_ parameters: [String: String], volume: String) async -> String? {
+        if let reason = await ioLimitsUnavailableReason() { return "mutable_parameters: none are taken here (\(reason))" }
+        do throws(StorageError) { _ = try IOLimits.Change(parameters: parameters, volume: volume) } catch {
+            return "mutable_parameters: \(error.message)"
+        }
+        return nil
     }
 
     /// The change ControllerModifyVolume's mutable parameters ask for; INVALID_ARGUMENT naming the
