@@ -26,9 +26,18 @@ extension NodeServer: IOLimitsNode {
     /// the record: nothing is kept in memory, so a restarted driver finds them all. A pod whose
     /// cgroup is gone (being torn down) is skipped.
     package func reapplyIOLimits(of volume: BackendVolume) async throws {
-        guard let throttle, let number = try await ioDeviceNumber(of: volume) else { return }
+        guard let throttle else { return }
+        let mounts = try await mapped("reading /proc/self/mountinfo") { try await mounter.mounts() }
+        // No pod has anything published here: the backend is not asked for the device (which
+        // would activate an inactive LV).
+        guard mounts.contains(where: { throttle.podUID(ofTarget: $0.mountPoint) != nil }) else { return }
+        let number: DeviceNumber?
+        do { number = try await ioDeviceNumber(of: volume) } catch let error as RPCError where error.code == .failedPrecondition {
+            return  // no device on this node now (a copy under way, no device-mapper): nothing is published
+        }
+        guard let number else { return }
         let line = IOLimits.ioMaxLine(device: number, volume.ioLimits.effective(capacityBytes: volume.capacityBytes))
-        for uid in try await pods(publishing: number, throttle: throttle) {
+        for uid in try await pods(publishing: number, in: mounts, throttle: throttle) {
             if try await !Self.apply(line, podUID: uid, volumeID: volume.id, throttle: throttle) {
                 log.logger.info("IO limits not applied: the pod's cgroup is gone", [("volume", volume.id), ("pod", uid)])
             }
@@ -62,8 +71,7 @@ extension NodeServer: IOLimitsNode {
     }
 
     /// The pods (UIDs) that have `device` published at one of their kubelet target paths.
-    func pods(publishing device: DeviceNumber, throttle: any IOThrottle) async throws -> [String] {
-        let mounts = try await mapped("reading /proc/self/mountinfo") { try await mounter.mounts() }
+    func pods(publishing device: DeviceNumber, in mounts: [MountInfo], throttle: any IOThrottle) async throws -> [String] {
         var pods: [String] = []
         for mount in mounts {
             guard let uid = throttle.podUID(ofTarget: mount.mountPoint), !pods.contains(uid) else { continue }
