@@ -80,7 +80,9 @@ public struct CgroupIOThrottle: IOThrottle {
     /// digits and `-`, at most 64).
     static func isPodUID(_ uid: String) -> Bool {
         !uid.isEmpty && uid.utf8.count <= 64
-            && uid.utf8.allSatisfy { (48...57).contains($0) || (97...122).contains($0) || (65...90).contains($0) || $0 == UInt8(ascii: "-") }
+            && uid.utf8.allSatisfy {
+                (48...57).contains($0) || (97...122).contains($0) || (65...90).contains($0) || $0 == UInt8(ascii: "-")
+            }
     }
 
     /// Where the kubelet puts pod `uid`'s cgroup, relative to the cgroup root, in the order looked at.
@@ -103,8 +105,8 @@ public struct CgroupIOThrottle: IOThrottle {
             throw StorageError(.failed, "cannot read /proc/self/mountinfo: \(errnoText(errno))")
         }
         let mounts = try MountInfo.parse(text)
-        guard let mount = mounts.first(where: { $0.fsType == "cgroup2" && $0.root == "/" }) ?? mounts.first(where: { $0.fsType == "cgroup2" })
-        else {
+        let cgroup2 = mounts.filter { $0.fsType == "cgroup2" }
+        guard let mount = cgroup2.first(where: { $0.root == "/" }) ?? cgroup2.first else {
             throw StorageError(
                 .unsupported,
                 "no cgroup v2 hierarchy is mounted in this process's mount namespace (no cgroup2 line in /proc/self/mountinfo); IO limits need one (give its mount point with --cgroup-root)"
