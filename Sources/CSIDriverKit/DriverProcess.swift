@@ -60,22 +60,26 @@ public struct DriverProcess: Sendable {
         let locks = VolumeLocks()
         var router = GRPCRouter()
         router.register(IdentityServer(options: options, backend: backend, log: log))
-        if configuration.mode.servesController {
-            router.register(ControllerServer(options: options, backend: backend, locks: locks, log: log))
-        }
-        if options.groupSnapshots {
-            router.register(GroupControllerServer(options: options, backend: backend, locks: locks, log: log))
-        }
+        var node: NodeServer?
         if configuration.mode.servesNode {
             let paths: KubeletPathPolicy
             do { paths = try KubeletPathPolicy(kubeletDirectory: configuration.kubeletDir) } catch {
                 throw DriverStartError(message: "--kubelet-dir \(configuration.kubeletDir): \(error.message)")
             }
-            router.register(
-                NodeServer(
-                    options: options, backend: backend, mounter: LinuxMounter(), encryptor: configuration.encryptor, paths: paths,
-                    locks: locks, log: log))
+            // Only a backend that records IO limits has any to apply.
+            let throttle = backend.recordsIOLimits ? CgroupIOThrottle(root: configuration.cgroupRoot, kubeletDirectory: paths.realDirectory) : nil
+            node = NodeServer(
+                options: options, backend: backend, mounter: LinuxMounter(), encryptor: configuration.encryptor, paths: paths,
+                locks: locks, log: log, throttle: throttle)
         }
+        if configuration.mode.servesController {
+            // A modify reaches the pods through the node service of this process (--mode all).
+            router.register(ControllerServer(options: options, backend: backend, locks: locks, log: log, ioLimitsNode: node))
+        }
+        if options.groupSnapshots {
+            router.register(GroupControllerServer(options: options, backend: backend, locks: locks, log: log))
+        }
+        if let node { router.register(node) }
         return router
     }
 

@@ -97,6 +97,15 @@ public protocol VolumeBackend: Sendable {
 
     /// The complete group snapshot with this id, or nil (none, or one cut short).
     func groupSnapshot(id: String) async throws(StorageError) -> BackendGroupSnapshot?
+
+    /// Whether the backend records IO limits with its volumes: ``VolumeRequest/ioLimits`` at
+    /// creation, ``setIOLimits(_:ofVolume:)`` later, ``BackendVolume/ioLimits`` when read.
+    var recordsIOLimits: Bool { get }
+
+    /// Replaces the IO limits recorded with volume `id` (the node applies them to the pods that
+    /// use it). Setting the limits it already has changes nothing.
+    /// - Throws: `.notFound` for an unknown volume, `.unsupported` where ``recordsIOLimits`` is false.
+    func setIOLimits(_ limits: IOLimits, ofVolume id: String) async throws(StorageError) -> BackendVolume
 }
 
 extension VolumeBackend {
@@ -119,6 +128,14 @@ extension VolumeBackend {
     /// Throws `.unsupported`.
     public func groupSnapshot(id: String) async throws(StorageError) -> BackendGroupSnapshot? {
         throw StorageError(.unsupported, "this backend takes no group snapshots")
+    }
+
+    /// False: the backend records no IO limits.
+    public var recordsIOLimits: Bool { false }
+
+    /// `.unsupported`: the backend records no IO limits.
+    public func setIOLimits(_ limits: IOLimits, ofVolume id: String) async throws(StorageError) -> BackendVolume {
+        throw StorageError(.unsupported, "volume \(id): this backend records no IO limits")
     }
 }
 
@@ -152,14 +169,18 @@ public struct VolumeRequest: Sendable, Hashable {
     /// How the volume's data is to be encrypted on the node, or nil for not at all. A volume
     /// restored from an encrypted snapshot is encrypted the same way whatever this says.
     public var encryption: VolumeEncryption?
+    /// The IO limits to record with the volume (CSI mutable parameters); empty for none. Only a
+    /// backend whose ``VolumeBackend/recordsIOLimits`` is true is given any.
+    public var ioLimits: IOLimits
 
     /// Creates a request.
     public init(
         name: String, requiredBytes: UInt64, limitBytes: UInt64? = nil, defaultBytes: UInt64 = Self.defaultVolumeBytes,
         fsType: String? = nil, sourceSnapshotID: String? = nil, sourceVolumeID: String? = nil, parameters: [String: String] = [:],
-        encryption: VolumeEncryption? = nil
+        encryption: VolumeEncryption? = nil, ioLimits: IOLimits = IOLimits()
     ) {
         self.encryption = encryption
+        self.ioLimits = ioLimits
         self.name = name
         self.requiredBytes = requiredBytes
         self.limitBytes = limitBytes
@@ -243,13 +264,17 @@ public struct BackendVolume: Sendable, Hashable {
     public var condition: VolumeHealth
     /// How its data is encrypted on the node, or nil.
     public var encryption: VolumeEncryption?
+    /// The IO limits recorded with it (empty: none).
+    public var ioLimits: IOLimits
 
     /// Creates a volume description.
     public init(
         id: String, name: String? = nil, capacityBytes: UInt64, fsType: String? = nil, sourceSnapshotID: String? = nil,
-        sourceVolumeID: String? = nil, location: String, condition: VolumeHealth = .healthy, encryption: VolumeEncryption? = nil
+        sourceVolumeID: String? = nil, location: String, condition: VolumeHealth = .healthy, encryption: VolumeEncryption? = nil,
+        ioLimits: IOLimits = IOLimits()
     ) {
         self.encryption = encryption
+        self.ioLimits = ioLimits
         self.id = id
         self.name = name
         self.capacityBytes = capacityBytes

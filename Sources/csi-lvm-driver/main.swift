@@ -65,6 +65,9 @@ let program = CommandLineProgram(
                     "luks-iter-time", value: "ms", kind: .integer, default: "\(defaults.luksIterationTimeMilliseconds)",
                     help: "How long opening an encrypted volume's key takes on this node, in milliseconds (set when it is formatted)."),
                 CommandLineFlag(
+                    "cgroup-root", value: "path",
+                    help: "The cgroup v2 hierarchy where pods' IO limits are written (default: the cgroup2 mount of the driver's mount table)."),
+                CommandLineFlag(
                     "shutdown-grace", value: "seconds", kind: .number, default: "\(defaults.shutdownGraceSeconds)",
                     help: "Seconds in-flight calls may take to finish after SIGTERM."),
                 CommandLineFlag(
@@ -108,6 +111,7 @@ func runDriver() async -> Int32 {
     raw.shutdownGraceSeconds = parsed.double("shutdown-grace")!
     raw.luksPBKDFMemoryKiB = parsed.int64("luks-pbkdf-memory")!
     raw.luksIterationTimeMilliseconds = parsed.int64("luks-iter-time")!
+    raw.cgroupRoot = parsed.string("cgroup-root")
     raw.hostName = hostName()
 
     let config: DriverConfiguration

@@ -21,13 +21,13 @@ import Testing
         var target: String { kubelet + "/pods/uid-1/volumes/kubernetes.io~csi/pv1/mount" }
         var blockTarget: String { kubelet + "/plugins/kubernetes.io/csi/volumeDevices/publish/pv1/uid-1" }
 
-        init(kubelet: String) throws {
+        init(kubelet: String, throttle: (any IOThrottle)? = nil) throws {
             let paths = try KubeletPathPolicy(kubeletDirectory: kubelet)
             self.kubelet = paths.realDirectory
             var options = DriverOptions(name: "fake.csi.example.com", version: "1.2.3", nodeID: "node-7")
             options.topology = ["topology.fake.csi.example.com/node": "node-7"]
             options.maxVolumesPerNode = 12
-            node = NodeServer(options: options, backend: backend, mounter: mounter, encryptor: encryptor, paths: paths)
+            node = NodeServer(options: options, backend: backend, mounter: mounter, encryptor: encryptor, paths: paths, throttle: throttle)
             // Volume "vol-1" is block device 253:4; "dir-1" is a directory.
             backend.add("vol-1", device: .node("/dev/fake0"))
             mounter.addDevice("/dev/fake0", DeviceNumber(major: 253, minor: 4))
@@ -41,10 +41,10 @@ import Testing
         }
     }
 
-    static func withFixture(_ body: (Fixture) async throws -> Void) async throws {
+    static func withFixture(throttle: (any IOThrottle)? = nil, _ body: (Fixture) async throws -> Void) async throws {
         let dir = DriverProcessTests.temporaryDirectory()
         defer { removeTree(dir) }
-        try await body(try Fixture(kubelet: dir))
+        try await body(try Fixture(kubelet: dir, throttle: throttle))
     }
 
     static let context = ServerContext(method: GRPCMethodDescriptor(service: "csi.v1.Node", method: "x", kind: .unary))

@@ -504,6 +504,31 @@ def test_lvm_parameters_and_vg_pattern(binary, csi, lvm_driver, volume_group):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def test_modify_volume_only_where_advertised(driver):
+    """MODIFY_VOLUME (IO limits through mutable parameters) is advertised only where it works: the
+    LVM backend on a node with cgroup v2 and its io controller (Tests/VM/lvm/test_io_limits.py).
+    Where it is not, CreateVolume's mutable parameters are INVALID_ARGUMENT (the spec: they SHALL
+    NOT be given then) and ControllerModifyVolume is refused: UNIMPLEMENTED for a backend that
+    records no limits, FAILED_PRECONDITION where this node cannot apply them."""
+    pb = driver.csi.pb
+    RPC = pb.ControllerServiceCapability.RPC
+    caps = driver.controller.ControllerGetCapabilities(pb.ControllerGetCapabilitiesRequest()).capabilities
+    if RPC.MODIFY_VOLUME in {c.rpc.type for c in caps}:
+        assert driver.backend == "lvm", "the loop-file backend records no IO limits"
+        details = expect_code(C.INVALID_ARGUMENT, create, driver, 8 * MIB, mutable_parameters={"readIOPZ": "100"})
+        assert "readIOPZ" in details
+        return
+    details = expect_code(C.INVALID_ARGUMENT, create, driver, 8 * MIB, mutable_parameters={"readIOPS": "100"})
+    assert "mutable_parameters" in details
+    volume = create(driver, size=8 * MIB)
+    try:
+        expect_code(C.UNIMPLEMENTED if driver.backend == "loopfile" else C.FAILED_PRECONDITION,
+                    driver.controller.ControllerModifyVolume,
+                    pb.ControllerModifyVolumeRequest(volume_id=volume.volume_id, mutable_parameters={"readIOPS": "100"}))
+    finally:
+        delete(driver, volume.volume_id)
+
+
 def test_controller_get_volume(driver):
     pb = driver.csi.pb
     expect_code(C.INVALID_ARGUMENT, driver.controller.ControllerGetVolume, pb.ControllerGetVolumeRequest())

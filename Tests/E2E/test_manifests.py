@@ -31,7 +31,7 @@ OUR_FLAGS = {
         "endpoint", "driver-name", "node-id", "volume-group", "vg-pattern", "thin-pool",
         "overprovision-ratio", "topology-key", "max-volumes-per-node", "mode", "kubelet-dir",
         "backend", "loopfile-dir", "socket-mode", "shutdown-grace", "log-level", "v", "lvm-scan-device",
-        "logging-format", "metrics-address", "luks-pbkdf-memory", "luks-iter-time", "state-dir",
+        "logging-format", "metrics-address", "luks-pbkdf-memory", "luks-iter-time", "state-dir", "cgroup-root",
     },
     "node-driver-registrar": {
         # upstream v2.17 compatible

@@ -110,6 +110,9 @@ public struct DriverConfiguration: Sendable, Hashable {
     public var shutdownGrace: Duration
     /// How encrypted volumes are formatted and opened (`--luks-pbkdf-memory`, `--luks-iter-time`).
     public var encryptor: LUKSEncryptor
+    /// The cgroup v2 hierarchy where pods' IO limits are written (`--cgroup-root`); nil for the
+    /// `cgroup2` mount of the driver's own mount table.
+    public var cgroupRoot: String?
 
     /// The raw command-line values, before validation.
     public struct Raw: Sendable, Hashable {
@@ -153,6 +156,8 @@ public struct DriverConfiguration: Sendable, Hashable {
         public var luksPBKDFMemoryKiB: Int64 = 65_536
         /// `--luks-iter-time`, in milliseconds.
         public var luksIterationTimeMilliseconds: Int64 = 1000
+        /// `--cgroup-root`; nil for the `cgroup2` mount in `/proc/self/mountinfo`.
+        public var cgroupRoot: String?
         /// The host name, the default node id.
         public var hostName: String = ""
         /// Creates raw values with every default.
@@ -250,6 +255,7 @@ public struct DriverConfiguration: Sendable, Hashable {
         guard (1...60_000).contains(raw.luksIterationTimeMilliseconds) else {
             throw ConfigurationError(flag: "--luks-iter-time", "expected 1 to 60000 ms, found \(raw.luksIterationTimeMilliseconds)")
         }
+        cgroupRoot = try raw.cgroupRoot.map { (path) throws(ConfigurationError) in try Self.cleanAbsolutePath(path, flag: "--cgroup-root") }
         encryptor = LUKSEncryptor(
             pbkdfMemoryKiB: Int(raw.luksPBKDFMemoryKiB), iterationTimeMilliseconds: Int(raw.luksIterationTimeMilliseconds))
     }

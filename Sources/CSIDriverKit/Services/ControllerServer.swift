@@ -18,6 +18,9 @@ public struct ControllerServer: ControllerService {
     let backend: any VolumeBackend
     let locks: VolumeLocks
     let log: RequestLog
+    /// The node service of this process, which applies IO limits to the pods on this node; nil
+    /// when this process serves no node (then MODIFY_VOLUME is not advertised).
+    let ioLimitsNode: (any IOLimitsNode)?
 
     /// Volumes made with neither a required size nor a limit get this many bytes.
     package static let defaultVolumeBytes: UInt64 = VolumeRequest.defaultVolumeBytes
@@ -44,11 +47,14 @@ public struct ControllerServer: ControllerService {
         self.init(options: options, backend: backend, locks: locks, log: RequestLog(logger: logger))
     }
 
-    package init(options: DriverOptions, backend: any VolumeBackend, locks: VolumeLocks, log: RequestLog) {
+    package init(
+        options: DriverOptions, backend: any VolumeBackend, locks: VolumeLocks, log: RequestLog, ioLimitsNode: (any IOLimitsNode)? = nil
+    ) {
         self.options = options
         self.backend = backend
         self.locks = locks
         self.log = log
+        self.ioLimitsNode = ioLimitsNode
     }
 
     package init(configuration: DriverConfiguration, backend: any VolumeBackend, locks: VolumeLocks, log: RequestLog) {
@@ -72,6 +78,7 @@ public struct ControllerServer: ControllerService {
             }
             try checkTopology(request.accessibilityRequirements)
             let encryption = try Self.encryption(request.parameters)
+            let ioLimits = try await newIOLimits(request.mutableParameters, name: request.name)
 
             var sourceSnapshot: BackendSnapshot?
             // A source snapshot that does not exist, still passed to the backend: a restore from it
@@ -131,7 +138,7 @@ public struct ControllerServer: ControllerService {
                     defaultBytes: Self.defaultVolumeBytes,
                     fsType: request.parameters[Parameter.fsType] ?? Self.filesystem(of: request.volumeCapabilities),
                     sourceSnapshotID: sourceSnapshot?.id ?? missingSnapshotID, sourceVolumeID: sourceVolume?.id ?? missingVolumeID,
-                    parameters: placement, encryption: encryption)
+                    parameters: placement, encryption: encryption, ioLimits: ioLimits)
                 let volume = try await ErrorMapping.mapping("creating volume \(request.name)") {
                     try await backend.createVolume(volumeRequest)
                 }
@@ -184,7 +191,10 @@ public struct ControllerServer: ControllerService {
             guard !request.volumeCapabilities.isEmpty else { throw Rules.missing("volume_capabilities") }
             _ = try await existingVolume(request.volumeID)
             var response = ValidateVolumeCapabilitiesResponse()
-            let reasons = request.volumeCapabilities.compactMap(CapabilityRules.unsupportedReason)
+            var reasons = request.volumeCapabilities.compactMap(CapabilityRules.unsupportedReason)
+            if !request.mutableParameters.isEmpty, let reason = await mutableParametersProblem(request.mutableParameters, volume: request.volumeID) {
+                reasons.append(reason)
+            }
             if let reason = reasons.first {
                 response.message = reason
             } else {
@@ -192,6 +202,7 @@ public struct ControllerServer: ControllerService {
                 confirmed.volumeCapabilities = request.volumeCapabilities
                 confirmed.volumeContext = request.volumeContext
                 confirmed.parameters = request.parameters
+                confirmed.mutableParameters = request.mutableParameters
                 response.confirmed = confirmed
             }
             return response
@@ -236,11 +247,13 @@ public struct ControllerServer: ControllerService {
         _ request: ControllerGetCapabilitiesRequest, context: ServerContext
     ) async throws -> ControllerGetCapabilitiesResponse {
         try await log.call("ControllerGetCapabilities", request) {
-            let types: [ControllerServiceCapability.RPC.TypeEnum] = [
-                .createDeleteVolume, .listVolumes, .getCapacity, .createDeleteSnapshot, .listSnapshots,
-                .expandVolume, .volumeCondition, .getVolume, .singleNodeMultiWriter,
-            ].filter { options.snapshots || ($0 != .createDeleteSnapshot && $0 != .listSnapshots) }
+            let types: [ControllerServiceCapability.RPC.TypeEnum] =
+                [
+                    .createDeleteVolume, .listVolumes, .getCapacity, .createDeleteSnapshot, .listSnapshots,
+                    .expandVolume, .volumeCondition, .getVolume, .singleNodeMultiWriter,
+                ].filter { options.snapshots || ($0 != .createDeleteSnapshot && $0 != .listSnapshots) }
                 + (options.clones ? [.cloneVolume] : [])
+                + (await ioLimitsUnavailableReason() == nil ? [.modifyVolume] : [])
             var response = ControllerGetCapabilitiesResponse()
             response.capabilities = types.map { type in
                 var rpc = ControllerServiceCapability.RPC()
@@ -276,6 +289,13 @@ public struct ControllerServer: ControllerService {
                         code: .outOfRange,
                         message: "volume \(request.volumeID) is \(result.capacityBytes) bytes, more than limit_bytes \(limit)")
                 }
+                // Limits per GiB follow the new size in the pods that use the volume on this node.
+                let grown = result
+                if grown.capacityBytes != volume.capacityBytes, grown.ioLimits.dependsOnSize, let node = ioLimitsNode {
+                    try await ErrorMapping.mapping("applying the IO limits of volume \(request.volumeID) at its new size") {
+                        try await node.reapplyIOLimits(of: grown)
+                    }
+                }
                 var response = ControllerExpandVolumeResponse()
                 response.capacityBytes = Int64(clamping: result.capacityBytes)
                 // An encrypted volume's mapping is grown on the node, raw block or not.
@@ -300,10 +320,47 @@ public struct ControllerServer: ControllerService {
         }
     }
 
+    /// Changes a volume's IO limits (its mutable parameters, ``Storage/IOLimits``): the keys given
+    /// take their new values (`max`: no limit); keys not given keep theirs, as the spec asks. The
+    /// parameters are checked before anything changes (INVALID_ARGUMENT naming the key), the
+    /// backend records them (LVM: the LV's tags, the truth a restarted driver and a repeated
+    /// NodePublishVolume read), then every pod on this node that has the volume published gets them.
+    /// A repeat changes nothing and applies them again.
     public func controllerModifyVolume(
         _ request: ControllerModifyVolumeRequest, context: ServerContext
     ) async throws -> ControllerModifyVolumeResponse {
-        throw RPCError(code: .unimplemented, message: "ControllerModifyVolume: volumes have no mutable parameters")
+        try await log.call("ControllerModifyVolume", request) {
+            try Rules.require(request.volumeID, "volume_id")
+            guard backend.recordsIOLimits, let node = ioLimitsNode else {
+                throw RPCError(
+                    code: .unimplemented,
+                    message:
+                        "ControllerModifyVolume: \(options.name) has no mutable parameters here (\(backend.recordsIOLimits ? "IO limits need the node service in the same process, --mode all" : "the backend records no IO limits"))"
+                )
+            }
+            guard Rules.isPlausibleID(request.volumeID) else {
+                throw RPCError(code: .notFound, message: "volume \(request.volumeID) does not exist")
+            }
+            guard !request.mutableParameters.isEmpty else { throw Rules.missing("mutable_parameters") }
+            let change = try Self.ioLimitsChange(request.mutableParameters, volume: request.volumeID)
+            if let reason = await node.ioLimitsUnavailableReason() {
+                throw RPCError(code: .failedPrecondition, message: "volume \(request.volumeID): IO limits cannot be applied on this node: \(reason)")
+            }
+            return try await locks.withLock(request.volumeID) {
+                let volume = try await existingVolume(request.volumeID)
+                let limits = volume.ioLimits.applying(change)
+                let changed =
+                    limits == volume.ioLimits
+                    ? volume
+                    : try await ErrorMapping.mapping("recording the IO limits of volume \(request.volumeID)") {
+                        try await backend.setIOLimits(limits, ofVolume: request.volumeID)
+                    }
+                try await ErrorMapping.mapping("applying the IO limits of volume \(request.volumeID)") {
+                    try await node.reapplyIOLimits(of: changed)
+                }
+                return ControllerModifyVolumeResponse()
+            }
+        }
     }
 
     // MARK: - Snapshots
@@ -394,6 +451,46 @@ public struct ControllerServer: ControllerService {
     }
 
     // MARK: - Helpers
+
+    /// Why MODIFY_VOLUME is not offered, or nil when it is: the backend records IO limits, this
+    /// process serves the node too, and the node can apply them (cgroup v2 with `io`).
+    func ioLimitsUnavailableReason() async -> String? {
+        guard backend.recordsIOLimits else { return "the backend records no IO limits" }
+        guard let node = ioLimitsNode else { return "IO limits need the node service in the same process (--mode all)" }
+        return await node.ioLimitsUnavailableReason()
+    }
+
+    /// Why these mutable parameters would be refused, or nil (ValidateVolumeCapabilities).
+    func mutableParametersProblem(_ parameters: [String: String], volume: String) async -> String? {
+        if let reason = await ioLimitsUnavailableReason() { return "mutable_parameters: none are taken here (\(reason))" }
+        do throws(StorageError) { _ = try IOLimits.Change(parameters: parameters, volume: volume) } catch {
+            return "mutable_parameters: \(error.message)"
+        }
+        return nil
+    }
+
+    /// The change ControllerModifyVolume's mutable parameters ask for; INVALID_ARGUMENT naming the
+    /// key and the volume when one is not valid.
+    static func ioLimitsChange(_ parameters: [String: String], volume: String) throws(RPCError) -> IOLimits.Change {
+        do throws(StorageError) { return try IOLimits.Change(parameters: parameters, volume: volume) } catch {
+            throw RPCError(code: .invalidArgument, message: "mutable_parameters: \(error.message)")
+        }
+    }
+
+    /// The IO limits of a new volume from CreateVolume's mutable parameters; INVALID_ARGUMENT when
+    /// there are any and MODIFY_VOLUME is not offered (the spec: they SHALL NOT be given then) or
+    /// when one is not valid.
+    func newIOLimits(_ parameters: [String: String], name: String) async throws(RPCError) -> IOLimits {
+        guard !parameters.isEmpty else { return IOLimits() }
+        if let reason = await ioLimitsUnavailableReason() {
+            throw RPCError(
+                code: .invalidArgument,
+                message: "mutable_parameters: \(options.name) takes none here (MODIFY_VOLUME is not offered: \(reason))")
+        }
+        do throws(StorageError) { return try IOLimits(parameters: parameters, volume: name) } catch {
+            throw RPCError(code: .invalidArgument, message: "mutable_parameters: \(error.message)")
+        }
+    }
 
     /// UNIMPLEMENTED when the options say the backend takes no snapshots.
     func requireSnapshots(_ method: String) throws(RPCError) {

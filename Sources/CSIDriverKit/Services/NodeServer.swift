@@ -20,6 +20,8 @@ public struct NodeServer: NodeService {
     let paths: KubeletPathPolicy
     let locks: VolumeLocks
     let log: RequestLog
+    /// Applies volumes' IO limits to the pods that publish them (``IOLimitsNode``); nil: none are.
+    let throttle: (any IOThrottle)?
 
     /// Creates the service.
     /// - Parameters:
@@ -31,20 +33,23 @@ public struct NodeServer: NodeService {
     ///   - paths: where staging and target paths must lie (the kubelet directory).
     ///   - locks: the per-volume locks, shared with the ``ControllerServer`` of the same process.
     ///   - logger: where each call is logged once (requests at debug level, secrets redacted).
+    ///   - throttle: applies the IO limits a backend records with a volume
+    ///     (``Storage/VolumeBackend/recordsIOLimits``) to the pod a publish is for; nil for none.
     public init(
         options: DriverOptions, backend: any VolumeBackend, mounter: any Mounter = LinuxMounter(),
         encryptor: any VolumeEncryptor = LUKSEncryptor(), paths: KubeletPathPolicy, locks: VolumeLocks = VolumeLocks(),
-        logger: Logger = .disabled
+        logger: Logger = .disabled, throttle: (any IOThrottle)? = nil
     ) {
         self.init(
             options: options, backend: backend, mounter: mounter, encryptor: encryptor, paths: paths, locks: locks,
-            log: RequestLog(logger: logger))
+            log: RequestLog(logger: logger), throttle: throttle)
     }
 
     package init(
         options: DriverOptions, backend: any VolumeBackend, mounter: any Mounter, encryptor: any VolumeEncryptor = LUKSEncryptor(),
-        paths: KubeletPathPolicy, locks: VolumeLocks, log: RequestLog
+        paths: KubeletPathPolicy, locks: VolumeLocks, log: RequestLog, throttle: (any IOThrottle)? = nil
     ) {
+        self.throttle = throttle
         self.options = options
         self.backend = backend
         self.mounter = mounter
@@ -56,11 +61,11 @@ public struct NodeServer: NodeService {
 
     package init(
         configuration: DriverConfiguration, backend: any VolumeBackend, mounter: any Mounter, paths: KubeletPathPolicy,
-        locks: VolumeLocks, log: RequestLog
+        locks: VolumeLocks, log: RequestLog, throttle: (any IOThrottle)? = nil
     ) {
         self.init(
             options: configuration.driverOptions, backend: backend, mounter: mounter, encryptor: configuration.encryptor, paths: paths,
-            locks: locks, log: log)
+            locks: locks, log: log, throttle: throttle)
     }
 
     public func nodeGetInfo(_ request: NodeGetInfoRequest, context: ServerContext) async throws -> NodeGetInfoResponse {
@@ -220,6 +225,8 @@ public struct NodeServer: NodeService {
                 let source: String
                 /// Whether what is mounted at the target (`existing`) is this volume.
                 let isThisVolume: (MountInfo) async throws -> Bool
+                /// The device the pod does its IO on (the LV, or an encrypted volume's mapping).
+                var ioDevice: DeviceNumber?
                 switch location {
                 case .unavailable(let reason):
                     throw ErrorMapping.deviceUnavailable(volumeID: request.volumeID, reason: reason)
@@ -240,6 +247,7 @@ public struct NodeServer: NodeService {
                 case .node(let node):
                     let device = try await openMapping(node, volume: volume)
                     let number = try await deviceNumber(device)
+                    ioDevice = number
                     if block {
                         source = device
                     } else {
@@ -277,8 +285,12 @@ public struct NodeServer: NodeService {
                                 "volume \(request.volumeID) is already published at \(target) \(existing.readOnly ? "read-only" : "read-write"), not \(readOnly ? "read-only" : "read-write")"
                         )
                     }
+                    // A repeat (after a crash, or after the limits changed) applies them again.
+                    if let ioDevice { try await applyIOLimits(of: volume, device: ioDevice, target: target, wait: true) }
                     return NodePublishVolumeResponse()
                 }
+                // Limits first: a pod whose limits cannot be applied gets no mount at all.
+                if let ioDevice { try await applyIOLimits(of: volume, device: ioDevice, target: target, wait: true) }
                 if block {
                     // The bind target of a device node is a file; the kubelet may not have made its directory.
                     try await makeParents(of: target)
@@ -299,6 +311,7 @@ public struct NodeServer: NodeService {
             try Rules.require(request.targetPath, "target_path")
             let target = try await checked(request.targetPath, field: "target_path")
             return try await locks.withLock(request.volumeID) {
+                await clearIOLimits(at: target, volumeID: request.volumeID)
                 // The spec asks the plugin to delete the target it created.
                 try await unmount(target, volumeID: request.volumeID, remove: true)
                 return NodeUnpublishVolumeResponse()

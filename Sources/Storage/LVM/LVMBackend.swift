@@ -8,7 +8,8 @@ import Platform
 /// restart: `csi.swift-csi.io/owner=<driver>`, `csi.swift-csi.io/kind=volume|snapshot`,
 /// `csi.swift-csi.io/name=<request name>`, `csi.swift-csi.io/fs=<type>`,
 /// `csi.swift-csi.io/source=<snapshot or volume id>` (with `csi.swift-csi.io/source-kind=volume`
-/// on a clone), `csi.swift-csi.io/created=<unix seconds>`.
+/// on a clone), `csi.swift-csi.io/created=<unix seconds>`, and a volume's IO limits as
+/// `csi.swift-csi.io/<key>=<value>` with the keys of ``IOLimits`` (`csi.swift-csi.io/readIOPS=100`).
 /// Text outside LVM's tag charset is written as `#XX` (hex of each UTF-8 byte).
 ///
 /// A volume from a thin snapshot, and a clone of a thin volume, is a thin snapshot of its source
@@ -324,6 +325,7 @@ public final class LVMBackend: VolumeBackend {
         if let fsTag { tags.append(fsTag) }
         let encryption = try encryption(of: request, source: source)
         if let encryption { tags.append(try Self.encryptionTag(encryption)) }
+        for tag in request.ioLimits.tags(prefix: Self.tagPrefix) { tags.append(try LVMTag(tag)) }
         if let source { tags.append(try LVMTag(Self.tagPrefix + "source=" + LVMTag.encode(source.name))) }
         if request.sourceVolumeID != nil { tags.append(try LVMTag(Self.sourceIsVolumeTag)) }
         if let source, !source.isThinVolume { tags.append(try LVMTag(Self.restoringTag)) }
@@ -388,7 +390,7 @@ public final class LVMBackend: VolumeBackend {
         return BackendVolume(
             id: id.rawValue, name: request.name, capacityBytes: size, fsType: request.fsType,
             sourceSnapshotID: request.sourceSnapshotID, sourceVolumeID: request.sourceVolumeID, location: group.name + "/" + id.rawValue,
-            condition: .healthy, encryption: encryption)
+            condition: .healthy, encryption: encryption, ioLimits: request.ioLimits)
     }
 
     public func deleteVolume(id: String) async throws(StorageError) {
@@ -435,6 +437,31 @@ public final class LVMBackend: VolumeBackend {
         var grown = lv
         grown.sizeBytes = size
         return volume(grown, state)
+    }
+
+    /// True: IO limits are kept in the LV's tags.
+    public var recordsIOLimits: Bool { true }
+
+    /// Replaces the IO-limit tags of volume `id` in one `lvchange` (one metadata commit: the old
+    /// tags and the new are never both or neither there).
+    public func setIOLimits(_ limits: IOLimits, ofVolume id: String) async throws(StorageError) -> BackendVolume {
+        let state = try await cache.fresh()
+        guard let lv = owned(state, id: id, kind: "volume") else {
+            throw StorageError(.notFound, "volume \(id) not found in any volume group")
+        }
+        let current = ioLimits(of: lv)
+        if current == limits { return volume(lv, state) }
+        let old = current.tags(prefix: Self.tagPrefix)
+        let new = limits.tags(prefix: Self.tagPrefix)
+        var words = [LVMWord("lvchange")]
+        for tag in old where !new.contains(tag) { words += [LVMWord("--deltag"), LVMWord(try LVMTag(tag))] }
+        for tag in new where !old.contains(tag) { words += [LVMWord("--addtag"), LVMWord(try LVMTag(tag))] }
+        words.append(LVMWord(try LVMName(lv.volumeGroup, kind: .volumeGroup), try LVMName(lv.name)))
+        defer { cache.invalidate() }
+        _ = try await lvm.run(LVMCommand(words))
+        var changed = lv
+        changed.tags = changed.tags.filter { !old.contains($0) } + new
+        return volume(changed, state)
     }
 
     public func createSnapshot(name: String, sourceVolumeID: String) async throws(StorageError) -> BackendSnapshot {
@@ -588,6 +615,11 @@ public final class LVMBackend: VolumeBackend {
                 "volume \(existing.path) exists \(encryption(of: existing).map { "encrypted with \($0.rawValue)" } ?? "unencrypted"); the request asks for \(request.encryption!.rawValue)"
             )
         }
+        if ioLimits(of: existing) != request.ioLimits {
+            throw StorageError(
+                .alreadyExists,
+                "volume \(existing.path) exists with IO limits \(ioLimits(of: existing)); the request asks for \(request.ioLimits)")
+        }
         let recordedIsVolume = existing.tags.contains(Self.sourceIsVolumeTag)
         let recorded = tagValue(existing, "source")
         let wanted = request.sourceVolumeID ?? request.sourceSnapshotID
@@ -705,6 +737,11 @@ public final class LVMBackend: VolumeBackend {
         tagValue(lv, "encryption").flatMap(VolumeEncryption.init(rawValue:))
     }
 
+    /// The IO limits an LV records.
+    func ioLimits(of lv: LogicalVolume) -> IOLimits {
+        IOLimits(tags: lv.tags, prefix: Self.tagPrefix)
+    }
+
     static func encryptionTag(_ encryption: VolumeEncryption) throws(StorageError) -> LVMTag {
         try LVMTag(tagPrefix + "encryption=" + encryption.rawValue)
     }
@@ -737,7 +774,7 @@ public final class LVMBackend: VolumeBackend {
             condition: isRestoring(lv)
                 ? VolumeHealth(abnormal: true, message: stillRestoring(lv).message)
                 : lv.condition(in: state.group(lv.volumeGroup), pool: thinPool(of: lv, state)),
-            encryption: encryption(of: lv))
+            encryption: encryption(of: lv), ioLimits: ioLimits(of: lv))
     }
 
     /// The thin pool of thin LV `lv`, nil for other LVs.
