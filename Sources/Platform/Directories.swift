@@ -19,3 +19,20 @@ package func makeDirectories(_ path: String, mode: UInt32) throws(SystemError) {
         throw SystemError(call: "mkdir", errno: errno, subject: path)
     }
 }
+
+/// Flushes the directory that holds `path` (`fsync` of its parent), so that a file just created,
+/// renamed or removed there stays so after a power cut. Best effort: a directory that cannot be
+/// opened is left as it is.
+package func syncParentDirectory(of path: String) {
+    var parent = Substring(path)
+    while parent.count > 1 && parent.hasSuffix("/") { parent = parent.dropLast() }
+    guard let slash = parent.lastIndex(of: "/") else { return syncDirectory(".") }
+    syncDirectory(slash == parent.startIndex ? "/" : String(parent[..<slash]))
+}
+
+private func syncDirectory(_ directory: String) {
+    let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    _ = fsync(fd)
+    close(fd)
+}

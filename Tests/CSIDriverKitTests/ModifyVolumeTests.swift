@@ -95,6 +95,25 @@ final class RecordingNode: IOLimitsNode {
         #expect(await code { try await modify(noIO, "pvc-1", ["readIOPS": "10"]) } == .failedPrecondition)
     }
 
+    /// A driver of one's own reaches MODIFY_VOLUME through the public initialisers: a node service
+    /// with a throttle, handed to the controller.
+    @Test func publicInitialisersWireTheNodeIntoTheController() async throws {
+        let backend = LimitRecordingBackend()
+        let kubelet = DriverProcessTests.temporaryDirectory()
+        defer { removeTree(kubelet) }
+        let paths = try KubeletPathPolicy(kubeletDirectory: kubelet)
+        let options = ControllerServerTests.options()
+        let locks = VolumeLocks()
+        let withThrottle = NodeServer(options: options, backend: backend, paths: paths, locks: locks, throttle: FakeThrottle(pods: []))
+        let withoutThrottle = NodeServer(options: options, backend: backend, paths: paths, locks: locks)
+        let caps = { (node: NodeServer?) in
+            try await ControllerServerTests.capabilities(ControllerServer(options: options, backend: backend, locks: locks, node: node))
+        }
+        #expect(try await caps(withThrottle).contains(.modifyVolume))
+        #expect(try await !caps(withoutThrottle).contains(.modifyVolume))
+        #expect(try await !caps(nil).contains(.modifyVolume))
+    }
+
     @Test func createRecordsLimitsAndModifyMergesValidatesFirstAndReapplies() async throws {
         let backend = LimitRecordingBackend()
         let node = RecordingNode()

@@ -43,8 +43,14 @@ public struct ControllerServer: ControllerService {
     ///   - backend: where volumes and snapshots live.
     ///   - locks: the per-volume locks, shared with the ``NodeServer`` of the same process.
     ///   - logger: where each call is logged once (requests at debug level, secrets redacted).
-    public init(options: DriverOptions, backend: any VolumeBackend, locks: VolumeLocks = VolumeLocks(), logger: Logger = .disabled) {
-        self.init(options: options, backend: backend, locks: locks, log: RequestLog(logger: logger))
+    ///   - node: the ``NodeServer`` of the same process, when it has an `IOThrottle`: then a backend
+    ///     that records IO limits (``Storage/VolumeBackend/recordsIOLimits``) gets MODIFY_VOLUME, and
+    ///     ControllerModifyVolume re-applies the new limits to the pods that publish the volume here.
+    public init(
+        options: DriverOptions, backend: any VolumeBackend, locks: VolumeLocks = VolumeLocks(), logger: Logger = .disabled,
+        node: NodeServer? = nil
+    ) {
+        self.init(options: options, backend: backend, locks: locks, log: RequestLog(logger: logger), ioLimitsNode: node)
     }
 
     package init(

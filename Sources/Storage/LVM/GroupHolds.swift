@@ -102,7 +102,7 @@ final class GroupHolds: @unchecked Sendable {
         guard writeWholeFile(recordPath, JSON.print(value) + "\n", mode: 0o600) else {
             throw StorageError(errnoCode(errno), "cannot write the group snapshot hold record \(recordPath): \(errnoText(errno))")
         }
-        syncParent(of: recordPath)
+        syncParentDirectory(of: recordPath)
     }
 
     /// Suspends `device`.
@@ -201,14 +201,5 @@ final class GroupHolds: @unchecked Sendable {
         }
         _ = unlink(recordPath)
         return released
-    }
-
-    private func syncParent(of path: String) {
-        let parent = KubeletPathPolicy.components(path).dropLast().joinedPath()
-        let fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 {
-            _ = fsync(fd)
-            close(fd)
-        }
     }
 }

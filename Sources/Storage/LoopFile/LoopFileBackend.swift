@@ -318,7 +318,7 @@ public final class LoopFileBackend: VolumeBackend {
         guard writeWholeFile(path, text + "\n", mode: 0o600) else {
             throw StorageError(errnoCode(errno), "cannot write \(path): \(errnoText(errno))")
         }
-        Self.syncDirectory(path)
+        syncParentDirectory(of: path)
     }
 
     private func delete(kind: String, id: String) async throws(StorageError) {
@@ -338,7 +338,7 @@ public final class LoopFileBackend: VolumeBackend {
             if unlink(record) != 0 && errno != ENOENT {
                 throw StorageError(errnoCode(errno), "cannot remove \(record): \(errnoText(errno))")
             }
-            Self.syncDirectory(record)
+            syncParentDirectory(of: record)
             if unlink(image) != 0 && errno != ENOENT { throw StorageError(errnoCode(errno), "cannot remove \(image): \(errnoText(errno))") }
         }
     }
@@ -393,15 +393,6 @@ public final class LoopFileBackend: VolumeBackend {
             _ = try syscall("ftruncate", path) { ftruncate(fd, off_t(size)) }
         }
         _ = try syscall("fsync", path) { fsync(fd) }
-    }
-
-    static func syncDirectory(_ file: String) {
-        let parent = KubeletPathPolicy.components(file).dropLast().joinedPath()
-        let fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 {
-            _ = fsync(fd)
-            close(fd)
-        }
     }
 
     static func now() -> Int64 { Int64(time(nil)) }
