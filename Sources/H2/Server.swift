@@ -20,6 +20,11 @@ public struct GRPCServerConfiguration: Sendable {
     public var allowedUIDs: Set<UInt32>? = nil
     /// How many event-loop threads serve connections.
     public var eventLoopCount: Int = 1
+    /// Serve on the process-wide event loop, the one clients (``GRPCChannel``), ``TerminationSignals``
+    /// and ``HTTP1Server`` run on, instead of threads of the server's own (``eventLoopCount`` is then
+    /// ignored): one thread fewer, for a small server in a process whose other work is on that loop
+    /// anyway, such as the registrar's registration socket. Its handlers must not block.
+    public var usesSharedEventLoop = false
     /// The largest request message accepted; larger ones fail with RESOURCE_EXHAUSTED. For a
     /// compressed message the limit holds before and after decompression.
     public var maxReceiveMessageSize: Int = 4 * 1024 * 1024
@@ -249,8 +254,10 @@ public final class GRPCServer: Sendable {
         let fd = try Self.listen(address, mode: configuration.socketMode, directoryMode: configuration.socketDirectoryMode)
         let group: EventLoopGroup
         do {
-            group = try EventLoopGroup(
-                count: configuration.eventLoopCount, name: "h2-server", heapTrimDelay: configuration.heapTrimDelay)
+            group =
+                configuration.usesSharedEventLoop
+                ? EventLoopGroup(sharing: try SharedLoop.get())
+                : try EventLoopGroup(count: configuration.eventLoopCount, name: "h2-server", heapTrimDelay: configuration.heapTrimDelay)
         } catch {
             Sys.close(fd)
             throw GRPCServerError(message: "cannot start event loops for \(address)", underlying: error)

@@ -112,6 +112,8 @@ package final class RegistrationEndpoint: Sendable {
         router.register(RegistrationService(state: state, logger: logger, observer: observer, onAction: onAction))
         var configuration = GRPCServerConfiguration(address: socketPath)
         configuration.socketMode = 0o600
+        // The registrar's other work (its main task, driver calls, /healthz) is on the shared loop.
+        configuration.usesSharedEventLoop = true
         configuration.maxConnections = 64
         configuration.maxReceiveMessageSize = 64 * 1024
         configuration.reflectionFiles = [PluginRegistration.PluginregistrationProtoFile.descriptor]

@@ -173,6 +173,29 @@ let socketRoot: String = {
         }
     }
 
+    @Test func aServerOnTheSharedLoopServesThereAndLeavesItRunning() async throws {
+        for _ in 0..<2 {
+            let path = socketPath()
+            var configuration = GRPCServerConfiguration(address: path)
+            configuration.usesSharedEventLoop = true
+            try await withGRPCServer(router: router(), configuration: configuration) { _ in
+                let channel = GRPCChannel(target: path)
+                defer { channel.close() }
+                let r: Raw = try await channel.unary(thread, request: Raw())
+                #expect(r.text == "same h2-shared")
+            }
+        }
+        // The second server was served, so the first one's shutdown did not stop the shared loop;
+        // clients, which run on it, still work.
+        let path = socketPath()
+        try await withGRPCServer(router: router(), configuration: GRPCServerConfiguration(address: path)) { _ in
+            let channel = GRPCChannel(target: path)
+            defer { channel.close() }
+            let r: Raw = try await channel.unary(echo, request: Raw("still"))
+            #expect(r.text == "still")
+        }
+    }
+
     @Test func unreachableTargetIsUnavailableNamingThePath() async throws {
         let path = socketPath()
         let channel = GRPCChannel(target: "unix://\(path)")

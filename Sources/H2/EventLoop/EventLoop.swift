@@ -379,6 +379,8 @@ struct TimerHeap {
 /// A group of event loops handed out round-robin.
 final class EventLoopGroup: Sendable {
     let loops: [EventLoop]
+    /// False for a group over a loop it did not start (``SharedLoop``): ``shutdown()`` leaves it running.
+    private let owned: Bool
     private let next = Atomic<Int>(0)
 
     init(count: Int, name: String, heapTrimDelay: Duration? = nil) throws(SystemError) {
@@ -387,6 +389,13 @@ final class EventLoopGroup: Sendable {
             loops.append(try EventLoop(name: "\(name)-\(i)", heapTrimDelay: heapTrimDelay))
         }
         self.loops = loops
+        owned = true
+    }
+
+    /// A group of one loop that others use too; it is not stopped with the group.
+    init(sharing loop: EventLoop) {
+        loops = [loop]
+        owned = false
     }
 
     func nextLoop() -> EventLoop {
@@ -395,6 +404,7 @@ final class EventLoopGroup: Sendable {
     }
 
     func shutdown() {
+        guard owned else { return }
         for l in loops { l.stop() }
         for l in loops { l.join() }
     }

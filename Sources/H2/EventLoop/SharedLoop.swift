@@ -11,7 +11,8 @@ enum SharedLoop {
     static func get() throws(SystemError) -> EventLoop {
         try shared.withLock { (l: inout EventLoop?) throws(SystemError) -> EventLoop in
             if let l { return l }
-            let loop = try EventLoop(name: "h2-shared")
+            // Trimmed like a server's loops, since a server may run on it (`usesSharedEventLoop`).
+            let loop = try EventLoop(name: "h2-shared", heapTrimDelay: .seconds(1))
             l = loop
             return loop
         }
