@@ -17,8 +17,8 @@ let strict: [SwiftSetting] = [
 /// How release executables are linked on Linux (docs/PERFORMANCE.md, "Memory"; each of these cut idle RSS):
 /// lld with packed relative relocations (DT_RELR, glibc 2.36+), so the loader reads a few KiB instead
 /// of ~600 KiB of relocations; no exported symbol table beyond what shared libraries need (the
-/// static Swift runtime's link arguments export every symbol); the C++ runtime, libnghttp2 and zlib
-/// linked in (`Linker/static`) instead of mapping libstdc++, libgcc_s, libnghttp2 and libz; and the functions that run at
+/// static Swift runtime's link arguments export every symbol); the C++ runtime linked in
+/// (`Linker/static-cxx`) instead of mapping libstdc++ and libgcc_s; and the functions that run at
 /// start-up and per call laid out together (`Linker/order.txt`, `Benchmarks/Memory/order.py`), so
 /// they share pages instead of faulting in most of the text.
 let releaseLinking: [LinkerSetting] = [
@@ -27,7 +27,7 @@ let releaseLinking: [LinkerSetting] = [
             "-use-ld=lld",
             "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
             "-Xlinker", "--no-export-dynamic",
-            "-L\(Context.packageDirectory)/Linker/static", "-Xclang-linker", "-static-libgcc",
+            "-L\(Context.packageDirectory)/Linker/static-cxx", "-Xclang-linker", "-static-libgcc",
             "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Linker/order.txt",
             "-Xlinker", "--no-warn-symbol-ordering",
         ],
@@ -57,14 +57,14 @@ let package = Package(
     ],
     targets: [
         // C libraries, each behind one thin system-library shim.
-        // No pkgConfig: SwiftPM would put Debian's library directory ahead of `Linker/static` on
-        // the link line, and the headers and libraries are in the default search paths anyway.
         .systemLibrary(
             name: "CNGHTTP2",
+            pkgConfig: "libnghttp2",
             providers: [.apt(["libnghttp2-dev"])]
         ),
         .systemLibrary(
             name: "CZlib",
+            pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
         // Linux system calls the event loop needs that Glibc's module does not export.

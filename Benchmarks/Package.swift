@@ -19,7 +19,7 @@ let releaseLinking: [LinkerSetting] = [
             "-use-ld=lld",
             "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
             "-Xlinker", "--no-export-dynamic",
-            "-L\(Context.packageDirectory)/../Linker/static", "-Xclang-linker", "-static-libgcc",
+            "-L\(Context.packageDirectory)/../Linker/static-cxx", "-Xclang-linker", "-static-libgcc",
             "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/../Linker/order.txt",
             "-Xlinker", "--no-warn-symbol-ordering",
         ],

@@ -3,7 +3,7 @@
 # Idempotent: packages already present are not fetched again.
 set -euo pipefail
 
-# libstdc++-12-dev: release executables link libstdc++.a, libnghttp2.a and libz.a (Linker/static).
+# libstdc++-12-dev: release executables link libstdc++.a (Linker/static-cxx).
 apt_packages=(libnghttp2-dev zlib1g-dev liblvm2-dev lvm2 protobuf-compiler libprotobuf-dev e2fsprogs xfsprogs
               nghttp2-client util-linux pkg-config libstdc++-12-dev cryptsetup-bin)
 pip_packages=(grpcio grpcio-tools protobuf h2 pytest grpcio-health-checking grpcio-reflection pyyaml prometheus-client

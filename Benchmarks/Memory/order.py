@@ -4,7 +4,8 @@ and the driver start, answer calls under load and shut down, and while the regis
 driver with the kubelet simulator (Tests/E2E), answers /healthz and stops, as callgrind records them. Laid out
 together they share a few hundred KiB of pages; scattered, start-up alone faults in most of the
 text (docs/PERFORMANCE.md, "Memory"). The list is grouped by which binaries run a function, those all three run
-first, then those the registrar runs with another, the registrar's own, then the rest: each
+first, then those the registrar runs with another, the registrar's own (without --http-endpoint, then what
+that endpoint adds), then the rest: each
 binary's functions stand together, the registrar's (the smallest process) most tightly. Names
 missing from a later build are ignored by the linker, so a stale list costs memory, never
 correctness.
@@ -93,10 +94,10 @@ def profile(argv, sock, scenario, workdir):
     return functions(out, os.path.realpath(argv[0]))
 
 
-def profile_registrar(bin_dir, workdir):
+def profile_registrar(bin_dir, workdir, http=True):
     """The registrar under callgrind (through a wrapper script in the harness's place), registered
-    by the kubelet simulator, asked for /healthz, left idle for a while (supervision ticks, the
-    heap trim), then stopped with SIGTERM."""
+    by the kubelet simulator, asked for /healthz (with `http`), left idle for a while (supervision
+    ticks, the heap trim), then stopped with SIGTERM."""
     os.environ["SWIFT_CSI_BIN_DIR"] = bin_dir
     sys.path.insert(0, os.path.join(ROOT, "Tests", "E2E"))
     import registrar_harness as rh
@@ -114,9 +115,9 @@ def profile_registrar(bin_dir, workdir):
         world.start_driver(world.kubelet_plugins)
         port = rh.free_port()
         registrar = world.start_registrar(endpoint, endpoint, world.kubelet_registry,
-                                          extra=(f"--http-endpoint=127.0.0.1:{port}",))
+                                          extra=(f"--http-endpoint=127.0.0.1:{port}",) if http else ())
         rh.wait_until(lambda: rh.registered(sim), 120, what="registration under valgrind")
-        for _ in range(3):
+        for _ in range(3 if http else 0):
             rh.wait_until(lambda: rh.healthz(port)[0] == 200, 60, what="/healthz")
         time.sleep(10)
         registrar.signal(signal.SIGTERM)
@@ -168,13 +169,19 @@ def main():
         print(f"order.py: csi-lvm-driver ran {len(found)} functions", file=sys.stderr)
         ran["driver"] = found
 
-        found = profile_registrar(bin_dir, workdir)
+        found = profile_registrar(bin_dir, workdir, http=False)
         print(f"order.py: node-driver-registrar ran {len(found)} functions", file=sys.stderr)
         ran["registrar"] = found
+        found = profile_registrar(bin_dir, workdir, http=True)
+        print(f"order.py: node-driver-registrar with --http-endpoint ran {len(found)} functions", file=sys.stderr)
+        ran["registrar-http"] = found - ran["registrar"]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    # The registrar as deployed by default (no --http-endpoint) first, then what its HTTP endpoint
+    # adds (/healthz, /metrics), then the rest.
     groups = [("registrar", "driver", "bench"), ("registrar", "driver"), ("registrar", "bench"), ("registrar",),
-              ("driver", "bench"), ("driver",), ("bench",)]
+              ("registrar-http", "driver", "bench"), ("registrar-http", "driver"), ("registrar-http", "bench"),
+              ("registrar-http",), ("driver", "bench"), ("driver",), ("bench",)]
     everything = set().union(*ran.values())
     ordered = []
     for group in groups:
