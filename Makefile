@@ -48,7 +48,9 @@ bench-memory: release
 ## Regenerate Linker/order.txt (the function order of release executables) from release builds of
 ## the bench server, the driver and the registrar run under callgrind (valgrind, h2load). The
 ## binaries are removed afterwards: the linker does not know the list is an input.
+## The build plan is made anew: the one SwiftPM keeps there missed source files added to the main package.
 linker-order: deps
+	rm -f Benchmarks/.build-static/release.yaml
 	cd Benchmarks && for p in rpc-bench-server csi-lvm-driver node-driver-registrar; do \
 		$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static --product $$p || exit 1; done
 	$(PYTHON) Benchmarks/Memory/order.py Benchmarks/.build-static/release
