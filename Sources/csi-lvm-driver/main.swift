@@ -56,7 +56,7 @@ let program = CommandLineProgram(
                     help: "The directory of the loop-file backend (default: \(DriverConfiguration.defaultLoopfileDir(driverName: "<driver-name>")))."),
                 CommandLineFlag(
                     "state-dir", value: "path",
-                    help: "A directory that outlives the driver's container, where what a group snapshot holds still is recorded while it is cut, so that a restart releases it (default: the directory of the endpoint's socket)."),
+                    help: "A directory that outlives the driver's container, where what a group snapshot holds still is recorded while it is cut, so that a restart releases it (default: \(DriverConfiguration.defaultStateDir(driverName: "<driver-name>"))); not the socket's directory, where the spec allows no other file."),
                 CommandLineFlag("socket-mode", value: "octal", default: defaults.socketMode, help: "Permission bits of the socket, in octal."),
                 CommandLineFlag(
                     "luks-pbkdf-memory", value: "KiB", kind: .integer, default: "\(defaults.luksPBKDFMemoryKiB)",

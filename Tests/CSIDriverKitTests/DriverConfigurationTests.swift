@@ -23,8 +23,8 @@ import Testing
         #expect(config.socketMode == 0o660)
         #expect(config.logLevel == .info)
         #expect(config.backend == .lvm)
-        // The socket's directory: the host path a deployment keeps across restarts of the driver.
-        #expect(config.stateDir == "/var/lib/kubelet/plugins/lvm.csi.swift-csi.io")
+        // /run/<driver-name>: kept across restarts of the driver (a host path in a deployment), until the next boot.
+        #expect(config.stateDir == "/run/lvm.csi.swift-csi.io")
         #expect(try DriverConfiguration(raw: Self.raw { $0.stateDir = "/var/lib/csi//state/" }).stateDir == "/var/lib/csi/state")
     }
 

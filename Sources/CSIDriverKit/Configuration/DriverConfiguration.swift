@@ -102,7 +102,7 @@ public struct DriverConfiguration: Sendable, Hashable {
     /// The directory of the loop-file backend's files and metadata.
     public var loopfileDir: String
     /// Where what a group snapshot holds still is recorded while it is cut (`--state-dir`; by
-    /// default the directory of the socket, which a deployment keeps on the host).
+    /// default ``defaultStateDir(driverName:)``, which a deployment keeps on the host).
     public var stateDir: String
     /// Permission bits of the socket.
     public var socketMode: UInt32
@@ -146,7 +146,7 @@ public struct DriverConfiguration: Sendable, Hashable {
         public var backend: String = "lvm"
         /// `--loopfile-dir`; nil for ``DriverConfiguration/defaultLoopfileDir(driverName:)``.
         public var loopfileDir: String?
-        /// `--state-dir`; nil for the directory of the endpoint's socket.
+        /// `--state-dir`; nil for ``DriverConfiguration/defaultStateDir(driverName:)``.
         public var stateDir: String?
         /// `--socket-mode`, octal.
         public var socketMode: String = "0660"
@@ -235,8 +235,7 @@ public struct DriverConfiguration: Sendable, Hashable {
         self.backend = backend
         loopfileDir = try Self.cleanAbsolutePath(
             raw.loopfileDir ?? Self.defaultLoopfileDir(driverName: raw.driverName), flag: "--loopfile-dir")
-        stateDir = try Self.cleanAbsolutePath(
-            raw.stateDir ?? ("/" + socketPath.split(separator: "/").dropLast().joined(separator: "/")), flag: "--state-dir")
+        stateDir = try Self.cleanAbsolutePath(raw.stateDir ?? Self.defaultStateDir(driverName: raw.driverName), flag: "--state-dir")
 
         var digits = Substring(raw.socketMode)
         if digits.hasPrefix("0o") { digits = digits.dropFirst(2) }
@@ -270,6 +269,11 @@ public struct DriverConfiguration: Sendable, Hashable {
 
     /// `--loopfile-dir`'s default.
     public static func defaultLoopfileDir(driverName: String) -> String { "/var/lib/\(driverName)/loopfile" }
+
+    /// `/run/<driver-name>`: the records of what a group snapshot holds matter until the next boot
+    /// (a held device stays held across a restart of the driver, not across a reboot), which is what
+    /// `/run` keeps; and the spec forbids files beside the socket.
+    public static func defaultStateDir(driverName: String) -> String { "/run/\(driverName)" }
 
     /// The topology segments of this node: `{<topology-key>: <node-id>}`.
     public var topologySegments: [String: String] { [topologyKey: nodeID] }
