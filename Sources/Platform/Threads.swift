@@ -74,6 +74,9 @@ public final class BlockingPool: @unchecked Sendable {
     /// The threads that exist now, busy or idle.
     public var threadCount: Int { lock.withLock { threads } }
 
+    /// The threads waiting for work now.
+    package var idleThreadCount: Int { lock.withLock { idle } }
+
     private static func clampedIdle(_ timeout: Duration) -> UInt64 {
         max(UInt64(clamping: timeout.wholeNanoseconds), 1_000_000)
     }
@@ -82,7 +85,9 @@ public final class BlockingPool: @unchecked Sendable {
     package func submit(_ work: @escaping @Sendable () -> Void) {
         let spawn = lock.withLock {
             queue.append(work)
-            let spawn = idle == 0 && threads < maxThreads
+            // An idle thread counts as idle until it wakes and takes the lock, so several jobs
+            // queued at once would all be left to it: one new thread per job no idle one will take.
+            let spawn = queue.count - head > idle && threads < maxThreads
             if spawn { threads += 1 }
             lock.signal()
             return spawn

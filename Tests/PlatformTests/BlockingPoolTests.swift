@@ -56,6 +56,22 @@ final class Counter: Sendable {
         await finished.value
     }
 
+    /// Jobs queued together while one thread waits idle get a thread each: the idle one takes one
+    /// of them, not all (it still counts as idle until it wakes, so two jobs would both be left to it).
+    @Test func jobsQueuedTogetherBesideAnIdleThreadEachGetAThread() async {
+        let pool = BlockingPool(idleTimeout: .seconds(30), name: "pool-together")
+        let ready = Gate()
+        ready.open()
+        pool.submit { ready.enterAndWait() }
+        #expect(await eventually { ready.done == 1 && pool.idleThreadCount == 1 })
+        let gate = Gate()
+        for _ in 0..<3 { pool.submit { gate.enterAndWait() } }
+        #expect(await eventually { gate.inside == 3 })
+        #expect(pool.threadCount == 3)
+        gate.open()
+        #expect(await eventually { gate.done == 3 })
+    }
+
     /// Workers that run out of work exit after the idle timeout, and a pool that has shrunk to no
     /// threads starts one again for the next job; jobs queued while workers time out all run.
     @Test func idleWorkersExit() async throws {
