@@ -77,7 +77,7 @@ let package = Package(
         ),
 
         // Libraries.
-        .target(name: "Platform", dependencies: ["CPlatform"], swiftSettings: strict),
+        .target(name: "Platform", dependencies: ["CPlatform", "ProtoWire"], swiftSettings: strict),
         .target(name: "ProtoWire", swiftSettings: strict),
         .target(name: "ProtoWireGenerator", dependencies: ["ProtoWire"], swiftSettings: strict),
         // gRPC without a transport: the contract generated code is written against, framing,

@@ -1,3 +1,5 @@
+import ProtoWire
+
 /// A JSON value: enough for LVM's reports, the loop file backend's records and the registrar's
 /// `inspect --output json` and node annotation, so that no module needs Foundation.
 package enum JSONValue: Sendable, Equatable {
@@ -90,7 +92,7 @@ package enum JSON {
         case .null: out += "null"
         case .bool(let b): out += b ? "true" : "false"
         case .number(let n): out += n
-        case .string(let s): writeString(s, to: &out)
+        case .string(let s): StringLiteral.append(s, style: .json, to: &out)
         case .array(let items):
             guard !items.isEmpty else {
                 out += "[]"
@@ -112,33 +114,12 @@ package enum JSON {
             for (i, (key, item)) in members.enumerated() {
                 if i > 0 { out += "," }
                 out += newline
-                writeString(key, to: &out)
+                StringLiteral.append(key, style: .json, to: &out)
                 out += pretty ? ": " : ":"
                 write(item, to: &out, pretty: pretty, depth: depth + 1)
             }
             out += close + "}"
         }
-    }
-
-    private static func writeString(_ s: String, to out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        out += "\""
     }
 
     private struct Parser {

@@ -1,8 +1,9 @@
-/// Double-quoted string literals, as ``ProtoJSONCoder`` (JSON) and ``ProtoTextBuilder`` (Swift) write them.
-enum StringLiteral {
+/// Double-quoted string literals, as ``ProtoJSONCoder`` (JSON), ``ProtoTextBuilder`` (Swift) and
+/// Platform's JSON printer write them.
+package enum StringLiteral {
     /// How characters other than `"`, `\`, newline, carriage return and tab (which both write as
     /// `\"`, `\\`, `\n`, `\r` and `\t`) are escaped.
-    enum Style {
+    package enum Style: Sendable {
         /// JSON: backspace and form feed as `\b` and `\f`; other control characters, DEL, and U+2028
         /// and U+2029 (so the text is safe inside JavaScript as well) as `\u` and four hex digits.
         case json
@@ -11,7 +12,7 @@ enum StringLiteral {
     }
 
     /// Appends `string` quoted and escaped in `style`.
-    static func append(_ string: String, style: Style, to out: inout String) {
+    package static func append(_ string: String, style: Style, to out: inout String) {
         out += "\""
         for scalar in string.unicodeScalars {
             switch scalar {
