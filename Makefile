@@ -2,7 +2,7 @@
 SWIFT ?= swift
 PYTHON ?= python3
 
-.PHONY: demo test example vm-test deps build release bench-memory bench-memory-h2 linker-order swift-test py-test generate check-generated fuzz fuzz-deflate bench bench-deflate bench-lvm bench-lvm-vm clean
+.PHONY: demo test example vm-test deps build release registrar-release-test bench-memory bench-memory-h2 linker-order swift-test py-test generate check-generated fuzz fuzz-deflate bench bench-deflate bench-lvm bench-lvm-vm clean
 
 ## Run the main job on its embedded default: registration, then a real LVM volume's life (thin
 ## volume, snapshot, restore, online growth) through the driver's socket; in Tests/VM/vm when this
@@ -15,6 +15,7 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	$(MAKE) py-test
+	$(MAKE) registrar-release-test
 	$(MAKE) example
 	$(MAKE) vm-test
 
@@ -36,10 +37,17 @@ deps:
 build: deps
 	$(SWIFT) build
 
-## Release binaries for deployment, Swift runtime linked in (docs/PERFORMANCE.md, "Memory").
+## Release binaries for deployment, Swift runtime linked in, the registrar a static PIE (docs/PERFORMANCE.md, "Memory").
 release: deps
-	$(SWIFT) build -c release --static-swift-stdlib --product csi-lvm-driver
-	$(SWIFT) build -c release --static-swift-stdlib --product node-driver-registrar
+	SWIFT=$(SWIFT) bash scripts/build-release.sh --product csi-lvm-driver
+	SWIFT=$(SWIFT) bash scripts/build-release.sh --product node-driver-registrar
+
+## The registrar as `make release` ships it, a static PIE (scripts/build-release.sh): its end-to-end
+## tests against that build (the driver from the debug build), and runs in a root holding nothing else.
+registrar-release-test: deps
+	SWIFT=$(SWIFT) bash scripts/build-release.sh --product node-driver-registrar
+	SWIFT_CSI_REGISTRAR_BIN=$(CURDIR)/.build/release/node-driver-registrar $(PYTHON) -m pytest -q \
+		Tests/E2E/test_static_registrar.py Tests/E2E/test_registrar_e2e.py Tests/E2E/test_registrar_metrics.py
 
 ## Idle memory of the release binaries (root for the LVM case).
 bench-memory: release
@@ -52,7 +60,7 @@ bench-memory: release
 linker-order: deps
 	rm -f Benchmarks/.build-static/release.yaml
 	cd Benchmarks && for p in rpc-bench-server csi-lvm-driver node-driver-registrar; do \
-		$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static --product $$p || exit 1; done
+		SWIFT=$(SWIFT) bash ../scripts/build-release.sh --scratch-path .build-static --product $$p || exit 1; done
 	$(PYTHON) Benchmarks/Memory/order.py Benchmarks/.build-static/release
 	cd Benchmarks/.build-static/release && rm -f rpc-bench-server csi-lvm-driver node-driver-registrar
 

@@ -34,6 +34,16 @@ let releaseLinking: [LinkerSetting] = [
         .when(platforms: [.linux], configuration: .release)),
 ]
 
+/// `make release` (`scripts/build-release.sh`) links `node-driver-registrar` as a static PIE, the C
+/// library included, as upstream's Go binary is: it runs from an image with no C library, and idles in
+/// about 1 MiB less (docs/PERFORMANCE.md, "The registrar's floor"). A static PIE's start-up refuses a
+/// run path, so the build also needs SwiftPM's `--disable-local-rpath`; the script asks for both, and a
+/// plain `swift build -c release` links the registrar like the driver.
+let staticRegistrar: [LinkerSetting] =
+    Context.environment["SWIFT_CSI_STATIC_REGISTRAR"] == "1"
+    ? [.unsafeFlags(["-static-executable", "-Xclang-linker", "-static-pie"], .when(platforms: [.linux], configuration: .release))]
+    : []
+
 let package = Package(
     name: "swift-csi",
     platforms: [.macOS(.v15)],
@@ -114,7 +124,8 @@ let package = Package(
             dependencies: [
                 "Registrar", "Flags", "H2", "MetricsExport", "Platform", "RPCCore",
             ],
-            swiftSettings: strict
+            swiftSettings: strict,
+            linkerSettings: staticRegistrar
         ),
         .executableTarget(
             name: "protoc-gen-protowire",

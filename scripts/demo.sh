@@ -103,8 +103,9 @@ build() {
     local product
     for product in csi-lvm-driver node-driver-registrar; do
         : >"$BUILD_LOG"
-        # Release binaries carry the Swift runtime (--static-swift-stdlib): ~1.5 MiB less RSS each.
-        swift build -c "$1" $([ "$1" = release ] && echo --static-swift-stdlib) --product "$product" 2>&1 \
+        # Release binaries are built as they ship (scripts/build-release.sh).
+        if [ "$1" = release ]; then bash scripts/build-release.sh --product "$product"
+        else swift build -c "$1" --product "$product"; fi 2>&1 \
             | FOLLOW_BUILD=1 FOLLOW_LOG=$BUILD_LOG follow "build $product"
         [ "${PIPESTATUS[0]}" = 0 ] || return 1
         note "$(tail -n 1 "$BUILD_LOG")"

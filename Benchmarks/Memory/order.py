@@ -6,13 +6,14 @@ together they share a few hundred KiB of pages; scattered, start-up alone faults
 text (docs/PERFORMANCE.md, "Memory"). The list is grouped by which binaries run a function, those all three run
 first, then those the registrar runs with another, the registrar's own (without --http-endpoint, then what
 that endpoint adds), then the rest: each
-binary's functions stand together, the registrar's (the smallest process) most tightly. Names
+binary's functions stand together, the registrar's (the smallest process) most tightly. The registrar
+is a static PIE (scripts/build-release.sh), so the C library functions it runs are laid out with them. Names
 missing from a later build are ignored by the linker, so a stale list costs memory, never
 correctness.
 
 Needs valgrind, h2load, the E2E tests' Python packages and release builds of the three binaries:
   cd Benchmarks && for p in rpc-bench-server csi-lvm-driver node-driver-registrar; do
-      swift build -c release --static-swift-stdlib --scratch-path .build-static --product $p; done
+      bash ../scripts/build-release.sh --scratch-path .build-static --product $p; done
   python3 Benchmarks/Memory/order.py Benchmarks/.build-static/release
 The linker does not know the list is an input: delete the binaries before building them again.
 The binaries are profiled as copies without debug information (objcopy --strip-debug): valgrind

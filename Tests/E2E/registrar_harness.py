@@ -26,7 +26,8 @@ import kubelet_sim  # noqa: E402
 
 BIN_DIR = pathlib.Path(os.environ.get("SWIFT_CSI_BIN_DIR", ROOT / ".build" / "debug"))
 DRIVER_BIN = BIN_DIR / "csi-lvm-driver"
-REGISTRAR_BIN = BIN_DIR / "node-driver-registrar"
+# SWIFT_CSI_REGISTRAR_BIN: another registrar build, such as the static release one (`make registrar-release-test`).
+REGISTRAR_BIN = pathlib.Path(os.environ.get("SWIFT_CSI_REGISTRAR_BIN", BIN_DIR / "node-driver-registrar"))
 DRIVER = "lvm.csi.swift-csi.io"
 NODE = "node0"
 TOPOLOGY_KEY = "openebs.io/nodename"
@@ -228,9 +229,9 @@ class World:
         return "\n".join(out)
 
 
-def healthz(port: int) -> tuple[int, str]:
+def healthz(port: int, host: str = "127.0.0.1") -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+        with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=5) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()

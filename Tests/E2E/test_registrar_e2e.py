@@ -1,6 +1,6 @@
 """The registrar's own behaviour end to end: the link flag, clean exits, a crashed registrar's dangling
 link, a driver that changes its name, a kubelet that refuses the registration, /healthz, the deprecated
-flags, and `inspect` in each of these states."""
+flags, /healthz on a host name, and `inspect` in each of these states."""
 
 import os
 import signal
@@ -215,6 +215,18 @@ def test_healthz_follows_the_registration(world):
     status, body = wait_until(lambda: (lambda r: r[0] == 503 and r)(healthz(port)), PATIENCE, what="healthz 503")
     assert "Probe" in body and str(endpoint) in body
     assert registered(sim)
+
+
+def test_http_endpoint_by_host_name(world):
+    # The name goes through getaddrinfo (/etc/hosts), which the static release build links in too.
+    port = free_port()
+    endpoint = world.driver_socket(world.custom_plugins)
+    registrar = world.start_registrar(endpoint, endpoint, world.custom_registry, link_dir=world.kubelet_registry,
+                                      extra=(f"--http-endpoint=localhost:{port}",))
+    registrar.wait_log("waiting for driver socket")
+    status, body = wait_until(lambda: (lambda r: r[0] == 503 and r)(healthz(port, "localhost")), PATIENCE,
+                              what=f"healthz on localhost:{port}\n{world.dump_logs()}")
+    assert "waiting for the driver" in body, body
 
 
 def test_explicit_connection_timeout_restores_exit_after_timeout(world):
