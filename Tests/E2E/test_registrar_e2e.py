@@ -1,6 +1,6 @@
 """The registrar's own behaviour end to end: the link flag, clean exits, a crashed registrar's dangling
 link, a driver that changes its name, a kubelet that refuses the registration, /healthz, the deprecated
-flags, /healthz on a host name, and `inspect` in each of these states."""
+flags, and `inspect` in each of these states."""
 
 import os
 import signal
@@ -196,37 +196,26 @@ def test_kubelet_that_rejects_the_registration(world):
 
 
 def test_healthz_follows_the_registration(world):
-    port = free_port()
-    endpoint = world.driver_socket(world.custom_plugins)
-    registrar = world.start_registrar(endpoint, endpoint, world.custom_registry, link_dir=world.kubelet_registry,
-                                      extra=(f"--http-endpoint=127.0.0.1:{port}",))
-    registrar.wait_log("waiting for driver socket")
-    # Before the driver: 503, saying what it waits for.
-    status, body = healthz(port)
-    assert status == 503 and "waiting for the driver" in body, body
-    sim = world.start_kubelet(world.kubelet_registry)
-    driver = world.start_driver(world.custom_plugins, extra=("--shutdown-grace=2",))
-    wait_until(lambda: registered(sim), PATIENCE, what=f"registration\n{world.dump_logs()}")
-    status, body = wait_until(lambda: (lambda r: r[0] == 200 and r)(healthz(port)), PATIENCE, what="healthz 200")
-    assert DRIVER in body
-    # The driver stops: Probe fails, the registration stays.
-    driver.signal(signal.SIGTERM)
-    driver.wait_exit(15)
-    status, body = wait_until(lambda: (lambda r: r[0] == 503 and r)(healthz(port)), PATIENCE, what="healthz 503")
-    assert "Probe" in body and str(endpoint) in body
-    assert registered(sim)
-
-
-def test_http_endpoint_by_host_name(world):
-    # The name goes through getaddrinfo (/etc/hosts), which the static release build links in too.
+    # On a host name, which goes through getaddrinfo (/etc/hosts): the static release build links it in too.
     port = free_port()
     endpoint = world.driver_socket(world.custom_plugins)
     registrar = world.start_registrar(endpoint, endpoint, world.custom_registry, link_dir=world.kubelet_registry,
                                       extra=(f"--http-endpoint=localhost:{port}",))
     registrar.wait_log("waiting for driver socket")
-    status, body = wait_until(lambda: (lambda r: r[0] == 503 and r)(healthz(port, "localhost")), PATIENCE,
-                              what=f"healthz on localhost:{port}\n{world.dump_logs()}")
-    assert "waiting for the driver" in body, body
+    # Before the driver: 503, saying what it waits for.
+    status, body = healthz(port, "localhost")
+    assert status == 503 and "waiting for the driver" in body, body
+    sim = world.start_kubelet(world.kubelet_registry)
+    driver = world.start_driver(world.custom_plugins, extra=("--shutdown-grace=2",))
+    wait_until(lambda: registered(sim), PATIENCE, what=f"registration\n{world.dump_logs()}")
+    status, body = wait_until(lambda: (lambda r: r[0] == 200 and r)(healthz(port, "localhost")), PATIENCE, what="healthz 200")
+    assert DRIVER in body
+    # The driver stops: Probe fails, the registration stays.
+    driver.signal(signal.SIGTERM)
+    driver.wait_exit(15)
+    status, body = wait_until(lambda: (lambda r: r[0] == 503 and r)(healthz(port, "localhost")), PATIENCE, what="healthz 503")
+    assert "Probe" in body and str(endpoint) in body
+    assert registered(sim)
 
 
 def test_explicit_connection_timeout_restores_exit_after_timeout(world):
