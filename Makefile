@@ -2,7 +2,7 @@
 SWIFT ?= swift
 PYTHON ?= python3
 
-.PHONY: demo test example vm-test deps build release registrar-release-test bench-memory bench-memory-h2 linker-order swift-test py-test generate check-generated fuzz fuzz-deflate bench bench-deflate bench-lvm bench-lvm-vm clean
+.PHONY: demo test example vm-test deps build release images registrar-release-test bench-memory bench-memory-h2 linker-order swift-test py-test generate check-generated fuzz fuzz-deflate bench bench-deflate bench-lvm bench-lvm-vm clean
 
 ## Run the main job on its embedded default: registration, then a real LVM volume's life (thin
 ## volume, snapshot, restore, online growth) through the driver's socket; in Tests/VM/vm when this
@@ -41,6 +41,16 @@ build: deps
 release: deps
 	SWIFT=$(SWIFT) bash scripts/build-release.sh --product csi-lvm-driver
 	SWIFT=$(SWIFT) bash scripts/build-release.sh --product node-driver-registrar
+
+## Container images of both release executables (deploy/images/), tagged as deploy/kubernetes names them;
+## CONTAINER=podman or buildah for another builder. Debug information is left out of the copies.
+IMAGE_VERSION ?= 0.1.0
+CONTAINER ?= docker
+images: release
+	for p in csi-lvm-driver node-driver-registrar; do \
+		rm -rf .build/images/$$p && mkdir -p .build/images/$$p && \
+		strip --strip-debug -o .build/images/$$p/$$p .build/release/$$p && \
+		$(CONTAINER) build -f deploy/images/$$p.Containerfile -t swift-csi/$$p:$(IMAGE_VERSION) .build/images/$$p || exit 1; done
 
 ## The registrar as `make release` ships it, a static PIE (scripts/build-release.sh): its end-to-end
 ## tests against that build (the driver from the debug build), and runs in a root holding nothing else.

@@ -255,6 +255,71 @@ def test_ports_unique_and_probes_resolve(pod):
     assert flag_value(reg, "http-endpoint").rsplit(":", 1)[1] == str(ports["registrar-hz"])
 
 
+# --- the images (deploy/images, `make images`) -------------------------------------------
+
+IMAGES = DEPLOY / "images"
+
+
+def containerfile(name):
+    """(base image, packages apt installs, COPY lines, ENTRYPOINT) of deploy/images/NAME.Containerfile."""
+    text = (IMAGES / f"{name}.Containerfile").read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    base = next(line.split()[1] for line in lines if line.startswith("FROM "))
+    packages = set()
+    for line in lines:
+        m = re.search(r"apt-get install (.*?)(&&|$)", line)
+        if m:
+            packages |= {w for w in m.group(1).split() if not w.startswith("-")}
+    copies = [line.split()[1:] for line in lines if line.startswith("COPY ")]
+    entry = next(line for line in lines if line.startswith("ENTRYPOINT "))
+    return base, packages, copies, entry
+
+
+def makefile_variable(name):
+    m = re.search(rf"^{name} \?= (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert m, f"Makefile sets no {name}"
+    return m.group(1)
+
+
+def owning_package(pattern):
+    """The Debian package that holds a file matching `pattern` on this machine (dpkg -S), or None."""
+    r = subprocess.run(["dpkg", "-S", pattern], capture_output=True, text=True)
+    return r.stdout.split(":")[0].strip() if r.returncode == 0 and r.stdout else None
+
+
+def test_daemonset_images_are_what_make_images_tags(pod):
+    version = makefile_variable("IMAGE_VERSION")
+    for name in ("csi-lvm-driver", "node-driver-registrar"):
+        assert container(pod, name)["image"] == f"swift-csi/{name}:{version}"
+        assert (IMAGES / f"{name}.Containerfile").is_file()
+
+
+def test_registrar_image_holds_only_the_static_binary():
+    base, packages, copies, entry = containerfile("node-driver-registrar")
+    assert base == "scratch" and not packages
+    assert copies == [["node-driver-registrar", "/node-driver-registrar"]]
+    assert '"/node-driver-registrar"' in entry
+
+
+def test_driver_image_has_what_the_driver_runs_and_loads():
+    base, packages, copies, entry = containerfile("csi-lvm-driver")
+    assert base == "debian:bookworm-slim"  # glibc 2.36, what the release binary is built against
+    assert copies == [["csi-lvm-driver", "/usr/bin/csi-lvm-driver"]] and '"/usr/bin/csi-lvm-driver"' in entry
+    sources = "\n".join(p.read_text() for p in (ROOT / "Sources").rglob("*.swift"))
+    programs = set(re.findall(r"run(?:Program|Checked)\(\s*\"([\w.+-]+)\"", sources))
+    assert {"mkfs.ext4", "mkfs.xfs", "resize2fs", "xfs_growfs", "blkid", "cryptsetup"} <= programs, programs
+    shim = (ROOT / "Sources" / "CLVM2Cmd" / "shim.h").read_text()
+    libraries = set(re.findall(r'dlopen\("(lib[\w.+-]+\.so\.[\d.]+)"', shim)) | {"libnghttp2.so.14", "libz.so.1"}
+    assert "liblvm2cmd.so.2.03" in libraries
+    missing = []
+    for what, pattern in [(p, f"*bin/{p}") for p in sorted(programs)] + [(l, f"*/{l}") for l in sorted(libraries)]:
+        package = owning_package(pattern)
+        assert package, f"no Debian package on this machine holds {what} (scripts/install-deps.sh installs them)"
+        if package not in packages:
+            missing.append(f"{what} ({package})")
+    assert not missing, f"deploy/images/csi-lvm-driver.Containerfile installs none of: {', '.join(missing)}"
+
+
 def test_rbac_covers_the_sidecars(k8s, pod):
     (ds,) = by_kind(k8s, "DaemonSet")
     sa = pod["serviceAccountName"]
