@@ -36,3 +36,16 @@ private func syncDirectory(_ directory: String) {
     _ = fsync(fd)
     close(fd)
 }
+
+/// The names in directory `path`, without `.` and `..`, in the order `readdir` gives them; nil when
+/// it cannot be opened (`errno` tells why).
+package func directoryEntries(_ path: String) -> [String]? {
+    guard let directory = opendir(path) else { return nil }
+    defer { closedir(directory) }
+    var names: [String] = []
+    while let entry = readdir(directory) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names
+}

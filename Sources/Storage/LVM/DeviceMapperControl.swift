@@ -86,11 +86,8 @@ enum DeviceMapperControl {
     /// The device-mapper devices stacked directly on `device` (`/sys/dev/block/M:m/holders`),
     /// with their dm uuids (`CRYPT-LUKS2-…` for an encryption mapping).
     static func holders(of device: DeviceNumber) -> [(device: DeviceNumber, uuid: String)] {
-        guard let directory = opendir("/sys/dev/block/\(device)/holders") else { return [] }
-        defer { closedir(directory) }
         var result: [(DeviceNumber, String)] = []
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        for name in directoryEntries("/sys/dev/block/\(device)/holders") ?? [] {
             guard name.hasPrefix("dm-"), let number = parseDevice(readWholeFile("/sys/class/block/\(name)/dev")) else { continue }
             let uuid = readWholeFile("/sys/class/block/\(name)/dm/uuid")?.split(whereSeparator: \.isWhitespace).first.map(String.init) ?? ""
             result.append((number, uuid))

@@ -43,13 +43,8 @@ extension LVMBackend {
     /// - Throws: `.failed` when something recorded could not be released.
     @discardableResult
     public func releaseLeftoverHolds() throws(StorageError) -> [String] {
-        guard let directory = configuration.stateDirectory, let dir = opendir(directory) else { return [] }
-        var records: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            if name.hasPrefix(Self.holdRecordPrefix) && name.hasSuffix(".json") { records.append(directory + "/" + name) }
-        }
-        closedir(dir)
+        guard let directory = configuration.stateDirectory, let names = directoryEntries(directory) else { return [] }
+        let records = names.filter { $0.hasPrefix(Self.holdRecordPrefix) && $0.hasSuffix(".json") }.map { directory + "/" + $0 }
         var released: [String] = []
         var failures: [String] = []
         for record in records.sorted() {
