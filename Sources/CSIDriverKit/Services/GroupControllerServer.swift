@@ -75,23 +75,24 @@ public struct GroupControllerServer: GroupControllerService {
                 // An id this driver never made names no volume.
                 guard Rules.isPlausibleID(id) else { throw RPCError(code: .notFound, message: "source volume \(id) does not exist") }
             }
+            let requested = request.sourceVolumeIds.sorted()
             return try await locks.withLock(["group-name:" + request.name] + request.sourceVolumeIds) {
-                for id in request.sourceVolumeIds.sorted() {
+                for id in requested {
                     guard try await ErrorMapping.mapping("looking up volume \(id)", { try await backend.volume(id: id) }) != nil else {
                         throw RPCError(code: .notFound, message: "source volume \(id) does not exist")
                     }
                 }
                 let group = try await ErrorMapping.mapping(
-                    "snapshotting volumes \(request.sourceVolumeIds.sorted().joined(separator: ", ")) together as \(request.name)"
+                    "snapshotting volumes \(requested.joined(separator: ", ")) together as \(request.name)"
                 ) {
                     try await backend.createGroupSnapshot(name: request.name, sourceVolumeIDs: request.sourceVolumeIds)
                 }
                 let sources = group.snapshots.map(\.sourceVolumeID).sorted()
-                guard sources == request.sourceVolumeIds.sorted() else {
+                guard sources == requested else {
                     throw RPCError(
                         code: .alreadyExists,
                         message:
-                            "group snapshot \(request.name) already exists of volumes \(sources.joined(separator: ", ")), not \(request.sourceVolumeIds.sorted().joined(separator: ", "))"
+                            "group snapshot \(request.name) already exists of volumes \(sources.joined(separator: ", ")), not \(requested.joined(separator: ", "))"
                     )
                 }
                 var response = CreateVolumeGroupSnapshotResponse()
@@ -105,9 +106,7 @@ public struct GroupControllerServer: GroupControllerService {
         _ request: DeleteVolumeGroupSnapshotRequest, context: ServerContext
     ) async throws -> DeleteVolumeGroupSnapshotResponse {
         try await log.call("DeleteVolumeGroupSnapshot", request) {
-            try requireGroups("DeleteVolumeGroupSnapshot")
-            try Rules.require(request.groupSnapshotID, "group_snapshot_id")
-            guard !request.snapshotIds.isEmpty else { throw Rules.missing("snapshot_ids") }
+            try checkGroupRequest("DeleteVolumeGroupSnapshot", request.groupSnapshotID, request.snapshotIds)
             // An id this driver never made cannot exist: deleting it succeeds, as the spec asks.
             guard Rules.isPlausibleID(request.groupSnapshotID) else { return DeleteVolumeGroupSnapshotResponse() }
             let members = request.snapshotIds.filter(Rules.isPlausibleID)
@@ -139,9 +138,7 @@ public struct GroupControllerServer: GroupControllerService {
         _ request: GetVolumeGroupSnapshotRequest, context: ServerContext
     ) async throws -> GetVolumeGroupSnapshotResponse {
         try await log.call("GetVolumeGroupSnapshot", request) {
-            try requireGroups("GetVolumeGroupSnapshot")
-            try Rules.require(request.groupSnapshotID, "group_snapshot_id")
-            guard !request.snapshotIds.isEmpty else { throw Rules.missing("snapshot_ids") }
+            try checkGroupRequest("GetVolumeGroupSnapshot", request.groupSnapshotID, request.snapshotIds)
             guard Rules.isPlausibleID(request.groupSnapshotID), let group = try await existingGroup(request.groupSnapshotID) else {
                 throw RPCError(code: .notFound, message: "group snapshot \(request.groupSnapshotID) does not exist")
             }
@@ -159,6 +156,13 @@ public struct GroupControllerServer: GroupControllerService {
         guard backend.supportsGroupSnapshots else {
             throw RPCError(code: .unimplemented, message: "\(method): \(options.name) takes no group snapshots")
         }
+    }
+
+    /// What Get and Delete check first: the service, then both fields, which the spec requires.
+    func checkGroupRequest(_ method: String, _ groupSnapshotID: String, _ snapshotIDs: [String]) throws {
+        try requireGroups(method)
+        try Rules.require(groupSnapshotID, "group_snapshot_id")
+        guard !snapshotIDs.isEmpty else { throw Rules.missing("snapshot_ids") }
     }
 
     func existingGroup(_ id: String) async throws -> BackendGroupSnapshot? {

@@ -160,11 +160,8 @@ final class GroupHolds: @unchecked Sendable {
     @discardableResult
     static func recover(recordPath: String?, operations: HoldOperations = .system) throws(StorageError) -> [String] {
         guard let recordPath, let text = readWholeFile(recordPath) else { return [] }
-        guard let value = try? JSON.parse(text), let recordedBoot = value["bootID"]?.stringValue else {
-            _ = unlink(recordPath)
-            return []
-        }
-        guard recordedBoot == operations.bootID() ?? "" else {
+        // A record that cannot be read, or from an earlier boot, names nothing still held.
+        guard let value = try? JSON.parse(text), value["bootID"]?.stringValue == operations.bootID() ?? "" else {
             _ = unlink(recordPath)
             return []
         }
