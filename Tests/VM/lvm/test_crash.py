@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from conftest import VG, lvs
-from csi_support import GIB, MIB, block_cap, create, mount_cap, name, publish, stage
+from csi_support import GIB, MIB, block_cap, create, mount_cap, name, publish, stage, stage_and_publish
 
 
 def kill_inside(driver, call, witness, what, timeout=120, may_finish=False):
@@ -100,17 +100,22 @@ def fill(path, size):
     return h.hexdigest()
 
 
+def written_block_volume(driver, staging, target, size):
+    """A new raw block volume of `size`, staged and published, filled with random data: its id, its
+    capability and the data's sha256."""
+    cap = block_cap(driver.csi)
+    vid = create(driver, size, cap=cap).volume_id
+    stage_and_publish(driver, vid, staging, target, cap)
+    return vid, cap, fill(target, size)
+
+
 def test_create_volume_from_snapshot(driver, paths):
     """A thick restore copies the snapshot block by block: killed mid-copy, the repeat must not hand
     out the half-copied LV."""
     pb = driver.csi.pb
     staging, target = paths
-    cap = block_cap(driver.csi)
     size = 256 * MIB
-    vid = create(driver, size, cap=cap).volume_id
-    stage(driver, vid, staging, cap)
-    publish(driver, vid, staging, target, cap)
-    sha = fill(target, size)
+    vid, cap, sha = written_block_volume(driver, staging, target, size)
     snap = driver.controller.CreateSnapshot(pb.CreateSnapshotRequest(source_volume_id=vid, name=name("snap"))).snapshot
     restore_name = name("restore")
     request = pb.CreateVolumeRequest(

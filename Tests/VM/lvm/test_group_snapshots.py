@@ -9,11 +9,10 @@ import threading
 import time
 
 import grpc
-import pytest
 
 from conftest import POOL, VG, lvs
-from csi_support import C, MIB, block_cap, create, expect_code, mount_cap, name, publish, stage
-from test_crash import fill, sha_of_device
+from csi_support import C, MIB, create, expect_code, mount_cap, name, publish, stage
+from test_crash import fill, sha_of_device, written_block_volume
 from test_luks import encrypted, mapping, publish as luks_publish, stage as luks_stage
 
 THIN = {"thinPool": POOL}
@@ -168,12 +167,8 @@ def test_raw_block_and_mounted_volumes_together(driver, paths):
     members hold the data of the cut."""
     pb = driver.csi.pb
     staging, target = paths
-    cap = block_cap(driver.csi)
     size = 64 * MIB
-    block = create(driver, size, cap=cap).volume_id
-    stage(driver, block, staging, cap)
-    publish(driver, block, staging, target, cap)
-    sha = fill(target, size)
+    block, cap, sha = written_block_volume(driver, staging, target, size)
     thin = mounted_volume(driver, staging + "-b", target + "-b", THIN, "thin\n")
     group = groups(driver).CreateVolumeGroupSnapshot(group_request(driver, name("group"), [block, thin])).group_snapshot
     fill(target, size)
@@ -225,7 +220,6 @@ def test_encrypted_thin_volumes_are_held_at_their_mapping(driver, paths):
 
 def test_errors_leave_nothing_held(driver, paths):
     """An error before or after the volumes are held leaves every filesystem writable at once."""
-    pb = driver.csi.pb
     staging, target = paths
     a = mounted_volume(driver, staging, target, THIN, "a\n")
     b = mounted_volume(driver, staging + "-b", target + "-b", THIN, "b\n")
